@@ -1,0 +1,3 @@
+from pantheon_git.cli import main
+
+raise SystemExit(main())

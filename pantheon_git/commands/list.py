@@ -1,0 +1,44 @@
+"""`git pantheon list`: every task with its status derived from refs and notes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pantheon_git.status import Status
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--status", choices=[status.value for status in Status], help="only tasks in this status")
+    parser.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pantheon_git.git import open_repo
+    from pantheon_git.status import task_states
+
+    states = task_states(open_repo())
+    if args.status:
+        states = [state for state in states if state.status == args.status]
+    if args.json:
+        rows = [
+            {
+                "id": state.id,
+                "status": state.status.value,
+                "priority": state.spec.priority,
+                "flow": state.spec.flow,
+                "base": state.spec.base,
+                "title": state.spec.title,
+                "labels": state.spec.labels,
+                "attempts": sorted(state.attempts),
+            }
+            for state in states
+        ]
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not states:
+        print("no tasks" + (f" with status {args.status}" if args.status else "") + " (queue one: git pantheon queue)")
+        return 0
+    for state in states:
+        print(f"{state.id:<10} {state.status.value:<9} {state.spec.priority:>4}  {state.spec.flow:<10} {state.spec.title}")
+    return 0

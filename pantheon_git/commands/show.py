@@ -1,0 +1,49 @@
+"""`git pantheon show ID`: one task's spec, status, run branches and votes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", help="task id, or a unique prefix of one")
+    parser.add_argument("--json", action="store_true", help="JSON, for scripts")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pantheon_git.errors import PantheonError
+    from pantheon_git.git import open_repo
+    from pantheon_git.layout import run_branch
+    from pantheon_git.queue import resolve_id
+    from pantheon_git.status import task_states
+
+    repo = open_repo()
+    task_id = resolve_id(repo, args.id)
+    state = next((s for s in task_states(repo) if s.id == task_id), None)
+    if state is None:
+        raise PantheonError(f"task {args.id}: no such task")
+    runs = {attempt: run_branch(task_id, attempt).removeprefix("refs/heads/") for attempt in state.attempts}
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "id": task_id,
+                    "status": state.status.value,
+                    "claimed": state.claimed,
+                    "spec": state.spec.model_dump(mode="json", exclude_none=True),
+                    "runs": [{"attempt": a, "branch": runs[a], "head": str(state.attempts[a])} for a in sorted(runs)],
+                    "votes": [vote.model_dump(mode="json") for vote in state.votes],
+                },
+                indent=1,
+            )
+        )
+        return 0
+    print(f"task {task_id}: {state.status.value}")
+    for attempt in sorted(runs):
+        print(f"run  {runs[attempt]} at {str(state.attempts[attempt])[:12]}")
+    for vote in state.votes:
+        print(f"vote {vote.kind} {vote.voter}: {vote.verdict}" + (f" ({'; '.join(vote.reasons)})" if vote.reasons else ""))
+    print()
+    print(state.spec.to_toml(), end="")
+    return 0

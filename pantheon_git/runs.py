@@ -1,0 +1,127 @@
+"""Run branches: one commit per flow step on refs/heads/pantheon/<task>/<attempt>, written without checkout.
+
+A step commit's message is the step's summary followed by `Pantheon-*` trailers, so `git log` and
+`git interpret-trailers --parse` read the run without pantheon installed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pygit2
+
+from pantheon_git.errors import PantheonError
+from pantheon_git.git import append_commit, build_tree, set_ref
+from pantheon_git.layout import RUN_BRANCH_PREFIX, parse_run_branch, run_branch
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a step commit records about itself; every field becomes a trailer."""
+
+    task: str
+    step: str
+    agent: str
+    model: str
+    summary: str
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def message(self) -> str:
+        title, _, body = self.summary.strip().partition("\n")
+        trailers = {
+            "Pantheon-Task": self.task,
+            "Pantheon-Step": self.step,
+            "Pantheon-Agent": self.agent,
+            "Pantheon-Model": self.model,
+            **self.extra,
+        }
+        lines = [f"{key}: {' '.join(str(value).split())}" for key, value in trailers.items()]
+        parts = [f"{self.step}: {title or '(no summary)'}"]
+        if body.strip():
+            parts.append(body.strip())
+        parts.append("\n".join(lines))
+        return "\n\n".join(parts) + "\n"
+
+
+def parse_trailers(message: str) -> dict[str, str]:
+    """The trailers of a commit message (its last paragraph of `Key: value` lines)."""
+    paragraphs = message.strip().split("\n\n")
+    if len(paragraphs) < 2:
+        return {}
+    trailers: dict[str, str] = {}
+    for line in paragraphs[-1].splitlines():
+        key, sep, value = line.partition(": ")
+        if not sep or " " in key:
+            return {}
+        trailers[key] = value.strip()
+    return trailers
+
+
+def attempts(repo: pygit2.Repository, task_id: str) -> list[int]:
+    """The attempt numbers that have a run branch for `task_id`, ascending."""
+    return sorted(run_heads(repo).get(task_id, {}))
+
+
+def run_heads(repo: pygit2.Repository) -> dict[str, dict[int, pygit2.Oid]]:
+    """Every run branch: task id -> attempt -> head commit id."""
+    heads: dict[str, dict[int, pygit2.Oid]] = {}
+    for ref in repo.references.iterator():
+        if not ref.name.startswith(RUN_BRANCH_PREFIX):
+            continue
+        parsed = parse_run_branch(ref.name)
+        if parsed is not None:
+            heads.setdefault(parsed[0], {})[parsed[1]] = ref.resolve().target
+    return heads
+
+
+def start_run_branch(repo: pygit2.Repository, task_id: str, attempt: int, base: pygit2.Oid) -> str:
+    """Create the run branch for an attempt at commit `base`; refuse if it already exists."""
+    ref = run_branch(task_id, attempt)
+    if not set_ref(repo, ref, base, None, f"pantheon: start {task_id} attempt {attempt}"):
+        raise PantheonError(f"{ref}: already exists (attempt {attempt} of {task_id} was started before)")
+    return ref
+
+
+def commit_step(
+    repo: pygit2.Repository,
+    ref: str,
+    step: Step,
+    *,
+    tree: pygit2.Oid | None = None,
+    changes: Mapping[str, bytes | None] | None = None,
+) -> pygit2.Oid:
+    """Append a step commit to run branch `ref`, CAS on the branch tip.
+
+    The tree is `tree` if given, else the tip's tree with `changes` applied in memory (no checkout);
+    neither means an empty commit (a step that changed nothing still leaves its record).
+    """
+    if tree is not None and changes:
+        raise ValueError("give a tree or changes, not both")
+    message = step.message()
+
+    def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str]:
+        if tip is None:
+            raise PantheonError(f"{ref}: no such run branch (start it at its base first)")
+        if tree is not None:
+            return tree, message
+        return (build_tree(repo, tip.tree, changes) if changes else tip.tree_id), message
+
+    commit = append_commit(repo, ref, build)
+    assert commit is not None
+    return commit
+
+
+def worktree_tree(worktree: str | os.PathLike[str]) -> pygit2.Oid:
+    """The tree of a worktree's current state: every file git does not ignore, staged as `git add -A`."""
+    repo = pygit2.Repository(os.fspath(worktree))
+    index = repo.index
+    # libgit2's add_all stages new and changed files but keeps deleted ones: drop those first.
+    root = repo.workdir
+    for gone in [entry.path for entry in index if not os.path.lexists(os.path.join(root, entry.path))]:
+        index.remove(gone)
+    index.add_all()
+    index.write()
+    return index.write_tree()
+
