@@ -91,4 +91,3 @@ def configure(repo: pygit2.Repository, root: Path, remote: str | None) -> list[s
             run_git(["config", "--local", item.key, item.value], root)
         added.append(f"{item.key} = {item.value}")
     return added
-

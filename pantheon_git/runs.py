@@ -124,4 +124,3 @@ def worktree_tree(worktree: str | os.PathLike[str]) -> pygit2.Oid:
     index.add_all()
     index.write()
     return index.write_tree()
-

@@ -75,7 +75,16 @@ class Spec(_Strict):
 
 # The order fields appear in a spec file: identity first, the work next, bookkeeping last.
 _FIELD_ORDER = (
-    "id", "title", "flow", "base", "priority", "labels", "scope", "acceptance", "limits", "created",
+    "id",
+    "title",
+    "flow",
+    "base",
+    "priority",
+    "labels",
+    "scope",
+    "acceptance",
+    "limits",
+    "created",
 )
 
 

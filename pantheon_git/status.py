@@ -80,11 +80,7 @@ def task_states(repo: pygit2.Repository) -> list[TaskState]:
     tree = queue_tree(repo)
     specs = load_specs(repo, tree)
     cancelled = cancelled_ids(tree, repo)
-    claims = {
-        name.removeprefix(CLAIMS_PREFIX)
-        for name in repo.references
-        if name.startswith(CLAIMS_PREFIX)
-    }
+    claims = {name.removeprefix(CLAIMS_PREFIX) for name in repo.references if name.startswith(CLAIMS_PREFIX)}
     heads = run_heads(repo)
     states = []
     for spec in specs:
@@ -98,5 +94,7 @@ def task_states(repo: pygit2.Repository) -> list[TaskState]:
             outcome = run_outcome(parse_trailers(repo.get(head).message), votes)
         status = derive_status(cancelled=spec.id in cancelled, claimed=spec.id in claims, outcome=outcome)
         states.append(TaskState(spec, status, dict(attempts), spec.id in claims, votes))
-    states.sort(key=lambda state: (-state.spec.priority, state.spec.created.at if state.spec.created else 0, state.id))
+    states.sort(
+        key=lambda state: (-state.spec.priority, state.spec.created.at if state.spec.created else 0, state.id)
+    )
     return states

@@ -34,7 +34,9 @@ def _externalize(repo: pygit2.Repository, value: Any, blobs: dict[str, bytes]) -
     return value
 
 
-def write_trace(repo: pygit2.Repository, commit: str | pygit2.Oid, trace: Mapping[str, Any]) -> dict[str, Any]:
+def write_trace(
+    repo: pygit2.Repository, commit: str | pygit2.Oid, trace: Mapping[str, Any]
+) -> dict[str, Any]:
     """Attach `trace` as the JSON trace note of `commit`; returns the note as stored (blobs referenced)."""
     blobs: dict[str, bytes] = {}
     stored = _externalize(repo, dict(trace), blobs)
@@ -57,7 +59,9 @@ def _internalize(repo: pygit2.Repository, value: Any) -> Any:
     return value
 
 
-def read_trace(repo: pygit2.Repository, commit: str | pygit2.Oid, *, expand: bool = False) -> dict[str, Any] | None:
+def read_trace(
+    repo: pygit2.Repository, commit: str | pygit2.Oid, *, expand: bool = False
+) -> dict[str, Any] | None:
     """The trace note of `commit` (None if it has none); `expand` puts payload blobs back inline."""
     raw = read_note(repo, TRACES_NOTES, commit)
     if raw is None:

@@ -46,7 +46,9 @@ class Vote(BaseModel):
 def append_votes(repo: pygit2.Repository, commit: str | pygit2.Oid, votes: list[Vote]) -> None:
     """Append votes to `commit`'s votes note (one notes commit, CAS-safe against other writers)."""
     names = ", ".join(f"{vote.voter}={vote.verdict}" for vote in votes)
-    append_note_lines(repo, VOTES_NOTES, commit, [vote.to_line() for vote in votes], f"pantheon: vote {names}")
+    append_note_lines(
+        repo, VOTES_NOTES, commit, [vote.to_line() for vote in votes], f"pantheon: vote {names}"
+    )
 
 
 def read_votes(repo: pygit2.Repository, commit: str | pygit2.Oid) -> list[Vote]:

@@ -9,7 +9,9 @@ from pantheon_git.status import Status
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--status", choices=[status.value for status in Status], help="only tasks in this status")
+    parser.add_argument(
+        "--status", choices=[status.value for status in Status], help="only tasks in this status"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON array, for scripts")
 
 
@@ -37,8 +39,13 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1))
         return 0
     if not states:
-        print("no tasks" + (f" with status {args.status}" if args.status else "") + " (queue one: git pantheon queue)")
+        print(
+            "no tasks"
+            + (f" with status {args.status}" if args.status else "")
+            + " (queue one: git pantheon queue)"
+        )
         return 0
     for state in states:
-        print(f"{state.id:<10} {state.status.value:<9} {state.spec.priority:>4}  {state.spec.flow:<10} {state.spec.title}")
+        spec = state.spec
+        print(f"{state.id:<10} {state.status.value:<9} {spec.priority:>4}  {spec.flow:<10} {spec.title}")
     return 0

@@ -46,7 +46,15 @@ def run(args: argparse.Namespace) -> int:
 
     flags_used = any(
         value is not None
-        for value in (args.title, args.acceptance, args.scope, args.flow, args.base, args.priority, args.labels)
+        for value in (
+            args.title,
+            args.acceptance,
+            args.scope,
+            args.flow,
+            args.base,
+            args.priority,
+            args.labels,
+        )
     )
     if args.files and flags_used:
         raise PantheonError("give spec files or --title/--acceptance flags, not both")
@@ -63,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     text = path.read_text(encoding="utf-8")
                 except (OSError, UnicodeDecodeError) as exc:
-                    raise PantheonError(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+                    raise PantheonError(
+                        f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}"
+                    ) from None
                 source = name
             specs.append((parse_spec(text, source), source))
     else:
@@ -101,7 +111,9 @@ def _check_base(repo: pygit2.Repository, base: str, source: str) -> None:
     try:
         repo.revparse_single(base).peel(pygit2.Commit)
     except (KeyError, ValueError, pygit2.GitError):
-        raise PantheonError(f"{source}: base: '{base}' is not a branch or commit in this repository") from None
+        raise PantheonError(
+            f"{source}: base: '{base}' is not a branch or commit in this repository"
+        ) from None
 
 
 def _check_flow(repo: pygit2.Repository, flow: str, source: str) -> None:

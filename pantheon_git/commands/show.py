@@ -32,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
                     "status": state.status.value,
                     "claimed": state.claimed,
                     "spec": state.spec.model_dump(mode="json", exclude_none=True),
-                    "runs": [{"attempt": a, "branch": runs[a], "head": str(state.attempts[a])} for a in sorted(runs)],
+                    "runs": [
+                        {"attempt": a, "branch": runs[a], "head": str(state.attempts[a])}
+                        for a in sorted(runs)
+                    ],
                     "votes": [vote.model_dump(mode="json") for vote in state.votes],
                 },
                 indent=1,
@@ -43,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
     for attempt in sorted(runs):
         print(f"run  {runs[attempt]} at {str(state.attempts[attempt])[:12]}")
     for vote in state.votes:
-        print(f"vote {vote.kind} {vote.voter}: {vote.verdict}" + (f" ({'; '.join(vote.reasons)})" if vote.reasons else ""))
+        print(
+            f"vote {vote.kind} {vote.voter}: {vote.verdict}"
+            + (f" ({'; '.join(vote.reasons)})" if vote.reasons else "")
+        )
     print()
     print(state.spec.to_toml(), end="")
     return 0
