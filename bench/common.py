@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import statistics
 import subprocess
 import sys
@@ -15,8 +17,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def scratch_repo() -> Path:
-    """A new repository with one commit, in a temporary directory that lives for the process."""
-    path = Path(tempfile.mkdtemp(prefix="pantheon-bench-")) / "repo"
+    """A new repository with one commit, in a temporary directory removed when the process exits."""
+    top = tempfile.mkdtemp(prefix="pantheon-bench-")
+    atexit.register(shutil.rmtree, top, ignore_errors=True)
+    path = Path(top) / "repo"
     path.mkdir()
     env_git = ["git", "-c", "user.name=Bench", "-c", "user.email=bench@localhost"]
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
