@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import pygit2
 
-from pantheon_git.errors import PantheonError
-from pantheon_git.git import append_commit, build_tree, set_ref
+from pantheon_git.errors import ConflictError, PantheonError
+from pantheon_git.git import build_tree, ref_commit, set_ref, signature
 from pantheon_git.layout import RUN_BRANCH_PREFIX, parse_run_branch, run_branch
 
 
@@ -84,6 +84,38 @@ def start_run_branch(repo: pygit2.Repository, task_id: str, attempt: int, base: 
     return ref
 
 
+def make_step_commit(
+    repo: pygit2.Repository,
+    ref: str,
+    step: Step,
+    *,
+    tree: pygit2.Oid | None = None,
+    changes: Mapping[str, bytes | None] | None = None,
+) -> tuple[pygit2.Oid, pygit2.Oid]:
+    """Write a step commit on top of `ref`'s tip without moving the branch: (commit, parent).
+
+    The tree is `tree` if given, else the tip's tree with `changes` applied in memory (no checkout);
+    neither means an empty commit (a step that changed nothing still leaves its record). Writing the
+    commit before publishing it lets the runner attach the trace note first, so a published step never
+    lacks its note, whenever the process dies.
+    """
+    if tree is not None and changes:
+        raise ValueError("give a tree or changes, not both")
+    tip = ref_commit(repo, ref)
+    if tip is None:
+        raise PantheonError(f"{ref}: no such run branch (start it at its base first)")
+    if tree is None:
+        tree = build_tree(repo, tip.tree, changes) if changes else tip.tree_id
+    sig = signature(repo)
+    return repo.create_commit(None, sig, sig, step.message(), tree, [tip.id]), tip.id
+
+
+def publish_step(repo: pygit2.Repository, ref: str, commit: pygit2.Oid, parent: pygit2.Oid) -> None:
+    """Move run branch `ref` from `parent` to `commit`; refuse if anyone else moved it meanwhile."""
+    if not set_ref(repo, ref, commit, parent, f"pantheon: step {str(commit)[:12]}"):
+        raise ConflictError(f"{ref}: moved by another writer while a step was being recorded")
+
+
 def commit_step(
     repo: pygit2.Repository,
     ref: str,
@@ -92,25 +124,23 @@ def commit_step(
     tree: pygit2.Oid | None = None,
     changes: Mapping[str, bytes | None] | None = None,
 ) -> pygit2.Oid:
-    """Append a step commit to run branch `ref`, CAS on the branch tip.
-
-    The tree is `tree` if given, else the tip's tree with `changes` applied in memory (no checkout);
-    neither means an empty commit (a step that changed nothing still leaves its record).
-    """
-    if tree is not None and changes:
-        raise ValueError("give a tree or changes, not both")
-    message = step.message()
-
-    def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str]:
-        if tip is None:
-            raise PantheonError(f"{ref}: no such run branch (start it at its base first)")
-        if tree is not None:
-            return tree, message
-        return (build_tree(repo, tip.tree, changes) if changes else tip.tree_id), message
-
-    commit = append_commit(repo, ref, build)
-    assert commit is not None
+    """Write and publish a step commit in one go (for callers with no note to attach first)."""
+    commit, parent = make_step_commit(repo, ref, step, tree=tree, changes=changes)
+    publish_step(repo, ref, commit, parent)
     return commit
+
+
+def recorded_steps(repo: pygit2.Repository, ref: str, base: pygit2.Oid) -> list[tuple[str, pygit2.Oid]]:
+    """The steps already committed on run branch `ref` since `base`, oldest first: (step name, commit)."""
+    tip = ref_commit(repo, ref)
+    steps: list[tuple[str, pygit2.Oid]] = []
+    commit = tip
+    while commit is not None and commit.id != base:
+        name = parse_trailers(commit.message).get("Pantheon-Step")
+        if name:
+            steps.append((name, commit.id))
+        commit = commit.parents[0] if commit.parents else None
+    return steps[::-1]
 
 
 def worktree_tree(worktree: str | os.PathLike[str]) -> pygit2.Oid:
