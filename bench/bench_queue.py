@@ -18,6 +18,11 @@ from pantheon_git.git import open_repo
 from pantheon_git.queue import enqueue
 from pantheon_git.spec import Spec, stamp
 
+IMPORTS = (
+    "import os; os.environ['PYDANTIC_DISABLE_PLUGINS'] = '__all__'\n"
+    "import pantheon_git.cli, pantheon_git.commands.queue, pantheon_git.queue, pantheon_git.spec"
+)
+
 
 def cli(root: Path, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "pantheon_git", *args], cwd=root, check=True, capture_output=True)
@@ -50,6 +55,11 @@ def main() -> None:
         timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), args.repeats),
         "baseline",
     )
+    imports = report(
+        "imports alone (pygit2, pydantic, the queue verb)",
+        timed(lambda: subprocess.run([sys.executable, "-c", IMPORTS], check=True), args.repeats),
+        "baseline",
+    )
     q_empty = report(
         "git pantheon queue, empty queue",
         timed(lambda: cli(empty, "queue", "--title", f"t{next(counter)}", *queue_args), args.repeats),
@@ -69,6 +79,7 @@ def main() -> None:
         f"queue with {args.specs} specs: {q_full:.0f} ms (goal ≤ 250 ms: {verdict(q_full <= 250)}); "
         f"{q_full / q_empty:.2f}x the empty queue, {q_full / python:.1f}x a bare interpreter start"
     )
+    print(f"of the queue's {q_full:.0f} ms, {imports:.0f} ms is importing pygit2 and pydantic first")
     print(
         f"list with {args.specs} specs: {l_full:.0f} ms (goal ≤ 1000 ms: {verdict(l_full <= 1000)}); "
         f"{l_full / l_empty:.1f}x a small queue"

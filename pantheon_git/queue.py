@@ -7,21 +7,25 @@ Cancellation is a record under cancelled/ in the same tree, never an edit of the
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pygit2
 import tomli_w
-from pydantic import TypeAdapter
 
 from pantheon_git import __version__
 from pantheon_git.errors import PantheonError
 from pantheon_git.git import append_commit, build_tree, ref_commit
 from pantheon_git.layout import CANCELLED_DIR, TASKS_REF, spec_path
 from pantheon_git.spec import Spec, validate_spec
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 
 def queue_tree(repo: pygit2.Repository) -> pygit2.Tree | None:
@@ -56,12 +60,16 @@ def load_specs(repo: pygit2.Repository, tree: pygit2.Tree | None = None) -> list
     return specs
 
 
-_CACHE_TYPE = TypeAdapter(dict[str, Spec])
+@functools.cache
+def _cache_type() -> TypeAdapter[dict[str, Spec]]:
+    from pydantic import TypeAdapter  # only listing reads the cache; `queue` starts faster without it
+
+    return TypeAdapter(dict[str, Spec])
 
 
 def _read_cache(path: Path) -> dict[str, Spec]:
     try:
-        return _CACHE_TYPE.validate_json(path.read_bytes())
+        return _cache_type().validate_json(path.read_bytes())
     except (OSError, ValueError):
         return {}  # missing, or written by another version: rebuilt from the blobs
 
@@ -70,7 +78,7 @@ def _write_cache(path: Path, specs: dict[str, Spec]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(_CACHE_TYPE.dump_json(specs, exclude_none=True))
+        tmp.write_bytes(_cache_type().dump_json(specs, exclude_none=True))
         os.replace(tmp, path)  # readers see the old cache or the new one, never half of one
     except OSError:
         pass  # a cache that cannot be written only costs speed
