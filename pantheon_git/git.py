@@ -115,8 +115,8 @@ def append_commit(
 
     `build(tip)` returns (tree id, message) for a commit whose only parent is `tip`, or None when there
     is nothing to write. It is called again after each lost race, so it must derive everything from
-    `tip`. libgit2 moves the ref only if it still points at the first parent (the CAS); a writer that
-    raced us makes it fail, and we rebuild on the new tip.
+    `tip`. The ref moves only if it still points at `tip` (or, for a new chain, still does not exist:
+    libgit2's own commit-and-update skips that check on creation, so the move goes through `set_ref`).
     """
     sig = signature(repo)
     for attempt in range(attempts):
@@ -125,13 +125,18 @@ def append_commit(
         if built is None:
             return None
         tree, message = built
-        parents = [tip.id] if tip is not None else []
-        try:
-            return repo.create_commit(ref, sig, sig, message, tree, parents)
-        except (pygit2.GitError, OSError) as exc:  # a held ref lock surfaces as OSError
-            if not is_race(exc):
-                raise
-            backoff(attempt)
+        if tip is None:
+            commit = repo.create_commit(None, sig, sig, message, tree, [])
+            if set_ref(repo, ref, commit, None, message.splitlines()[0] if message else "pantheon"):
+                return commit
+        else:
+            try:
+                # libgit2 moves the ref under its lock only if it still points at `tip`: the CAS.
+                return repo.create_commit(ref, sig, sig, message, tree, [tip.id])
+            except (pygit2.GitError, OSError) as exc:  # a held ref lock surfaces as OSError
+                if not is_race(exc):
+                    raise
+        backoff(attempt)
     raise ConflictError(f"{ref}: lost {attempts} races with other writers in a row; try again")
 
 
