@@ -130,15 +130,18 @@ def commit_step(
     return commit
 
 
-def recorded_steps(repo: pygit2.Repository, ref: str, base: pygit2.Oid) -> list[tuple[str, pygit2.Oid]]:
-    """The steps already committed on run branch `ref` since `base`, oldest first: (step name, commit)."""
-    tip = ref_commit(repo, ref)
-    steps: list[tuple[str, pygit2.Oid]] = []
-    commit = tip
-    while commit is not None and commit.id != base:
+def recorded_steps(repo: pygit2.Repository, ref: str) -> list[tuple[str, pygit2.Commit]]:
+    """The step commits on run branch `ref`, oldest first: (step name, commit).
+
+    Walks first parents back to the base, i.e. the first commit without a `Pantheon-Step` trailer.
+    """
+    steps: list[tuple[str, pygit2.Commit]] = []
+    commit = ref_commit(repo, ref)
+    while commit is not None:
         name = parse_trailers(commit.message).get("Pantheon-Step")
-        if name:
-            steps.append((name, commit.id))
+        if not name:
+            break
+        steps.append((name, commit))
         commit = commit.parents[0] if commit.parents else None
     return steps[::-1]
 
