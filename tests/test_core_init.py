@@ -79,5 +79,7 @@ def test_git_finds_the_pantheon_subcommand(repo_dir: Path) -> None:
     import os
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    out = subprocess.run(["git", "pantheon", "--version"], cwd=repo_dir, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        ["git", "pantheon", "--version"], cwd=repo_dir, env=env, capture_output=True, text=True
+    )
     assert out.returncode == 0 and out.stdout.startswith("pantheon-git "), out.stderr
