@@ -23,6 +23,13 @@ VERBS: dict[str, tuple[str, str]] = {
     "list": ("list", "list queued tasks with their derived status"),
     "show": ("show", "show one task: its spec, status and runs"),
     "cancel": ("cancel", "cancel a queued task"),
+    "night": (
+        "night",
+        "run the queue in night mode: local models only, every step a commit (cron runs this)",
+    ),
+    "run": ("run", "run the named tasks now, in night mode"),
+    "flow": ("flow", "validate flows: `git pantheon flow check [NAME…]`"),
+    "replay": ("replay", "re-run a recorded step from its trace and check the tool results still match"),
 }
 
 

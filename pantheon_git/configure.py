@@ -42,6 +42,21 @@ def scaffold(root: Path) -> list[Path]:
     return created
 
 
+def create_notes_refs(repo: pygit2.Repository) -> list[str]:
+    """Give the displayed notes refs an empty first commit, so `git log` does not warn they are missing."""
+    from pantheon_git.git import set_ref, signature
+
+    created = []
+    for ref in (TRACES_NOTES, VOTES_NOTES):
+        if repo.references.get(ref) is None:
+            sig = signature(repo)
+            empty = repo.TreeBuilder().write()
+            commit = repo.create_commit(None, sig, sig, "pantheon: notes start here\n", empty, [])
+            if set_ref(repo, ref, commit, None, "pantheon: init"):
+                created.append(ref)
+    return created
+
+
 def default_remote(repo: pygit2.Repository) -> str | None:
     """origin if it exists, else the only remote, else None."""
     names = [remote.name for remote in repo.remotes]

@@ -35,11 +35,26 @@ def _externalize(repo: pygit2.Repository, value: Any, blobs: dict[str, bytes]) -
 
 
 def write_trace(
-    repo: pygit2.Repository, commit: str | pygit2.Oid, trace: Mapping[str, Any]
+    repo: pygit2.Repository,
+    commit: str | pygit2.Oid,
+    trace: Mapping[str, Any],
+    *,
+    detail_keys: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Attach `trace` as the JSON trace note of `commit`; returns the note as stored (blobs referenced)."""
+    """Attach `trace` as the JSON trace note of `commit`; returns the note as stored (blobs referenced).
+
+    The values under `detail_keys` (say, the turn-by-turn record) go whole to one payload blob each, as
+    JSON, so the note itself stays a short summary that reads well in `git log --notes`.
+    """
     blobs: dict[str, bytes] = {}
-    stored = _externalize(repo, dict(trace), blobs)
+    outline = dict(trace)
+    for key in detail_keys:
+        if key in outline:
+            data = json.dumps(outline[key], ensure_ascii=False, indent=1).encode()
+            blob_id = str(repo.create_blob(data))
+            blobs[blob_id] = data
+            outline[key] = {"$blob": blob_id, "bytes": len(data), "json": True}
+    stored = _externalize(repo, outline, blobs)
     if blobs:
         # Payloads first: a trace note never points at a blob that is not reachable yet.
         keep = {blob_id: replace_with(data) for blob_id, data in blobs.items()}
@@ -52,7 +67,8 @@ def write_trace(
 def _internalize(repo: pygit2.Repository, value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) >= {"$blob", "bytes"}:
-            return repo.get(value["$blob"]).data.decode()
+            data = repo.get(value["$blob"]).data.decode()
+            return json.loads(data) if value.get("json") else data
         return {key: _internalize(repo, item) for key, item in value.items()}
     if isinstance(value, list):
         return [_internalize(repo, item) for item in value]

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.configure import configure, default_remote, scaffold
+    from pantheon_git.configure import configure, create_notes_refs, default_remote, scaffold
     from pantheon_git.git import open_repo, work_tree
 
     repo = open_repo()
@@ -33,13 +33,16 @@ def run(args: argparse.Namespace) -> int:
     remote = remote or default_remote(repo)
     created = scaffold(root)
     added = configure(repo, root, remote)
+    notes = create_notes_refs(repo)
     for path in created:
         print(f"created {path.relative_to(root)}")
     for line in added:
         print(f"git config {line}")
+    for ref in notes:
+        print(f"created {ref}")
     if remote is None:
         print("no remote to sync with yet: add one, then run `git pantheon init --remote NAME`")
-    if not created and not added:
+    if not created and not added and not notes:
         print("already initialized: nothing changed")
     elif created:
         print("next: commit .pantheon/, then queue work with `git pantheon queue --title … --acceptance CMD`")

@@ -300,7 +300,9 @@ def _record(
         trace["failed_tries"] = tries
     if result.trace:
         trace["agent_trace"] = result.trace
-    write_trace(repo, commit, trace)
+    # The note keeps the summary; what the node was given and its turn-by-turn record go to one payload
+    # blob each, so `git log --notes` stays readable.
+    write_trace(repo, commit, trace, detail_keys=("input", "agent_trace"))
     if result.votes:
         append_votes(repo, commit, result.votes)
     publish_step(repo, ref, commit, parent)  # the worktree's HEAD follows: its index already matches

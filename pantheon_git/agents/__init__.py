@@ -1,0 +1,1 @@
+"""Agents as code: a spec (models, tools, prompt, limits), a registry, and the tool-calling loop."""

@@ -1,0 +1,43 @@
+"""All agents a repository can use: the built-in ones, plus its own from `.pantheon/agents/*.py`.
+
+A repository agent file defines `AgentSpec` objects at module level (any name); one with the name of a
+built-in agent replaces it for that repository.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from pantheon_git.agents.builtin import BUILTIN_AGENTS, RUNNER_NODES
+from pantheon_git.agents.spec import AgentSpec
+from pantheon_git.errors import PantheonError
+
+
+def repository_agents(root: Path) -> dict[str, AgentSpec]:
+    found: dict[str, AgentSpec] = {}
+    for path in sorted((root / ".pantheon" / "agents").glob("*.py")):
+        module_name = f"pantheon_repo_agents.{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise PantheonError(f".pantheon/agents/{path.name}: cannot load: {exc!r}") from None
+        for value in vars(module).values():
+            if isinstance(value, AgentSpec):
+                found[value.name] = value
+    return found
+
+
+def agents(root: Path) -> dict[str, AgentSpec]:
+    return {**BUILTIN_AGENTS, **repository_agents(root)}
+
+
+def agent_names(root: Path) -> set[str]:
+    """Every name a flow node may use: model agents and the runner's own nodes."""
+    return set(agents(root)) | set(RUNNER_NODES)

@@ -1,0 +1,23 @@
+"""`git pantheon night`: run every runnable task of the queue, by priority, in night mode (cron runs this)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="progress as JSON lines")
+
+
+def run(args: argparse.Namespace, ids: list[str] | None = None) -> int:
+    from pantheon_git.git import open_repo, work_tree
+    from pantheon_git.progress import Progress
+    from pantheon_git.runner.night import Skipped, run_tasks
+
+    repo = open_repo()
+    results = run_tasks(repo, work_tree(repo), ids, on_event=Progress(as_json=args.json))
+    ran = [result for result in results if not isinstance(result, Skipped)]
+    failed = [result for result in ran if result.outcome == "failed"]
+    if not args.json:
+        print(f"night done: {len(ran)} run, {len(failed)} failed, {len(results) - len(ran)} skipped")
+    return 1 if failed else 0

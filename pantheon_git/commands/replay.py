@@ -1,0 +1,27 @@
+"""`git pantheon replay COMMIT`: re-run a step from its trace; exit 0 if it reproduces, 1 if not."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("commit", help="a step commit on a run branch")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pantheon_git.git import open_repo, work_tree
+    from pantheon_git.replay import replay_step
+
+    repo = open_repo()
+    report = replay_step(repo, work_tree(repo), args.commit)
+    if report.matches:
+        print(
+            f"{report.commit[:12]}: {report.agent}, {report.turns} turns replayed: every tool result, the "
+            "output and the files match"
+        )
+        return 0
+    print(f"{report.commit[:12]}: {report.agent}: does not reproduce")
+    for line in report.mismatches:
+        print(f"  {line}")
+    return 1

