@@ -9,6 +9,7 @@ best allowed token. Building llguidance's tokenizer takes seconds, so it is made
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,9 @@ def llg_tokenizer(llama: Any) -> Any:
         import llguidance.llamacpp
 
         vocab = llama_cpp.llama_model_get_vocab(llama.model)
-        _TOKENIZERS[key] = llguidance.llamacpp.lltokenizer_from_vocab(vocab)
+        with warnings.catch_warnings():  # one deprecation warning per vocabulary entry otherwise
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _TOKENIZERS[key] = llguidance.llamacpp.lltokenizer_from_vocab(vocab)
     return _TOKENIZERS[key]
 
 

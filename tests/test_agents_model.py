@@ -1,0 +1,142 @@
+"""Agents on the real embedded model (Gemma 3 270M through llama.cpp), models.toml, local servers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from pantheon_git.agents.builtin import IMPLEMENTER
+from pantheon_git.agents.loop import call_schema, parse_call, run_agent
+from pantheon_git.errors import PantheonError
+from pantheon_git.runtime.models import ModelConfig, parse_models
+from pantheon_git.runtime.openai_compat import OpenAICompatibleRuntime, url_is_local
+from pantheon_git.tools.builtin import TOOLS, ToolContext
+from tests.conftest import git
+
+TASK = {
+    "title": "Create hello.txt containing the word hello",
+    "scope": "Write one new file, hello.txt, in the repository root. Its content: hello",
+    "acceptance": ["grep -q hello hello.txt"],
+}
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    from pantheon_git.runtime.llama import runtime_for
+
+    return runtime_for("default", ModelConfig(bundled="gemma3-270m", n_ctx=2048, n_threads=2))
+
+
+@pytest.mark.model
+def test_agent_writes_a_file_through_tool_calls_in_a_worktree(
+    runtime, repo_dir: Path, tmp_path: Path
+) -> None:
+    worktree = tmp_path / "wt"
+    git(repo_dir, "worktree", "add", "-q", "-b", "agent-test", str(worktree))
+    run = run_agent(IMPLEMENTER, runtime, ToolContext(worktree=worktree), TASK, {})
+    assert run.ok, run.error
+    assert "hello" in (worktree / "hello.txt").read_text()
+    assert IMPLEMENTER.output.model_validate(run.output)
+    calls = [turn["call"]["tool"] for turn in run.turns]
+    assert calls[0] == "write_file" and calls[-1] == "finish"
+    assert all(turn.get("error") is None for turn in run.turns)  # constrained decoding: no invalid JSON
+    # KV-cache reuse: after the first turn only the new lines are evaluated.
+    assert run.turns[1]["tokens_evaluated"] < run.turns[1]["tokens_in"] / 3
+    trace = run.trace(IMPLEMENTER, runtime)
+    assert trace["model"]["sha256"] == runtime.identity.sha256 and len(trace["model"]["sha256"]) == 64
+    assert subprocess.run(["grep", "-q", "hello", "hello.txt"], cwd=worktree).returncode == 0
+
+
+@pytest.mark.model
+def test_same_prompt_same_output(runtime) -> None:
+    schema = call_schema([TOOLS["write_file"]], IMPLEMENTER.output)
+    prompt = "Task: write hello.txt\nCall: "
+    first = runtime.complete(prompt, schema=schema, max_tokens=160)
+    second = runtime.complete(prompt, schema=schema, max_tokens=160)
+    assert first.text == second.text and first.text.startswith('{"tool":"')
+    if first.finish_reason == "stop":  # else max_tokens cut a long string short: the loop reports that
+        name, _ = parse_call(first.text, {"write_file": TOOLS["write_file"]}, IMPLEMENTER.output)
+        assert name in ("write_file", "finish")
+    else:
+        assert first.finish_reason == "length" and first.tokens_out == 160
+
+
+def test_invalid_calls_are_explained() -> None:
+    tools = {"write_file": TOOLS["write_file"]}
+    for text, reason in [
+        ("{", "not valid JSON"),
+        ('{"tool": "rm", "args": {}}', "unknown tool 'rm'"),
+        ('{"tool": "write_file", "args": {"path": 3}}', "write_file: path:"),
+        ('{"name": "x"}', 'a call is {"tool"'),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            parse_call(text, tools, IMPLEMENTER.output)
+
+
+def test_models_toml_errors_name_the_model_and_field() -> None:
+    cases = {
+        '[models.big]\nengine = "llama.cpp"\n': (
+            "models.big: a llama.cpp model needs exactly one of `path` or `bundled`"
+        ),
+        '[models.big]\npath = "x.gguf"\nn_ctx = "lots"\n': "models.big.n_ctx: Input should be a valid",
+        '[models.big]\npath = "x.gguf"\ncolour = 1\n': "models.big.colour: unknown field",
+        '[models.s]\nengine = "openai-compatible"\n': "models.s: an openai-compatible model needs `url`",
+        "[model.x]\n": "model: unknown table",
+    }
+    for text, expected in cases.items():
+        with pytest.raises(PantheonError) as caught:
+            parse_models(text, ".pantheon/models.toml")
+        assert str(caught.value).startswith(f".pantheon/models.toml: {expected}")
+
+
+def test_local_is_derived_from_the_url() -> None:
+    assert url_is_local("http://127.0.0.1:8080")
+    assert url_is_local("http://[::1]:8000/v1")
+    assert url_is_local("http://localhost:11434")
+    assert url_is_local("unix:///run/llama.sock")
+    assert not url_is_local("https://api.openai.com/v1")
+    assert not url_is_local("http://10.0.0.5:8080")
+    assert not url_is_local("http://my-gpu-box:8080")
+
+
+def test_openai_compatible_runtime_against_a_loopback_server() -> None:
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append({"path": self.path, **body})
+            reply = json.dumps(
+                {
+                    "choices": [
+                        {"text": '{"tool":"finish","args":{"summary":"ok"}}', "finish_reason": "stop"}
+                    ],
+                    "usage": {"prompt_tokens": 7, "completion_tokens": 9},
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        runtime = OpenAICompatibleRuntime("served", ModelConfig(engine="openai-compatible", url=url))
+        assert runtime.is_local
+        schema = call_schema([], IMPLEMENTER.output)
+        done = runtime.complete("Call: ", schema=schema, max_tokens=32)
+        assert done.text.startswith('{"tool":"finish"') and done.tokens_out == 9
+        assert seen[0]["path"] == "/v1/completions" and seen[0]["json_schema"] == schema
+        assert seen[0]["temperature"] == 0
+    finally:
+        server.shutdown()

@@ -1,0 +1,120 @@
+"""Flows: parsing, graph validation with one-line errors, order, `when`, and the CLI that checks them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pantheon_git.errors import PantheonError
+from pantheon_git.flow import evaluate_condition, parse_duration, parse_flow, topological_order
+from tests.conftest import pantheon
+
+AGENTS = {"planner", "implementer", "reviewer", "acceptance", "gate"}
+
+
+def flow(text: str):
+    return parse_flow(text, "flows/x.toml", AGENTS)
+
+
+def refusal(text: str) -> str:
+    with pytest.raises(PantheonError) as caught:
+        flow(text)
+    return str(caught.value)
+
+
+def test_default_template_is_valid_and_ordered() -> None:
+    text = (Path(__file__).parent.parent / "templates" / "flows" / "default.toml").read_text()
+    parsed = flow(text)
+    assert [node.id for node in topological_order(parsed)] == [
+        "plan",
+        "implement",
+        "test",
+        "review-a",
+        "review-b",
+        "gate",
+    ]
+
+
+def test_order_follows_inputs_not_file_order() -> None:
+    parsed = flow(
+        '[[nodes]]\nid = "b"\nagent = "gate"\ninputs = ["a"]\n[[nodes]]\nid = "a"\nagent = "planner"\n'
+    )
+    assert [node.id for node in topological_order(parsed)] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[[nodes]]\nid = "a"\nagent = "wizard"\n',
+            "flows/x.toml: node a: unknown agent 'wizard' (known: acceptance",
+        ),
+        (
+            '[[nodes]]\nid = "a"\nagent = "planner"\ninputs = ["zz"]\n',
+            "node a: input 'zz' is not a node of this flow",
+        ),
+        (
+            '[[nodes]]\nid = "a"\nagent = "planner"\ninputs = ["b"]\n[[nodes]]\nid = "b"\nagent = "gate"\n'
+            'inputs = ["a"]\n',
+            "flows/x.toml: the nodes a -> b form a cycle",
+        ),
+        (
+            '[[nodes]]\nid = "a"\nagent = "planner"\n[[nodes]]\nid = "a"\nagent = "gate"\n',
+            "node a: duplicate node id",
+        ),
+        (
+            'entry = "nope"\n[[nodes]]\nid = "a"\nagent = "planner"\n',
+            "flows/x.toml: entry: 'nope' is not a node",
+        ),
+        (
+            '[[nodes]]\nid = "a"\nagent = "planner"\ncolour = 1\n',
+            "flows/x.toml: node a: colour: unknown field",
+        ),
+        (
+            '[[nodes]]\nid = "a"\nagent = "planner"\ntimeout = "soon"\n',
+            "node a: timeout: Value error, 'soon' is not",
+        ),
+        (
+            '[[nodes]]\nid = "a"\nagent = "planner"\n[[nodes]]\nid = "b"\nagent = "gate"\nwhen = "a.ok"\n',
+            "node b: when: refers to 'a', which is not among its inputs",
+        ),
+        ('[[nodes]]\nid = "a"\nagent = "planner"\nwhen = "import os"\n', "node a: when: 'import os' is not"),
+        ("nodes = []\n", "flows/x.toml: nodes: List should have at least 1 item"),
+        ('[[nodes]\nid = "a"\n', "flows/x.toml: invalid TOML"),
+    ],
+)
+def test_bad_flows_are_refused_with_the_node_and_reason(text: str, expected: str) -> None:
+    message = refusal(text)
+    assert expected in message, message
+    assert "\n" not in message
+
+
+def test_when_conditions_are_parsed_not_evaluated() -> None:
+    outputs = {"test": {"passed": False, "results": []}, "review-a": {"verdict": "approve"}}
+    assert evaluate_condition("not test.passed", outputs)
+    assert not evaluate_condition("test.passed", outputs)
+    assert evaluate_condition('review-a.verdict == "approve"', outputs)
+    assert evaluate_condition("test.passed != true", outputs)
+    assert not evaluate_condition("missing.field", outputs)
+    assert parse_duration("20m") == 1200 and parse_duration("1.5h") == 5400 and parse_duration(90) == 90
+
+
+def test_flow_check_and_queue_refuse_a_broken_flow(repo_dir: Path) -> None:
+    assert pantheon(repo_dir, "init").returncode == 0
+    good = pantheon(repo_dir, "flow", "check")
+    assert good.returncode == 0 and good.stdout.startswith("default: ok (plan -> implement -> test")
+    (repo_dir / ".pantheon" / "flows" / "broken.toml").write_text(
+        '[[nodes]]\nid = "a"\nagent = "planner"\ninputs = ["ghost"]\n'
+    )
+    bad = pantheon(repo_dir, "flow", "check", "broken")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "git pantheon flow: .pantheon/flows/broken.toml: node a: input 'ghost' is not a node of this flow"
+    )
+    queued = pantheon(repo_dir, "queue", "--title", "t", "--acceptance", "true", "--flow", "broken")
+    assert queued.returncode == 2 and "input 'ghost' is not a node" in queued.stderr
+    missing = pantheon(repo_dir, "queue", "--title", "t", "--acceptance", "true", "--flow", "nope")
+    assert (
+        missing.returncode == 2 and "no .pantheon/flows/nope.toml (known: broken, default)" in missing.stderr
+    )

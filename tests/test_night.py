@@ -1,0 +1,154 @@
+"""`git pantheon night` end to end: the real embedded model on a sample repository, replay of a step,
+and two clones of one bare remote running their nights at the same time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, pantheon
+
+SPECS = [
+    ("hello", "Create hello.txt containing the word hello", "grep -q hello hello.txt"),
+    ("notes", "Create notes.md containing the word notes", "grep -q notes notes.md"),
+    ("todo", "Create todo.txt containing the word todo", "grep -q todo todo.txt"),
+]
+DEFAULT_NODES = ["plan", "implement", "test", "review-a", "review-b", "gate"]
+
+
+@pytest.fixture(scope="module")
+def night_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    repo = tmp_path_factory.mktemp("night") / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.name", "Night Tester")
+    git(repo, "config", "user.email", "night@example.com")
+    (repo / "README.md").write_text("sample\n")
+    assert pantheon(repo, "init").returncode == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "sample with pantheon")
+    for task_id, title, check in SPECS:
+        queued = pantheon(repo, "queue", "--id", task_id, "--title", title, "--acceptance", check)
+        assert queued.returncode == 0, queued.stderr
+    night = pantheon(repo, "night")
+    return repo, night
+
+
+@pytest.mark.model
+def test_night_leaves_a_run_branch_per_task_with_a_note_per_step(night_repo) -> None:
+    repo, night = night_repo
+    assert "night done: 3 run" in night.stdout, night.stdout + night.stderr
+    for task_id, _, _ in SPECS:
+        branch = f"pantheon/{task_id}/1"
+        steps = git(
+            repo, "log", "--reverse", "--format=%(trailers:key=Pantheon-Step,valueonly)", f"main..{branch}"
+        )
+        names = steps.split()
+        assert names == DEFAULT_NODES[: len(names)] and names, names
+        for rev in git(repo, "rev-list", f"main..{branch}").split():
+            note = json.loads(git(repo, "notes", "--ref", "pantheon/traces", "show", rev))
+            assert note["task"] == task_id and note["policy"]["local_only"] is True and "summary" in note
+        log = git(repo, "log", "--notes", branch, "-1")
+        assert "Notes (pantheon/traces):" in log
+    rows = {row["id"]: row["status"] for row in json.loads(pantheon(repo, "list", "--json").stdout)}
+    assert set(rows) == {"hello", "notes", "todo"} and set(rows.values()) <= {"passed", "failed"}
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+    assert git(repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.model
+def test_replay_reproduces_a_recorded_step(night_repo) -> None:
+    repo, _ = night_repo
+    implement = git(
+        repo, "log", "--format=%H", "--grep", "Pantheon-Step: implement", "pantheon/hello/1"
+    ).split()[0]
+    replayed = pantheon(repo, "replay", implement)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "every tool result, the output and the files match" in replayed.stdout
+    gate = git(repo, "rev-parse", "pantheon/hello/1").strip()
+    no_model = pantheon(repo, "replay", gate)
+    assert no_model.returncode == 2 and "ran no model agent" in no_model.stderr
+
+
+CHECKS_FLOW = """\
+description = "Acceptance checks, then the gate; no model."
+[[nodes]]
+id = "test"
+agent = "acceptance"
+[[nodes]]
+id = "gate"
+agent = "gate"
+inputs = ["test"]
+"""
+
+
+def test_two_clones_of_one_remote_run_each_task_once(repo_dir: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo_dir, "remote", "add", "origin", str(bare))
+    assert pantheon(repo_dir, "init").returncode == 0
+    (repo_dir / ".pantheon" / "flows" / "checks.toml").write_text(CHECKS_FLOW)
+    config = repo_dir / ".pantheon" / "config.toml"
+    config.write_text(config.read_text().replace("min_approvals = 2", "min_approvals = 0"))
+    git(repo_dir, "add", "-A")
+    git(repo_dir, "commit", "-q", "-m", "pantheon with a model-free flow")
+    ids = [f"task{n}" for n in range(6)]
+    for task_id in ids:
+        check = "sleep 0.3; true"
+        assert (
+            pantheon(
+                repo_dir,
+                "queue",
+                "--id",
+                task_id,
+                "--title",
+                task_id,
+                "--acceptance",
+                check,
+                "--flow",
+                "checks",
+            ).returncode
+            == 0
+        )
+    git(repo_dir, "push", "-q", "origin")  # the push refspecs init configured: HEAD and the pantheon refs
+    clones = []
+    for name in ("a", "b"):
+        clone = tmp_path / name
+        git(tmp_path, "clone", "-q", str(bare), str(clone))
+        git(clone, "config", "user.name", name)
+        git(clone, "config", "user.email", f"{name}@example.com")
+        git(clone, "fetch", "-q", "origin", "refs/pantheon/tasks:refs/pantheon/tasks")
+        clones.append(clone)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pantheon_git", "night"],
+            cwd=clone,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for clone in clones
+    ]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), outputs
+    ran = [
+        set(git(clone, "for-each-ref", "--format=%(refname:lstrip=3)", "refs/heads/pantheon/").split())
+        for clone in clones
+    ]
+    ran_ids = [{name.split("/")[0] for name in names} for names in ran]
+    assert not ran_ids[0] & ran_ids[1], ran_ids  # no task ran in both clones
+    assert ran_ids[0] | ran_ids[1] == set(ids)  # and every task ran somewhere
+    claims = git(bare, "for-each-ref", "--format=%(refname)", "refs/pantheon/claims/").split()
+    assert len(claims) == len(ids)
+    for clone, names in zip(clones, ran, strict=True):
+        for name in names:
+            assert (
+                git(
+                    clone, "log", "-1", "--format=%(trailers:key=Pantheon-Step,valueonly)", f"pantheon/{name}"
+                ).strip()
+                == "gate"
+            )

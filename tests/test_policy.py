@@ -1,0 +1,153 @@
+"""Night mode's local-only policy. Everything that tries to reach the network runs inside a network
+namespace this test makes itself (`unshare -rn`), so nothing can leave even if the block failed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pantheon_git.errors import PantheonError
+from pantheon_git.policy import is_local_address, refuse_non_local, sandbox_available, scrub_env
+
+needs_netns = pytest.mark.skipif(
+    shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0,
+    reason="unprivileged network namespaces (unshare -rn) are not available on this machine",
+)
+
+
+def in_private_netns(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run Python code in a new, empty network namespace of this test's own."""
+    return subprocess.run(
+        [
+            "unshare",
+            "-rn",
+            "bash",
+            "-c",
+            'ip link set lo up 2>/dev/null; exec "$0" -c "$1"',
+            sys.executable,
+            textwrap.dedent(code),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_scrub_env_removes_cloud_credentials_only() -> None:
+    env = {
+        "OPENAI_API_KEY": "sk-x",
+        "ANTHROPIC_API_KEY": "a",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "GOOGLE_CLOUD_PROJECT": "p",
+        "AZURE_OPENAI_KEY": "k",
+        "HF_TOKEN": "h",
+        "GITHUB_TOKEN": "g",
+        "GH_TOKEN": "g",
+        "MISTRAL_API_KEY": "m",
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "PANTHEON_CACHE_DIR": "/c",
+    }
+    clean, removed = scrub_env(env)
+    assert clean == {"PATH": "/usr/bin", "HOME": "/root", "LANG": "C.UTF-8", "PANTHEON_CACHE_DIR": "/c"}
+    assert len(removed) == 9
+
+
+def test_local_addresses() -> None:
+    import socket
+
+    assert is_local_address(socket.AF_INET, ("127.0.0.1", 80))
+    assert is_local_address(socket.AF_INET, ("127.8.9.10", 80))
+    assert is_local_address(socket.AF_INET6, ("::1", 80, 0, 0))
+    assert is_local_address(socket.AF_INET6, ("::ffff:127.0.0.1", 80, 0, 0))
+    assert is_local_address(socket.AF_UNIX, "/tmp/x.sock")
+    assert not is_local_address(socket.AF_INET, ("192.0.2.1", 80))
+    assert not is_local_address(socket.AF_INET, ("10.0.0.1", 80))
+    assert not is_local_address(socket.AF_INET6, ("2001:db8::1", 80, 0, 0))
+
+
+def test_non_local_runtimes_are_refused_by_name() -> None:
+    refuse_non_local([("planner", "default", True)])
+    with pytest.raises(PantheonError, match=r"local-only.*reviewer \(model cloud\)"):
+        refuse_non_local([("planner", "default", True), ("reviewer", "cloud", False)])
+
+
+@needs_netns
+def test_in_process_egress_block_allows_loopback_only() -> None:
+    result = in_private_netns(
+        """
+        import socket, threading
+        from pantheon_git.policy import EgressBlocked, enter_night_mode
+        server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(1)
+        port = server.getsockname()[1]
+        threading.Thread(target=lambda: server.accept(), daemon=True).start()
+        enter_night_mode()
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        print("loopback ok")
+        for target in [("192.0.2.1", 443), ("10.1.2.3", 80)]:
+            try:
+                socket.create_connection(target, timeout=2)
+            except EgressBlocked as exc:
+                print("blocked", target[0])
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.sendto(b"x", ("192.0.2.1", 53))
+        except EgressBlocked:
+            print("blocked udp")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:4] == [
+        "loopback ok",
+        "blocked 192.0.2.1",
+        "blocked 10.1.2.3",
+        "blocked udp",
+    ]
+
+
+@needs_netns
+def test_tools_have_no_network_and_no_credentials(tmp_path: Path) -> None:
+    assert sandbox_available()
+    env = {**os.environ, "OPENAI_API_KEY": "sk-secretsecretsecret", "AWS_SESSION_TOKEN": "t", "GH_TOKEN": "g"}
+    result = in_private_netns(
+        f"""
+        import os
+        from pathlib import Path
+        from pantheon_git.policy import enter_night_mode, run_sandboxed
+        record = enter_night_mode()
+        planted = {{"OPENAI_API_KEY", "AWS_SESSION_TOKEN", "GH_TOKEN"}}
+        print(sorted(set(record["credentials_removed"]) & planted))
+        probe = "import socket; s = socket.socket(); s.settimeout(2); print(s.connect_ex(('192.0.2.1', 80)))"
+        done = run_sandboxed(f"python3 -c \\"{{probe}}\\"; env | grep -c -E 'OPENAI|AWS_|GH_TOKEN' || true",
+                             Path({str(tmp_path)!r}), dict(os.environ), 30)
+        print(done.output_tail.split())
+        """,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "['AWS_SESSION_TOKEN', 'GH_TOKEN', 'OPENAI_API_KEY']"
+    errno_unreachable, leaked = eval(lines[1])
+    assert errno_unreachable != "0" and leaked == "0"
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    from pantheon_git.policy import run_in_group
+
+    marker = tmp_path / "grandchild-survived"
+    done = run_in_group(
+        ["bash", "-c", f"(sleep 3; touch {marker}) & sleep 30"], tmp_path, dict(os.environ), 0.5
+    )
+    assert done.timed_out and done.exit_code == 124 and done.duration_s < 5
+    import time
+
+    time.sleep(3.5)
+    assert not marker.exists()
