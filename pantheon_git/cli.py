@@ -29,6 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
     ),
     "run": ("run", "run the named tasks now, in night mode"),
     "flow": ("flow", "validate flows: `git pantheon flow check [NAME…]`"),
+    "schedule": ("schedule", "install, show or remove the nightly cron line (or systemd timer)"),
     "replay": ("replay", "re-run a recorded step from its trace and check the tool results still match"),
 }
 
