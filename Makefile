@@ -26,6 +26,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_bookkeeping.py
 	$(BIN)/python bench/bench_queue.py
+	$(BIN)/python bench/bench_decoding.py
 
 demo: $(STAMP)
 	$(BIN)/python -m pantheon_git.demo --dir build/demo
