@@ -16,6 +16,8 @@ class _Section(BaseModel):
 
 class NightConfig(_Section):
     max_tasks: int = Field(default=20, ge=1)
+    # A claim whose runner sent no heartbeat for this long may be taken over (`run --take-over`).
+    claim_expiry_minutes: int = Field(default=120, ge=1)
 
 
 class GatePolicy(_Section):

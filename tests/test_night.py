@@ -152,3 +152,121 @@ def test_two_clones_of_one_remote_run_each_task_once(repo_dir: Path, tmp_path: P
                 ).strip()
                 == "gate"
             )
+
+
+SLOW_FLOW = """\
+[[nodes]]
+id = "check-1"
+agent = "acceptance"
+[[nodes]]
+id = "check-2"
+agent = "acceptance"
+inputs = ["check-1"]
+[[nodes]]
+id = "check-3"
+agent = "acceptance"
+inputs = ["check-2"]
+[[nodes]]
+id = "gate"
+agent = "gate"
+inputs = ["check-3"]
+"""
+
+
+def test_sigkilled_night_resumes_from_the_last_step(repo_dir: Path) -> None:
+    import random
+    import signal
+    import time
+
+    assert pantheon(repo_dir, "init").returncode == 0
+    (repo_dir / ".pantheon" / "flows" / "slow.toml").write_text(SLOW_FLOW)
+    config = repo_dir / ".pantheon" / "config.toml"
+    config.write_text(config.read_text().replace("min_approvals = 2", "min_approvals = 0"))
+    git(repo_dir, "add", "-A")
+    git(repo_dir, "commit", "-q", "-m", "slow flow")
+    assert (
+        pantheon(
+            repo_dir,
+            "queue",
+            "--id",
+            "slow",
+            "--title",
+            "slow",
+            "--flow",
+            "slow",
+            "--acceptance",
+            "sleep 0.4; echo ok >> checks.log",
+        ).returncode
+        == 0
+    )
+    rng = random.Random(3)
+    for _ in range(6):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pantheon_git", "night"],
+            cwd=repo_dir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.5, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    final = pantheon(repo_dir, "night")
+    assert final.returncode == 0, final.stdout + final.stderr
+    steps = git(
+        repo_dir,
+        "log",
+        "--reverse",
+        "--format=%(trailers:key=Pantheon-Step,valueonly)",
+        "main..pantheon/slow/1",
+    ).split()
+    assert steps == ["check-1", "check-2", "check-3", "gate"]  # each once, in order, one attempt only
+    for rev in git(repo_dir, "rev-list", "main..pantheon/slow/1").split():
+        assert json.loads(git(repo_dir, "notes", "--ref", "pantheon/traces", "show", rev))["task"] == "slow"
+    assert json.loads(pantheon(repo_dir, "list", "--json").stdout)[0]["status"] == "passed"
+    assert "pantheon/slow/2" not in git(repo_dir, "branch", "--list", "pantheon/*")
+    assert "pantheon" not in git(repo_dir, "worktree", "list")
+
+
+def test_expired_claim_is_taken_over_only_when_asked(repo_dir: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo_dir, "remote", "add", "origin", str(bare))
+    assert pantheon(repo_dir, "init").returncode == 0
+    (repo_dir / ".pantheon" / "flows" / "checks.toml").write_text(CHECKS_FLOW)
+    config = repo_dir / ".pantheon" / "config.toml"
+    config.write_text(config.read_text().replace("min_approvals = 2", "min_approvals = 0"))
+    git(repo_dir, "add", "-A")
+    git(repo_dir, "commit", "-q", "-m", "checks flow")
+    assert (
+        pantheon(
+            repo_dir, "queue", "--id", "t1", "--title", "t1", "--acceptance", "true", "--flow", "checks"
+        ).returncode
+        == 0
+    )
+    # Another machine claimed t1 three hours ago and has been silent since.
+    empty_tree = git(repo_dir, "hash-object", "-t", "tree", "-w", "--stdin").strip()
+    message = (
+        "claim t1\n\nPantheon-Claim-Owner: gone-host:deadbeef\n"
+        "Pantheon-Claim-Heartbeat: 2000-01-01T00:00:00+00:00\n"
+    )
+    stale = git(repo_dir, "commit-tree", empty_tree, "-m", message).strip()
+    git(repo_dir, "push", "-q", "origin", f"{stale}:refs/pantheon/claims/t1")
+    git(repo_dir, "push", "-q", "origin")
+    refused = pantheon(repo_dir, "run", "t1")
+    assert refused.returncode == 0 and "take it over with `git pantheon run t1 --take-over`" in refused.stdout
+    assert "pantheon/t1/1" not in git(repo_dir, "branch", "--list", "pantheon/*")
+    taken = pantheon(repo_dir, "run", "t1", "--take-over")
+    assert taken.returncode == 0 and "task t1 completed" in taken.stdout, taken.stdout + taken.stderr
+    owner = git(
+        bare,
+        "log",
+        "-1",
+        "--format=%(trailers:key=Pantheon-Claim-Owner,valueonly)",
+        "refs/pantheon/claims/t1",
+    )
+    assert owner.strip() != "gone-host:deadbeef"
+    # The take-over and the heartbeats after it build on the claim that was seen expired.
+    ancestry = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", stale, "refs/pantheon/claims/t1"], cwd=bare
+    )
+    assert ancestry.returncode == 0

@@ -15,7 +15,10 @@ def run(args: argparse.Namespace, ids: list[str] | None = None) -> int:
     from pantheon_git.runner.night import Skipped, run_tasks
 
     repo = open_repo()
-    results = run_tasks(repo, work_tree(repo), ids, on_event=Progress(as_json=args.json))
+    take_over = bool(getattr(args, "take_over", False))
+    results = run_tasks(
+        repo, work_tree(repo), ids, on_event=Progress(as_json=args.json), take_over_expired=take_over
+    )
     ran = [result for result in results if not isinstance(result, Skipped)]
     failed = [result for result in ran if result.outcome == "failed"]
     if not args.json:

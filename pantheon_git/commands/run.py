@@ -9,6 +9,9 @@ from pantheon_git.commands import night
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ids", nargs="+", metavar="ID", help="task ids (or unique prefixes)")
+    parser.add_argument(
+        "--take-over", action="store_true", help="take over claims whose runner stopped heartbeating"
+    )
     night.add_arguments(parser)
 
 

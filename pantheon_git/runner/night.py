@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pygit2
 
-from pantheon_git.claims import claim, heartbeat
+from pantheon_git.claims import Claim, claim, heartbeat, read_claim, take_over
 from pantheon_git.errors import PantheonError
+from pantheon_git.layout import claim_ref
 from pantheon_git.locks import task_lock
 from pantheon_git.runner.setup import NightSetup, prepare_night
 from pantheon_git.runner.task import TaskRun, choose_attempt, run_attempt
@@ -47,6 +49,26 @@ def pick_tasks(states: Sequence[TaskState], ids: Sequence[str] | None, limit: in
     return [state for state in states if state.status in RUNNABLE][:limit]
 
 
+def _take_over(
+    repo: pygit2.Repository, root: Path, task_id: str, setup: NightSetup, allowed: bool
+) -> tuple[Claim | None, str]:
+    """Take over another runner's claim if it expired and the user asked to; else why not."""
+    seen = read_claim(repo, claim_ref(task_id))
+    if seen is None:
+        return None, "claimed by another runner"
+    expiry = timedelta(minutes=setup.claim_expiry_minutes)
+    age = int((datetime.now(UTC) - seen.heartbeat).total_seconds() // 60)
+    if not seen.expired(expiry):
+        return None, f"claimed by {seen.owner} (heartbeat {age} min ago; it expires after {expiry})"
+    if not allowed:
+        return None, (
+            f"claimed by {seen.owner}, expired (no heartbeat for {age} min): take it over with "
+            f"`git pantheon run {task_id} --take-over`"
+        )
+    taken = take_over(repo, root, seen, setup.remote)
+    return taken, "" if taken is not None else "another runner took it over first"
+
+
 def run_tasks(
     repo: pygit2.Repository,
     root: Path,
@@ -54,6 +76,7 @@ def run_tasks(
     *,
     on_event: Callable[[dict[str, Any]], None] = lambda _event: None,
     setup: NightSetup | None = None,
+    take_over_expired: bool = False,
 ) -> list[TaskRun | Skipped]:
     """Run the picked tasks one after another; returns what happened to each."""
     setup = setup or prepare_night(repo, root)
@@ -73,9 +96,11 @@ def run_tasks(
                 continue
             held = claim(repo, root, task_id, setup.remote)
             if held is None:
-                results.append(Skipped(task_id, "claimed by another runner"))
-                on_event({"event": "skipped", "task": task_id, "reason": "claimed elsewhere"})
-                continue
+                held, reason = _take_over(repo, root, task_id, setup, take_over_expired)
+                if held is None:
+                    results.append(Skipped(task_id, reason))
+                    on_event({"event": "skipped", "task": task_id, "reason": reason})
+                    continue
             choice = choose_attempt(repo, spec)
             if choice is None:
                 results.append(Skipped(task_id, f"all {spec.limits.max_attempts} attempts used"))

@@ -25,6 +25,7 @@ class NightSetup:
     policy: dict[str, Any]
     remote: str | None
     max_tasks: int
+    claim_expiry_minutes: int
     flow_for: Callable[[str], tuple[list[PlannedNode], dict[str, NodeExecutor]]]
 
 
@@ -53,4 +54,10 @@ def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
         nodes = plan_nodes(root, name)
         return nodes, executors_for({node.agent for node in nodes}, known, models, config.gate)
 
-    return NightSetup(policy=policy, remote=remote, max_tasks=config.night.max_tasks, flow_for=flow_for)
+    return NightSetup(
+        policy=policy,
+        remote=remote,
+        max_tasks=config.night.max_tasks,
+        claim_expiry_minutes=config.night.claim_expiry_minutes,
+        flow_for=flow_for,
+    )
