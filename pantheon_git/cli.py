@@ -29,6 +29,10 @@ VERBS: dict[str, tuple[str, str]] = {
     ),
     "run": ("run", "run the named tasks now, in night mode"),
     "flow": ("flow", "validate flows: `git pantheon flow check [NAME…]`"),
+    "report": ("report", "the morning report: status, gate, votes, acceptance, tokens, the red bin"),
+    "vote": ("vote", "vote approve, reject or abstain on a task's newest run"),
+    "gate": ("gate", "re-evaluate a task's gate over all its votes"),
+    "merge": ("merge", "merge passing run branches into their base"),
     "schedule": ("schedule", "install, show or remove the nightly cron line (or systemd timer)"),
     "replay": ("replay", "re-run a recorded step from its trace and check the tool results still match"),
 }

@@ -78,7 +78,8 @@ def main() -> int:
         check=False,
     )
     sh(sample, "git", "pantheon", "list")
-    sh(sample, "git", "pantheon", "show", "hello-file")
+    sh(sample, "git", "pantheon", "report")
+    sh(sample, "git", "pantheon", "merge", "--all-passing", "--dry-run", check=False)
     print(
         f"\nthe sample repository stays at {sample}: try `git -C {sample} log --notes pantheon/hello-file/1`"
     )

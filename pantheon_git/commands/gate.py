@@ -1,0 +1,45 @@
+"""`git pantheon gate ID`: re-evaluate the gate over every vote on the task's newest run and record it."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", help="task id or a unique prefix")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pantheon_git.config import load_config
+    from pantheon_git.errors import PantheonError
+    from pantheon_git.git import open_repo, work_tree
+    from pantheon_git.layout import run_branch
+    from pantheon_git.queue import resolve_id
+    from pantheon_git.runner.gate import decide
+    from pantheon_git.runs import recorded_steps, run_heads
+    from pantheon_git.votes import Vote, append_votes, read_votes
+
+    repo = open_repo()
+    task_id = resolve_id(repo, args.id)
+    attempts = run_heads(repo).get(task_id)
+    if not attempts:
+        raise PantheonError(f"task {task_id}: has no run for the gate to judge")
+    ref = run_branch(task_id, max(attempts))
+    votes = [vote for _, commit in recorded_steps(repo, ref) for vote in read_votes(repo, commit.id)]
+    policy = load_config(work_tree(repo)).gate
+    decision = decide(policy, votes)
+    append_votes(
+        repo,
+        attempts[max(attempts)],
+        [
+            Vote(
+                kind="gate",
+                voter="gate",
+                verdict=decision.verdict,
+                reasons=decision.reasons,
+                evidence={"policy": policy.model_dump()},
+            )
+        ],
+    )
+    print(f"gate: {decision.verdict} ({'; '.join(decision.reasons)})")
+    return 0

@@ -1,0 +1,38 @@
+"""`git pantheon merge [ID…|--all-passing] [--dry-run]`: merge passing run branches into their base."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ids", nargs="*", metavar="ID")
+    parser.add_argument("--all-passing", action="store_true", help="every task whose gate passed")
+    parser.add_argument("--dry-run", action="store_true", help="say what would merge; change nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pantheon_git.errors import PantheonError
+    from pantheon_git.git import open_repo, work_tree
+    from pantheon_git.queue import resolve_id
+    from pantheon_git.review.merge import merge_task
+    from pantheon_git.status import Status, task_states
+
+    if bool(args.ids) == args.all_passing:
+        raise PantheonError("give task ids or --all-passing (one of the two)")
+    repo = open_repo()
+    root = work_tree(repo)
+    states = {state.id: state for state in task_states(repo)}
+    if args.all_passing:
+        picked = [state for state in states.values() if state.status == Status.PASSED]
+    else:
+        picked = [states[resolve_id(repo, given)] for given in args.ids]
+    if not picked:
+        print("nothing passed the gate: nothing to merge")
+        return 0
+    failures = 0
+    for state in picked:
+        outcome = merge_task(repo, root, state, dry_run=args.dry_run)
+        print(f"{outcome.task_id}: {outcome.result}: {outcome.detail}")
+        failures += outcome.result in ("refused", "conflict")
+    return 1 if failures else 0

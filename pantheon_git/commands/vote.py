@@ -1,0 +1,33 @@
+"""`git pantheon vote ID approve|reject|abstain -m …`: a person's vote on the task's newest run."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", help="task id or a unique prefix")
+    parser.add_argument("verdict", choices=["approve", "reject", "abstain"])
+    parser.add_argument("-m", "--message", action="append", default=[], help="a reason (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pantheon_git.errors import PantheonError
+    from pantheon_git.git import identity, open_repo
+    from pantheon_git.layout import run_branch
+    from pantheon_git.queue import resolve_id
+    from pantheon_git.runs import run_heads
+    from pantheon_git.votes import Vote, append_votes
+
+    repo = open_repo()
+    task_id = resolve_id(repo, args.id)
+    attempts = run_heads(repo).get(task_id)
+    if not attempts:
+        raise PantheonError(f"task {task_id}: has no run to vote on yet")
+    attempt = max(attempts)
+    name, email = identity(repo)
+    vote = Vote(voter=f"person:{name} <{email}>", verdict=args.verdict, reasons=args.message)
+    append_votes(repo, attempts[attempt], [vote])
+    print(f"voted {args.verdict} on {run_branch(task_id, attempt).removeprefix('refs/heads/')}")
+    print(f"re-evaluate the gate with `git pantheon gate {task_id}`")
+    return 0

@@ -1,0 +1,100 @@
+"""Merge what passed: a passing run branch goes into its base, fast-forward when possible, else a merge
+commit built in memory; a conflict aborts with nothing written. The merge is recorded as a vote."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from pantheon_git.git import ref_commit, run_git, set_ref, signature
+from pantheon_git.layout import run_branch
+from pantheon_git.status import Status, TaskState
+from pantheon_git.votes import Vote, append_votes
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    task_id: str
+    result: str  # merged, fast-forward, would-merge, refused, conflict
+    detail: str
+
+
+def refusal(state: TaskState) -> str | None:
+    """Why a task may not merge, or None (pure)."""
+    if state.status == Status.PASSED:
+        return None
+    if state.status == Status.RUNNING:
+        return "not reviewed: its run has no gate verdict yet"
+    if state.status in (Status.QUEUED, Status.CLAIMED):
+        return "has not run yet"
+    return f"is {state.status.value}"
+
+
+def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run: bool) -> MergeOutcome:
+    reason = refusal(state)
+    if reason is not None:
+        return MergeOutcome(state.id, "refused", reason)
+    attempt = state.latest_attempt
+    assert attempt is not None
+    branch = run_branch(state.id, attempt).removeprefix("refs/heads/")
+    head = repo.get(state.attempts[attempt])
+    base = state.spec.base or "main"
+    base_ref = f"refs/heads/{base}"
+    base_tip = ref_commit(repo, base_ref)
+    if base_tip is None:
+        return MergeOutcome(state.id, "refused", f"base {base} is not a branch here")
+    fast_forward = head.id == base_tip.id or repo.descendant_of(head.id, base_tip.id)
+    if not fast_forward:
+        index = repo.merge_commits(base_tip, head)
+        if index.conflicts is not None:
+            paths = sorted(
+                {entry.path for entry in (c[1] or c[0] for c in index.conflicts) if entry is not None}
+            )
+            return MergeOutcome(
+                state.id, "conflict", f"conflicts with {base} in {', '.join(paths)}; nothing merged"
+            )
+    if dry_run:
+        return MergeOutcome(
+            state.id, "would-merge", f"{branch} into {base}" + (" (fast-forward)" if fast_forward else "")
+        )
+    checked_out = not repo.head_is_detached and not repo.head_is_unborn and repo.head.name == base_ref
+    if checked_out:
+        # The user's checkout must follow: let git move the branch and the work tree together.
+        if run_git(["status", "--porcelain", "--untracked-files=no"], root).stdout.strip():
+            return MergeOutcome(state.id, "refused", f"{base} is checked out with uncommitted changes")
+        mode = (
+            ["--ff-only"] if fast_forward else ["--no-ff", "--no-edit", "-m", f"Merge {branch} into {base}"]
+        )
+        proc = run_git(["merge", "--quiet", *mode, branch], root, check=False)
+        if proc.returncode != 0:
+            run_git(["merge", "--abort"], root, check=False)
+            return MergeOutcome(state.id, "conflict", f"git merge failed: {proc.stderr.strip()[:200]}")
+        new = repo.references[base_ref].target
+    else:
+        if fast_forward:
+            new = head.id
+        else:
+            tree = repo.merge_commits(base_tip, head).write_tree(repo)
+            sig = signature(repo)
+            new = repo.create_commit(
+                None, sig, sig, f"Merge {branch} into {base}\n", tree, [base_tip.id, head.id]
+            )
+        if not set_ref(repo, base_ref, new, base_tip.id, f"pantheon: merge {branch}"):
+            return MergeOutcome(state.id, "refused", f"{base} moved while merging; run merge again")
+    append_votes(
+        repo,
+        head.id,
+        [
+            Vote(
+                kind="merge",
+                voter="merge",
+                verdict="approve",
+                evidence={"into": base, "commit": str(new), "fast_forward": fast_forward},
+            )
+        ],
+    )
+    return MergeOutcome(
+        state.id, "fast-forward" if fast_forward else "merged", f"{branch} into {base} at {str(new)[:12]}"
+    )

@@ -1,0 +1,141 @@
+"""The morning report: per task its status, branch, gate, votes, acceptance, tokens and time, and a red
+bin of failures with their error artifacts and the commands to inspect them. Built from refs and notes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pygit2
+
+from pantheon_git.errors import PantheonError
+from pantheon_git.layout import run_branch
+from pantheon_git.runs import parse_trailers, recorded_steps
+from pantheon_git.status import Status, TaskState, task_states
+from pantheon_git.traces import read_trace
+from pantheon_git.votes import read_votes
+
+
+@dataclass
+class TaskReport:
+    id: str
+    title: str
+    status: str
+    branch: str | None = None
+    gate: str | None = None
+    gate_reasons: list[str] = field(default_factory=list)
+    votes: list[str] = field(default_factory=list)
+    acceptance: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    seconds: float = 0.0
+    failure: dict[str, Any] | None = None
+
+
+def parse_since(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)\s*([mhdw])", text.strip())
+    if not match:
+        raise PantheonError(f"--since {text}: use a span like 90m, 24h, 7d or 2w")
+    unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
+def task_report(repo: pygit2.Repository, state: TaskState) -> TaskReport:
+    report = TaskReport(state.id, state.spec.title, state.status.value)
+    attempt = state.latest_attempt
+    if attempt is None:
+        return report
+    ref = run_branch(state.id, attempt)
+    report.branch = ref.removeprefix("refs/heads/")
+    for _, commit in recorded_steps(repo, ref):
+        report.steps += 1
+        trace = read_trace(repo, commit.id) or {}
+        tokens = trace.get("tokens") or {}
+        report.tokens_in += int(tokens.get("in", 0))
+        report.tokens_out += int(tokens.get("out", 0))
+        report.seconds += float(trace.get("duration_s", 0.0))
+        for vote in read_votes(repo, commit.id):
+            if vote.kind == "gate":
+                report.gate, report.gate_reasons = vote.verdict, vote.reasons
+            elif vote.kind == "vote":
+                report.votes.append(f"{vote.voter}: {vote.verdict}")
+                if vote.voter == "acceptance":
+                    report.acceptance = [
+                        {key: result.get(key) for key in ("command", "exit_code", "timed_out")}
+                        for result in vote.evidence.get("results", [])
+                    ]
+        trailers = parse_trailers(commit.message)
+        if trailers.get("Pantheon-Outcome") == "failed":
+            report.failure = {
+                "commit": str(commit.id),
+                "step": trailers.get("Pantheon-Step"),
+                "error": trace.get("error") or trailers.get("Pantheon-Error"),
+                "log_tail": (trace.get("log_tail") or "")[-600:],
+                "inspect": [
+                    f"git log --notes {report.branch}",
+                    f"git show {str(commit.id)[:12]}",
+                    f"git notes --ref pantheon/traces show {str(commit.id)[:12]}",
+                ],
+            }
+    if state.status == Status.FAILED and report.failure is None and report.gate == "reject":
+        report.failure = {
+            "step": "gate",
+            "error": "; ".join(report.gate_reasons),
+            "inspect": [f"git log --notes {report.branch}"],
+        }
+    return report
+
+
+def build_report(repo: pygit2.Repository, since: timedelta | None = None) -> list[TaskReport]:
+    """Reports for the tasks touched within `since` (their newest run, or their queueing)."""
+    now = datetime.now(UTC)
+    reports = []
+    for state in task_states(repo):
+        if since is not None:
+            moments = [
+                datetime.fromtimestamp(repo.get(head).commit_time, UTC) for head in state.attempts.values()
+            ]
+            if state.spec.created is not None:
+                moments.append(state.spec.created.at)
+            if not moments or max(moments) < now - since:
+                continue
+        reports.append(task_report(repo, state))
+    return reports
+
+
+def render_markdown(reports: list[TaskReport], title: str) -> str:
+    lines = [f"# {title}", ""]
+    counts: dict[str, int] = {}
+    for report in reports:
+        counts[report.status] = counts.get(report.status, 0) + 1
+    lines.append(", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no tasks")
+    lines += [
+        "",
+        "| task | status | gate | votes | acceptance | tokens in/out | time | branch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        acceptance = ", ".join(f"`{a['command']}` → {a['exit_code']}" for a in r.acceptance) or "–"
+        votes = "; ".join(r.votes) or "–"
+        lines.append(
+            f"| {r.id}: {r.title} | {r.status} | {r.gate or '–'} | {votes} | {acceptance} "
+            f"| {r.tokens_in}/{r.tokens_out} | {r.seconds:.1f}s | {r.branch or '–'} |"
+        )
+    failures = [r for r in reports if r.failure]
+    if failures:
+        lines += ["", "## Red bin", ""]
+        for r in failures:
+            failure = r.failure or {}
+            lines.append(f"- **{r.id}** failed at `{failure.get('step')}`: {failure.get('error')}")
+            for command in failure.get("inspect", []):
+                lines.append(f"  - `{command}`")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(reports: list[TaskReport]) -> str:
+    return json.dumps([asdict(report) for report in reports], indent=1)
