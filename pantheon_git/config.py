@@ -30,8 +30,14 @@ class SyncConfig(_Section):
     remote: str = "origin"
 
 
+class HooksConfig(_Section):
+    # Branches the pre-push hook guards; empty: the repository's main branch (origin/HEAD, main, master).
+    protected: list[str] = Field(default_factory=list)
+
+
 class Config(_Section):
     night: NightConfig = Field(default_factory=NightConfig)
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
     gate: GatePolicy = Field(default_factory=GatePolicy)
     sync: SyncConfig = Field(default_factory=SyncConfig)
 
