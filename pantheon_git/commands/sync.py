@@ -1,0 +1,34 @@
+"""`git pantheon sync [REMOTE]`: fetch, merge and push tasks, claims, run branches and notes."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "remote", nargs="?", help="default: [sync] remote in .pantheon/config.toml, or origin"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pantheon_git.config import load_config
+    from pantheon_git.errors import PantheonError
+    from pantheon_git.git import open_repo, work_tree
+    from pantheon_git.sync import sync
+
+    repo = open_repo()
+    root = work_tree(repo)
+    remote = args.remote or load_config(root).sync.remote
+    if remote not in [r.name for r in repo.remotes]:
+        raise PantheonError(f"remote {remote}: no such remote (see `git remote -v`)")
+    report = sync(repo, root, remote)
+    for line in report.merged:
+        print(f"merged {line}")
+    for line in report.adopted:
+        print(f"adopted {line}")
+    if report.pushed:
+        print(f"pushed to {remote}")
+        return 0
+    print(f"push to {remote} was rejected ({report.push_error}); run sync again to merge what arrived")
+    return 1

@@ -1,0 +1,79 @@
+"""`git pantheon sync` between two clones through a bare remote: nothing is lost on either side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pantheon_git.git import open_repo
+from pantheon_git.votes import Vote, append_votes, read_votes
+from tests.conftest import git, pantheon
+
+
+def two_clones(repo_dir: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo_dir, "remote", "add", "origin", str(bare))
+    assert pantheon(repo_dir, "init").returncode == 0
+    git(repo_dir, "add", "-A")
+    git(repo_dir, "commit", "-q", "-m", "init pantheon")
+    git(repo_dir, "push", "-q", "origin")
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(bare), str(other))
+    git(other, "config", "user.name", "Other")
+    git(other, "config", "user.email", "other@example.com")
+    assert pantheon(other, "init").returncode == 0
+    return bare, repo_dir, other
+
+
+def test_votes_and_specs_from_two_clones_end_up_in_both(repo_dir: Path, tmp_path: Path) -> None:
+    _, one, two = two_clones(repo_dir, tmp_path)
+    head = git(one, "rev-parse", "HEAD").strip()
+    assert (
+        pantheon(one, "queue", "--id", "from-one", "--title", "one", "--acceptance", "true").returncode == 0
+    )
+    assert (
+        pantheon(two, "queue", "--id", "from-two", "--title", "two", "--acceptance", "true").returncode == 0
+    )
+    append_votes(open_repo(one), head, [Vote(voter="reviewer", verdict="approve", reasons=["one"])])
+    append_votes(
+        open_repo(two),
+        head,
+        [
+            Vote(voter="reviewer", verdict="approve", reasons=["two"]),
+            Vote(voter="person:x", verdict="reject"),
+        ],
+    )
+    for clone in (one, two, one):
+        result = pantheon(clone, "sync")
+        assert result.returncode == 0, result.stdout + result.stderr
+    for clone in (one, two):
+        ids = sorted(row["id"] for row in json.loads(pantheon(clone, "list", "--json").stdout))
+        assert ids == ["from-one", "from-two"]
+        votes = read_votes(open_repo(clone), head)
+        assert sorted(v.reasons[0] if v.reasons else v.voter for v in votes) == ["one", "person:x", "two"]
+    assert git(one, "rev-parse", "refs/pantheon/tasks") == git(two, "rev-parse", "refs/pantheon/tasks")
+    assert git(one, "rev-parse", "refs/notes/pantheon/votes") == git(
+        two, "rev-parse", "refs/notes/pantheon/votes"
+    )
+    fetch_specs = git(one, "config", "--get-all", "remote.origin.fetch")
+    assert "+refs/notes" not in fetch_specs
+
+
+def test_run_branches_and_traces_travel(repo_dir: Path, tmp_path: Path) -> None:
+    from pantheon_git.runs import Step, commit_step, start_run_branch
+    from pantheon_git.traces import read_trace, write_trace
+
+    _, one, two = two_clones(repo_dir, tmp_path)
+    assert pantheon(one, "queue", "--id", "t1", "--title", "t", "--acceptance", "true").returncode == 0
+    repo = open_repo(one)
+    ref = start_run_branch(repo, "t1", 1, repo.head.target)
+    step = commit_step(repo, ref, Step("t1", "plan", "planner", "m", "planned"))
+    write_trace(repo, step, {"summary": "planned", "prompt": "x" * 5000})
+    assert pantheon(one, "sync").returncode == 0
+    assert pantheon(two, "sync").returncode == 0
+    other = open_repo(two)
+    assert other.references["refs/heads/pantheon/t1/1"].target == step
+    trace = read_trace(other, step, expand=True)
+    assert trace is not None and trace["prompt"] == "x" * 5000  # the payload blob came along
+    assert json.loads(pantheon(two, "list", "--json").stdout)[0]["status"] == "running"
