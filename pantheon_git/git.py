@@ -99,6 +99,26 @@ def is_race(exc: Exception) -> bool:
     return any(marker in text for marker in _RACE_MARKERS)
 
 
+# Ref locks are held for microseconds; one this old was left by a killed process and would block every
+# later writer of that ref forever (git never clears them itself).
+STALE_LOCK_SECONDS = 30.0
+
+
+def clear_stale_lock(repo: pygit2.Repository, ref: str, older_than: float = STALE_LOCK_SECONDS) -> bool:
+    """Remove `ref`'s lock file if it is older than `older_than` seconds; True if one was removed."""
+    common = Path(repo.path)
+    if (common / "commondir").is_file():
+        common = (common / (common / "commondir").read_text().strip()).resolve()
+    lock = common / f"{ref}.lock"
+    try:
+        if time.time() - lock.stat().st_mtime >= older_than:
+            lock.unlink()
+            return True
+    except FileNotFoundError:
+        pass
+    return False
+
+
 def backoff(attempt: int) -> None:
     """Jittered exponential sleep so racing writers spread out instead of colliding again."""
     time.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
@@ -109,7 +129,7 @@ def append_commit(
     ref: str,
     build: Callable[[pygit2.Commit | None], tuple[pygit2.Oid, str] | None],
     *,
-    attempts: int = 200,
+    patience: float = 2 * STALE_LOCK_SECONDS,
 ) -> pygit2.Oid | None:
     """Append one commit to the chain at `ref` with a compare-and-swap, retrying lost races.
 
@@ -119,7 +139,10 @@ def append_commit(
     libgit2's own commit-and-update skips that check on creation, so the move goes through `set_ref`).
     """
     sig = signature(repo)
-    for attempt in range(attempts):
+    deadline = time.monotonic() + patience  # long enough to outlast a stale lock, then clear it
+    attempt = 0
+    while time.monotonic() < deadline:
+        attempt += 1
         tip = ref_commit(repo, ref)
         built = build(tip)
         if built is None:
@@ -136,8 +159,9 @@ def append_commit(
             except (pygit2.GitError, OSError) as exc:  # a held ref lock surfaces as OSError
                 if not is_race(exc):
                     raise
+        clear_stale_lock(repo, ref)
         backoff(attempt)
-    raise ConflictError(f"{ref}: lost {attempts} races with other writers in a row; try again")
+    raise ConflictError(f"{ref}: lost {attempt} races with other writers in {patience:.0f} s; try again")
 
 
 def set_ref(
@@ -157,6 +181,7 @@ def set_ref(
             txn.set_target(ref, new, message=message)
     except (pygit2.GitError, OSError) as exc:
         if is_race(exc):
+            clear_stale_lock(repo, ref)
             return False
         raise
     return True

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pygit2
 
 from pantheon_git.errors import ConflictError, PantheonError
-from pantheon_git.git import build_tree, ref_commit, set_ref, signature
+from pantheon_git.git import build_tree, clear_stale_lock, ref_commit, set_ref, signature
 from pantheon_git.layout import RUN_BRANCH_PREFIX, parse_run_branch, run_branch
 
 
@@ -79,7 +79,10 @@ def run_heads(repo: pygit2.Repository) -> dict[str, dict[int, pygit2.Oid]]:
 def start_run_branch(repo: pygit2.Repository, task_id: str, attempt: int, base: pygit2.Oid) -> str:
     """Create the run branch for an attempt at commit `base`; refuse if it already exists."""
     ref = run_branch(task_id, attempt)
-    if not set_ref(repo, ref, base, None, f"pantheon: start {task_id} attempt {attempt}"):
+    message = f"pantheon: start {task_id} attempt {attempt}"
+    if not set_ref(repo, ref, base, None, message) and not (
+        clear_stale_lock(repo, ref, older_than=0) and set_ref(repo, ref, base, None, message)
+    ):
         raise PantheonError(f"{ref}: already exists (attempt {attempt} of {task_id} was started before)")
     return ref
 
@@ -111,9 +114,17 @@ def make_step_commit(
 
 
 def publish_step(repo: pygit2.Repository, ref: str, commit: pygit2.Oid, parent: pygit2.Oid) -> None:
-    """Move run branch `ref` from `parent` to `commit`; refuse if anyone else moved it meanwhile."""
-    if not set_ref(repo, ref, commit, parent, f"pantheon: step {str(commit)[:12]}"):
-        raise ConflictError(f"{ref}: moved by another writer while a step was being recorded")
+    """Move run branch `ref` from `parent` to `commit`; refuse if anyone else moved it meanwhile.
+
+    Only the holder of the task's lock writes its run branch, so a lock file found on it was left by a
+    runner killed mid-write: it is cleared and the move tried once more.
+    """
+    message = f"pantheon: step {str(commit)[:12]}"
+    if set_ref(repo, ref, commit, parent, message):
+        return
+    if clear_stale_lock(repo, ref, older_than=0) and set_ref(repo, ref, commit, parent, message):
+        return
+    raise ConflictError(f"{ref}: moved by another writer while a step was being recorded")
 
 
 def commit_step(

@@ -19,11 +19,15 @@ def worktree_path(git_dir: str, task_id: str, attempt: int) -> Path:
 
 def add_worktree(repo_root: Path, path: Path, branch: str) -> Path:
     """Check `branch` out at `path`, clearing what a killed run may have left there first."""
-    if path.exists():
-        remove_worktree(repo_root, path)
-    run_git(["worktree", "prune"], repo_root)
+    # A runner killed inside `git worktree add` leaves the entry locked ("initializing") and the branch
+    # marked as checked out there; unlock, remove, prune, and let a doubled --force override the rest.
+    run_git(["worktree", "unlock", str(path)], repo_root, check=False)
+    remove_worktree(repo_root, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    run_git(["worktree", "add", "--quiet", str(path), branch.removeprefix("refs/heads/")], repo_root)
+    run_git(
+        ["worktree", "add", "--quiet", "--force", "--force", str(path), branch.removeprefix("refs/heads/")],
+        repo_root,
+    )
     return path
 
 

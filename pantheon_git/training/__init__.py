@@ -1,0 +1,1 @@
+"""The training side that needs no torch: mining trace notes into datasets, promoting adapters."""

@@ -1,0 +1,138 @@
+"""Mine trace and vote notes into a per-agent chat dataset, recorded as a commit on
+refs/pantheon/datasets/<agent>.
+
+Rows are `{"messages": [...]}` in chat form (TRL's SFTTrainer loads them unchanged): the prompt header
+as the user turn, each tool call exactly as the model produced it as an assistant turn, each tool result
+as a tool turn. Steps of runs that passed the gate (or were merged) are training rows; steps of failed
+runs go to negatives.jsonl. Rows are deduplicated; a task's rows go to train or holdout by a hash of
+its id, so a task never lands in both. The manifest names every source commit and a content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pygit2
+
+from pantheon_git.git import append_commit, build_tree
+from pantheon_git.layout import DATASETS_PREFIX, PAYLOADS_NOTES, TRACES_NOTES
+from pantheon_git.notes import iter_notes
+from pantheon_git.runs import parse_trailers, run_heads
+from pantheon_git.status import Status, run_outcome
+from pantheon_git.votes import read_votes
+
+HOLDOUT_PERCENT = 20
+
+
+def holdout(task_id: str) -> bool:
+    """Deterministic split by task: the same task is always on the same side."""
+    return int(hashlib.sha256(task_id.encode()).hexdigest(), 16) % 100 < HOLDOUT_PERCENT
+
+
+def messages_of(agent_trace: dict[str, Any]) -> list[dict[str, str]]:
+    """A loop's record as chat messages: the calls verbatim, the results as tool turns."""
+    messages = [{"role": "user", "content": agent_trace["prompt"]}]
+    for turn in agent_trace.get("turns", []):
+        messages.append({"role": "assistant", "content": turn["completion"]})
+        if "result" in turn:
+            messages.append({"role": "tool", "content": turn["result"]})
+    return messages
+
+
+@dataclass
+class Dataset:
+    agent: str
+    train: list[dict[str, Any]] = field(default_factory=list)
+    holdout: list[dict[str, Any]] = field(default_factory=list)
+    negatives: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    holdout_tasks: list[str] = field(default_factory=list)
+
+
+def mine(repo: pygit2.Repository, agent: str) -> Dataset:
+    """Every step of `agent` in the traces, sorted into train, holdout and negatives (deduplicated)."""
+    outcomes: dict[str, Status] = {}
+    for task_id, attempts in run_heads(repo).items():
+        for attempt, head in attempts.items():
+            commit = repo.get(head)
+            outcomes[f"{task_id}/{attempt}"] = run_outcome(
+                parse_trailers(commit.message), read_votes(repo, head)
+            )
+    payloads = dict(iter_notes(repo, PAYLOADS_NOTES))
+    data = Dataset(agent)
+    seen: set[str] = set()
+    for commit_id, blob_id in sorted(iter_notes(repo, TRACES_NOTES)):
+        note = json.loads(repo.get(blob_id).data)
+        if note.get("agent") != agent or not isinstance(note.get("agent_trace"), dict):
+            continue
+        reference = note["agent_trace"]
+        if "$blob" not in reference or reference["$blob"] not in payloads:
+            continue
+        record = json.loads(repo.get(reference["$blob"]).data)
+        if not record.get("turns"):
+            continue
+        task = str(note.get("task", ""))
+        outcome = outcomes.get(f"{task}/{note.get('attempt')}")
+        row = {"messages": messages_of(record)}
+        key = hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()
+        if key in seen:
+            continue
+        seen.add(key)
+        row["meta"] = {"task": task, "commit": commit_id, "ok": bool(note.get("ok"))}
+        if outcome in (Status.PASSED, Status.MERGED) and note.get("ok"):
+            if holdout(task):
+                data.holdout.append(row)
+                if task not in data.holdout_tasks:
+                    data.holdout_tasks.append(task)
+            else:
+                data.train.append(row)
+        elif outcome == Status.FAILED or not note.get("ok"):
+            data.negatives.append(row)
+        else:
+            continue  # still running: neither good nor bad yet
+        data.sources.append(commit_id)
+    return data
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows).encode()
+
+
+def record(repo: pygit2.Repository, data: Dataset) -> tuple[pygit2.Oid | None, dict[str, Any]]:
+    """Commit the dataset to refs/pantheon/datasets/<agent> (nothing if identical to the last one)."""
+    files = {
+        "train.jsonl": _jsonl(data.train),
+        "holdout.jsonl": _jsonl(data.holdout),
+        "negatives.jsonl": _jsonl(data.negatives),
+    }
+    content = hashlib.sha256(b"".join(files[name] for name in sorted(files))).hexdigest()
+    manifest = {
+        "agent": data.agent,
+        "content_sha256": content,
+        "counts": {"train": len(data.train), "holdout": len(data.holdout), "negatives": len(data.negatives)},
+        "holdout_tasks": sorted(data.holdout_tasks),
+        "split": f"sha256(task id) % 100 < {HOLDOUT_PERCENT} goes to holdout",
+        "sources": sorted(data.sources),
+        "format": "chat messages (user: prompt header, assistant: tool call as produced, tool: result)",
+    }
+    ref = DATASETS_PREFIX + data.agent
+
+    def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str] | None:
+        if tip is not None and "manifest.json" in tip.tree:
+            previous = json.loads(repo.get(tip.tree["manifest.json"].id).data)
+            if previous.get("content_sha256") == content:
+                return None
+        stamped = {**manifest, "built": datetime.now(UTC).isoformat(timespec="seconds")}
+        tree = build_tree(repo, None, {**files, "manifest.json": json.dumps(stamped, indent=1).encode()})
+        counts = manifest["counts"]
+        message = (
+            f"dataset {data.agent}: {counts['train']} train, {counts['holdout']} holdout, "
+            f"{counts['negatives']} negatives\n\nPantheon-Dataset-Sha256: {content}\n"
+        )
+        return tree, message
+
+    return append_commit(repo, ref, build), manifest
