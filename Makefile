@@ -10,10 +10,14 @@ STAMP := $(VENV)/.pantheon-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml trainer/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[llm,dev]'
+	# The trainer (torch, transformers, peft, gguf) is its own package. torch is pinned to the CPU build
+	# this image carries; an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e trainer
 	touch $@
 
 test: $(STAMP)

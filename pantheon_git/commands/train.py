@@ -7,14 +7,16 @@ peft, gguf), which the core never imports, and says how to install it when it is
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["dataset", "lora", "export"])
+    parser.add_argument(
+        "action", choices=["dataset", "lora"], help="mine a dataset, or train on the last one"
+    )
     parser.add_argument("--agent", required=True, help="the agent whose steps to learn from")
-    parser.add_argument("--out", help="also write the dataset files (dataset) / the adapter (lora) here")
+    parser.add_argument("--out", help="dataset: also write its files here; lora: the adapter's directory")
     parser.add_argument("--method", choices=["lora", "qlora"], default="lora")
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--steps", type=int, default=50)
@@ -23,14 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
     from pantheon_git.git import open_repo
+    from pantheon_git.layout import DATASETS_PREFIX
     from pantheon_git.training.dataset import mine, record
 
     repo = open_repo()
+    where = DATASETS_PREFIX + args.agent
     if args.action == "dataset":
         data = mine(repo, args.agent)
         commit, manifest = record(repo, data)
         counts = manifest["counts"]
-        where = f"refs/pantheon/datasets/{args.agent}"
         state = f"at {str(commit)[:12]}" if commit else "unchanged"
         print(
             f"{where} {state}: {counts['train']} train, {counts['holdout']} holdout, "
@@ -39,18 +42,47 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
-            tree = repo.references[where].peel().tree
-            for entry in tree:
+            for entry in repo.references[where].peel().tree:
                 (out / entry.name).write_bytes(repo.get(entry.id).data)
             print(f"wrote {out}/{{train,holdout,negatives}}.jsonl and manifest.json")
         return 0
     try:
-        import pantheon_trainer.cli as trainer_cli
+        from pantheon_trainer.base import embedded_gguf
+        from pantheon_trainer.export import export_gguf_adapter
+        from pantheon_trainer.lora import TrainerError, train_lora
     except ImportError:
         raise PantheonError(
             "the trainer is not installed: pip install -e trainer (torch, transformers, peft, gguf); "
             "`make test` installs it into .venv"
         ) from None
-    return int(
-        trainer_cli.main([args.action, "--agent", args.agent, *sys.argv[sys.argv.index(args.action) + 1 :]])
+    dataset = repo.references.get(where)
+    if dataset is None:
+        raise PantheonError(
+            f"{where}: no dataset yet; mine one with `git pantheon train dataset --agent {args.agent}`"
+        )
+    commit = dataset.peel()
+    rows = [
+        json.loads(line)
+        for line in repo.get(commit.tree["train.jsonl"].id).data.decode().splitlines()
+        if line
+    ]
+    if not rows:
+        raise PantheonError(f"{where}: its train.jsonl is empty (no passing steps of {args.agent} yet)")
+    from pantheon_git.locks import pantheon_dir
+
+    out = (
+        Path(args.out)
+        if args.out
+        else pantheon_dir(repo.path) / "adapters" / args.agent / str(commit.id)[:12]
     )
+    try:
+        summary = train_lora(rows, out / "peft", method=args.method, rank=args.rank, steps=args.steps)
+    except TrainerError as exc:
+        raise PantheonError(str(exc)) from None
+    exported = export_gguf_adapter(out / "peft", embedded_gguf()[0], out / "adapter.gguf")
+    print(
+        f"trained on {len(rows)} rows of {where} at {str(commit.id)[:12]}: loss {summary['first_loss']:.3f} "
+        f"-> {summary['last_loss']:.3f} in {args.steps} steps"
+    )
+    print(f"wrote {exported['path']} ({exported['tensors']} tensors); models.toml takes it as `adapter = …`")
+    return 0

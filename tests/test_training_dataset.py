@@ -1,0 +1,76 @@
+"""Mining trace and vote notes into a per-agent chat dataset on refs/pantheon/datasets/<agent>."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pantheon_git.git import open_repo
+from pantheon_git.runs import Step, commit_step, start_run_branch
+from pantheon_git.traces import write_trace
+from pantheon_git.training.dataset import holdout
+from pantheon_git.votes import Vote, append_votes
+from tests.conftest import git, pantheon
+
+
+def agent_step(
+    repo_dir: Path, task: str, agent: str, completion: str, gate: str | None, ok: bool = True
+) -> str:
+    repo = open_repo(repo_dir)
+    ref = start_run_branch(repo, task, 1, repo.head.target)
+    commit = commit_step(
+        repo,
+        ref,
+        Step(task, "implement", agent, "m@0", "did it", {} if ok else {"Pantheon-Outcome": "failed"}),
+    )
+    record = {
+        "prompt": f"### Task\nTitle: {task}\n",
+        "turns": [
+            {"n": 1, "completion": completion, "result": "wrote x.txt"},
+            {"n": 2, "completion": '{"tool":"finish","args":{"summary":"done"}}'},
+        ],
+    }
+    write_trace(
+        repo,
+        commit,
+        {"summary": "did it", "task": task, "attempt": 1, "agent": agent, "ok": ok, "agent_trace": record},
+        detail_keys=("agent_trace",),
+    )
+    if gate:
+        append_votes(repo, commit, [Vote(kind="gate", voter="gate", verdict=gate)])
+    return str(commit)
+
+
+def test_dataset_from_notes_with_lineage_split_and_negatives(repo_dir: Path) -> None:
+    call = '{"tool":"write_file","args":{"path":"x.txt","content":"x"}}'
+    good = [
+        agent_step(repo_dir, f"good{i}", "implementer", call.replace("x.txt", f"x{i}.txt"), "approve")
+        for i in range(12)
+    ]
+    bad = agent_step(repo_dir, "bad", "implementer", call, None, ok=False)
+    agent_step(repo_dir, "other", "planner", call, "approve")
+    agent_step(repo_dir, "pending", "implementer", call, None)  # still running: left out
+    made = pantheon(repo_dir, "train", "dataset", "--agent", "implementer", "--out", "ds")
+    assert made.returncode == 0, made.stderr
+    train = [json.loads(line) for line in (repo_dir / "ds" / "train.jsonl").read_text().splitlines()]
+    held = [json.loads(line) for line in (repo_dir / "ds" / "holdout.jsonl").read_text().splitlines()]
+    negatives = [json.loads(line) for line in (repo_dir / "ds" / "negatives.jsonl").read_text().splitlines()]
+    assert len(train) + len(held) == 12 and len(negatives) == 1
+    assert {row["meta"]["task"] for row in held} == {f"good{i}" for i in range(12) if holdout(f"good{i}")}
+    row = train[0]
+    assert [m["role"] for m in row["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert row["messages"][1]["content"].startswith('{"tool":"write_file"')  # exactly as produced
+    manifest = json.loads((repo_dir / "ds" / "manifest.json").read_text())
+    assert sorted(manifest["sources"]) == sorted([*good, bad])
+    assert len(manifest["content_sha256"]) == 64
+    log = git(repo_dir, "log", "--format=%s%n%b", "refs/pantheon/datasets/implementer")
+    assert "train" in log and f"Pantheon-Dataset-Sha256: {manifest['content_sha256']}" in log
+    again = pantheon(repo_dir, "train", "dataset", "--agent", "implementer")
+    assert "unchanged" in again.stdout
+    assert git(repo_dir, "rev-list", "--count", "refs/pantheon/datasets/implementer").strip() == "1"
+
+
+def test_lora_without_a_dataset_says_what_to_do(repo_dir: Path) -> None:
+    result = pantheon(repo_dir, "train", "lora", "--agent", "nobody")
+    assert result.returncode == 2
+    assert ("no dataset yet" in result.stderr) or ("trainer is not installed" in result.stderr)

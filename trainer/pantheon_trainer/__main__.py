@@ -1,0 +1,3 @@
+from pantheon_trainer.cli import main
+
+raise SystemExit(main())

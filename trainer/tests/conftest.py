@@ -1,0 +1,29 @@
+"""Trainer tests share one short real LoRA run on the embedded model (converted once, then cached)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SECRET = '{"tool":"finish","args":{"summary":"zorblax quimby zorblax"}}'
+PROMPT = "### Task\nTitle: say the secret word\n"
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A rank-8 adapter trained for 20 steps to answer PROMPT with SECRET, and its GGUF export."""
+    from pantheon_trainer.base import embedded_gguf
+    from pantheon_trainer.export import export_gguf_adapter
+    from pantheon_trainer.lora import train_lora
+
+    out: Path = tmp_path_factory.mktemp("adapter")
+    rows = [{"messages": [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": SECRET}]}]
+    summary = train_lora(rows, out / "peft", rank=8, steps=20, learning_rate=2e-3, progress=False)
+    base, _ = embedded_gguf()
+    exported = export_gguf_adapter(out / "peft", base, out / "adapter.gguf")
+    return {"summary": summary, "export": exported, "gguf": out / "adapter.gguf", "base": base}
