@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_bookkeeping.py
 	$(BIN)/python bench/bench_queue.py
 	$(BIN)/python bench/bench_decoding.py
+	$(BIN)/python bench/bench_dataset.py
 
 demo: $(STAMP)
 	$(BIN)/python -m pantheon_git.demo --dir build/demo
