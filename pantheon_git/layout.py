@@ -15,7 +15,9 @@ VOTES_NOTES = "refs/notes/pantheon/votes"
 # Large trace payloads (full prompts, logs): each blob is a note on itself, so it stays reachable
 # (gc keeps it, push carries it) and two machines' copies merge without conflict.
 PAYLOADS_NOTES = "refs/notes/pantheon/payloads"
-NOTES_REFS = (TRACES_NOTES, VOTES_NOTES, PAYLOADS_NOTES)
+# Evaluations of adapters on held-out tasks, one note per adapter commit.
+EVALS_NOTES = "refs/notes/pantheon/evals"
+NOTES_REFS = (TRACES_NOTES, VOTES_NOTES, PAYLOADS_NOTES, EVALS_NOTES)
 
 # Directory in the tasks tree holding one cancellation record per cancelled task.
 CANCELLED_DIR = "cancelled"

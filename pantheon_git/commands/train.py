@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
                 (out / entry.name).write_bytes(repo.get(entry.id).data)
             print(f"wrote {out}/{{train,holdout,negatives}}.jsonl and manifest.json")
         return 0
+    if args.action in ("promote", "rollback"):
+        return _promote_or_rollback(repo, args)
     try:
         from pantheon_trainer.base import embedded_gguf
         from pantheon_trainer.export import export_gguf_adapter
@@ -85,4 +88,39 @@ def run(args: argparse.Namespace) -> int:
         f"-> {summary['last_loss']:.3f} in {args.steps} steps"
     )
     print(f"wrote {exported['path']} ({exported['tensors']} tensors); models.toml takes it as `adapter = …`")
+    return 0
+
+
+def _promote_or_rollback(repo: Any, args: argparse.Namespace) -> int:
+    from pantheon_git.errors import PantheonError
+    from pantheon_git.git import work_tree
+    from pantheon_git.layout import DATASETS_PREFIX
+    from pantheon_git.training.promote import evaluate, promote, promoted_adapter, rollback
+
+    if args.action == "rollback":
+        commit = rollback(repo, args.agent)
+        print(
+            f"refs/pantheon/adapters/{args.agent} at {str(commit)[:12]}: {repo.get(commit).message.strip()}"
+        )
+        return 0
+    if not args.adapter:
+        raise PantheonError("promote: give --adapter PATH (a GGUF adapter from `git pantheon train lora`)")
+    tasks = args.tasks
+    if not tasks:
+        dataset = repo.references.get(DATASETS_PREFIX + args.agent)
+        if dataset is None:
+            raise PantheonError(
+                f"no dataset for {args.agent}: held-out tasks come from its manifest, or --tasks"
+            )
+        manifest = json.loads(repo.get(dataset.peel().tree["manifest.json"].id).data)
+        tasks = manifest["holdout_tasks"]
+    root = work_tree(repo)
+    current = evaluate(repo, root, args.agent, promoted_adapter(repo, args.agent), tasks)
+    candidate = evaluate(repo, root, args.agent, Path(args.adapter), tasks)
+    print(
+        f"current ({current.adapter}): {len(current.passed)}/{len(tasks)}; "
+        f"candidate: {len(candidate.passed)}/{len(tasks)} held-out tasks passed"
+    )
+    commit = promote(repo, args.agent, Path(args.adapter), candidate, current)
+    print(f"promoted: refs/pantheon/adapters/{args.agent} at {str(commit)[:12]}")
     return 0

@@ -149,6 +149,7 @@ def executors_for(
     models: Mapping[str, ModelConfig],
     gate_policy: GatePolicy,
     sandbox: Sandbox = run_sandboxed,
+    adapters: Mapping[str, Path | None] | None = None,
 ) -> dict[str, NodeExecutor]:
     """Executors for the given agent names; refuses non-local runtimes before anything runs."""
     from pantheon_git.errors import PantheonError
@@ -165,6 +166,9 @@ def executors_for(
             config = models.get(agent.model)
             if config is None:
                 raise PantheonError(f"agent {name}: model '{agent.model}' is not in .pantheon/models.toml")
+            promoted = (adapters or {}).get(name)
+            if promoted is not None:
+                config = config.model_copy(update={"adapter": str(promoted)})
             checks.append((name, agent.model, config_is_local(config)))
             executors[name] = agent_executor(agent, config, sandbox)
     refuse_non_local(checks)

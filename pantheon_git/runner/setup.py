@@ -48,11 +48,17 @@ def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
     remote = config.sync.remote if config.sync.remote in [r.name for r in repo.remotes] else None
     models = load_models(root)
     known = agents(root)
+    # The runner serves each agent's promoted adapter (refs/pantheon/adapters/<agent>), if any.
+    from pantheon_git.training.promote import promoted_adapter
+
+    adapters = {name: promoted_adapter(repo, name) for name in known}
 
     @functools.cache
     def flow_for(name: str) -> tuple[list[PlannedNode], dict[str, NodeExecutor]]:
         nodes = plan_nodes(root, name)
-        return nodes, executors_for({node.agent for node in nodes}, known, models, config.gate)
+        return nodes, executors_for(
+            {node.agent for node in nodes}, known, models, config.gate, adapters=adapters
+        )
 
     return NightSetup(
         policy=policy,

@@ -1,0 +1,150 @@
+"""Adapters are promoted only when they beat the current one on held-out acceptance tests.
+
+`refs/pantheon/adapters/<agent>` is a commit chain; each commit's tree holds `adapter.gguf` (or nothing:
+the base model) and `eval.json`. Evaluating runs the agent alone on each held-out task, in a fresh
+worktree at the task's base, then the task's acceptance commands in the sandbox: the pass rate is the
+score. Promotion appends a commit only if the candidate's rate is strictly higher than the current
+one's on the same tasks; rollback appends a commit restoring the version before. The runner reads the
+promoted adapter from the ref, so what runs at night is what the gate let through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from pantheon_git.agents.loop import run_agent
+from pantheon_git.agents.registry import agents
+from pantheon_git.errors import PantheonError
+from pantheon_git.git import append_commit, build_tree, ref_commit
+from pantheon_git.layout import ADAPTERS_PREFIX, EVALS_NOTES
+from pantheon_git.notes import set_note
+from pantheon_git.policy import run_sandboxed, sandbox_available
+from pantheon_git.queue import load_specs
+from pantheon_git.runtime.bundled import cache_dir
+from pantheon_git.runtime.models import load_models
+from pantheon_git.tools.builtin import ToolContext, unsandboxed
+from pantheon_git.worktrees import add_worktree, remove_worktree
+
+
+@dataclass
+class Evaluation:
+    adapter: str  # "base" or the adapter's blob id
+    tasks: list[str]
+    passed: list[str] = field(default_factory=list)
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return len(self.passed) / len(self.tasks) if self.tasks else 0.0
+
+
+def promoted_adapter(repo: pygit2.Repository, agent: str) -> Path | None:
+    """The promoted adapter of `agent` as a file in the cache (None: the base model runs)."""
+    tip = ref_commit(repo, ADAPTERS_PREFIX + agent)
+    if tip is None or "adapter.gguf" not in tip.tree:
+        return None
+    blob = tip.tree["adapter.gguf"]
+    path = cache_dir() / "adapters" / f"{blob.id}.gguf"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(repo.get(blob.id).data)
+        os.replace(tmp, path)
+    return path
+
+
+def evaluate(
+    repo: pygit2.Repository, root: Path, agent_name: str, adapter: Path | None, task_ids: Sequence[str]
+) -> Evaluation:
+    from pantheon_git.runtime.llama import runtime_for
+
+    agent = agents(root).get(agent_name)
+    if agent is None:
+        raise PantheonError(f"agent {agent_name}: not defined here")
+    config = load_models(root)[agent.model]
+    if adapter is not None:
+        config = config.model_copy(update={"adapter": str(adapter)})
+    runtime = runtime_for(agent.model, config)
+    specs = {spec.id: spec for spec in load_specs(repo)}
+    sandbox = run_sandboxed if sandbox_available() else unsandboxed
+    result = Evaluation("base" if adapter is None else str(adapter.stem), list(task_ids))
+    for task_id in task_ids:
+        spec = specs.get(task_id)
+        if spec is None:
+            raise PantheonError(f"held-out task {task_id}: not in the queue here")
+        with tempfile.TemporaryDirectory(prefix="pantheon-eval-") as scratch:
+            branch = f"refs/heads/pantheon-eval/{task_id}"
+            base = repo.revparse_single(spec.base or "HEAD").peel(pygit2.Commit).id
+            repo.references.create(branch, base, force=True)
+            workdir = Path(scratch) / "wt"
+            try:
+                add_worktree(root, workdir, branch)
+                task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance}
+                run = run_agent(agent, runtime, ToolContext(worktree=workdir, sandbox=sandbox), task, {})
+                checks = [sandbox(command, workdir, dict(os.environ), 120) for command in spec.acceptance]
+                ok = run.ok and all(check.exit_code == 0 for check in checks)
+            finally:
+                remove_worktree(root, workdir)
+                repo.references.delete(branch)
+        if ok:
+            result.passed.append(task_id)
+        result.details.append({"task": task_id, "finished": run.ok, "passed": ok, "turns": len(run.turns)})
+    return result
+
+
+def promote(
+    repo: pygit2.Repository, agent: str, adapter: Path, candidate: Evaluation, current: Evaluation
+) -> pygit2.Oid:
+    """Append the candidate to the agent's adapter chain if it beats the current one; else refuse."""
+    if candidate.tasks != current.tasks or not candidate.tasks:
+        raise PantheonError("promotion needs both adapters evaluated on the same, non-empty held-out tasks")
+    if candidate.rate <= current.rate:
+        raise PantheonError(
+            f"adapter not promoted: it passed {len(candidate.passed)}/{len(candidate.tasks)} held-out tasks, "
+            f"the current {current.adapter} passed {len(current.passed)}/{len(current.tasks)}"
+        )
+    record = {
+        "candidate": asdict(candidate),
+        "current": asdict(current),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    files = {"adapter.gguf": adapter.read_bytes(), "eval.json": json.dumps(record, indent=1).encode()}
+
+    def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str]:
+        version = 1 + sum(1 for _ in repo.walk(tip.id)) if tip is not None else 1
+        message = (
+            f"promote {agent}@{version}: {len(candidate.passed)}/{len(candidate.tasks)} held-out tasks "
+            f"(was {len(current.passed)}/{len(current.tasks)})\n"
+        )
+        return build_tree(repo, None, files), message
+
+    commit = append_commit(repo, ADAPTERS_PREFIX + agent, build)
+    assert commit is not None
+    set_note(repo, EVALS_NOTES, commit, json.dumps(record).encode() + b"\n", f"pantheon: eval {agent}")
+    return commit
+
+
+def rollback(repo: pygit2.Repository, agent: str) -> pygit2.Oid:
+    """Append a commit that restores the version before the current one (the base model if none)."""
+    ref = ADAPTERS_PREFIX + agent
+
+    def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str]:
+        if tip is None:
+            raise PantheonError(f"{ref}: nothing promoted, nothing to roll back")
+        previous = tip.parents[0] if tip.parents else None
+        tree = previous.tree_id if previous is not None else repo.TreeBuilder().write()
+        label = previous.message.splitlines()[0] if previous is not None else "the base model"
+        return tree, f"rollback {agent}: back to {label}\n"
+
+    commit = append_commit(repo, ref, build)
+    assert commit is not None
+    return commit
