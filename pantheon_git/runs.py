@@ -76,6 +76,15 @@ def run_heads(repo: pygit2.Repository) -> dict[str, dict[int, pygit2.Oid]]:
     return heads
 
 
+def newest_run(repo: pygit2.Repository, task_id: str) -> tuple[int, pygit2.Oid] | None:
+    """(attempt, head commit) of the task's newest run branch, or None if it never ran."""
+    attempts = run_heads(repo).get(task_id)
+    if not attempts:
+        return None
+    newest = max(attempts)
+    return newest, attempts[newest]
+
+
 def start_run_branch(repo: pygit2.Repository, task_id: str, attempt: int, base: pygit2.Oid) -> str:
     """Create the run branch for an attempt at commit `base`; refuse if it already exists."""
     ref = run_branch(task_id, attempt)

@@ -86,7 +86,8 @@ inputs = ["test"]
 """
 
 
-def test_two_clones_of_one_remote_run_each_task_once(repo_dir: Path, tmp_path: Path) -> None:
+def with_checks_flow(repo_dir: Path, tmp_path: Path) -> Path:
+    """Init pantheon with a bare remote, a model-free flow `checks` and a gate needing no reviewers."""
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(repo_dir, "remote", "add", "origin", str(bare))
@@ -96,6 +97,11 @@ def test_two_clones_of_one_remote_run_each_task_once(repo_dir: Path, tmp_path: P
     config.write_text(config.read_text().replace("min_approvals = 2", "min_approvals = 0"))
     git(repo_dir, "add", "-A")
     git(repo_dir, "commit", "-q", "-m", "pantheon with a model-free flow")
+    return bare
+
+
+def test_two_clones_of_one_remote_run_each_task_once(repo_dir: Path, tmp_path: Path) -> None:
+    bare = with_checks_flow(repo_dir, tmp_path)
     ids = [f"task{n}" for n in range(6)]
     for task_id in ids:
         check = "sleep 0.3; true"
@@ -228,15 +234,7 @@ def test_sigkilled_night_resumes_from_the_last_step(repo_dir: Path) -> None:
 
 
 def test_expired_claim_is_taken_over_only_when_asked(repo_dir: Path, tmp_path: Path) -> None:
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", str(bare))
-    git(repo_dir, "remote", "add", "origin", str(bare))
-    assert pantheon(repo_dir, "init").returncode == 0
-    (repo_dir / ".pantheon" / "flows" / "checks.toml").write_text(CHECKS_FLOW)
-    config = repo_dir / ".pantheon" / "config.toml"
-    config.write_text(config.read_text().replace("min_approvals = 2", "min_approvals = 0"))
-    git(repo_dir, "add", "-A")
-    git(repo_dir, "commit", "-q", "-m", "checks flow")
+    bare = with_checks_flow(repo_dir, tmp_path)
     assert (
         pantheon(
             repo_dir, "queue", "--id", "t1", "--title", "t1", "--acceptance", "true", "--flow", "checks"

@@ -16,21 +16,22 @@ def run(args: argparse.Namespace) -> int:
     from pantheon_git.layout import run_branch
     from pantheon_git.queue import resolve_id
     from pantheon_git.runner.gate import decide
-    from pantheon_git.runs import recorded_steps, run_heads
+    from pantheon_git.runs import newest_run, recorded_steps
     from pantheon_git.votes import Vote, append_votes, read_votes
 
     repo = open_repo()
     task_id = resolve_id(repo, args.id)
-    attempts = run_heads(repo).get(task_id)
-    if not attempts:
+    run = newest_run(repo, task_id)
+    if run is None:
         raise PantheonError(f"task {task_id}: has no run for the gate to judge")
-    ref = run_branch(task_id, max(attempts))
+    attempt, head = run
+    ref = run_branch(task_id, attempt)
     votes = [vote for _, commit in recorded_steps(repo, ref) for vote in read_votes(repo, commit.id)]
     policy = load_config(work_tree(repo)).gate
     decision = decide(policy, votes)
     append_votes(
         repo,
-        attempts[max(attempts)],
+        head,
         [
             Vote(
                 kind="gate",

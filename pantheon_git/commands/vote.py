@@ -16,18 +16,18 @@ def run(args: argparse.Namespace) -> int:
     from pantheon_git.git import identity, open_repo
     from pantheon_git.layout import run_branch
     from pantheon_git.queue import resolve_id
-    from pantheon_git.runs import run_heads
+    from pantheon_git.runs import newest_run
     from pantheon_git.votes import Vote, append_votes
 
     repo = open_repo()
     task_id = resolve_id(repo, args.id)
-    attempts = run_heads(repo).get(task_id)
-    if not attempts:
+    run = newest_run(repo, task_id)
+    if run is None:
         raise PantheonError(f"task {task_id}: has no run to vote on yet")
-    attempt = max(attempts)
+    attempt, head = run
     name, email = identity(repo)
     vote = Vote(voter=f"person:{name} <{email}>", verdict=args.verdict, reasons=args.message)
-    append_votes(repo, attempts[attempt], [vote])
+    append_votes(repo, head, [vote])
     print(f"voted {args.verdict} on {run_branch(task_id, attempt).removeprefix('refs/heads/')}")
     print(f"re-evaluate the gate with `git pantheon gate {task_id}`")
     return 0
