@@ -118,18 +118,23 @@ def run_tasks(
             on_event(
                 {"event": "task", "task": task_id, "attempt": attempt, "resume": resume, "title": spec.title}
             )
-            run = run_attempt(
-                repo,
-                root,
-                spec,
-                nodes,
-                executors,
-                attempt=attempt,
-                resume=resume,
-                policy=setup.policy,
-                on_event=on_event,
-                keep_alive=keep_alive,
-            )
+            try:
+                run = run_attempt(
+                    repo,
+                    root,
+                    spec,
+                    nodes,
+                    executors,
+                    attempt=attempt,
+                    resume=resume,
+                    policy=setup.policy,
+                    on_event=on_event,
+                    keep_alive=keep_alive,
+                )
+            except PantheonError as refused:  # e.g. its base branch is gone: this task only, not the night
+                results.append(Skipped(task_id, str(refused)))
+                on_event({"event": "skipped", "task": task_id, "reason": str(refused)})
+                continue
             results.append(run)
             on_event(
                 {
