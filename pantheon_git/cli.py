@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "list": ("list", "list queued tasks with their derived status"),
     "show": ("show", "show one task: its spec, status and runs"),
     "cancel": ("cancel", "cancel a queued task"),
+    "plan": ("plan", "let a model draft a spec from a sentence (day mode; you check it before queueing)"),
     "night": (
         "night",
         "run the queue in night mode: local models only, every step a commit (cron runs this)",
