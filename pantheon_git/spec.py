@@ -96,7 +96,8 @@ def new_task_id(spec: Spec) -> str:
 
 def stamp(spec: Spec, *, author: str, base: str, now: datetime | None = None) -> Spec:
     """The spec as it is queued: id, base and created filled in where the author left them out."""
-    created = spec.created or Created(author=author, at=(now or datetime.now(UTC)).replace(microsecond=0))
+    # Full precision: "oldest first" must order specs queued within the same second too.
+    created = spec.created or Created(author=author, at=now or datetime.now(UTC))
     filled = spec.model_copy(update={"created": created, "base": spec.base or base})
     if filled.id is None:
         filled = filled.model_copy(update={"id": new_task_id(filled)})
