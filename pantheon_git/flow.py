@@ -46,7 +46,10 @@ class Node(BaseModel):
     @field_validator("timeout", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> float:
-        return parse_duration(value)
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ValueError("must be more than 0 seconds")
+        return seconds
 
 
 class Flow(BaseModel):

@@ -26,25 +26,44 @@ def parse_time(at: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def cron_escape(text: str) -> str:
+    """Cron turns a bare % into a newline; `\\%` reaches the shell as %."""
+    return text.replace("%", "\\%")
+
+
+def marker(root: Path) -> str:
+    """The comment ending our crontab line: it names the repository, so each repository has its own."""
+    return cron_escape(f"{MARKER} {root}")
+
+
 def night_command(root: Path, logs: Path) -> str:
-    """The shell command cron runs: this interpreter, this repository, a dated log file."""
-    python = shlex.quote(sys.executable)
-    path = shlex.quote(os.environ.get("PATH", "/usr/bin:/bin"))
-    log = shlex.quote(str(logs)) + r"/night-$(date +\%Y-\%m-\%d).log"
-    return f"cd {shlex.quote(str(root))} && PATH={path} {python} -m pantheon_git night >> {log} 2>&1"
+    """The shell command cron runs: this interpreter, this repository, a dated log file (cron-escaped)."""
+    for path in (root, logs, Path(sys.executable)):
+        if "\n" in str(path) or "\r" in str(path):
+            raise PantheonError(f"{path!r}: a path with a line break cannot go in a crontab line")
+    python = cron_escape(shlex.quote(sys.executable))
+    path = cron_escape(shlex.quote(os.environ.get("PATH", "/usr/bin:/bin")))
+    log = cron_escape(shlex.quote(str(logs))) + r"/night-$(date +\%Y-\%m-\%d).log"
+    repo = cron_escape(shlex.quote(str(root)))
+    return f"cd {repo} && PATH={path} {python} -m pantheon_git night >> {log} 2>&1"
 
 
 def cron_line(root: Path, logs: Path, at: str) -> str:
     hour, minute = parse_time(at)
-    return f"{minute} {hour} * * * {night_command(root, logs)} {MARKER} {root}"
+    return f"{minute} {hour} * * * {night_command(root, logs)} {marker(root)}"
 
 
 def with_line(crontab: str, root: Path, line: str | None) -> str:
     """The crontab text with this repository's line replaced (or removed when `line` is None) (pure)."""
-    kept = [existing for existing in crontab.splitlines() if not existing.endswith(f"{MARKER} {root}")]
+    kept = [existing for existing in crontab.splitlines() if not existing.endswith(marker(root))]
     if line is not None:
         kept.append(line)
     return "\n".join(kept) + "\n" if kept else ""
+
+
+def our_lines(crontab: str, root: Path) -> list[str]:
+    """The lines of `crontab` that this repository's schedule installed (pure)."""
+    return [line for line in crontab.splitlines() if line.endswith(marker(root))]
 
 
 def _crontab() -> str:
@@ -80,13 +99,15 @@ def systemd_units(root: Path, logs: Path, at: str) -> dict[str, str]:
     """A user service and timer for this repository (pure): file name -> content."""
     hour, minute = parse_time(at)
     name = unit_name(root)
-    command = night_command(root, logs).replace("\\%", "%%")  # systemd escapes % as %%, cron as \%
+    # Cron escapes % as \%; systemd as %% (specifiers) and $ as $$ (its own variable expansion).
+    command = night_command(root, logs).replace("$", "$$").replace("\\%", "%%")
+    description = f"pantheon-git night shift in {root}".replace("%", "%%")
     service = (
-        f"[Unit]\nDescription=pantheon-git night shift in {root}\n\n"
+        f"[Unit]\nDescription={description}\n\n"
         f"[Service]\nType=oneshot\nExecStart=/bin/sh -c {shlex.quote(command)}\n"
     )
     timer = (
-        f"[Unit]\nDescription=pantheon-git night shift in {root}\n\n"
+        f"[Unit]\nDescription={description}\n\n"
         f"[Timer]\nOnCalendar=*-*-* {hour:02d}:{minute:02d}:00\nPersistent=true\n\n"
         "[Install]\nWantedBy=timers.target\n"
     )

@@ -76,6 +76,10 @@ def test_order_follows_inputs_not_file_order() -> None:
             "node a: timeout: Value error, 'soon' is not",
         ),
         (
+            '[[nodes]]\nid = "a"\nagent = "planner"\ntimeout = 0\n',
+            "node a: timeout: Value error, must be more than 0 seconds",
+        ),
+        (
             '[[nodes]]\nid = "a"\nagent = "planner"\n[[nodes]]\nid = "b"\nagent = "gate"\nwhen = "a.ok"\n',
             "node b: when: refers to 'a', which is not among its inputs",
         ),

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.policy import is_local_address, refuse_non_local, sandbox_available, scrub_env
+from pantheon_git.policy import (
+    is_local_address,
+    is_local_name,
+    refuse_non_local,
+    run_sandboxed,
+    sandbox_available,
+    sandbox_prefix,
+    scrub_env,
+)
 
 needs_netns = pytest.mark.skipif(
     shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0,
@@ -72,6 +80,13 @@ def test_local_addresses() -> None:
     assert not is_local_address(socket.AF_INET, ("192.0.2.1", 80))
     assert not is_local_address(socket.AF_INET, ("10.0.0.1", 80))
     assert not is_local_address(socket.AF_INET6, ("2001:db8::1", 80, 0, 0))
+
+
+def test_local_names_need_no_dns_server() -> None:
+    for name in (None, "", "localhost", "LOCALHOST.", "llama.localhost", "127.0.0.1", "::1", "192.0.2.1"):
+        assert is_local_name(name), name
+    for name in ("example.com", "api.openai.com", "huggingface.co", b"pypi.org", "myhost"):
+        assert not is_local_name(name), name
 
 
 def test_non_local_runtimes_are_refused_by_name() -> None:
@@ -150,4 +165,61 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     import time
 
     time.sleep(3.5)
+    assert not marker.exists()
+
+
+@needs_netns
+def test_name_lookups_are_blocked_and_the_block_can_be_scoped() -> None:
+    result = in_private_netns(
+        """
+        import socket
+        from pantheon_git.policy import EgressBlocked, egress_blocked
+        original = socket.getaddrinfo
+        with egress_blocked():
+            print(len(socket.getaddrinfo("localhost", 80)) > 0, socket.gethostbyname("127.0.0.1"))
+            for lookup in (socket.getaddrinfo, socket.gethostbyname, socket.gethostbyname_ex):
+                try:
+                    lookup("example.com", 80) if lookup is socket.getaddrinfo else lookup("example.com")
+                except EgressBlocked as exc:
+                    print("blocked", lookup.__name__)
+            try:
+                socket.create_connection(("example.com", 443), timeout=2)
+            except EgressBlocked as exc:
+                print(exc)
+        print("restored", socket.getaddrinfo is original)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "True 127.0.0.1",
+        "blocked getaddrinfo",
+        "blocked gethostbyname",
+        "blocked gethostbyname_ex",
+        "night mode is local-only: name lookup of 'example.com' blocked",
+        "restored True",
+    ]
+
+
+@needs_netns
+def test_the_sandbox_scrubs_credentials_a_caller_passes(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "ANTHROPIC_API_KEY": "k", "HF_TOKEN": "h", "KEEP_ME": "1"}
+    done = run_sandboxed("env | sort", tmp_path, env, 30)
+    assert done.exit_code == 0 and not done.timed_out
+    assert "KEEP_ME=1" in done.output_tail
+    assert "ANTHROPIC" not in done.output_tail and "HF_TOKEN" not in done.output_tail
+
+
+@needs_netns
+def test_a_tool_that_escapes_its_group_neither_blocks_nor_outlives_it(tmp_path: Path) -> None:
+    if "--pid" not in (sandbox_prefix() or ()):
+        pytest.skip("private PID namespaces (unshare --pid --fork) are not available here")
+    marker = tmp_path / "escapee-survived"
+    # setsid leaves the process group and keeps the output open: only the PID namespace stops it.
+    done = run_sandboxed(
+        f"setsid sh -c 'sleep 2; touch {marker}' & echo started", tmp_path, dict(os.environ), 30
+    )
+    assert done.exit_code == 0 and done.output_tail.strip() == "started" and done.duration_s < 2
+    import time
+
+    time.sleep(2.5)
     assert not marker.exists()

@@ -62,13 +62,31 @@ def test_the_cron_command_runs_the_night_and_logs(repo_dir: Path, crontab: Path)
     assert len(logs) == 1 and "night done: 0 run" in logs[0].read_text()
 
 
+def test_a_repository_path_with_percent_and_space_survives_cron(tmp_path: Path, crontab: Path) -> None:
+    repo = tmp_path / "100% night shift"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    assert pantheon(repo, "init").returncode == 0
+    assert pantheon(repo, "schedule", "install").returncode == 0
+    line = next(line for line in crontab.read_text().splitlines() if "pantheon-git night" in line)
+    command = re.sub(r"^(\S+\s+){5}", "", line)
+    assert re.search(r"(?<!\\)%", command) is None  # a bare % would end the command for cron
+    assert pantheon(repo, "schedule", "show").stdout.strip() == line
+    env = {"HOME": os.environ["HOME"], "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    subprocess.run(["/bin/sh", "-c", command.replace("\\%", "%")], cwd="/", env=env, check=True)
+    assert len(list((repo / ".git" / "pantheon" / "logs").glob("night-*.log"))) == 1
+    assert pantheon(repo, "schedule", "remove").returncode == 0
+    assert "pantheon-git" not in crontab.read_text()
+
+
 def test_systemd_units(repo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     assert pantheon(repo_dir, "schedule", "install", "--systemd", "--at", "04:00").returncode == 0
     units = sorted((tmp_path / "config" / "systemd" / "user").iterdir())
     assert [unit.suffix for unit in units] == [".service", ".timer"]
     assert "OnCalendar=*-*-* 04:00:00" in units[1].read_text()
-    assert "-m pantheon_git night" in units[0].read_text()
+    service = units[0].read_text()
+    assert "-m pantheon_git night" in service and "$$(date +%%Y-%%m-%%d)" in service
     assert pantheon(repo_dir, "schedule", "remove", "--systemd").returncode == 0
     assert not any((tmp_path / "config" / "systemd" / "user").iterdir())
     assert git(repo_dir, "status", "--porcelain") == ""

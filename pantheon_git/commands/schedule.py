@@ -17,8 +17,8 @@ def run(args: argparse.Namespace) -> int:
     from pantheon_git.git import open_repo, work_tree
     from pantheon_git.locks import pantheon_dir
     from pantheon_git.schedule import (
-        MARKER,
         cron_line,
+        our_lines,
         read_crontab,
         systemd_dir,
         systemd_units,
@@ -60,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
         write_crontab(with_line(current, root, None))
         print(f"removed the night shift of {root} from the crontab")
     else:
-        ours = [line for line in current.splitlines() if line.endswith(f"{MARKER} {root}")]
+        ours = our_lines(current, root)
         print("\n".join(ours) if ours else f"no night shift scheduled for {root}")
     return 0
