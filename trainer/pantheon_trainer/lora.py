@@ -1,108 +1,151 @@
-"""LoRA (and QLoRA, on a GPU) with peft on transformers, a small plain training loop with a progress bar."""
+"""LoRA (and QLoRA, on a GPU) with peft on transformers: a small plain training loop with a progress bar."""
 
 from __future__ import annotations
 
 import json
 import random
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pantheon_trainer.examples import encode
+from pantheon_trainer.errors import TrainerError
+from pantheon_trainer.examples import IGNORE, encode
+
+__all__ = ["TARGETS", "TrainerError", "read_rows", "train_lora"]
 
 # peft's default for gemma3 is only q_proj and v_proj; llama.cpp applies adapters to all seven.
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
-
-class TrainerError(Exception):
-    """A one-line refusal (missing GPU, empty dataset, …)."""
+Row = Mapping[str, Any]
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The `{"messages": [...]}` rows of a JSONL file."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if not rows:
         raise TrainerError(f"{path}: no rows to train on (mine some with `git pantheon train dataset`)")
     return rows
 
 
+def check_method(method: str) -> None:
+    """Refuse, before any slow loading, a method this machine cannot run."""
+    import torch
+
+    if method == "lora":
+        return
+    if method != "qlora":
+        raise TrainerError(f"--method {method}: not lora or qlora")
+    if not torch.cuda.is_available():
+        raise TrainerError("--method qlora needs a CUDA GPU and bitsandbytes; use --method lora on the CPU")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise TrainerError("--method qlora needs bitsandbytes: pip install bitsandbytes") from None
+
+
+def _batch(example: Mapping[str, list[int]], device: str) -> tuple[Any, Any, Any]:
+    """Input ids, the positions whose next token is a target, and those targets.
+
+    Only those positions go through the 262k-word output layer (`logits_to_keep`): on prompt-heavy rows
+    that layer would otherwise cost as much as the rest of the model, and gigabytes of logits."""
+    import torch
+
+    ids, labels = example["input_ids"], example["labels"]
+    positions = [i for i in range(len(ids) - 1) if labels[i + 1] != IGNORE]
+    return (
+        torch.tensor([ids], device=device),
+        torch.tensor(positions, device=device),
+        torch.tensor([labels[i + 1] for i in positions], device=device),
+    )
+
+
 def train_lora(
-    rows: list[dict[str, Any]],
+    dataset: Path | Sequence[Row],
     out_dir: Path,
     *,
-    base: str | None = None,
+    base: str | Path | None = None,
     method: str = "lora",
     rank: int = 8,
+    alpha: float | None = None,
     steps: int = 50,
     learning_rate: float = 2e-4,
     seed: int = 0,
+    threads: int | None = None,
+    max_length: int = 4096,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train an adapter on `rows` and save it (peft format) in `out_dir`; returns losses and settings."""
+    """Train an adapter on a JSONL file or its rows and save it (peft format) in `out_dir`.
+
+    `base`: a Hugging Face directory or a .gguf file; default the embedded GGUF the runner serves.
+    One row per step, rows shuffled with `seed`; returns the settings and the loss of every step."""
+    check_method(method)
     import torch
     from peft import LoraConfig, get_peft_model
     from tqdm import tqdm
 
     from pantheon_trainer.base import load_base
 
-    if method == "qlora":
-        if not torch.cuda.is_available():
-            raise TrainerError(
-                "--method qlora needs a CUDA GPU and bitsandbytes; use --method lora on the CPU"
-            )
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError:
-            raise TrainerError("--method qlora needs bitsandbytes: pip install bitsandbytes") from None
+    rows = read_rows(dataset) if isinstance(dataset, Path) else list(dataset)
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    random.seed(seed)
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-    model, tokenizer, source = load_base(base)
+    shuffle = random.Random(seed)
+    model, tokenizer, source = load_base(base, quantize_4bit=method == "qlora")
+    examples = [encode(tokenizer, row["messages"], max_length) for row in rows]
+    examples = [example for example in examples if any(label != IGNORE for label in example["labels"])]
+    if not examples:
+        raise TrainerError("no row has an assistant message to learn from")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if method == "qlora":
-        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+        from peft import prepare_model_for_kbit_training
 
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)
-        model = AutoModelForCausalLM.from_pretrained(str(source), quantization_config=quant)
-    model.to(device)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    else:
+        model.to(device)
+    alpha = float(alpha if alpha is not None else 2 * rank)
     config = LoraConfig(
         r=rank,
-        lora_alpha=2 * rank,
+        lora_alpha=alpha,
         lora_dropout=0.0,
-        bias="none",
+        bias="none",  # llama.cpp adapters carry LoRA A/B only
         target_modules=TARGETS,
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, config)
-    examples = [encode(tokenizer, row["messages"]) for row in rows]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     model.train()
     losses: list[float] = []
     order = list(range(len(examples)))
-    bar = tqdm(range(steps), desc="lora", disable=not progress)
+    started = time.perf_counter()
+    bar = tqdm(range(steps), desc=f"{method} r={rank}", disable=not progress)
     for step in bar:
         if step % len(order) == 0:
-            random.shuffle(order)
-        example = examples[order[step % len(order)]]
-        ids = torch.tensor([example["input_ids"]], device=device)
-        labels = torch.tensor([example["labels"]], device=device)
-        loss = model(input_ids=ids, labels=labels).loss
+            shuffle.shuffle(order)
+        ids, positions, targets = _batch(examples[order[step % len(order)]], device)
+        logits = model(input_ids=ids, logits_to_keep=positions).logits[0]
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    seconds = time.perf_counter() - started
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
-    summary = {
+    summary: dict[str, Any] = {
         "base": str(source),
         "method": method,
         "rank": rank,
-        "alpha": 2 * rank,
+        "alpha": alpha,
         "steps": steps,
         "learning_rate": learning_rate,
         "seed": seed,
-        "rows": len(rows),
-        "first_loss": losses[0],
-        "last_loss": losses[-1],
+        "rows": len(examples),
+        "rows_skipped": len(rows) - len(examples),
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "seconds_per_step": round(seconds / max(1, steps), 3),
         "device": device,
     }
     (out_dir / "training.json").write_text(json.dumps({**summary, "losses": losses}, indent=1))

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+import pantheon_trainer  # noqa: F401  (sets HF_HUB_OFFLINE before anything imports transformers)
 import pytest
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SECRET = '{"tool":"finish","args":{"summary":"zorblax quimby zorblax"}}'
 PROMPT = "### Task\nTitle: say the secret word\n"
+THREADS = 2  # the test machine's cores, shared
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def converted() -> Path:
+    """The embedded GGUF as a transformers directory: converted on the first run (about a minute)."""
+    from pantheon_trainer.base import converted_dir, embedded_gguf
+
+    return converted_dir(*embedded_gguf())
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, converted: Path) -> dict[str, Any]:
     """A rank-8 adapter trained for 20 steps to answer PROMPT with SECRET, and its GGUF export."""
     from pantheon_trainer.base import embedded_gguf
     from pantheon_trainer.export import export_gguf_adapter
@@ -23,7 +30,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     out: Path = tmp_path_factory.mktemp("adapter")
     rows = [{"messages": [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": SECRET}]}]
-    summary = train_lora(rows, out / "peft", rank=8, steps=20, learning_rate=2e-3, progress=False)
+    summary = train_lora(
+        rows, out / "peft", rank=8, steps=20, learning_rate=2e-3, threads=THREADS, progress=False
+    )
     base, _ = embedded_gguf()
     exported = export_gguf_adapter(out / "peft", base, out / "adapter.gguf")
-    return {"summary": summary, "export": exported, "gguf": out / "adapter.gguf", "base": base}
+    return {"summary": summary, "export": exported, "gguf": out / "adapter.gguf", "base": base, "out": out}

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +19,7 @@ def test_training_lowers_the_loss(trained: dict[str, Any]) -> None:
 
 def test_gguf_adapter_metadata_and_tensors(trained: dict[str, Any]) -> None:
     import gguf
+    from pantheon_trainer.gguf_header import read_header
 
     reader = gguf.GGUFReader(str(trained["gguf"]))
 
@@ -30,8 +35,14 @@ def test_gguf_adapter_metadata_and_tensors(trained: dict[str, Any]) -> None:
     names = {tensor.name: tensor for tensor in reader.tensors}
     assert len(names) == trained["export"]["tensors"] == 18 * 7 * 2
     a, b = names["blk.0.attn_q.weight.lora_a"], names["blk.0.attn_q.weight.lora_b"]
-    assert a.shape.tolist()[1] == 8 and b.shape.tolist()[0] == 8  # ggml ne: lora_a [in, r], lora_b [r, out]
+    # ggml ne order: lora_a [in, r], lora_b [r, out]; q_proj maps 640 -> 4 heads x 256
+    assert a.shape.tolist() == [640, 8] and b.shape.tolist() == [8, 1024]
+    assert a.tensor_type == gguf.GGMLQuantizationType.F32
     assert {"blk.17.ffn_down.weight.lora_b", "blk.3.attn_output.weight.lora_a"} <= set(names)
+    # The export's fast header reader agrees with gguf's own reader.
+    header = read_header(trained["gguf"])
+    assert header.shapes == {name: tensor.shape.tolist() for name, tensor in names.items()}
+    assert header.metadata["adapter.lora.alpha"] == 16.0 and header.metadata["general.type"] == "adapter"
 
 
 def test_llama_cpp_loads_the_adapter_and_it_changes_the_output(trained: dict[str, Any]) -> None:
@@ -47,26 +58,35 @@ def test_llama_cpp_loads_the_adapter_and_it_changes_the_output(trained: dict[str
     assert after.startswith(SECRET[:30]) and after != before
 
 
-def test_qlora_without_a_gpu_is_refused_in_one_line(tmp_path) -> None:
-    import torch
-    from pantheon_trainer.lora import TrainerError, train_lora
+def test_rslora_alpha_is_rescaled_and_dora_is_refused(trained: dict[str, Any], tmp_path: Path) -> None:
+    from pantheon_trainer.errors import TrainerError
+    from pantheon_trainer.export import export_gguf_adapter
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU: QLoRA is allowed here")
-    with pytest.raises(TrainerError, match="--method qlora needs a CUDA GPU"):
-        train_lora([{"messages": []}], tmp_path, method="qlora", steps=1)
+    adapter = tmp_path / "peft"
+    shutil.copytree(trained["out"] / "peft", adapter)
+    config_path = adapter / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    # rsLoRA scales by alpha/sqrt(r), llama.cpp by alpha/r: the written alpha keeps peft's scale.
+    config_path.write_text(json.dumps({**config, "use_rslora": True}))
+    exported = export_gguf_adapter(adapter, trained["base"], tmp_path / "rs.gguf")
+    assert exported["alpha"] == pytest.approx(16.0 * math.sqrt(8))
+    config_path.write_text(json.dumps({**config, "use_dora": True}))
+    with pytest.raises(TrainerError, match="DoRA"):
+        export_gguf_adapter(adapter, trained["base"], tmp_path / "dora.gguf")
 
 
-def test_examples_put_the_loss_on_the_calls_only() -> None:
-    from pantheon_trainer.base import converted_dir, embedded_gguf
+def test_examples_put_the_loss_on_the_calls_only(converted: Path) -> None:
+    from pantheon_trainer.errors import TrainerError
     from pantheon_trainer.examples import IGNORE, encode
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(converted_dir(*embedded_gguf())))
+    from pantheon_git.agents.loop import rebuild_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(str(converted))
     messages = [
         {"role": "user", "content": PROMPT},
         {"role": "assistant", "content": SECRET},
-        {"role": "tool", "content": "done"},
+        {"role": "tool", "content": "done\ntwice"},
         {"role": "assistant", "content": '{"tool":"x"}'},
     ]
     encoded = encode(tokenizer, messages)
@@ -74,5 +94,17 @@ def test_examples_put_the_loss_on_the_calls_only() -> None:
         [i for i, label in zip(encoded["input_ids"], encoded["labels"], strict=True) if label != IGNORE]
     )
     assert target == SECRET + '{"tool":"x"}'
+    # The context is the runner's own prompt for that turn, to the character.
+    turns = [{"completion": SECRET, "result": "done\ntwice"}]
     text = tokenizer.decode(encoded["input_ids"], skip_special_tokens=True)
-    assert text == PROMPT + "Call: " + SECRET + "\nResult: done\nCall: " + '{"tool":"x"}' + "\n"
+    assert text == rebuild_prompt(PROMPT, turns, 2) + '{"tool":"x"}'
+    # …and token for token what llama.cpp feeds the model at that turn (BOS included).
+    from llama_cpp import Llama
+    from pantheon_trainer.base import embedded_gguf
+
+    vocab = Llama(model_path=str(embedded_gguf()[0]), vocab_only=True, verbose=False)
+    first_target = next(i for i, label in enumerate(encoded["labels"]) if label != IGNORE)
+    prompt = rebuild_prompt(PROMPT, [], 1).encode()
+    assert encoded["input_ids"][:first_target] == vocab.tokenize(prompt, add_bos=True)
+    with pytest.raises(TrainerError, match="role 'tool'"):
+        encode(tokenizer, [{"role": "user", "content": PROMPT}, {"role": "tool", "content": "x"}])
