@@ -34,7 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_dataset.py
 
 demo: $(STAMP)
-	$(BIN)/python -m pantheon_git.demo --dir build/demo
+	$(BIN)/python -m pantheon_git.ops.demo --dir build/demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

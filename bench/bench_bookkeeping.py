@@ -18,12 +18,12 @@ from pathlib import Path
 import pygit2
 from common import report, scratch_repo, timed, verdict
 
-from pantheon_git.git import open_repo
-from pantheon_git.layout import TRACES_NOTES
-from pantheon_git.notes import replace_with, update_notes
-from pantheon_git.runs import Step, commit_step, start_run_branch
-from pantheon_git.traces import write_trace
-from pantheon_git.votes import Vote, append_votes
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.layout import TRACES_NOTES
+from pantheon_git.store.notes import replace_with, update_notes
+from pantheon_git.store.runs import Step, commit_step, start_run_branch
+from pantheon_git.store.traces import write_trace
+from pantheon_git.store.votes import Vote, append_votes
 
 
 def seed_notes(repo: pygit2.Repository, count: int) -> None:

@@ -14,12 +14,12 @@ import time
 
 from common import scratch_repo, verdict
 
-from pantheon_git.git import open_repo
-from pantheon_git.layout import PAYLOADS_NOTES, TRACES_NOTES
-from pantheon_git.notes import NoteUpdate, replace_with, update_notes
-from pantheon_git.runs import Step, commit_step, start_run_branch
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.layout import PAYLOADS_NOTES, TRACES_NOTES
+from pantheon_git.store.notes import NoteUpdate, replace_with, update_notes
+from pantheon_git.store.runs import Step, commit_step, start_run_branch
+from pantheon_git.store.votes import Vote, append_votes
 from pantheon_git.training.dataset import mine, record
-from pantheon_git.votes import Vote, append_votes
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from pantheon_git.agents.builtin import IMPLEMENTER
 from pantheon_git.agents.loop import call_schema, rebuild_prompt, run_agent
 from pantheon_git.runtime.constrained import SchemaProcessor
 from pantheon_git.runtime.llama import runtime_for
-from pantheon_git.runtime.models import ModelConfig
+from pantheon_git.schema.models import ModelConfig
 from pantheon_git.tools.builtin import TOOLS, ToolContext
 
 TASK = {

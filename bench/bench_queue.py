@@ -14,13 +14,13 @@ from pathlib import Path
 
 from common import report, scratch_repo, timed, verdict
 
-from pantheon_git.git import open_repo
-from pantheon_git.queue import enqueue
-from pantheon_git.spec import Spec, stamp
+from pantheon_git.queue.tasks import enqueue
+from pantheon_git.schema.spec import Spec, stamp
+from pantheon_git.store.git import open_repo
 
 IMPORTS = (
     "import os; os.environ['PYDANTIC_DISABLE_PLUGINS'] = '__all__'\n"
-    "import pantheon_git.cli, pantheon_git.commands.queue, pantheon_git.queue, pantheon_git.spec"
+    "import pantheon_git.cli, pantheon_git.commands.queue, pantheon_git.queue.tasks, pantheon_git.schema.spec"
 )
 
 

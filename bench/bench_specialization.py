@@ -25,7 +25,7 @@ from common import scratch_repo
 from pantheon_git.agents.builtin import IMPLEMENTER
 from pantheon_git.agents.loop import run_agent
 from pantheon_git.runtime.llama import runtime_for
-from pantheon_git.runtime.models import ModelConfig
+from pantheon_git.schema.models import ModelConfig
 from pantheon_git.tools.builtin import ToolContext
 from pantheon_git.training.dataset import messages_of
 

@@ -37,8 +37,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("train", "mine notes into datasets; train, export and promote LoRA adapters"),
     "sync": ("sync", "fetch, merge and push tasks, claims, run branches and notes with a remote"),
     "check": ("check", "validate spec, flow, models and config files (the pre-commit hook)"),
-    "hooks": ("hooks", "install or uninstall the pre-push guard of protected branches"),
-    "hook": ("hook", "run a hook (called by the installed git hooks)"),
+    "hooks": ("hooks", "install or uninstall the pre-push guard of protected branches (or run it)"),
     "schedule": ("schedule", "install, show or remove the nightly cron line (or systemd timer)"),
     "replay": ("replay", "re-run a recorded step from its trace and check the tool results still match"),
 }

@@ -13,8 +13,8 @@ import pytest
 from pantheon_git.agents.builtin import IMPLEMENTER
 from pantheon_git.agents.loop import call_schema, parse_call, run_agent
 from pantheon_git.errors import PantheonError
-from pantheon_git.runtime.models import ModelConfig, parse_models
 from pantheon_git.runtime.openai_compat import OpenAICompatibleRuntime, url_is_local
+from pantheon_git.schema.models import ModelConfig, parse_models
 from pantheon_git.tools.builtin import TOOLS, ToolContext
 from tests.conftest import git
 
@@ -81,17 +81,17 @@ def test_invalid_calls_are_explained() -> None:
 def test_models_toml_errors_name_the_model_and_field() -> None:
     cases = {
         '[models.big]\nengine = "llama.cpp"\n': (
-            "models.big: a llama.cpp model needs exactly one of `path` or `bundled`"
+            ":1: models.big: a llama.cpp model needs exactly one of `path` or `bundled`"
         ),
-        '[models.big]\npath = "x.gguf"\nn_ctx = "lots"\n': "models.big.n_ctx: Input should be a valid",
-        '[models.big]\npath = "x.gguf"\ncolour = 1\n': "models.big.colour: unknown field",
-        '[models.s]\nengine = "openai-compatible"\n': "models.s: an openai-compatible model needs `url`",
-        "[model.x]\n": "model: unknown table",
+        '[models.big]\npath = "x.gguf"\nn_ctx = "lots"\n': ":3: models.big.n_ctx: input should be a valid",
+        '[models.big]\npath = "x.gguf"\ncolour = 1\n': ":3: models.big.colour: unknown field",
+        '[models.s]\nengine = "openai-compatible"\n': ":1: models.s: an openai-compatible model needs `url`",
+        "[model.x]\n": ": model: unknown table",
     }
     for text, expected in cases.items():
         with pytest.raises(PantheonError) as caught:
             parse_models(text, ".pantheon/models.toml")
-        assert str(caught.value).startswith(f".pantheon/models.toml: {expected}")
+        assert str(caught.value).startswith(f".pantheon/models.toml{expected}")
 
 
 def test_local_is_derived_from_the_url() -> None:

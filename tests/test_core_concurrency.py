@@ -18,7 +18,7 @@ def run_writers(repo: Path, body: str) -> None:
     script = textwrap.dedent(
         """
         import sys
-        from pantheon_git.git import open_repo
+        from pantheon_git.store.git import open_repo
         writer = int(sys.argv[1])
         repo = open_repo(sys.argv[2])
         """
@@ -36,8 +36,8 @@ def test_eight_writers_queue_fifty_specs_each(repo_dir: Path) -> None:
     run_writers(
         repo_dir,
         """
-        from pantheon_git.queue import enqueue
-        from pantheon_git.spec import Spec, stamp
+        from pantheon_git.queue.tasks import enqueue
+        from pantheon_git.schema.spec import Spec, stamp
         for i in range(50):
             spec = Spec(title=f"writer {writer} spec {i}", acceptance=["true"])
             enqueue(repo, [stamp(spec, author="w <w@x>", base="main")])
@@ -59,8 +59,8 @@ def test_concurrent_note_writers_lose_no_trace_and_no_vote(repo_dir: Path) -> No
     run_writers(
         repo_dir,
         f"""
-        from pantheon_git.notes import set_note
-        from pantheon_git.votes import Vote, append_votes
+        from pantheon_git.store.notes import set_note
+        from pantheon_git.store.votes import Vote, append_votes
         sig = repo.default_signature
         tree = repo.head.peel().tree_id
         for i in range(25):

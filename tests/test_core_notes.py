@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pygit2
 
-from pantheon_git.git import open_repo
-from pantheon_git.layout import PAYLOADS_NOTES, TRACES_NOTES, VOTES_NOTES
-from pantheon_git.notes import iter_notes, read_note, set_note
-from pantheon_git.traces import INLINE_LIMIT, read_trace, write_trace
-from pantheon_git.votes import Vote, append_votes, read_votes
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.layout import PAYLOADS_NOTES, TRACES_NOTES, VOTES_NOTES
+from pantheon_git.store.notes import iter_notes, read_note, set_note
+from pantheon_git.store.traces import INLINE_LIMIT, read_trace, write_trace
+from pantheon_git.store.votes import Vote, append_votes, read_votes
 from tests.conftest import git, pantheon
 
 
@@ -64,7 +64,7 @@ def test_reads_notes_git_wrote_and_git_reads_ours_mixed(repo_dir: Path) -> None:
 def test_many_notes_keep_fanout_and_stay_readable(repo_dir: Path) -> None:
     repo = open_repo(repo_dir)
     commits = new_commits(repo, 600)
-    from pantheon_git.notes import replace_with, update_notes
+    from pantheon_git.store.notes import replace_with, update_notes
 
     update_notes(
         repo, TRACES_NOTES, {str(c): replace_with(f"n{i}\n".encode()) for i, c in enumerate(commits)}, "bulk"

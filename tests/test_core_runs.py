@@ -8,13 +8,20 @@ from pathlib import Path
 import pytest
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.git import open_repo
-from pantheon_git.layout import claim_ref
-from pantheon_git.queue import enqueue
-from pantheon_git.runs import Step, attempts, commit_step, parse_trailers, start_run_branch, worktree_tree
-from pantheon_git.spec import Spec, stamp
-from pantheon_git.status import Status, derive_status, task_states
-from pantheon_git.votes import Vote, append_votes
+from pantheon_git.queue.status import Status, derive_status, task_states
+from pantheon_git.queue.tasks import enqueue
+from pantheon_git.schema.spec import Spec, stamp
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.layout import claim_ref
+from pantheon_git.store.runs import (
+    Step,
+    attempts,
+    commit_step,
+    parse_trailers,
+    start_run_branch,
+    worktree_tree,
+)
+from pantheon_git.store.votes import Vote, append_votes
 from tests.conftest import git, pantheon
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.spec import parse_spec, stamp
+from pantheon_git.schema.spec import parse_spec, stamp
 from tests.conftest import REPO_ROOT
 
 GOOD = 'title = "Add a greeting"\nacceptance = ["test -f hello.txt"]\n'

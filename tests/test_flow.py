@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.flow import evaluate_condition, parse_duration, parse_flow, topological_order
+from pantheon_git.schema.flow import evaluate_condition, parse_duration, parse_flow, topological_order
 from tests.conftest import pantheon
 
 AGENTS = {"planner", "implementer", "reviewer", "acceptance", "gate"}
@@ -69,23 +69,23 @@ def test_order_follows_inputs_not_file_order() -> None:
         ),
         (
             '[[nodes]]\nid = "a"\nagent = "planner"\ncolour = 1\n',
-            "flows/x.toml: node a: colour: unknown field",
+            "flows/x.toml:4: node a: colour: unknown field",
         ),
         (
             '[[nodes]]\nid = "a"\nagent = "planner"\ntimeout = "soon"\n',
-            "node a: timeout: Value error, 'soon' is not",
+            "flows/x.toml:4: node a: timeout: 'soon' is not",
         ),
         (
             '[[nodes]]\nid = "a"\nagent = "planner"\ntimeout = 0\n',
-            "node a: timeout: Value error, must be more than 0 seconds",
+            "flows/x.toml:4: node a: timeout: must be more than 0 seconds",
         ),
         (
             '[[nodes]]\nid = "a"\nagent = "planner"\n[[nodes]]\nid = "b"\nagent = "gate"\nwhen = "a.ok"\n',
             "node b: when: refers to 'a', which is not among its inputs",
         ),
         ('[[nodes]]\nid = "a"\nagent = "planner"\nwhen = "import os"\n', "node a: when: 'import os' is not"),
-        ("nodes = []\n", "flows/x.toml: nodes: List should have at least 1 item"),
-        ('[[nodes]\nid = "a"\n', "flows/x.toml: invalid TOML"),
+        ("nodes = []\n", "flows/x.toml:1: nodes: list should have at least 1 item"),
+        ('[[nodes]\nid = "a"\n', "flows/x.toml:1:8: invalid TOML"),
     ],
 )
 def test_bad_flows_are_refused_with_the_node_and_reason(text: str, expected: str) -> None:

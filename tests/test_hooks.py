@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from pantheon_git.git import open_repo
-from pantheon_git.runs import Step, commit_step, start_run_branch
-from pantheon_git.votes import Vote, append_votes
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.runs import Step, commit_step, start_run_branch
+from pantheon_git.store.votes import Vote, append_votes
 from tests.conftest import REPO_ROOT, git, pantheon
 
 

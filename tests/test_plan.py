@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from pantheon_git.agents.builtin import BUILTIN_AGENTS
-from pantheon_git.config import GatePolicy
 from pantheon_git.errors import PantheonError
-from pantheon_git.runner.executors import executors_for
-from pantheon_git.runtime.models import ModelConfig
+from pantheon_git.night.executors import executors_for
+from pantheon_git.schema.config import GatePolicy
+from pantheon_git.schema.models import ModelConfig
 from tests.conftest import git, pantheon
 
 DRAFT = {

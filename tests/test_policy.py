@@ -13,15 +13,8 @@ from pathlib import Path
 import pytest
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.policy import (
-    is_local_address,
-    is_local_name,
-    refuse_non_local,
-    run_sandboxed,
-    sandbox_available,
-    sandbox_prefix,
-    scrub_env,
-)
+from pantheon_git.night.policy import is_local_address, is_local_name, refuse_non_local
+from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available, sandbox_prefix, scrub_env
 
 needs_netns = pytest.mark.skipif(
     shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0,
@@ -100,7 +93,7 @@ def test_in_process_egress_block_allows_loopback_only() -> None:
     result = in_private_netns(
         """
         import socket, threading
-        from pantheon_git.policy import EgressBlocked, enter_night_mode
+        from pantheon_git.night.policy import EgressBlocked, enter_night_mode
         server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(1)
         port = server.getsockname()[1]
         threading.Thread(target=lambda: server.accept(), daemon=True).start()
@@ -136,7 +129,8 @@ def test_tools_have_no_network_and_no_credentials(tmp_path: Path) -> None:
         f"""
         import os
         from pathlib import Path
-        from pantheon_git.policy import enter_night_mode, run_sandboxed
+        from pantheon_git.night.policy import enter_night_mode
+        from pantheon_git.tools.sandbox import run_sandboxed
         record = enter_night_mode()
         planted = {{"OPENAI_API_KEY", "AWS_SESSION_TOKEN", "GH_TOKEN"}}
         print(sorted(set(record["credentials_removed"]) & planted))
@@ -155,7 +149,7 @@ def test_tools_have_no_network_and_no_credentials(tmp_path: Path) -> None:
 
 
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
-    from pantheon_git.policy import run_in_group
+    from pantheon_git.tools.sandbox import run_in_group
 
     marker = tmp_path / "grandchild-survived"
     done = run_in_group(
@@ -173,7 +167,7 @@ def test_name_lookups_are_blocked_and_the_block_can_be_scoped() -> None:
     result = in_private_netns(
         """
         import socket
-        from pantheon_git.policy import EgressBlocked, egress_blocked
+        from pantheon_git.night.policy import EgressBlocked, egress_blocked
         original = socket.getaddrinfo
         with egress_blocked():
             print(len(socket.getaddrinfo("localhost", 80)) > 0, socket.gethostbyname("127.0.0.1"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from pantheon_git.progress import Progress, describe
+from pantheon_git.ops.progress import Progress, describe
 
 
 def test_lines_for_each_event() -> None:

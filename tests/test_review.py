@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pantheon_git.git import open_repo
-from pantheon_git.queue import enqueue
-from pantheon_git.runs import Step, commit_step, start_run_branch
-from pantheon_git.spec import Spec, stamp
-from pantheon_git.traces import write_trace
-from pantheon_git.votes import Vote, append_votes
+from pantheon_git.queue.tasks import enqueue
+from pantheon_git.schema.spec import Spec, stamp
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.runs import Step, commit_step, start_run_branch
+from pantheon_git.store.traces import write_trace
+from pantheon_git.store.votes import Vote, append_votes
 from tests.conftest import git, pantheon
 
 

@@ -10,10 +10,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from pantheon_git.claims import claim, heartbeat, read_claim, runner_id, take_over
-from pantheon_git.git import open_repo
-from pantheon_git.layout import claim_ref
-from pantheon_git.locks import task_lock
+from pantheon_git.queue.claims import claim, heartbeat, read_claim, runner_id, take_over
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.layout import claim_ref
+from pantheon_git.store.locks import task_lock
 from tests.conftest import git
 
 
@@ -34,8 +34,8 @@ def test_two_clones_racing_claim_each_task_once(repo_dir: Path, tmp_path: Path) 
         """
         import json, sys
         from pathlib import Path
-        from pantheon_git.claims import claim
-        from pantheon_git.git import open_repo
+        from pantheon_git.queue.claims import claim
+        from pantheon_git.store.git import open_repo
         root = Path(sys.argv[1])
         repo = open_repo(root)
         won = [t for t in [f"t{i}" for i in range(6)] if claim(repo, root, t, "origin") is not None]
@@ -85,7 +85,7 @@ def test_task_lock_is_exclusive_and_released_by_sigkill(repo_dir: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom pantheon_git.locks import task_lock\n"
+            "import sys, time\nfrom pantheon_git.store.locks import task_lock\n"
             f"with task_lock({git_dir!r}, 't1') as ok:\n    print(ok, flush=True)\n    time.sleep(60)\n",
         ],
         stdout=subprocess.PIPE,

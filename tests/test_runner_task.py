@@ -16,13 +16,13 @@ import textwrap
 import time
 from pathlib import Path
 
-from pantheon_git.git import open_repo
-from pantheon_git.queue import enqueue
-from pantheon_git.runner.nodes import NodeContext, NodeResult
-from pantheon_git.runner.task import PlannedNode, choose_attempt, run_attempt
-from pantheon_git.spec import Spec, stamp
-from pantheon_git.status import task_states
-from pantheon_git.traces import read_trace
+from pantheon_git.night.attempt import PlannedNode, choose_attempt, run_attempt
+from pantheon_git.night.nodes import NodeContext, NodeResult
+from pantheon_git.queue.status import task_states
+from pantheon_git.queue.tasks import enqueue
+from pantheon_git.schema.spec import Spec, stamp
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.traces import read_trace
 from tests.conftest import git
 
 POLICY = {"local_only": True}
@@ -144,10 +144,10 @@ RESUMABLE = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from pantheon_git.git import open_repo
-    from pantheon_git.queue import load_specs
-    from pantheon_git.runner.nodes import NodeResult
-    from pantheon_git.runner.task import PlannedNode, choose_attempt, run_attempt
+    from pantheon_git.store.git import open_repo
+    from pantheon_git.queue.tasks import load_specs
+    from pantheon_git.night.nodes import NodeResult
+    from pantheon_git.night.attempt import PlannedNode, choose_attempt, run_attempt
 
     root = Path(sys.argv[1])
     repo = open_repo(root)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pantheon_git.git import open_repo
-from pantheon_git.votes import Vote, append_votes, read_votes
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.votes import Vote, append_votes, read_votes
 from tests.conftest import git, pantheon
 
 
@@ -61,8 +61,8 @@ def test_votes_and_specs_from_two_clones_end_up_in_both(repo_dir: Path, tmp_path
 
 
 def test_run_branches_and_traces_travel(repo_dir: Path, tmp_path: Path) -> None:
-    from pantheon_git.runs import Step, commit_step, start_run_branch
-    from pantheon_git.traces import read_trace, write_trace
+    from pantheon_git.store.runs import Step, commit_step, start_run_branch
+    from pantheon_git.store.traces import read_trace, write_trace
 
     _, one, two = two_clones(repo_dir, tmp_path)
     assert pantheon(one, "queue", "--id", "t1", "--title", "t", "--acceptance", "true").returncode == 0

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pantheon_git.git import open_repo
-from pantheon_git.runs import Step, commit_step, start_run_branch
-from pantheon_git.traces import write_trace
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.runs import Step, commit_step, start_run_branch
+from pantheon_git.store.traces import write_trace
+from pantheon_git.store.votes import Vote, append_votes
 from pantheon_git.training.dataset import holdout
-from pantheon_git.votes import Vote, append_votes
 from tests.conftest import git, pantheon
 
 

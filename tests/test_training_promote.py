@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.git import open_repo
-from pantheon_git.layout import EVALS_NOTES
-from pantheon_git.notes import read_note
-from pantheon_git.training.promote import Evaluation, promote, promoted_adapter, rollback
+from pantheon_git.runtime.adapters import promoted_adapter
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.layout import EVALS_NOTES
+from pantheon_git.store.notes import read_note
+from pantheon_git.training.promote import Evaluation, promote, rollback
 from tests.conftest import git
 
 

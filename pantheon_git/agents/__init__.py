@@ -1,1 +1,5 @@
-"""Agents as code: a spec (models, tools, prompt, limits), a registry, and the tool-calling loop."""
+"""Agents as code: a spec (model, tools, prompt, limits), the built-in agents, the registry of a
+repository's own, the prompt format and the tool-calling loop.
+
+May import: errors, tools, runtime.
+"""

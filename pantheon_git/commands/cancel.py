@@ -11,8 +11,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.git import open_repo, signature
-    from pantheon_git.queue import cancel, resolve_id
+    from pantheon_git.queue.tasks import cancel, resolve_id
+    from pantheon_git.store.git import open_repo, signature
 
     repo = open_repo()
     task_id = resolve_id(repo, args.id)

@@ -13,43 +13,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_file(path: Path, root: Path) -> None:
     """Raise PantheonError (one line naming the file) if `path` is not valid for what it is."""
-    from pantheon_git.errors import PantheonError
+    from pantheon_git.schema.document import read_text
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PantheonError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_text(path, str(path))
     parts = path.resolve().parts
     name = str(path)
     if ".pantheon" in parts and "flows" in parts:
         from pantheon_git.agents.registry import agent_names
-        from pantheon_git.flow import parse_flow
+        from pantheon_git.schema.flow import parse_flow
 
         parse_flow(text, name, agent_names(root))
     elif path.name == "models.toml" and ".pantheon" in parts:
-        from pantheon_git.runtime.models import parse_models
+        from pantheon_git.schema.models import parse_models
 
         parse_models(text, name)
     elif path.name == "config.toml" and ".pantheon" in parts:
-        import tomllib
+        from pantheon_git.schema.config import parse_config
 
-        from pydantic import ValidationError
-
-        from pantheon_git.config import Config
-
-        try:
-            Config.model_validate(tomllib.loads(text))
-        except (tomllib.TOMLDecodeError, ValidationError) as exc:
-            raise PantheonError(f"{name}: {str(exc).splitlines()[0]}") from None
+        parse_config(text, name)
     else:
-        from pantheon_git.spec import parse_spec
+        from pantheon_git.schema.spec import parse_spec
 
         parse_spec(text, name)
 
 
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
-    from pantheon_git.git import open_repo, work_tree
+    from pantheon_git.store.git import open_repo, work_tree
 
     root = work_tree(open_repo())
     failed = 0

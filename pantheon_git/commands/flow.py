@@ -12,8 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.agents.registry import agent_names
-    from pantheon_git.flow import load_flow, topological_order
-    from pantheon_git.git import open_repo, work_tree
+    from pantheon_git.schema.flow import load_flow, topological_order
+    from pantheon_git.store.git import open_repo, work_tree
 
     root = work_tree(open_repo())
     names = args.names or sorted(path.stem for path in (root / ".pantheon" / "flows").glob("*.toml"))

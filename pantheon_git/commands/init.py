@@ -14,15 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.configure import configure, create_notes_refs, default_remote, scaffold
-    from pantheon_git.git import open_repo, work_tree
+    from pantheon_git.ops.configure import configure, create_notes_refs, default_remote, scaffold
+    from pantheon_git.store.git import open_repo, work_tree
 
     repo = open_repo()
     root = work_tree(repo)
     if args.what == "agent":
         if not args.name:
             raise PantheonError("init agent: give the new agent's name, e.g. `git pantheon init agent fixer`")
-        from pantheon_git.agents.scaffold import scaffold_agent
+        from pantheon_git.ops.scaffold import scaffold_agent
 
         path = scaffold_agent(root, args.name)
         print(f"created {path.relative_to(root)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pantheon_git.status import Status
+from pantheon_git.queue.status import Status
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.git import open_repo
-    from pantheon_git.status import task_states
+    from pantheon_git.queue.status import task_states
+    from pantheon_git.store.git import open_repo
 
     states = task_states(open_repo())
     if args.status:

@@ -13,10 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
-    from pantheon_git.git import open_repo, work_tree
-    from pantheon_git.queue import resolve_id
+    from pantheon_git.queue.status import Status, task_states
+    from pantheon_git.queue.tasks import resolve_id
     from pantheon_git.review.merge import merge_task
-    from pantheon_git.status import Status, task_states
+    from pantheon_git.store.git import open_repo, work_tree
 
     if bool(args.ids) == args.all_passing:
         raise PantheonError("give task ids or --all-passing (one of the two)")

@@ -10,9 +10,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ids: list[str] | None = None) -> int:
-    from pantheon_git.git import open_repo, work_tree
-    from pantheon_git.progress import Progress
-    from pantheon_git.runner.night import Skipped, run_tasks
+    from pantheon_git.night.shift import Skipped, run_tasks
+    from pantheon_git.ops.progress import Progress
+    from pantheon_git.store.git import open_repo, work_tree
 
     repo = open_repo()
     take_over = bool(getattr(args, "take_over", False))

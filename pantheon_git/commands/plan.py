@@ -49,10 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
-    from pantheon_git.git import open_repo, work_tree
     from pantheon_git.runtime.llama import runtime_for
-    from pantheon_git.runtime.models import load_models
-    from pantheon_git.spec import validate_spec
+    from pantheon_git.schema.models import load_models
+    from pantheon_git.schema.spec import validate_spec
+    from pantheon_git.store.git import open_repo, work_tree
 
     repo = open_repo()
     root = work_tree(repo)

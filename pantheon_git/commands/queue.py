@@ -40,9 +40,9 @@ def _flag_spec(args: argparse.Namespace) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.git import open_repo, signature
-    from pantheon_git.queue import enqueue
-    from pantheon_git.spec import parse_spec, stamp, validate_spec
+    from pantheon_git.queue.tasks import enqueue
+    from pantheon_git.schema.spec import parse_spec, stamp, validate_spec
+    from pantheon_git.store.git import open_repo, signature
 
     flags_used = any(
         value is not None
@@ -121,7 +121,7 @@ def _check_flow(repo: pygit2.Repository, flow: str, source: str) -> None:
     if repo.workdir is None or not (Path(repo.workdir) / ".pantheon" / "flows").is_dir():
         return
     from pantheon_git.agents.registry import agent_names
-    from pantheon_git.flow import flow_path, load_flow
+    from pantheon_git.schema.flow import flow_path, load_flow
 
     root = Path(repo.workdir)
     if not flow_path(root, flow).is_file():

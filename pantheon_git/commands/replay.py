@@ -10,8 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.git import open_repo, work_tree
-    from pantheon_git.replay import replay_step
+    from pantheon_git.ops.replay import replay_step
+    from pantheon_git.store.git import open_repo, work_tree
 
     repo = open_repo()
     report = replay_step(repo, work_tree(repo), args.commit)

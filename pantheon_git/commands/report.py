@@ -13,9 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from pantheon_git.git import open_repo
-    from pantheon_git.locks import pantheon_dir
     from pantheon_git.review.report import build_report, parse_since, render_json, render_markdown
+    from pantheon_git.store.git import open_repo
+    from pantheon_git.store.locks import pantheon_dir
 
     since = parse_since(args.since) if args.since else None
     repo = open_repo()

@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.git import open_repo
-    from pantheon_git.queue import resolve_id
+    from pantheon_git.queue.tasks import resolve_id
+    from pantheon_git.store.git import open_repo
 
     repo = open_repo()
     return night.run(args, [resolve_id(repo, given) for given in args.ids])

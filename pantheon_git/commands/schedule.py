@@ -14,9 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.git import open_repo, work_tree
-    from pantheon_git.locks import pantheon_dir
-    from pantheon_git.schedule import (
+    from pantheon_git.ops.schedule import (
         cron_line,
         our_lines,
         read_crontab,
@@ -26,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
         with_line,
         write_crontab,
     )
+    from pantheon_git.store.git import open_repo, work_tree
+    from pantheon_git.store.locks import pantheon_dir
 
     repo = open_repo()
     root = work_tree(repo).resolve()

@@ -13,10 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
-    from pantheon_git.git import open_repo
-    from pantheon_git.layout import run_branch
-    from pantheon_git.queue import resolve_id
-    from pantheon_git.status import task_states
+    from pantheon_git.queue.status import task_states
+    from pantheon_git.queue.tasks import resolve_id
+    from pantheon_git.store.git import open_repo
+    from pantheon_git.store.layout import run_branch
 
     repo = open_repo()
     task_id = resolve_id(repo, args.id)

@@ -12,10 +12,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.config import load_config
     from pantheon_git.errors import PantheonError
-    from pantheon_git.git import open_repo, work_tree
-    from pantheon_git.sync import sync
+    from pantheon_git.queue.sync import sync
+    from pantheon_git.schema.config import load_config
+    from pantheon_git.store.git import open_repo, work_tree
 
     repo = open_repo()
     root = work_tree(repo)

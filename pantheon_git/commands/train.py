@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
-    from pantheon_git.git import open_repo
-    from pantheon_git.layout import DATASETS_PREFIX
+    from pantheon_git.store.git import open_repo
+    from pantheon_git.store.layout import DATASETS_PREFIX
     from pantheon_git.training.dataset import mine, record
 
     repo = open_repo()
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     if not rows:
         raise PantheonError(f"{where}: its train.jsonl is empty (no passing steps of {args.agent} yet)")
-    from pantheon_git.locks import pantheon_dir
+    from pantheon_git.store.locks import pantheon_dir
 
     out = (
         Path(args.out)
@@ -93,9 +93,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _promote_or_rollback(repo: Any, args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
-    from pantheon_git.git import work_tree
-    from pantheon_git.layout import DATASETS_PREFIX
-    from pantheon_git.training.promote import evaluate, promote, promoted_adapter, rollback
+    from pantheon_git.runtime.adapters import promoted_adapter
+    from pantheon_git.store.git import work_tree
+    from pantheon_git.store.layout import DATASETS_PREFIX
+    from pantheon_git.training.promote import evaluate, promote, rollback
 
     if args.action == "rollback":
         commit = rollback(repo, args.agent)

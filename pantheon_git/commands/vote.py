@@ -13,11 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
-    from pantheon_git.git import identity, open_repo
-    from pantheon_git.layout import run_branch
-    from pantheon_git.queue import resolve_id
-    from pantheon_git.runs import newest_run
-    from pantheon_git.votes import Vote, append_votes
+    from pantheon_git.queue.tasks import resolve_id
+    from pantheon_git.store.git import identity, open_repo
+    from pantheon_git.store.layout import run_branch
+    from pantheon_git.store.runs import newest_run
+    from pantheon_git.store.votes import Vote, append_votes
 
     repo = open_repo()
     task_id = resolve_id(repo, args.id)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pygit2
 
-from pantheon_git.git import ref_commit, run_git, set_ref, signature
-from pantheon_git.layout import run_branch
-from pantheon_git.status import Status, TaskState
-from pantheon_git.votes import Vote, append_votes
+from pantheon_git.queue.status import Status, TaskState
+from pantheon_git.store.git import ref_commit, run_git, set_ref, signature
+from pantheon_git.store.layout import run_branch
+from pantheon_git.store.votes import Vote, append_votes
 
 
 @dataclass(frozen=True)

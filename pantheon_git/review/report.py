@@ -13,11 +13,11 @@ from typing import Any
 import pygit2
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.layout import run_branch
-from pantheon_git.runs import parse_trailers, recorded_steps
-from pantheon_git.status import Status, TaskState, task_states
-from pantheon_git.traces import read_trace
-from pantheon_git.votes import read_votes
+from pantheon_git.queue.status import Status, TaskState, task_states
+from pantheon_git.store.layout import run_branch
+from pantheon_git.store.runs import parse_trailers, recorded_steps
+from pantheon_git.store.traces import read_trace
+from pantheon_git.store.votes import read_votes
 
 
 @dataclass

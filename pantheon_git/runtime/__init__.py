@@ -1,1 +1,5 @@
-"""Model runtimes: models.toml, the embedded model, llama.cpp in-process, a local server, replay."""
+"""Models: the embedded GGUF, llama.cpp with schema-constrained decoding, OpenAI-compatible local
+servers, the adapter a runtime serves, and a runtime that replays recorded completions.
+
+May import: errors, store, schema.
+"""

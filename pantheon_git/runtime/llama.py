@@ -17,7 +17,7 @@ from typing import Any
 from pantheon_git.errors import PantheonError
 from pantheon_git.runtime.base import Completion, ModelIdentity
 from pantheon_git.runtime.bundled import bundled_gguf, cache_dir
-from pantheon_git.runtime.models import ModelConfig
+from pantheon_git.schema.models import ModelConfig
 
 
 def file_sha256(path: Path) -> str:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.runtime.base import Completion, ModelIdentity
-from pantheon_git.runtime.models import ModelConfig
+from pantheon_git.schema.models import ModelConfig
 
 
 def url_is_local(url: str) -> bool:

@@ -1,1 +1,5 @@
-"""Built-in tools: the only way an agent changes anything, each confined to the task's worktree."""
+"""What a model may do to a worktree (read, write, search, run), confined to it, and the sandbox that
+every command of a night runs in (acceptance checks, the model's `run`).
+
+May import: errors.
+"""

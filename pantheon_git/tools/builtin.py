@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pantheon_git.policy import CompletedRun, run_in_group
 from pantheon_git.tools.paths import ToolError, confined
+from pantheon_git.tools.sandbox import CompletedRun, run_in_group
 
 MAX_READ = 6000
 MAX_LIST = 200

@@ -18,12 +18,12 @@ from typing import Any
 
 import pygit2
 
-from pantheon_git.git import append_commit, build_tree
-from pantheon_git.layout import DATASETS_PREFIX, PAYLOADS_NOTES, TRACES_NOTES
-from pantheon_git.notes import iter_notes
-from pantheon_git.runs import parse_trailers, run_heads
-from pantheon_git.status import Status, run_outcome
-from pantheon_git.votes import read_votes
+from pantheon_git.queue.status import Status, run_outcome
+from pantheon_git.store.git import append_commit, build_tree
+from pantheon_git.store.layout import DATASETS_PREFIX, PAYLOADS_NOTES, TRACES_NOTES
+from pantheon_git.store.notes import iter_notes
+from pantheon_git.store.runs import parse_trailers, run_heads
+from pantheon_git.store.votes import read_votes
 
 HOLDOUT_PERCENT = 20
 

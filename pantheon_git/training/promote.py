@@ -24,15 +24,14 @@ import pygit2
 from pantheon_git.agents.loop import run_agent
 from pantheon_git.agents.registry import agents
 from pantheon_git.errors import PantheonError
-from pantheon_git.git import append_commit, build_tree, ref_commit
-from pantheon_git.layout import ADAPTERS_PREFIX, EVALS_NOTES
-from pantheon_git.notes import set_note
-from pantheon_git.policy import run_sandboxed, sandbox_available
-from pantheon_git.queue import load_specs
-from pantheon_git.runtime.bundled import cache_dir
-from pantheon_git.runtime.models import load_models
+from pantheon_git.night.worktrees import add_worktree, remove_worktree
+from pantheon_git.queue.tasks import load_specs
+from pantheon_git.schema.models import load_models
+from pantheon_git.store.git import append_commit, build_tree
+from pantheon_git.store.layout import ADAPTERS_PREFIX, EVALS_NOTES
+from pantheon_git.store.notes import set_note
 from pantheon_git.tools.builtin import ToolContext, unsandboxed
-from pantheon_git.worktrees import add_worktree, remove_worktree
+from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available
 
 
 @dataclass
@@ -45,21 +44,6 @@ class Evaluation:
     @property
     def rate(self) -> float:
         return len(self.passed) / len(self.tasks) if self.tasks else 0.0
-
-
-def promoted_adapter(repo: pygit2.Repository, agent: str) -> Path | None:
-    """The promoted adapter of `agent` as a file in the cache (None: the base model runs)."""
-    tip = ref_commit(repo, ADAPTERS_PREFIX + agent)
-    if tip is None or "adapter.gguf" not in tip.tree:
-        return None
-    blob = tip.tree["adapter.gguf"]
-    path = cache_dir() / "adapters" / f"{blob.id}.gguf"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(repo.get(blob.id).data)
-        os.replace(tmp, path)
-    return path
 
 
 def evaluate(

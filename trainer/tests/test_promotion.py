@@ -52,9 +52,10 @@ def test_a_worse_adapter_is_refused_and_a_promoted_one_is_served(
     trained: dict[str, Any], sample_repo: Path
 ) -> None:
     from pantheon_git.errors import PantheonError
-    from pantheon_git.git import open_repo
-    from pantheon_git.runner.nodes import NodeContext
-    from pantheon_git.training.promote import Evaluation, evaluate, promote, promoted_adapter
+    from pantheon_git.night.nodes import NodeContext
+    from pantheon_git.runtime.adapters import promoted_adapter
+    from pantheon_git.store.git import open_repo
+    from pantheon_git.training.promote import Evaluation, evaluate, promote
 
     repo = open_repo(sample_repo)
     base = evaluate(repo, sample_repo, "implementer", None, ["hello"])
@@ -76,10 +77,10 @@ def test_a_worse_adapter_is_refused_and_a_promoted_one_is_served(
     served = promoted_adapter(repo, "implementer")
     assert served is not None and served.read_bytes() == trained["gguf"].read_bytes()
     from pantheon_git.agents.builtin import BUILTIN_AGENTS
-    from pantheon_git.config import GatePolicy
-    from pantheon_git.queue import load_specs
-    from pantheon_git.runner.executors import executors_for
-    from pantheon_git.runtime.models import DEFAULT_MODELS
+    from pantheon_git.night.executors import executors_for
+    from pantheon_git.queue.tasks import load_specs
+    from pantheon_git.schema.config import GatePolicy
+    from pantheon_git.schema.models import DEFAULT_MODELS
     from pantheon_git.tools.builtin import unsandboxed
 
     executors = executors_for(

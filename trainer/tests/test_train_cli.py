@@ -27,10 +27,10 @@ def test_train_lora_from_the_dataset_ref(tmp_path: Path) -> None:
     run(repo, "git", "commit", "-q", "--allow-empty", "-m", "initial", env=env)
     script = """
 import sys
-from pantheon_git.git import open_repo
-from pantheon_git.runs import Step, commit_step, start_run_branch
-from pantheon_git.traces import write_trace
-from pantheon_git.votes import Vote, append_votes
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.runs import Step, commit_step, start_run_branch
+from pantheon_git.store.traces import write_trace
+from pantheon_git.store.votes import Vote, append_votes
 repo = open_repo(sys.argv[1])
 ref = start_run_branch(repo, "t1", 1, repo.head.target)
 commit = commit_step(repo, ref, Step("t1", "implement", "implementer", "m", "did it"))

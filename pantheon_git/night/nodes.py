@@ -1,0 +1,58 @@
+"""What a flow node gets and gives back: the contract between the runner and every node executor.
+
+An executor is a plain callable `NodeContext -> NodeResult`; agents on a model, the acceptance checks
+and the gate are all executors, so the runner's loop does not care which kind a node is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pantheon_git.schema.spec import Spec
+from pantheon_git.store.votes import Vote
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    spec: Spec
+    task_id: str
+    attempt: int
+    node_id: str
+    agent: str
+    worktree: Path
+    inputs: dict[str, Any]  # upstream node id -> that node's output
+    deadline: float  # time.monotonic() by which the node must be done
+    seed: int | None = None
+    run_ref: str = ""
+    previous_votes: tuple[Vote, ...] = ()  # votes already on this run branch (for the gate)
+
+    def seconds_left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+@dataclass
+class NodeResult:
+    summary: str
+    output: dict[str, Any] = field(default_factory=dict)
+    ok: bool = True
+    error: str | None = None
+    log_tail: str = ""
+    model: str = "-"  # for the Pantheon-Model trailer: name@sha256-prefix[+adapter]
+    trace: dict[str, Any] = field(default_factory=dict)  # the executor's own record (turns, calls, …)
+    votes: list[Vote] = field(default_factory=list)  # votes to append on this step's commit
+    tokens: dict[str, int] = field(default_factory=dict)  # {"in": n, "out": n}
+
+
+NodeExecutor = Callable[[NodeContext], NodeResult]
+
+
+class NodeFailed(Exception):
+    """An executor's way to fail with a log tail, instead of returning ok=False."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail

@@ -1,0 +1,69 @@
+"""What a night needs before its first task: night mode entered, config read, flows turned into plans."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from pantheon_git.agents.registry import agent_names, agents
+from pantheon_git.night.attempt import PlannedNode
+from pantheon_git.night.executors import executors_for
+from pantheon_git.night.nodes import NodeExecutor
+from pantheon_git.night.policy import enter_night_mode
+from pantheon_git.schema.config import load_config
+from pantheon_git.schema.flow import evaluate_condition, load_flow, topological_order
+from pantheon_git.schema.models import load_models
+
+
+@dataclass
+class NightSetup:
+    policy: dict[str, Any]
+    remote: str | None
+    max_tasks: int
+    claim_expiry_minutes: int
+    flow_for: Callable[[str], tuple[list[PlannedNode], dict[str, NodeExecutor]]]
+
+
+def plan_nodes(root: Path, flow_name: str) -> list[PlannedNode]:
+    flow = load_flow(root, flow_name, agent_names(root))
+    planned = []
+    for node in topological_order(flow):
+        condition = node.when
+        when = (lambda outputs, text=condition: evaluate_condition(text, outputs)) if condition else None
+        planned.append(
+            PlannedNode(node.id, node.agent, tuple(node.inputs), node.retries, node.timeout, node.seed, when)
+        )
+    return planned
+
+
+def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
+    """Enter night mode (scrub credentials, block egress) and read the repository's configuration."""
+    config = load_config(root)
+    policy = enter_night_mode()
+    remote = config.sync.remote if config.sync.remote in [r.name for r in repo.remotes] else None
+    models = load_models(root)
+    known = agents(root)
+    # The runner serves each agent's promoted adapter (refs/pantheon/adapters/<agent>), if any.
+    from pantheon_git.runtime.adapters import promoted_adapter
+
+    adapters = {name: promoted_adapter(repo, name) for name in known}
+
+    @functools.cache
+    def flow_for(name: str) -> tuple[list[PlannedNode], dict[str, NodeExecutor]]:
+        nodes = plan_nodes(root, name)
+        return nodes, executors_for(
+            {node.agent for node in nodes}, known, models, config.gate, adapters=adapters
+        )
+
+    return NightSetup(
+        policy=policy,
+        remote=remote,
+        max_tasks=config.night.max_tasks,
+        claim_expiry_minutes=config.night.claim_expiry_minutes,
+        flow_for=flow_for,
+    )

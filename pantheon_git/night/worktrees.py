@@ -1,0 +1,39 @@
+"""Task worktrees: each attempt runs in its own `git worktree`, kept under the git dir, removed after.
+
+Through the git command line, because worktree bookkeeping must match what the user's git expects
+(`git worktree list`, prune, locks).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pantheon_git.store.git import run_git
+from pantheon_git.store.locks import pantheon_dir
+
+
+def worktree_path(git_dir: str, task_id: str, attempt: int) -> Path:
+    return pantheon_dir(git_dir) / "worktrees" / f"{task_id}-{attempt}"
+
+
+def add_worktree(repo_root: Path, path: Path, branch: str) -> Path:
+    """Check `branch` out at `path`, clearing what a killed run may have left there first."""
+    # A runner killed inside `git worktree add` leaves the entry locked ("initializing") and the branch
+    # marked as checked out there; unlock, remove, prune, and let a doubled --force override the rest.
+    run_git(["worktree", "unlock", str(path)], repo_root, check=False)
+    remove_worktree(repo_root, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_git(
+        ["worktree", "add", "--quiet", "--force", "--force", str(path), branch.removeprefix("refs/heads/")],
+        repo_root,
+    )
+    return path
+
+
+def remove_worktree(repo_root: Path, path: Path) -> None:
+    """Remove the worktree (its branch stays); tolerate one that git no longer knows."""
+    run_git(["worktree", "remove", "--force", "--force", str(path)], repo_root, check=False)
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    run_git(["worktree", "prune"], repo_root, check=False)

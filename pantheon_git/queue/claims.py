@@ -1,0 +1,145 @@
+"""Claims: which runner takes a task. refs/pantheon/claims/<id> is created once, locally or on a remote.
+
+On a shared remote the claim is a create-only atomic push (`--force-with-lease=<ref>:` with an empty
+expected value): the first runner's push wins and every other one is rejected, so each task runs once.
+A claim is a small commit chain; each heartbeat appends a commit and pushes it with a lease on the
+previous one, and an expired claim (no heartbeat for `expiry`) can be taken over explicitly, again with
+a lease on exactly what was seen.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pygit2
+
+from pantheon_git.store.git import ref_commit, run_git, set_ref, signature
+from pantheon_git.store.layout import claim_ref
+from pantheon_git.store.locks import pantheon_dir
+from pantheon_git.store.runs import parse_trailers
+
+
+@dataclass(frozen=True)
+class Claim:
+    task_id: str
+    owner: str
+    heartbeat: datetime
+    commit: pygit2.Oid
+
+    def expired(self, expiry: timedelta, now: datetime | None = None) -> bool:
+        return (now or datetime.now(UTC)) - self.heartbeat > expiry
+
+
+def runner_id(repo: pygit2.Repository) -> str:
+    """This clone's runner identity, `host:random`, made once and kept in the git dir.
+
+    Per clone, not per process: a runner restarted after a crash in the same clone recognises its own
+    claims and resumes them, while two clones on one machine stay distinct.
+    """
+    path = pantheon_dir(repo.path) / "runner-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made = f"{socket.gethostname()}:{os.urandom(4).hex()}"
+        tmp = path.with_suffix(f".{os.getpid()}")
+        tmp.write_text(made + "\n")
+        os.replace(tmp, path)
+        return path.read_text().strip()
+
+
+def _claim_commit(repo: pygit2.Repository, task_id: str, owner: str, parent: pygit2.Oid | None) -> pygit2.Oid:
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    message = (
+        f"claim {task_id}\n\nPantheon-Claim-Owner: {owner}\nPantheon-Claim-Pid: {os.getpid()}\n"
+        f"Pantheon-Claim-Heartbeat: {now}\n"
+    )
+    sig = signature(repo)
+    empty = repo.TreeBuilder().write()
+    return repo.create_commit(None, sig, sig, message, empty, [parent] if parent else [])
+
+
+def read_claim(repo: pygit2.Repository, ref: str) -> Claim | None:
+    commit = ref_commit(repo, ref)
+    if commit is None:
+        return None
+    trailers = parse_trailers(commit.message)
+    when = datetime.fromisoformat(trailers.get("Pantheon-Claim-Heartbeat", "1970-01-01T00:00:00+00:00"))
+    return Claim(ref.rsplit("/", 1)[-1], trailers.get("Pantheon-Claim-Owner", "?"), when, commit.id)
+
+
+def _push_with_lease(root: Path, remote: str, ref: str, commit: pygit2.Oid, expected: str) -> bool:
+    """Push `commit` to `ref` only if the remote's ref is `expected` ('' = must not exist)."""
+    proc = run_git(
+        [
+            "push",
+            "--quiet",
+            "--atomic",
+            "--porcelain",
+            f"--force-with-lease={ref}:{expected}",
+            remote,
+            f"{commit}:{ref}",
+        ],
+        root,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
+def claim(repo: pygit2.Repository, root: Path, task_id: str, remote: str | None) -> Claim | None:
+    """Take the task's claim: on `remote` when given (create-only push), else locally. None if taken.
+
+    A claim this clone made before is resumed (the caller holds the task's flock, so the runner that
+    made it is gone); another clone's claim is left alone until it expires and is taken over.
+    """
+    ref = claim_ref(task_id)
+    if remote is not None:
+        fetch_claim(root, remote, task_id)
+    current = read_claim(repo, ref)
+    if current is not None:
+        if current.owner == runner_id(repo):
+            return heartbeat(repo, root, current, remote)
+        return None
+    commit = _claim_commit(repo, task_id, runner_id(repo), None)
+    if remote is None:
+        return read_claim(repo, ref) if set_ref(repo, ref, commit, None, "pantheon: claim") else None
+    if not _push_with_lease(root, remote, ref, commit, ""):
+        return None
+    repo.references.create(ref, commit, force=True)  # mirror what the remote now holds
+    return read_claim(repo, ref)
+
+
+def heartbeat(repo: pygit2.Repository, root: Path, held: Claim, remote: str | None) -> Claim | None:
+    """Renew a claim we hold; None if someone took it over meanwhile."""
+    ref = claim_ref(held.task_id)
+    commit = _claim_commit(repo, held.task_id, runner_id(repo), held.commit)
+    if remote is not None and not _push_with_lease(root, remote, ref, commit, str(held.commit)):
+        return None
+    if not set_ref(repo, ref, commit, held.commit, "pantheon: heartbeat"):
+        current = ref_commit(repo, ref)
+        if remote is None or current is None:
+            return None
+        repo.references.create(ref, commit, force=True)
+    return read_claim(repo, ref)
+
+
+def take_over(repo: pygit2.Repository, root: Path, seen: Claim, remote: str | None) -> Claim | None:
+    """Replace an expired claim, with a lease on exactly the claim that was seen expired."""
+    ref = claim_ref(seen.task_id)
+    commit = _claim_commit(repo, seen.task_id, runner_id(repo), seen.commit)
+    if remote is not None:
+        if not _push_with_lease(root, remote, ref, commit, str(seen.commit)):
+            return None
+        repo.references.create(ref, commit, force=True)
+        return read_claim(repo, ref)
+    return read_claim(repo, ref) if set_ref(repo, ref, commit, seen.commit, "pantheon: take over") else None
+
+
+def fetch_claim(root: Path, remote: str, task_id: str) -> None:
+    """Bring the remote's claim for a task into the local ref (for reading who holds it)."""
+    ref = claim_ref(task_id)
+    run_git(["fetch", "--quiet", remote, f"+{ref}:{ref}"], root, check=False)

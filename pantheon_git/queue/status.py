@@ -1,0 +1,100 @@
+"""A task's status, derived from refs and notes (never stored, so no two writers fight over it).
+
+queued    the spec is in refs/pantheon/tasks and nothing else happened
+claimed   refs/pantheon/claims/<id> exists, no run branch yet
+running   the newest run branch exists and has no outcome yet (or its runner was interrupted)
+passed    the gate's newest vote on the run branch head approves
+failed    the head is a failure artifact (trailer Pantheon-Outcome: failed) or the gate rejects
+merged    a merge record is among the head's votes
+cancelled a record under cancelled/ in the tasks tree (a merged task stays merged)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import pygit2
+
+from pantheon_git.queue.tasks import cancelled_ids, load_specs, queue_tree
+from pantheon_git.schema.spec import Spec
+from pantheon_git.store.layout import CLAIMS_PREFIX
+from pantheon_git.store.runs import parse_trailers, run_heads
+from pantheon_git.store.votes import Vote, read_votes
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    MERGED = "merged"
+    CANCELLED = "cancelled"
+
+
+def run_outcome(trailers: dict[str, str], votes: Sequence[Vote]) -> Status:
+    """What a run branch's head says about the run: merged, passed, failed or (still) running."""
+    if any(vote.kind == "merge" for vote in votes):
+        return Status.MERGED
+    if trailers.get("Pantheon-Outcome") == "failed":
+        return Status.FAILED
+    gates = [vote for vote in votes if vote.kind == "gate"]
+    if gates:
+        return Status.PASSED if gates[-1].verdict == "approve" else Status.FAILED
+    return Status.RUNNING
+
+
+def derive_status(*, cancelled: bool, claimed: bool, outcome: Status | None) -> Status:
+    """Combine the facts about a task into its one status (pure: the precedence lives here)."""
+    if outcome == Status.MERGED:
+        return Status.MERGED
+    if cancelled:
+        return Status.CANCELLED
+    if outcome is not None:
+        return outcome
+    return Status.CLAIMED if claimed else Status.QUEUED
+
+
+@dataclass
+class TaskState:
+    spec: Spec
+    status: Status
+    attempts: dict[int, pygit2.Oid] = field(default_factory=dict)
+    claimed: bool = False
+    votes: list[Vote] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        assert self.spec.id is not None
+        return self.spec.id
+
+    @property
+    def latest_attempt(self) -> int | None:
+        return max(self.attempts) if self.attempts else None
+
+
+def task_states(repo: pygit2.Repository) -> list[TaskState]:
+    """Every queued spec with its derived status, highest priority first, then oldest first."""
+    tree = queue_tree(repo)
+    specs = load_specs(repo, tree)
+    cancelled = cancelled_ids(tree, repo)
+    claims = {name.removeprefix(CLAIMS_PREFIX) for name in repo.references if name.startswith(CLAIMS_PREFIX)}
+    heads = run_heads(repo)
+    states = []
+    for spec in specs:
+        assert spec.id is not None
+        attempts = heads.get(spec.id, {})
+        outcome = None
+        votes: list[Vote] = []
+        if attempts:
+            head = attempts[max(attempts)]
+            votes = read_votes(repo, head)
+            outcome = run_outcome(parse_trailers(repo.get(head).message), votes)
+        status = derive_status(cancelled=spec.id in cancelled, claimed=spec.id in claims, outcome=outcome)
+        states.append(TaskState(spec, status, dict(attempts), spec.id in claims, votes))
+    states.sort(
+        key=lambda state: (-state.spec.priority, state.spec.created.at if state.spec.created else 0, state.id)
+    )
+    return states

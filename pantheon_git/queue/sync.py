@@ -1,0 +1,169 @@
+"""`git pantheon sync`: exchange tasks, claims, run branches and notes with a remote, merging, never forcing.
+
+Fetch brings the remote's pantheon refs into namespaces of their own (refs/pantheon-remotes/<remote>/,
+refs/notes/remotes/<remote>/); then each kind is merged into the local refs by its own rule: notes by
+`git notes merge` (votes with cat_sort_uniq; traces and payloads are keyed by object and keep ours on the
+impossible clash), the queue by a union of both trees, claims and run branches by adopting the remote's
+where we have none. Then the merged refs are pushed without force: a race with another machine's push is
+reported, and the next sync merges again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+
+from pantheon_git.store.git import ref_commit, run_git, set_ref, signature
+from pantheon_git.store.layout import (
+    CLAIMS_PREFIX,
+    PAYLOADS_NOTES,
+    RUN_BRANCH_PREFIX,
+    TASKS_REF,
+    TRACES_NOTES,
+    VOTES_NOTES,
+)
+
+MERGE_STRATEGY = {VOTES_NOTES: "cat_sort_uniq", TRACES_NOTES: "ours", PAYLOADS_NOTES: "ours"}
+
+
+@dataclass
+class SyncReport:
+    fetched: bool = True
+    merged: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    pushed: bool = False
+    push_error: str = ""
+
+
+def _tracking(remote: str, ref: str) -> str:
+    if ref.startswith("refs/notes/"):
+        return f"refs/notes/remotes/{remote}/" + ref.removeprefix("refs/notes/")
+    if ref.startswith(RUN_BRANCH_PREFIX):
+        return f"refs/remotes/{remote}/" + ref.removeprefix("refs/heads/")
+    return f"refs/pantheon-remotes/{remote}/" + ref.removeprefix("refs/pantheon/")
+
+
+def fetch(root: Path, remote: str) -> None:
+    run_git(
+        [
+            "fetch",
+            "--quiet",
+            remote,
+            f"+refs/pantheon/*:refs/pantheon-remotes/{remote}/*",
+            f"refs/notes/pantheon/*:refs/notes/remotes/{remote}/pantheon/*",
+            f"+refs/heads/pantheon/*:refs/remotes/{remote}/pantheon/*",
+        ],
+        root,
+    )
+
+
+def merge_queue(repo: pygit2.Repository, remote: str) -> str | None:
+    """Make the local queue contain the remote's specs and cancellations too; None if nothing changed."""
+    theirs = ref_commit(repo, _tracking(remote, TASKS_REF))
+    if theirs is None:
+        return None
+    ours = ref_commit(repo, TASKS_REF)
+    if ours is None:
+        return "adopted" if set_ref(repo, TASKS_REF, theirs.id, None, "pantheon: sync") else None
+    if ours.id == theirs.id or repo.descendant_of(ours.id, theirs.id):
+        return None
+    if repo.descendant_of(theirs.id, ours.id):
+        return "fast-forward" if set_ref(repo, TASKS_REF, theirs.id, ours.id, "pantheon: sync") else None
+
+    sig = signature(repo)
+    # A merge commit (two parents), so history shows where each machine's specs came from.
+    for _ in range(20):
+        tip = ref_commit(repo, TASKS_REF)
+        assert tip is not None
+        tree = _union_tree(repo, tip.tree, theirs.tree)
+        commit = repo.create_commit(
+            None, sig, sig, f"sync: merge the queue of {remote}\n", tree, [tip.id, theirs.id]
+        )
+        if set_ref(repo, TASKS_REF, commit, tip.id, "pantheon: sync merge"):
+            return "merged"
+    return None
+
+
+def _union_tree(repo: pygit2.Repository, ours: pygit2.Tree, theirs: pygit2.Tree) -> pygit2.Oid:
+    """Every entry of either tree; subtrees united recursively; on a clash of files ours stays."""
+    builder = repo.TreeBuilder(ours)
+    for entry in theirs:
+        if entry.name not in ours:
+            builder.insert(entry.name, entry.id, entry.filemode)
+        elif (
+            entry.type_str == "tree"
+            and ours[entry.name].type_str == "tree"
+            and ours[entry.name].id != entry.id
+        ):
+            merged = _union_tree(repo, repo.get(ours[entry.name].id), repo.get(entry.id))
+            builder.insert(entry.name, merged, pygit2.GIT_FILEMODE_TREE)
+    return builder.write()
+
+
+def merge_notes(root: Path, repo: pygit2.Repository, remote: str) -> list[str]:
+    merged = []
+    for ref, strategy in MERGE_STRATEGY.items():
+        theirs = _tracking(remote, ref)
+        if repo.references.get(theirs) is None:
+            continue
+        before = repo.references.get(ref)
+        run_git(
+            ["notes", "--ref", ref.removeprefix("refs/notes/"), "merge", "--quiet", "-s", strategy, theirs],
+            root,
+        )
+        after = pygit2.Repository(repo.path).references.get(ref)
+        if before is None or after is None or before.target != after.target:
+            merged.append(ref)
+    return merged
+
+
+def adopt_remote_refs(repo: pygit2.Repository, remote: str) -> list[str]:
+    """Claims and run branches the remote has and we do not (someone else's night) become ours to read."""
+    adopted = []
+    prefixes = {
+        f"refs/pantheon-remotes/{remote}/claims/": CLAIMS_PREFIX,
+        f"refs/remotes/{remote}/pantheon/": RUN_BRANCH_PREFIX,
+    }
+    for name in list(repo.references):
+        for tracking, local_prefix in prefixes.items():
+            if name.startswith(tracking):
+                local = local_prefix + name.removeprefix(tracking)
+                target = repo.references[name].target
+                current = repo.references.get(local)
+                if current is None:
+                    if set_ref(repo, local, target, None, "pantheon: sync"):
+                        adopted.append(local)
+                elif (
+                    local.startswith(CLAIMS_PREFIX)  # the remote decides claims (create-only pushes)
+                    and current.target != target
+                    and set_ref(repo, local, target, current.target, "pantheon: sync claim")
+                ):
+                    adopted.append(local)
+    return adopted
+
+
+def push(root: Path, remote: str) -> str:
+    refspecs = [
+        f"{TASKS_REF}:{TASKS_REF}",
+        "refs/notes/pantheon/*:refs/notes/pantheon/*",
+        "refs/heads/pantheon/*:refs/heads/pantheon/*",
+    ]
+    proc = run_git(["push", "--quiet", "--porcelain", remote, *refspecs], root, check=False)
+    if proc.returncode == 0:
+        return ""
+    rejected = [line for line in proc.stdout.splitlines() if line.startswith("!")]
+    return "; ".join(rejected) or proc.stderr.strip()
+
+
+def sync(repo: pygit2.Repository, root: Path, remote: str) -> SyncReport:
+    report = SyncReport()
+    fetch(root, remote)
+    if (queue := merge_queue(repo, remote)) is not None:
+        report.merged.append(f"{TASKS_REF} ({queue})")
+    report.merged += merge_notes(root, repo, remote)
+    report.adopted = adopt_remote_refs(repo, remote)
+    report.push_error = push(root, remote)
+    report.pushed = not report.push_error
+    return report

@@ -1,0 +1,151 @@
+"""The queue: refs/pantheon/tasks is a commit chain whose tree holds one TOML file per spec.
+
+`git log -p refs/pantheon/tasks` is the queue's history. Every change appends one commit with a
+compare-and-swap on the ref, so concurrent `queue` and `cancel` calls never lose each other's work.
+Cancellation is a record under cancelled/ in the same tree, never an edit of the spec.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tomllib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pygit2
+import tomli_w
+
+from pantheon_git import __version__
+from pantheon_git.errors import PantheonError
+from pantheon_git.schema.spec import Spec, validate_spec
+from pantheon_git.store.git import append_commit, build_tree, ref_commit
+from pantheon_git.store.layout import CANCELLED_DIR, TASKS_REF, spec_path
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+
+def queue_tree(repo: pygit2.Repository) -> pygit2.Tree | None:
+    tip = ref_commit(repo, TASKS_REF)
+    return tip.tree if tip is not None else None
+
+
+def load_specs(repo: pygit2.Repository, tree: pygit2.Tree | None = None) -> list[Spec]:
+    """Every spec in the queue (cancelled ones included), in tree order.
+
+    Parsing TOML is the slow part of listing a large queue (about 0.4 ms a spec), and a spec blob never
+    changes, so parsed specs are cached by blob id in the git dir; only new blobs are parsed.
+    """
+    tree = tree if tree is not None else queue_tree(repo)
+    if tree is None:
+        return []
+    entries = [(entry.name, str(entry.id)) for entry in tree if entry.name.endswith(".toml")]
+    cache_file = Path(repo.path) / "pantheon" / "cache" / f"specs-{__version__}.json"
+    cache = _read_cache(cache_file)
+    specs = []
+    fresh = False
+    for name, blob_id in entries:
+        spec = cache.get(blob_id)
+        if spec is None:
+            text = repo.get(blob_id).data.decode()
+            spec = validate_spec(tomllib.loads(text), f"{TASKS_REF}:{name}", text)
+            cache[blob_id] = spec
+            fresh = True
+        specs.append(spec)
+    if fresh:
+        _write_cache(cache_file, {blob_id: cache[blob_id] for _, blob_id in entries})
+    return specs
+
+
+@functools.cache
+def _cache_type() -> TypeAdapter[dict[str, Spec]]:
+    from pydantic import TypeAdapter  # only listing reads the cache; `queue` starts faster without it
+
+    return TypeAdapter(dict[str, Spec])
+
+
+def _read_cache(path: Path) -> dict[str, Spec]:
+    try:
+        return _cache_type().validate_json(path.read_bytes())
+    except (OSError, ValueError):
+        return {}  # missing, or written by another version: rebuilt from the blobs
+
+
+def _write_cache(path: Path, specs: dict[str, Spec]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(_cache_type().dump_json(specs, exclude_none=True))
+        os.replace(tmp, path)  # readers see the old cache or the new one, never half of one
+    except OSError:
+        pass  # a cache that cannot be written only costs speed
+
+
+def cancelled_ids(tree: pygit2.Tree | None, repo: pygit2.Repository) -> set[str]:
+    if tree is None or CANCELLED_DIR not in tree:
+        return set()
+    return {entry.name.removesuffix(".toml") for entry in repo.get(tree[CANCELLED_DIR].id)}
+
+
+def resolve_id(repo: pygit2.Repository, given: str, tree: pygit2.Tree | None = None) -> str:
+    """A full task id from an id or a unique prefix of one, like git's abbreviated commit ids."""
+    tree = tree if tree is not None else queue_tree(repo)
+    names = [entry.name.removesuffix(".toml") for entry in tree or [] if entry.name.endswith(".toml")]
+    if given in names:
+        return given
+    matches = [name for name in names if name.startswith(given)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise PantheonError(f"task {given}: no such task in {TASKS_REF} (see `git pantheon list`)")
+    raise PantheonError(f"task {given}: ambiguous, matches {', '.join(sorted(matches)[:5])}")
+
+
+def enqueue(repo: pygit2.Repository, specs: Sequence[Spec]) -> pygit2.Oid:
+    """Add fully stamped specs to the queue as one commit: all of them, or none on any duplicate id."""
+    ids = [spec.id for spec in specs]
+    if any(task_id is None for task_id in ids):
+        raise ValueError("specs must be stamped (have ids) before they are queued")
+    duplicates = sorted({task_id for task_id in ids if ids.count(task_id) > 1})
+    if duplicates:
+        raise PantheonError(f"id {duplicates[0]}: given to more than one spec in this call")
+    files = {spec_path(spec.id): spec.to_toml().encode() for spec in specs if spec.id}
+    if len(specs) == 1:
+        message = f"queue {specs[0].id}: {specs[0].title}\n"
+    else:
+        listing = "\n".join(f"- {spec.id}: {spec.title}" for spec in specs)
+        message = f"queue {len(specs)} specs\n\n{listing}\n"
+
+    def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str]:
+        tree = tip.tree if tip is not None else None
+        if tree is not None:
+            for path in files:
+                if path in tree:
+                    raise PantheonError(f"id {path.removesuffix('.toml')}: already queued (ids are unique)")
+        return build_tree(repo, tree, files), message
+
+    commit = append_commit(repo, TASKS_REF, build)
+    assert commit is not None
+    return commit
+
+
+def cancel(repo: pygit2.Repository, task_id: str, *, by: str, reason: str = "") -> pygit2.Oid:
+    """Record that a task is cancelled (the spec stays, so history and reports keep it)."""
+    record = tomli_w.dumps({"by": by, "at": datetime.now(UTC).replace(microsecond=0), "reason": reason})
+    path = f"{CANCELLED_DIR}/{task_id}.toml"
+
+    def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str]:
+        tree = tip.tree if tip is not None else None
+        if tree is None or spec_path(task_id) not in tree:
+            raise PantheonError(f"task {task_id}: no such task in {TASKS_REF}")
+        if task_id in cancelled_ids(tree, repo):
+            raise PantheonError(f"task {task_id}: already cancelled")
+        message = f"cancel {task_id}" + (f": {reason}" if reason else "") + "\n"
+        return build_tree(repo, tree, {path: record.encode()}), message
+
+    commit = append_commit(repo, TASKS_REF, build)
+    assert commit is not None
+    return commit

@@ -1,0 +1,45 @@
+"""The gate: from the votes on a run branch and the repository's policy, may it merge? (pure)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pantheon_git.schema.config import GatePolicy
+from pantheon_git.store.votes import Vote
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    verdict: str  # "approve" or "reject"
+    reasons: list[str]
+
+
+def latest_per_voter(votes: Iterable[Vote]) -> dict[str, Vote]:
+    """Each voter's newest vote (ids sort in time order); gate and merge records are not votes."""
+    latest: dict[str, Vote] = {}
+    for vote in sorted(votes, key=lambda v: v.id):
+        if vote.kind == "vote":
+            latest[vote.voter] = vote
+    return latest
+
+
+def decide(policy: GatePolicy, votes: Iterable[Vote]) -> GateDecision:
+    latest = latest_per_voter(votes)
+    reasons: list[str] = []
+    acceptance = latest.get("acceptance")
+    if policy.require_acceptance and (acceptance is None or acceptance.verdict != "approve"):
+        reasons.append("acceptance checks " + ("did not run" if acceptance is None else "failed"))
+    rejects = sorted(voter for voter, vote in latest.items() if vote.verdict == "reject")
+    if policy.any_reject_blocks and rejects:
+        reasons.append("rejected by " + ", ".join(rejects))
+    approvals = [
+        voter for voter, vote in latest.items() if vote.verdict == "approve" and voter != "acceptance"
+    ]
+    if len(approvals) < policy.min_approvals:
+        reasons.append(f"{len(approvals)} of {policy.min_approvals} required approvals")
+    if reasons:
+        return GateDecision("reject", reasons)
+    return GateDecision(
+        "approve", [f"acceptance passed; approved by {', '.join(sorted(approvals)) or 'nobody needed'}"]
+    )

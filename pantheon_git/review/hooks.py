@@ -1,0 +1,115 @@
+"""Git hooks: the pre-push guard of protected branches, and installing it into a repository."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import pygit2
+
+from pantheon_git.errors import PantheonError
+from pantheon_git.queue.status import Status, run_outcome
+from pantheon_git.store.git import run_git
+from pantheon_git.store.runs import parse_trailers, run_heads
+from pantheon_git.store.votes import read_votes
+
+ZERO = "0" * 40
+MARK = "pantheon-git pre-push hook"
+
+
+def hooks_source() -> Path:
+    packaged = Path(__file__).resolve().parents[1] / "_hooks"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "hooks"
+
+
+def protected_branches(repo: pygit2.Repository, configured: list[str]) -> set[str]:
+    if configured:
+        return {f"refs/heads/{name}" for name in configured}
+    origin_head = repo.references.get("refs/remotes/origin/HEAD")
+    if origin_head is not None and origin_head.type == pygit2.enums.ReferenceType.SYMBOLIC:
+        return {"refs/heads/" + str(origin_head.target).removeprefix("refs/remotes/origin/")}
+    return {ref for ref in ("refs/heads/main", "refs/heads/master") if ref in repo.references} or {
+        "refs/heads/main"
+    }
+
+
+def ungated_commits(repo: pygit2.Repository, root: Path, local_sha: str, remote_sha: str) -> list[str]:
+    """Run-branch commits about to be pushed whose run did not pass its gate: 'commit (task): why'."""
+    exclude = ["--not", "--remotes"] if remote_sha == ZERO else [f"^{remote_sha}"]
+    listing = run_git(["rev-list", local_sha, *exclude], root, check=False).stdout.split()
+    heads = run_heads(repo)
+    problems = []
+    verdicts: dict[tuple[str, str], Status] = {}
+    for sha in listing:
+        trailers = parse_trailers(repo.get(sha).message)
+        task = trailers.get("Pantheon-Task")
+        if not task:
+            continue
+        attempt = trailers.get("Pantheon-Attempt", "")
+        key = (task, attempt)
+        if key not in verdicts:
+            attempts = heads.get(task, {})
+            head = (
+                attempts.get(int(attempt))
+                if attempt.isdigit()
+                else (attempts[max(attempts)] if attempts else None)
+            )
+            verdicts[key] = (
+                run_outcome(parse_trailers(repo.get(head).message), read_votes(repo, head))
+                if head
+                else Status.RUNNING
+            )
+        if verdicts[key] not in (Status.PASSED, Status.MERGED):
+            problems.append(f"{sha[:12]} (task {task}): its run is {verdicts[key].value}, not gated")
+    return problems
+
+
+def pre_push(repo: pygit2.Repository, root: Path, lines: Iterable[str], protected: set[str]) -> list[str]:
+    """Refusals for the refs git is about to push (stdin of the pre-push hook)."""
+    refusals = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 4:
+            continue
+        _local_ref, local_sha, remote_ref, remote_sha = parts
+        if local_sha == ZERO or remote_ref not in protected:
+            continue
+        for problem in ungated_commits(repo, root, local_sha, remote_sha):
+            refusals.append(f"{remote_ref.removeprefix('refs/heads/')}: {problem}")
+    return refusals
+
+
+def install(repo: pygit2.Repository, force: bool = False) -> Path:
+    hooks_dir = Path(
+        run_git(
+            ["rev-parse", "--git-path", "hooks"], Path(repo.workdir or repo.path), repo_programs=True
+        ).stdout.strip()
+    )
+    if not hooks_dir.is_absolute():
+        hooks_dir = Path(repo.workdir or repo.path) / hooks_dir
+    target = hooks_dir / "pre-push"
+    if target.exists() and MARK not in target.read_text(errors="replace") and not force:
+        raise PantheonError(f"{target}: a pre-push hook of your own is there; chain ours from it, or --force")
+    text = (hooks_source() / "pre-push").read_text()
+    text = text.replace("${PANTHEON_PYTHON:-python3}", "${PANTHEON_PYTHON:-" + sys.executable + "}")
+    hooks_dir.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    os.chmod(target, 0o755)
+    return target
+
+
+def uninstall(repo: pygit2.Repository) -> Path | None:
+    hooks_dir = Path(
+        run_git(
+            ["rev-parse", "--git-path", "hooks"], Path(repo.workdir or repo.path), repo_programs=True
+        ).stdout.strip()
+    )
+    if not hooks_dir.is_absolute():
+        hooks_dir = Path(repo.workdir or repo.path) / hooks_dir
+    target = hooks_dir / "pre-push"
+    if target.exists() and MARK in target.read_text(errors="replace"):
+        target.unlink()
+        return target
+    return None

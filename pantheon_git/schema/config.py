@@ -1,0 +1,55 @@
+"""`.pantheon/config.toml`: the night's settings, the gate policy, the sync remote. One schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pantheon_git.schema.document import parse_toml, read_text, validate
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NightConfig(_Section):
+    max_tasks: int = Field(default=20, ge=1)
+    # A claim whose runner sent no heartbeat for this long may be taken over (`run --take-over`).
+    claim_expiry_minutes: int = Field(default=120, ge=1)
+
+
+class GatePolicy(_Section):
+    require_acceptance: bool = True
+    min_approvals: int = Field(default=2, ge=0)
+    any_reject_blocks: bool = True
+
+
+class SyncConfig(_Section):
+    remote: str = "origin"
+
+
+class HooksConfig(_Section):
+    # Branches the pre-push hook guards; empty: the repository's main branch (origin/HEAD, main, master).
+    protected: list[str] = Field(default_factory=list)
+
+
+class Config(_Section):
+    night: NightConfig = Field(default_factory=NightConfig)
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
+    gate: GatePolicy = Field(default_factory=GatePolicy)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+
+
+CONFIG_SOURCE = ".pantheon/config.toml"
+
+
+def parse_config(text: str, source: str = CONFIG_SOURCE) -> Config:
+    return validate(Config, parse_toml(text, source), source, text)
+
+
+def load_config(root: Path) -> Config:
+    path = root / CONFIG_SOURCE
+    if not path.is_file():
+        return Config()
+    return parse_config(read_text(path, CONFIG_SOURCE))

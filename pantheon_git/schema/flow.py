@@ -1,0 +1,186 @@
+"""Flows: `.pantheon/flows/NAME.toml` as a validated DAG of nodes, and pure planning over it.
+
+A node runs one agent; `inputs` name the upstream nodes whose outputs it receives; `when` is a small
+condition on upstream outputs (`test.passed`, `not plan.skip`, `review-a.verdict == "approve"`), parsed
+here, never eval'ed. Unknown agents, cycles and missing inputs are refused with the file and the node.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pantheon_git.errors import PantheonError
+from pantheon_git.schema.document import parse_toml, read_text, validate
+
+NodeId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from 90, "90s", "20m" or "1.5h"."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f'\'{value}\' is not a duration like 90, "90s", "20m" or "1h"')
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: NodeId
+    agent: Annotated[str, Field(min_length=1)]
+    inputs: list[NodeId] = Field(default_factory=list)
+    when: str | None = None
+    retries: int = Field(default=0, ge=0, le=10)
+    timeout: float = 20 * 60
+    seed: int | None = None
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ValueError("must be more than 0 seconds")
+        return seconds
+
+
+class Flow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    description: str = ""
+    entry: str | None = None
+    output: str | None = None
+    nodes: Annotated[list[Node], Field(min_length=1)]
+
+
+# --- `when` conditions -------------------------------------------------------------------------------
+
+_CONDITION = re.compile(
+    r"^\s*(?P<neg>not\s+)?(?P<node>[a-z0-9][a-z0-9_-]*)(?P<path>(?:\.[A-Za-z_][A-Za-z0-9_]*)+)"
+    r"(?:\s*(?P<op>==|!=)\s*(?P<value>.+?))?\s*$"
+)
+
+
+def parse_condition(text: str) -> tuple[bool, str, tuple[str, ...], str | None, Any]:
+    """(negated, node, field path, operator, literal) of a `when` condition, or ValueError."""
+    match = _CONDITION.match(text)
+    if not match:
+        raise ValueError(f"'{text}' is not `node.field`, `not node.field` or `node.field == literal`")
+    literal: Any = None
+    if match.group("op"):
+        try:
+            literal = json.loads(match.group("value"))
+        except json.JSONDecodeError:
+            raise ValueError(f"'{match.group('value')}' is not a literal (true, 3, \"text\")") from None
+    path = tuple(match.group("path").split(".")[1:])
+    return bool(match.group("neg")), match.group("node"), path, match.group("op"), literal
+
+
+def evaluate_condition(text: str, outputs: Mapping[str, Any]) -> bool:
+    """Whether a `when` condition holds for the given upstream outputs (missing fields are falsy)."""
+    negated, node, path, op, literal = parse_condition(text)
+    value: Any = outputs.get(node, {})
+    for part in path:
+        value = value.get(part) if isinstance(value, Mapping) else None
+    if op == "==":
+        result = value == literal
+    elif op == "!=":
+        result = value != literal
+    else:
+        result = bool(value)
+    return not result if negated else result
+
+
+# --- validation and planning -------------------------------------------------------------------------
+
+
+def validate_flow(flow: Flow, source: str, known_agents: Iterable[str]) -> Flow:
+    """Check the graph: unique ids, known agents, inputs that exist, no cycle, sound entry and output."""
+    agents = set(known_agents)
+    ids = [node.id for node in flow.nodes]
+    seen: set[str] = set()
+    for node in flow.nodes:
+        where = f"{source}: node {node.id}"
+        if node.id in seen:
+            raise PantheonError(f"{where}: duplicate node id")
+        seen.add(node.id)
+        if node.agent not in agents:
+            raise PantheonError(f"{where}: unknown agent '{node.agent}' (known: {', '.join(sorted(agents))})")
+    for node in flow.nodes:
+        where = f"{source}: node {node.id}"
+        for name in node.inputs:
+            if name not in seen:
+                raise PantheonError(f"{where}: input '{name}' is not a node of this flow")
+            if name == node.id:
+                raise PantheonError(f"{where}: takes its own output as input")
+        if node.when is not None:
+            try:
+                _, upstream, *_ = parse_condition(node.when)
+            except ValueError as exc:
+                raise PantheonError(f"{where}: when: {exc}") from None
+            if upstream not in node.inputs:
+                raise PantheonError(f"{where}: when: refers to '{upstream}', which is not among its inputs")
+    topological_order(flow, source)
+    for key in ("entry", "output"):
+        value = getattr(flow, key)
+        if value is not None and value not in ids:
+            raise PantheonError(f"{source}: {key}: '{value}' is not a node of this flow")
+    return flow
+
+
+def topological_order(flow: Flow, source: str = "flow") -> list[Node]:
+    """Nodes so that every node comes after its inputs; ties keep file order (deterministic)."""
+    remaining = {node.id: set(node.inputs) for node in flow.nodes}
+    order: list[Node] = []
+    by_id = {node.id: node for node in flow.nodes}
+    while remaining:
+        ready = [node_id for node_id in by_id if node_id in remaining and not remaining[node_id]]
+        if not ready:
+            cycle = " -> ".join(sorted(remaining))
+            raise PantheonError(f"{source}: the nodes {cycle} form a cycle")
+        for node_id in ready:
+            order.append(by_id[node_id])
+            del remaining[node_id]
+        for deps in remaining.values():
+            deps.difference_update(ready)
+    return order
+
+
+def parse_flow(text: str, source: str, known_agents: Iterable[str]) -> Flow:
+    data = parse_toml(text, source)
+    nodes = data.get("nodes") if isinstance(data.get("nodes"), list) else []
+
+    def name_field(loc: list[str]) -> str:
+        # `nodes.2.agent` reads better as `node review: agent`
+        if len(loc) >= 2 and loc[0] == "nodes" and loc[1].isdigit() and int(loc[1]) < len(nodes):
+            node = nodes[int(loc[1])]
+            node_id = node.get("id", f"#{int(loc[1]) + 1}") if isinstance(node, dict) else f"#{loc[1]}"
+            return f"node {node_id}: " + ".".join(loc[2:])
+        return ".".join(loc) or "(top level)"
+
+    flow = validate(Flow, data, source, text, name_field=name_field)
+    if not flow.name:
+        flow = flow.model_copy(update={"name": Path(source).stem})
+    return validate_flow(flow, source, known_agents)
+
+
+def flow_path(root: Path, name: str) -> Path:
+    return root / ".pantheon" / "flows" / f"{name}.toml"
+
+
+def load_flow(root: Path, name: str, known_agents: Iterable[str]) -> Flow:
+    """The validated flow `name` of the repository at `root`."""
+    path = flow_path(root, name)
+    source = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    if not path.is_file():
+        raise PantheonError(f"{source}: no such flow (flows live in .pantheon/flows/NAME.toml)")
+    return parse_flow(read_text(path, source), source, known_agents)

@@ -1,0 +1,266 @@
+"""The one git layer: pygit2 in-process for objects, refs and notes; GitPython for the git command line.
+
+pygit2 does the object and ref work in-process (fast, no fork) and moves refs by compare-and-swap; the
+`git` command line, through GitPython with a timeout and repository-configured programs disabled, is
+used only where the user's own git behaviour matters (config semantics, push and fetch, worktrees,
+merges). No other module runs `git` itself.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from pantheon_git.errors import ConflictError, PantheonError
+
+# Every object pantheon links into a tree or commit was just written or read from this repository, so
+# libgit2's re-check that it exists is pure cost: about 0.7 ms per commit in a repository with 10,000
+# loose objects (bench/bench_bookkeeping.py). Process-wide, and only ever switched off here.
+pygit2.settings.enable_strict_object_creation(False)
+
+
+def open_repo(path: str | os.PathLike[str] | None = None) -> pygit2.Repository:
+    """The repository containing `path` (default: the current directory), or a one-line refusal."""
+    start = os.fspath(path) if path is not None else os.getcwd()
+    found = pygit2.discover_repository(start)
+    if found is None:
+        raise PantheonError(f"not inside a git repository: {start} (cd into one, or run `git init`)")
+    return pygit2.Repository(found)
+
+
+def work_tree(repo: pygit2.Repository) -> Path:
+    if repo.workdir is None:
+        raise PantheonError(f"{repo.path}: a bare repository has no work tree for .pantheon/")
+    return Path(repo.workdir)
+
+
+# Repository-configured programs that git would otherwise run on the runner's behalf: a task's files or
+# a synced config must never get code run outside the sandbox through them (hooks at `worktree add`,
+# fsmonitor and pagers at `diff`, an external diff driver, an ssh wrapper at push).
+SAFE_CONFIG = (
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "core.pager=cat",
+    "diff.external=",
+    "core.sshCommand=ssh",
+    "protocol.ext.allow=never",
+)
+GIT_TIMEOUT_S = 120.0
+
+
+class GitCommandFailed(PantheonError):
+    """A git command exited non-zero, timed out or could not start; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class GitResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def last_error_line(self) -> str:
+        return (self.stderr.strip().splitlines() or [f"exit {self.returncode}"])[-1]
+
+
+def run_git(
+    args: list[str],
+    cwd: str | os.PathLike[str],
+    *,
+    check: bool = True,
+    timeout_s: float = GIT_TIMEOUT_S,
+    repo_programs: bool = False,
+) -> GitResult:
+    """Run `git ARGS` in `cwd` through GitPython, with repository-configured programs disabled and a
+    timeout; on failure (when `check`) raise GitCommandFailed naming the command and git's last line.
+
+    `repo_programs=True` keeps the repository's own hooks and programs: only for queries about them
+    (where the hooks live), never for a command that could run one.
+
+    The only way this package runs the git command line: everything that must behave like the user's
+    git (push, fetch, worktrees, merges, config) comes through here.
+    """
+    import git  # GitPython: imported here so commands that never reach the git CLI do not pay for it
+
+    argv = ["git", "--no-pager"]
+    for item in () if repo_programs else SAFE_CONFIG:
+        argv += ["-c", item]
+    argv += args
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": "", "GIT_PAGER": "cat"}
+    try:
+        status, stdout, stderr = git.Git(os.fspath(cwd)).execute(
+            argv,
+            with_extended_output=True,
+            with_exceptions=False,
+            kill_after_timeout=timeout_s,
+            strip_newline_in_stdout=False,
+            env=env,
+            stdout_as_string=True,
+        )
+    except git.GitCommandError as exc:  # raised when the command timed out and was killed
+        status, stdout, stderr = exc.status if isinstance(exc.status, int) else 124, "", str(exc.stderr)
+        if "timeout" in str(exc).lower() or "kill" in str(exc).lower():
+            stderr = f"timed out after {timeout_s:.0f} s"
+    except (git.GitCommandNotFound, OSError) as exc:
+        raise GitCommandFailed(f"git {args[0]}: could not run git ({exc}); install git") from None
+    result = GitResult(int(status), str(stdout), str(stderr))
+    if check and result.returncode != 0:
+        raise GitCommandFailed(f"git {args[0]}: {result.last_error_line}")
+    return result
+
+
+def common_dir(git_dir: str | os.PathLike[str]) -> Path:
+    """The main repository's git dir, also from a linked worktree's git dir (shared refs live there)."""
+    path = Path(git_dir)
+    pointer = path / "commondir"
+    if pointer.is_file():
+        path = (path / pointer.read_text().strip()).resolve()
+    return path
+
+
+def identity(repo: pygit2.Repository) -> tuple[str, str]:
+    """(name, email) from git config, read once per repository object; a fixed local one if unset."""
+    cached = _IDENTITIES.get(repo.path)
+    if cached is None:
+        try:
+            sig = repo.default_signature
+            cached = (sig.name, sig.email)
+        except (KeyError, pygit2.GitError):
+            cached = ("pantheon", "pantheon@localhost")  # cron jobs often run without user config
+        _IDENTITIES[repo.path] = cached
+    return cached
+
+
+_IDENTITIES: dict[str, tuple[str, str]] = {}
+
+
+def signature(repo: pygit2.Repository) -> pygit2.Signature:
+    """A signature with the user's identity and the current time."""
+    name, email = identity(repo)
+    return pygit2.Signature(name, email)
+
+
+def ref_commit(repo: pygit2.Repository, ref: str) -> pygit2.Commit | None:
+    """The commit `ref` points at, or None when the ref does not exist."""
+    found = repo.references.get(ref)
+    if found is None:
+        return None
+    return found.peel(pygit2.Commit)
+
+
+# Ref locks are held for microseconds; one this old was left by a killed process and would block every
+# later writer of that ref forever (git never clears them itself).
+STALE_LOCK_SECONDS = 30.0
+
+
+def clear_stale_lock(repo: pygit2.Repository, ref: str, older_than: float = STALE_LOCK_SECONDS) -> bool:
+    """Remove `ref`'s lock file if it is older than `older_than` seconds; True if one was removed."""
+    lock = common_dir(repo.path) / f"{ref}.lock"
+    try:
+        if time.time() - lock.stat().st_mtime >= older_than:
+            lock.unlink()
+            return True
+    except FileNotFoundError:
+        pass
+    return False
+
+
+def backoff(attempt: int) -> None:
+    """Jittered exponential sleep so racing writers spread out instead of colliding again."""
+    time.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+
+
+def append_commit(
+    repo: pygit2.Repository,
+    ref: str,
+    build: Callable[[pygit2.Commit | None], tuple[pygit2.Oid, str] | None],
+    *,
+    patience: float = 2 * STALE_LOCK_SECONDS,
+) -> pygit2.Oid | None:
+    """Append one commit to the chain at `ref` with a compare-and-swap, retrying lost races.
+
+    `build(tip)` returns (tree id, message) for a commit whose only parent is `tip`, or None when there
+    is nothing to write. It is called again after each lost race, so it must derive everything from
+    `tip`. The ref moves only if it still points at `tip` (or, for a new chain, still does not exist),
+    under the ref's lock (`set_ref`): a race is decided from the ref's state, never from error wording.
+    """
+    sig = signature(repo)
+    deadline = time.monotonic() + patience  # long enough to outlast a stale lock, then clear it
+    attempt = 0
+    while time.monotonic() < deadline:
+        attempt += 1
+        tip = ref_commit(repo, ref)
+        built = build(tip)
+        if built is None:
+            return None
+        tree, message = built
+        parents = [] if tip is None else [tip.id]
+        commit = repo.create_commit(None, sig, sig, message, tree, parents)
+        if set_ref(repo, ref, commit, parents[0] if parents else None, message.splitlines()[0] or "pantheon"):
+            return commit
+        clear_stale_lock(repo, ref)
+        backoff(attempt)
+    raise ConflictError(f"{ref}: lost {attempt} races with other writers in {patience:.0f} s; try again")
+
+
+def set_ref(
+    repo: pygit2.Repository, ref: str, new: pygit2.Oid, expected: pygit2.Oid | None, message: str
+) -> bool:
+    """Point `ref` at `new` only if it still points at `expected` (None: only if it does not exist).
+
+    Returns False, writing nothing, when the ref holds anything else.
+    """
+    with repo.transaction() as txn:
+        try:
+            txn.lock_ref(ref)
+        except (pygit2.GitError, OSError):  # another writer holds the ref's lock right now
+            clear_stale_lock(repo, ref)
+            return False
+        current = repo.references.get(ref)
+        if (current.target if current is not None else None) != expected:
+            return False
+        txn.set_target(ref, new, message=message)
+    return True
+
+
+def build_tree(
+    repo: pygit2.Repository, base: pygit2.Tree | None, changes: Mapping[str, bytes | None]
+) -> pygit2.Oid:
+    """A tree equal to `base` with each path set to its bytes (a blob) or removed (None).
+
+    Only the trees on the changed paths are rewritten; the rest are shared with `base`.
+    """
+    direct: dict[str, bytes | None] = {}
+    nested: dict[str, dict[str, bytes | None]] = {}
+    for path, data in changes.items():
+        head, _, rest = path.strip("/").partition("/")
+        if rest:
+            nested.setdefault(head, {})[rest] = data
+        else:
+            direct[head] = data
+    builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
+    for name, data in direct.items():
+        if data is None:
+            if base is not None and name in base:
+                builder.remove(name)
+        else:
+            builder.insert(name, repo.create_blob(data), pygit2.GIT_FILEMODE_BLOB)
+    for name, sub_changes in nested.items():
+        sub_base = None
+        if base is not None and name in base:
+            entry = base[name]
+            if entry.type_str == "tree":
+                sub_base = repo.get(entry.id)
+        sub_tree_id = build_tree(repo, sub_base, sub_changes)
+        if len(repo.get(sub_tree_id)) == 0:
+            if base is not None and name in base:
+                builder.remove(name)
+        else:
+            builder.insert(name, sub_tree_id, pygit2.GIT_FILEMODE_TREE)
+    return builder.write()

@@ -1,0 +1,168 @@
+"""Git notes written in-process: git's 2/38 fan-out, a compare-and-swap on the notes ref, any reader.
+
+libgit2's own note writer force-moves the notes ref (a concurrent writer's note is lost) and never adds
+fan-out levels (a large flat tree is slow to read). Here each write rewrites only the trees on the path
+to one note and appends a commit to the notes ref with `append_commit`'s CAS, so concurrent writers are
+safe and the result is what plain `git notes --ref … show` and `git log --notes=…` read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import pygit2
+
+from pantheon_git.store.git import append_commit, ref_commit
+
+# Given the current note (None if absent), return the new one (None removes it).
+NoteUpdate = Callable[[bytes | None], bytes | None]
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_hex(name: str) -> bool:
+    return bool(name) and set(name) <= _HEX
+
+
+def _locate(repo: pygit2.Repository, root: pygit2.Tree, hexid: str) -> tuple[list[str], pygit2.Oid | None]:
+    """Follow git's fan-out to where `hexid`'s note is, or would go: (dir names, blob id or None).
+
+    Readers must accept any fan-out (git flattens small notes trees and deepens large ones); a new note
+    goes one level below the deepest existing fan-out directory on its path, at least 2/38.
+    """
+    dirs: list[str] = []
+    tree = root
+    rest = hexid
+    while True:
+        if rest in tree:
+            return dirs, tree[rest].id
+        prefix = rest[:2]
+        if len(rest) > 2 and prefix in tree and tree[prefix].type_str == "tree":
+            dirs.append(prefix)
+            tree = repo.get(tree[prefix].id)
+            rest = rest[2:]
+            continue
+        if not dirs:
+            dirs.append(prefix)
+        return dirs, None
+
+
+def read_note(repo: pygit2.Repository, notes_ref: str, target: str | pygit2.Oid) -> bytes | None:
+    """The note `notes_ref` holds for object `target`, or None."""
+    tip = ref_commit(repo, notes_ref)
+    if tip is None:
+        return None
+    _, blob_id = _locate(repo, tip.tree, str(target))
+    return repo.get(blob_id).data if blob_id is not None else None
+
+
+def iter_notes(repo: pygit2.Repository, notes_ref: str) -> Iterator[tuple[str, pygit2.Oid]]:
+    """Every (annotated object id, note blob id) in a notes ref, whatever its fan-out."""
+    tip = ref_commit(repo, notes_ref)
+    if tip is None:
+        return
+    stack: list[tuple[str, pygit2.Tree]] = [("", tip.tree)]
+    while stack:
+        prefix, tree = stack.pop()
+        for entry in tree:
+            name = prefix + entry.name
+            if not _is_hex(entry.name):
+                continue  # git keeps non-note entries; they are not ours to read
+            if entry.type_str == "tree" and len(entry.name) == 2 and len(name) < 40:
+                stack.append((name, repo.get(entry.id)))
+            elif entry.type_str == "blob" and len(name) in (40, 64):
+                yield name, entry.id
+
+
+def _write_note(
+    repo: pygit2.Repository, root: pygit2.Tree | None, hexid: str, blob: pygit2.Oid | None
+) -> pygit2.Oid:
+    """A new root tree with `hexid`'s note set to `blob` (None: removed); touches one path only."""
+    if root is None:
+        root = repo.get(repo.TreeBuilder().write())
+    dirs, existing = _locate(repo, root, hexid)
+    if existing is None and blob is None:
+        return root.id
+    trees = [root]
+    for name in dirs:
+        current = trees[-1]
+        trees.append(repo.get(current[name].id) if name in current else None)
+    leaf_name = hexid[2 * len(dirs) :]
+    child: tuple[str, pygit2.Oid | None, int] = (leaf_name, blob, pygit2.GIT_FILEMODE_BLOB)
+    for depth in range(len(dirs), -1, -1):
+        tree = trees[depth]
+        builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+        name, oid, mode = child
+        if oid is None:
+            if tree is not None and name in tree:
+                builder.remove(name)
+        else:
+            builder.insert(name, oid, mode)
+        written = builder.write()
+        empty = len(builder) == 0
+        if depth == 0:
+            return written
+        child = (dirs[depth - 1], None if empty else written, pygit2.GIT_FILEMODE_TREE)
+    raise AssertionError("unreachable")
+
+
+def update_notes(
+    repo: pygit2.Repository,
+    notes_ref: str,
+    updates: Mapping[str, NoteUpdate],
+    message: str,
+) -> pygit2.Oid | None:
+    """Apply `updates` (object id -> note update) as one notes commit, CAS-safe against other writers.
+
+    Each update sees the note as it is on the tip being built on, so after a lost race it is re-applied
+    to the winner's notes and nothing either writer added is lost. Returns the notes commit, or None
+    when no note changed.
+    """
+
+    def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str] | None:
+        root = tip.tree if tip is not None else None
+        changed = False
+        for hexid, update in updates.items():
+            old = None
+            if root is not None:
+                _, old_id = _locate(repo, root, hexid)
+                old = repo.get(old_id).data if old_id is not None else None
+            new = update(old)
+            if new == old:
+                continue
+            blob = repo.create_blob(new) if new is not None else None
+            root = repo.get(_write_note(repo, root, hexid, blob))
+            changed = True
+        if not changed or root is None:
+            return None
+        return root.id, message
+
+    return append_commit(repo, notes_ref, build)
+
+
+def replace_with(data: bytes) -> NoteUpdate:
+    """An update that sets the note to `data` whatever it was."""
+    return lambda _old: data
+
+
+def set_note(
+    repo: pygit2.Repository, notes_ref: str, target: str | pygit2.Oid, data: bytes, message: str
+) -> None:
+    """Attach `data` as the note on `target`, replacing any note it had."""
+    update_notes(repo, notes_ref, {str(target): replace_with(data)}, message)
+
+
+def append_note_lines(
+    repo: pygit2.Repository, notes_ref: str, target: str | pygit2.Oid, lines: list[str], message: str
+) -> None:
+    """Append lines to `target`'s note, skipping lines already there (as cat_sort_uniq would)."""
+
+    def update(old: bytes | None) -> bytes | None:
+        existing = old.decode().splitlines() if old else []
+        known = set(existing)
+        fresh = [line for line in lines if line not in known]
+        if not fresh:
+            return old
+        return ("\n".join(existing + fresh) + "\n").encode()
+
+    update_notes(repo, notes_ref, {str(target): update}, message)

@@ -1,0 +1,86 @@
+"""Trace notes: one small JSON note per step commit; long strings are moved out into payload blobs.
+
+A payload blob is stored as a note on itself under refs/notes/pantheon/payloads, which keeps it
+reachable (gc keeps it, push carries it) and lets two machines' notes merge without conflict. The trace
+refers to it as {"$blob": "<id>", "bytes": N}; `git cat-file -p <id>` prints it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pygit2
+
+from pantheon_git.store.layout import PAYLOADS_NOTES, TRACES_NOTES
+from pantheon_git.store.notes import read_note, replace_with, set_note, update_notes
+
+# Strings longer than this go to a payload blob; the note keeps the first characters as a preview.
+INLINE_LIMIT = 1024
+PREVIEW_CHARS = 160
+
+
+def _externalize(repo: pygit2.Repository, value: Any, blobs: dict[str, bytes]) -> Any:
+    if isinstance(value, str) and len(value) > INLINE_LIMIT:
+        data = value.encode()
+        blob_id = str(repo.create_blob(data))
+        blobs[blob_id] = data
+        return {"$blob": blob_id, "bytes": len(data), "preview": value[:PREVIEW_CHARS]}
+    if isinstance(value, Mapping):
+        return {key: _externalize(repo, item, blobs) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_externalize(repo, item, blobs) for item in value]
+    return value
+
+
+def write_trace(
+    repo: pygit2.Repository,
+    commit: str | pygit2.Oid,
+    trace: Mapping[str, Any],
+    *,
+    detail_keys: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Attach `trace` as the JSON trace note of `commit`; returns the note as stored (blobs referenced).
+
+    The values under `detail_keys` (say, the turn-by-turn record) go whole to one payload blob each, as
+    JSON, so the note itself stays a short summary that reads well in `git log --notes`.
+    """
+    blobs: dict[str, bytes] = {}
+    outline = dict(trace)
+    for key in detail_keys:
+        if key in outline:
+            data = json.dumps(outline[key], ensure_ascii=False, indent=1).encode()
+            blob_id = str(repo.create_blob(data))
+            blobs[blob_id] = data
+            outline[key] = {"$blob": blob_id, "bytes": len(data), "json": True}
+    stored = _externalize(repo, outline, blobs)
+    if blobs:
+        # Payloads first: a trace note never points at a blob that is not reachable yet.
+        keep = {blob_id: replace_with(data) for blob_id, data in blobs.items()}
+        update_notes(repo, PAYLOADS_NOTES, keep, f"pantheon: payloads for {commit}")
+    note = json.dumps(stored, indent=1, sort_keys=False, ensure_ascii=False).encode() + b"\n"
+    set_note(repo, TRACES_NOTES, commit, note, f"pantheon: trace for {commit}")
+    return stored
+
+
+def _internalize(repo: pygit2.Repository, value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) >= {"$blob", "bytes"}:
+            data = repo.get(value["$blob"]).data.decode()
+            return json.loads(data) if value.get("json") else data
+        return {key: _internalize(repo, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_internalize(repo, item) for item in value]
+    return value
+
+
+def read_trace(
+    repo: pygit2.Repository, commit: str | pygit2.Oid, *, expand: bool = False
+) -> dict[str, Any] | None:
+    """The trace note of `commit` (None if it has none); `expand` puts payload blobs back inline."""
+    raw = read_note(repo, TRACES_NOTES, commit)
+    if raw is None:
+        return None
+    trace = json.loads(raw)
+    return _internalize(repo, trace) if expand else trace
