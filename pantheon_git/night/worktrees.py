@@ -7,7 +7,12 @@ Through the git command line, because worktree bookkeeping must match what the u
 from __future__ import annotations
 
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pygit2
 
 from pantheon_git.store.git import run_git
 from pantheon_git.store.locks import pantheon_dir
@@ -37,3 +42,20 @@ def remove_worktree(repo_root: Path, path: Path) -> None:
     if path.exists():
         shutil.rmtree(path, ignore_errors=True)
     run_git(["worktree", "prune"], repo_root, check=False)
+
+
+@contextmanager
+def scratch_worktree(repo: pygit2.Repository, root: Path, commit: pygit2.Oid, label: str) -> Iterator[Path]:
+    """A throw-away worktree at `commit` on a temporary branch `pantheon-<label>`; both removed after.
+
+    For work that must not touch a run branch: replaying a step, evaluating an adapter on a task.
+    """
+    branch = f"refs/heads/pantheon-{label}"
+    repo.references.create(branch, commit, force=True)
+    with tempfile.TemporaryDirectory(prefix="pantheon-scratch-") as scratch:
+        workdir = Path(scratch) / "wt"
+        try:
+            yield add_worktree(root, workdir, branch)
+        finally:
+            remove_worktree(root, workdir)
+            repo.references.delete(branch)

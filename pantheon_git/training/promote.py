@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ import pygit2
 from pantheon_git.agents.loop import run_agent
 from pantheon_git.agents.registry import agents
 from pantheon_git.errors import PantheonError
-from pantheon_git.night.worktrees import add_worktree, remove_worktree
+from pantheon_git.night.worktrees import scratch_worktree
 from pantheon_git.queue.tasks import load_specs
 from pantheon_git.schema.models import load_models
 from pantheon_git.store.git import append_commit, build_tree
@@ -65,20 +64,12 @@ def evaluate(
         spec = specs.get(task_id)
         if spec is None:
             raise PantheonError(f"held-out task {task_id}: not in the queue here")
-        with tempfile.TemporaryDirectory(prefix="pantheon-eval-") as scratch:
-            branch = f"refs/heads/pantheon-eval/{task_id}"
-            base = repo.revparse_single(spec.base or "HEAD").peel(pygit2.Commit).id
-            repo.references.create(branch, base, force=True)
-            workdir = Path(scratch) / "wt"
-            try:
-                add_worktree(root, workdir, branch)
-                task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance}
-                run = run_agent(agent, runtime, ToolContext(worktree=workdir, sandbox=sandbox), task, {})
-                checks = [sandbox(command, workdir, dict(os.environ), 120) for command in spec.acceptance]
-                ok = run.ok and all(check.exit_code == 0 for check in checks)
-            finally:
-                remove_worktree(root, workdir)
-                repo.references.delete(branch)
+        base = repo.revparse_single(spec.base or "HEAD").peel(pygit2.Commit).id
+        with scratch_worktree(repo, root, base, f"eval/{task_id}") as workdir:
+            task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance}
+            run = run_agent(agent, runtime, ToolContext(worktree=workdir, sandbox=sandbox), task, {})
+            checks = [sandbox(command, workdir, dict(os.environ), 120) for command in spec.acceptance]
+            ok = run.ok and all(check.exit_code == 0 for check in checks)
         if ok:
             result.passed.append(task_id)
         result.details.append({"task": task_id, "finished": run.ok, "passed": ok, "turns": len(run.turns)})
