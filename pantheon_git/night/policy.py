@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.tools.sandbox import sandbox_prefix, scrub_env
+from pantheon_git.tools.sandbox import sandbox_description, scrub_env
 
 
 def refuse_non_local(runtimes: Iterable[tuple[str, str, bool]]) -> None:
@@ -154,5 +154,5 @@ def enter_night_mode() -> dict[str, Any]:
         "local_only": True,
         "credentials_removed": removed,
         "egress": "blocked beyond loopback (in-process)",
-        "tool_sandbox": " ".join(sandbox_prefix() or ("none: tools refused",)),
+        "tool_sandbox": sandbox_description(),
     }
