@@ -9,12 +9,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-import pygit2
 import pytest
-
-from pantheon_git.errors import PantheonError
 
 
 def _netns_works() -> bool:
