@@ -3,9 +3,10 @@
 `refs/pantheon/adapters/<agent>` is a commit chain; each commit's tree holds `adapter.gguf` (or nothing:
 the base model) and `eval.json`. Evaluating runs the agent alone on each held-out task, in a fresh
 worktree at the task's base, then the task's acceptance commands in the sandbox: the pass rate is the
-score; with no sandbox here, evaluation is refused (never run unsandboxed). Promotion appends a commit only if the candidate's rate is strictly higher than the current
-one's on the same tasks; rollback appends a commit restoring the version before. The runner reads the
-promoted adapter from the ref, so what runs at night is what the gate let through.
+score; with no sandbox here, evaluation is refused (never run unsandboxed). Promotion appends a commit
+only if the candidate's rate is strictly higher than the current one's on the same tasks; rollback
+appends a commit restoring the version before. The runner reads the promoted adapter from the ref, so
+what runs at night is what the gate let through.
 """
 
 from __future__ import annotations
