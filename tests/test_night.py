@@ -94,7 +94,8 @@ def with_checks_flow(repo_dir: Path, tmp_path: Path) -> Path:
     assert pantheon(repo_dir, "init").returncode == 0
     (repo_dir / ".pantheon" / "flows" / "checks.toml").write_text(CHECKS_FLOW)
     config = repo_dir / ".pantheon" / "config.toml"
-    config.write_text(config.read_text().replace("min_approvals = 2", "min_approvals = 0"))
+    text = config.read_text().replace("min_approvals = 2", "min_approvals = 0")
+    config.write_text(text.replace("remotes = []", 'remotes = ["origin"]'))  # claims shared via origin
     git(repo_dir, "add", "-A")
     git(repo_dir, "commit", "-q", "-m", "pantheon with a model-free flow")
     return bare

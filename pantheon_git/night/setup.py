@@ -1,4 +1,5 @@
-"""What a night needs before its first task: night mode entered, config read, flows turned into plans."""
+"""What a night needs before its first task: night mode entered, config read, flows turned into plans,
+and the one remote (from `[night] remotes`, or none: claims local only) the night may talk to."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from typing import Any
 import pygit2
 
 from pantheon_git.agents.registry import agent_names, agents
+from pantheon_git.errors import PantheonError
 from pantheon_git.night.attempt import PlannedNode
 from pantheon_git.night.executors import executors_for
 from pantheon_git.night.nodes import NodeExecutor
 from pantheon_git.night.policy import enter_night_mode
-from pantheon_git.schema.config import load_config
+from pantheon_git.schema.config import CONFIG_SOURCE, load_config
 from pantheon_git.schema.flow import evaluate_condition, load_flow, topological_order
 from pantheon_git.schema.models import load_models
 
@@ -41,11 +43,27 @@ def plan_nodes(root: Path, flow_name: str) -> list[PlannedNode]:
     return planned
 
 
+CLAIMS_LOCAL_ONLY = "claims local only"
+
+
+def claims_remote(repo: pygit2.Repository, allowed: list[str]) -> str | None:
+    """The remote the night pushes claims to: the first of `[night] remotes` (whatever it is named);
+    None (claims local only) when the list is empty. A listed name that is no remote here is refused."""
+    existing = {remote.name for remote in repo.remotes}
+    for name in allowed:
+        if name not in existing:
+            raise PantheonError(
+                f"{CONFIG_SOURCE}: night.remotes: {name}: no such remote (see `git remote -v`)"
+            )
+    return allowed[0] if allowed else None
+
+
 def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
     """Enter night mode (scrub credentials, block egress) and read the repository's configuration."""
     config = load_config(root)
+    remote = claims_remote(repo, config.night.remotes)  # refused before night mode changes anything
     policy = enter_night_mode()
-    remote = config.sync.remote if config.sync.remote in [r.name for r in repo.remotes] else None
+    policy["claims"] = f"remote {remote}" if remote is not None else CLAIMS_LOCAL_ONLY
     models = load_models(root)
     known = agents(root)
     # The runner serves each agent's promoted adapter (refs/pantheon/adapters/<agent>), if any.

@@ -17,7 +17,7 @@ import pygit2
 from pantheon_git.errors import PantheonError
 from pantheon_git.night.attempt import TaskRun, choose_attempt, run_attempt
 from pantheon_git.night.setup import NightSetup, prepare_night
-from pantheon_git.queue.claims import Claim, claim, heartbeat, read_claim, take_over
+from pantheon_git.queue.claims import Claim, ClaimPushFailed, claim, heartbeat, read_claim, take_over
 from pantheon_git.queue.status import Status, TaskState, task_states
 from pantheon_git.store.layout import claim_ref
 from pantheon_git.store.locks import task_lock
@@ -65,7 +65,10 @@ def _take_over(
             f"claimed by {seen.owner}, expired (no heartbeat for {age} min): take it over with "
             f"`git pantheon run {task_id} --take-over`"
         )
-    taken = take_over(repo, root, seen, setup.remote)
+    try:
+        taken = take_over(repo, root, seen, setup.remote)
+    except ClaimPushFailed as failed:
+        return None, str(failed)
     return taken, "" if taken is not None else "another runner took it over first"
 
 
@@ -80,6 +83,7 @@ def run_tasks(
 ) -> list[TaskRun | Skipped]:
     """Run the picked tasks one after another; returns what happened to each."""
     setup = setup or prepare_night(repo, root)
+    on_event({"event": "night", "claims": setup.policy.get("claims", "claims local only")})
     results: list[TaskRun | Skipped] = []
     for state in pick_tasks(task_states(repo), ids, setup.max_tasks):
         spec = state.spec
@@ -94,7 +98,12 @@ def run_tasks(
             if not locked:
                 results.append(Skipped(task_id, "another runner on this machine has it"))
                 continue
-            held = claim(repo, root, task_id, setup.remote)
+            try:
+                held = claim(repo, root, task_id, setup.remote)
+            except ClaimPushFailed as failed:  # not another runner's claim: say what did happen
+                results.append(Skipped(task_id, str(failed)))
+                on_event({"event": "skipped", "task": task_id, "reason": str(failed)})
+                continue
             if held is None:
                 held, reason = _take_over(repo, root, task_id, setup, take_over_expired)
                 if held is None:

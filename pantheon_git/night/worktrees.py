@@ -1,7 +1,8 @@
 """Task worktrees: each attempt runs in its own `git worktree`, kept under the git dir, removed after.
 
 Through the git command line, because worktree bookkeeping must match what the user's git expects
-(`git worktree list`, prune, locks).
+(`git worktree list`, prune, locks); `run_git` keeps the repository's hooks (a `post-checkout` hook at
+`worktree add`) and fsmonitor from running, and `--end-of-options` keeps paths and branches data.
 """
 
 from __future__ import annotations
@@ -26,11 +27,20 @@ def add_worktree(repo_root: Path, path: Path, branch: str) -> Path:
     """Check `branch` out at `path`, clearing what a killed run may have left there first."""
     # A runner killed inside `git worktree add` leaves the entry locked ("initializing") and the branch
     # marked as checked out there; unlock, remove, prune, and let a doubled --force override the rest.
-    run_git(["worktree", "unlock", str(path)], repo_root, check=False)
+    run_git(["worktree", "unlock", "--end-of-options", str(path)], repo_root, check=False)
     remove_worktree(repo_root, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     run_git(
-        ["worktree", "add", "--quiet", "--force", "--force", str(path), branch.removeprefix("refs/heads/")],
+        [
+            "worktree",
+            "add",
+            "--quiet",
+            "--force",
+            "--force",
+            "--end-of-options",  # a path or branch taken from data is never an option
+            str(path),
+            branch.removeprefix("refs/heads/"),
+        ],
         repo_root,
     )
     return path
@@ -38,7 +48,9 @@ def add_worktree(repo_root: Path, path: Path, branch: str) -> Path:
 
 def remove_worktree(repo_root: Path, path: Path) -> None:
     """Remove the worktree (its branch stays); tolerate one that git no longer knows."""
-    run_git(["worktree", "remove", "--force", "--force", str(path)], repo_root, check=False)
+    run_git(
+        ["worktree", "remove", "--force", "--force", "--end-of-options", str(path)], repo_root, check=False
+    )
     if path.exists():
         shutil.rmtree(path, ignore_errors=True)
     run_git(["worktree", "prune"], repo_root, check=False)

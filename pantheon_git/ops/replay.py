@@ -1,6 +1,7 @@
 """Replay a recorded step: the same agent, fed the model outputs from its trace, in a fresh worktree at
 the step's parent commit. It shows whether the tools still do what they did, and whether the result is
-the same tree the step committed.
+the same tree the step committed. The commands replayed come from a trace note, which may have arrived
+by sync from another machine: they run in the night's sandbox or not at all (no unsandboxed fallback).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pantheon_git.night.worktrees import scratch_worktree
 from pantheon_git.runtime.recorded import ReplayRuntime
 from pantheon_git.store.runs import worktree_tree
 from pantheon_git.store.traces import read_trace
-from pantheon_git.tools.builtin import ToolContext, unsandboxed
-from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available
+from pantheon_git.tools.builtin import ToolContext
+from pantheon_git.tools.sandbox import require_sandbox, run_sandboxed
 
 
 @dataclass
@@ -39,6 +40,7 @@ def replay_step(repo: pygit2.Repository, root: Path, commit_ref: str) -> ReplayR
         commit = repo.revparse_single(commit_ref).peel(pygit2.Commit)
     except (KeyError, ValueError):
         raise PantheonError(f"{commit_ref}: not a commit") from None
+    require_sandbox()  # before anything is written: no sandbox, no replay
     trace = read_trace(repo, commit.id, expand=True)
     if trace is None:
         raise PantheonError(f"{commit_ref}: has no trace note in refs/notes/pantheon/traces")
@@ -57,8 +59,7 @@ def replay_step(repo: pygit2.Repository, root: Path, commit_ref: str) -> ReplayR
     )
     report = ReplayReport(str(commit.id), agent.name, len(turns))
     with scratch_worktree(repo, root, commit.parents[0].id, f"replay/{str(commit.id)[:12]}") as workdir:
-        sandbox = run_sandboxed if sandbox_available() else unsandboxed
-        context = ToolContext(worktree=workdir, sandbox=sandbox)
+        context = ToolContext(worktree=workdir, sandbox=run_sandboxed)
         run = run_agent(
             agent,
             runtime,
