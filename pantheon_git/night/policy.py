@@ -13,12 +13,13 @@ import functools
 import ipaddress
 import os
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.tools.sandbox import sandbox_prefix, scrub_env
+from pantheon_git.store.redact import is_secret_env, remember_secrets
+from pantheon_git.tools.sandbox import is_credential, sandbox_prefix
 
 
 def refuse_non_local(runtimes: Iterable[tuple[str, str, bool]]) -> None:
@@ -144,9 +145,26 @@ def egress_blocked() -> Iterator[None]:
             unblock_egress()
 
 
+def is_runner_credential(name: str, value: str = "") -> bool:
+    """Whether the runner drops `name`: a cloud/forge credential by name, or any credential-like name
+    (GITHUB_PAT, PGPASSWORD, KAGGLE_KEY, SSH_AUTH_SOCK, *_DSN, …) or URL value with a password in it."""
+    return is_credential(name) or is_secret_env(name, value)
+
+
+def scrub_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(the environment without credentials, the names removed, sorted), by name pattern and value."""
+    removed = sorted(name for name, value in env.items() if is_runner_credential(name, value))
+    return {name: value for name, value in env.items() if name not in removed}, removed
+
+
 def enter_night_mode() -> dict[str, Any]:
-    """Scrub this process's environment and block its egress; returns the record every trace carries."""
+    """Scrub this process's environment and block its egress; returns the record every trace carries.
+
+    The scrubbed values are remembered first, so any copy of them that still reaches text bound for
+    git (a file a tool read, a log line) is redacted by value.
+    """
     _clean, removed = scrub_env(os.environ)
+    remember_secrets(os.environ[name] for name in removed)
     for name in removed:
         del os.environ[name]
     block_egress()
