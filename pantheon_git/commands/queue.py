@@ -41,6 +41,7 @@ def _flag_spec(args: argparse.Namespace) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.queue.tasks import enqueue
+    from pantheon_git.schema.document import read_text
     from pantheon_git.schema.spec import parse_spec, stamp, validate_spec
     from pantheon_git.store.git import open_repo, signature
 
@@ -67,14 +68,7 @@ def run(args: argparse.Namespace) -> int:
             if name == "-":
                 text, source = sys.stdin.read(), "<stdin>"
             else:
-                path = Path(name)
-                try:
-                    text = path.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise PantheonError(
-                        f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}"
-                    ) from None
-                source = name
+                text, source = read_text(Path(name), name), name
             specs.append((parse_spec(text, source), source))
     else:
         specs.append((validate_spec(_flag_spec(args), "command line"), "command line"))
@@ -121,10 +115,7 @@ def _check_flow(repo: pygit2.Repository, flow: str, source: str) -> None:
     if repo.workdir is None or not (Path(repo.workdir) / ".pantheon" / "flows").is_dir():
         return
     from pantheon_git.agents.registry import agent_names
-    from pantheon_git.schema.flow import flow_path, load_flow
+    from pantheon_git.schema.flow import check_flow_exists
 
     root = Path(repo.workdir)
-    if not flow_path(root, flow).is_file():
-        known = ", ".join(sorted(path.stem for path in flow_path(root, flow).parent.glob("*.toml"))) or "none"
-        raise PantheonError(f"{source}: flow: no .pantheon/flows/{flow}.toml (known: {known})")
-    load_flow(root, flow, agent_names(root))
+    check_flow_exists(root, flow, source, agent_names(root))
