@@ -13,6 +13,7 @@ Each secret becomes `[REDACTED:<type>]`.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -128,7 +129,10 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?<=://)(?P<v>[^/\s:@'\"\\]+:[^/\s@'\"\\]+)(?=@)"), "url-credentials"),
     # netrc: `machine h login u password p` on one line or `password p` on its own line
     (
-        re.compile(rf"(?im)^\s*(?:machine|default)\b[^\n]*?\b(?:password|passwd)\s+{_NOT_YET}(?P<v>\S+)"),
+        re.compile(
+            r"(?i)\b(?:machine\s+\S+|default)(?:\s+(?:login|account)\s+\S+)*\s+(?:password|passwd)\s+"
+            rf"{_NOT_YET}(?P<v>\S+)"
+        ),
         "netrc",
     ),
     (re.compile(rf"(?im)^\s*(?:password|passwd)\s+{_NOT_YET}(?P<v>\S+)\s*$"), "netrc"),
@@ -183,35 +187,50 @@ def _plausible(plugin: Any, value: str) -> bool:
     return not (heuristic.is_potential_uuid(value) or heuristic.is_templated_secret(value))
 
 
-def _apply(pattern: re.Pattern[str], kind: str, text: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        if "v" not in pattern.groupindex:
-            return marker(kind)
-        start, end = match.span("v")
-        whole = match.group(0)
-        offset = match.start()
-        return whole[: start - offset] + marker(kind) + whole[end - offset :]
+def _unescape(text: str) -> str:
+    """Text as it reads once JSON or TOML string escapes are undone (approximately: for finding only)."""
+    return text.replace("\\n", "\n").replace('\\"', '"').replace("\\t", "\t").replace("\\\\", "\\")
 
-    return pattern.sub(replace, text)
+
+def _found(view: str) -> dict[str, str]:
+    """Every secret value in `view` -> its type: the rules' values, PEM body lines, the plugins' finds."""
+    found: dict[str, str] = {}
+    if "PRIVATE KEY" in view:
+        for pattern in (_PEM, _PEM_TAIL):
+            for match in pattern.finditer(view):
+                for line in match.group(0).splitlines():
+                    if not line.startswith("-----"):
+                        found.setdefault(line.strip(), "private-key")
+    for pattern, kind in _RULES:
+        named = "v" in pattern.groupindex
+        for match in pattern.finditer(view):
+            found.setdefault(match.group("v") if named else match.group(0), kind)
+    for plugin, kind in _plugins():
+        for value in plugin.analyze_string(view):
+            if _plausible(plugin, value):
+                found.setdefault(value, kind)
+    return {value: kind for value, kind in found.items() if len(value) >= 6 and "REDACTED" not in value}
 
 
 def redact(text: str) -> str:
-    """`text` with every secret found replaced by `[REDACTED:<type>]`."""
+    """`text` with every secret found replaced by `[REDACTED:<type>]`.
+
+    Found values are replaced wherever they occur in the text. Text holding escapes (a JSON document, a
+    TOML string) is also searched as it reads unescaped, so `\\"token\\": \\"…\\"` or a netrc line
+    inside a JSON string is found too.
+    """
     if not text:
         return text
     for value in known_secrets():
-        if value in text:
-            text = text.replace(value, marker("environment"))
+        for form in (value, json.dumps(value)[1:-1]):
+            if form in text:
+                text = text.replace(form, marker("environment"))
     if "PRIVATE KEY" in text:
         text = _PEM.sub(lambda match: marker("private-key"), text)
-        text = _PEM_TAIL.sub(marker("private-key"), text)
-    for pattern, kind in _RULES:
-        text = _apply(pattern, kind, text)
-    found: dict[str, str] = {}
-    for plugin, kind in _plugins():
-        for value in plugin.analyze_string(text):
-            if _plausible(plugin, value):
-                found.setdefault(value, kind)
+    found = _found(text)
+    if "\\" in text:
+        for value, kind in _found(_unescape(text)).items():
+            found.setdefault(value, kind)
     for value in sorted(found, key=len, reverse=True):
         text = text.replace(value, marker(found[value]))
     return text

@@ -30,7 +30,8 @@ class Step:
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def message(self) -> str:
-        title, _, body = self.summary.strip().partition("\n")
+        """Summary and trailers, secrets redacted (before whitespace is folded: rules see the lines)."""
+        title, _, body = redact(self.summary).strip().partition("\n")
         trailers = {
             "Pantheon-Task": self.task,
             "Pantheon-Step": self.step,
@@ -38,7 +39,7 @@ class Step:
             "Pantheon-Model": self.model,
             **self.extra,
         }
-        lines = [f"{key}: {' '.join(str(value).split())}" for key, value in trailers.items()]
+        lines = [f"{key}: {' '.join(redact(str(value)).split())}" for key, value in trailers.items()]
         parts = [f"{self.step}: {title or '(no summary)'}"]
         if body.strip():
             parts.append(body.strip())
@@ -120,8 +121,7 @@ def make_step_commit(
     if tree is None:
         tree = build_tree(repo, tip.tree, changes) if changes else tip.tree_id
     sig = signature(repo)
-    message = redact(step.message())  # the summary and error trailer carry model and test output
-    return repo.create_commit(None, sig, sig, message, tree, [tip.id]), tip.id
+    return repo.create_commit(None, sig, sig, step.message(), tree, [tip.id]), tip.id
 
 
 def publish_step(repo: pygit2.Repository, ref: str, commit: pygit2.Oid, parent: pygit2.Oid) -> None:
