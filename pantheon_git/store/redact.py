@@ -119,9 +119,7 @@ _PEM = re.compile(
     r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----.*?(?:-----END \1-----|\Z)", re.DOTALL
 )
 # The tail of a block whose BEGIN line was cut off (a log tail keeps only the end).
-_PEM_TAIL = re.compile(
-    r"(?m)(?:^[A-Za-z0-9+/=]{16,}\r?\n)+-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-)
+_PEM_TAIL = re.compile(r"(?:[A-Za-z0-9+/=]{16,}\r?\n)+-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
 _NOT_YET = r"(?!\[REDACTED)"
 # (pattern, type); the value to hide is the group named `v`, or the whole match when there is none.
 _RULES: list[tuple[re.Pattern[str], str]] = [
@@ -131,11 +129,11 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(
             r"(?i)\b(?:machine\s+\S+|default)(?:\s+(?:login|account)\s+\S+)*\s+(?:password|passwd)\s+"
-            rf"{_NOT_YET}(?P<v>\S+)"
+            rf"{_NOT_YET}(?P<v>[^\s'\"\\]+)"
         ),
         "netrc",
     ),
-    (re.compile(rf"(?im)^\s*(?:password|passwd)\s+{_NOT_YET}(?P<v>\S+)\s*$"), "netrc"),
+    (re.compile(rf"(?im)^\s*(?:password|passwd)\s+{_NOT_YET}(?P<v>[^\s'\"\\]+)\s*$"), "netrc"),
     # NAME=value / NAME: value / "name": "value" where NAME says it is a credential
     (
         re.compile(
@@ -209,7 +207,13 @@ def _found(view: str) -> dict[str, str]:
         for value in plugin.analyze_string(view):
             if _plausible(plugin, value):
                 found.setdefault(value, kind)
-    return {value: kind for value, kind in found.items() if len(value) >= 6 and "REDACTED" not in value}
+    # An escape's backslash is no part of a value, and a quote would take the document's syntax with it.
+    values = {value.strip("\\"): kind for value, kind in found.items()}
+    return {
+        value: kind
+        for value, kind in values.items()
+        if len(value) >= 6 and "REDACTED" not in value and '"' not in value
+    }
 
 
 def redact(text: str) -> str:
