@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
 
 def night(ids: list[str] | None, *, as_json: bool, take_over: bool = False) -> int:
     """Run the named tasks (None: every runnable one) in night mode; exit 1 if any failed."""
-    from pantheon_git.night.shift import Skipped, run_tasks
+    from pantheon_git.night.shift import Refused, Skipped, run_tasks
     from pantheon_git.ops.progress import Progress
     from pantheon_git.store.git import open_repo, work_tree
 
@@ -24,7 +24,8 @@ def night(ids: list[str] | None, *, as_json: bool, take_over: bool = False) -> i
         repo, work_tree(repo), ids, on_event=Progress(as_json=as_json), take_over_expired=take_over
     )
     ran = [result for result in results if not isinstance(result, Skipped)]
-    failed = [result for result in ran if result.outcome == "failed"]
+    # A task refused for a bad spec or flow counts as run and failed: someone has to fix its input.
+    failed = [result for result in ran if isinstance(result, Refused) or result.outcome == "failed"]
     if not as_json:
         print(f"night done: {len(ran)} run, {len(failed)} failed, {len(results) - len(ran)} skipped")
     return 1 if failed else 0

@@ -115,10 +115,7 @@ def _check_flow(repo: pygit2.Repository, flow: str, source: str) -> None:
     if repo.workdir is None or not (Path(repo.workdir) / ".pantheon" / "flows").is_dir():
         return
     from pantheon_git.agents.registry import agent_names
-    from pantheon_git.schema.flow import flow_path, load_flow
+    from pantheon_git.schema.flow import check_flow_exists
 
     root = Path(repo.workdir)
-    if not flow_path(root, flow).is_file():
-        known = ", ".join(sorted(path.stem for path in flow_path(root, flow).parent.glob("*.toml"))) or "none"
-        raise PantheonError(f"{source}: flow: no .pantheon/flows/{flow}.toml (known: {known})")
-    load_flow(root, flow, agent_names(root))
+    check_flow_exists(root, flow, source, agent_names(root))

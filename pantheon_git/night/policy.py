@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pantheon_git.errors import PantheonError
+from pantheon_git.store.redact import remember_secrets
 from pantheon_git.tools.sandbox import sandbox_description, scrub_env
 
 
@@ -185,8 +186,13 @@ def egress_blocked() -> Iterator[None]:
 
 
 def enter_night_mode() -> dict[str, Any]:
-    """Scrub this process's environment and block its egress; returns the record every trace carries."""
+    """Scrub this process's environment and block its egress; returns the record every trace carries.
+
+    The scrubbed values are remembered first, so any copy of them that still reaches text bound for
+    git (a file a tool read, a log line) is redacted by value.
+    """
     _clean, removed = scrub_env(os.environ)
+    remember_secrets(os.environ[name] for name in removed)
     for name in removed:
         del os.environ[name]
     block_egress()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pygit2
 
+from pantheon_git.agents.builtin import RUNNER_NODES
 from pantheon_git.agents.registry import agent_names, agents
 from pantheon_git.errors import PantheonError
 from pantheon_git.night.attempt import PlannedNode
@@ -59,24 +60,32 @@ def claims_remote(repo: pygit2.Repository, allowed: list[str]) -> str | None:
 
 
 def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
-    """Enter night mode (scrub credentials, block egress) and read the repository's configuration."""
+    """Enter night mode (scrub credentials, block egress) and read the repository's configuration.
+
+    A bad config.toml stops the night before anything is written (one line, exit 2): without it the gate
+    policy is unknown. Flows, agent files and models.toml are read per task by `flow_for`, so a bad one
+    fails only the tasks that use it (a flow without model agents never needs models.toml).
+    """
     config = load_config(root)
     remote = claims_remote(repo, config.night.remotes)  # refused before night mode changes anything
     policy = enter_night_mode()
     policy["claims"] = f"remote {remote}" if remote is not None else CLAIMS_LOCAL_ONLY
-    models = load_models(root)
-    known = agents(root)
-    # The runner serves each agent's promoted adapter (refs/pantheon/adapters/<agent>), if any.
-    from pantheon_git.runtime.adapters import promoted_adapter
 
-    adapters = {name: promoted_adapter(repo, name) for name in known}
+    @functools.cache
+    def repository_agents() -> dict[str, Any]:
+        return agents(root)
 
     @functools.cache
     def flow_for(name: str) -> tuple[list[PlannedNode], dict[str, NodeExecutor]]:
+        known = repository_agents()
         nodes = plan_nodes(root, name)
-        return nodes, executors_for(
-            {node.agent for node in nodes}, known, models, config.gate, adapters=adapters
-        )
+        used = {node.agent for node in nodes}
+        models = load_models(root) if used - set(RUNNER_NODES) else {}
+        # The runner serves each agent's promoted adapter (refs/pantheon/adapters/<agent>), if any.
+        from pantheon_git.runtime.adapters import promoted_adapter
+
+        adapters = {agent: promoted_adapter(repo, agent) for agent in used if agent in known}
+        return nodes, executors_for(used, known, models, config.gate, adapters=adapters)
 
     return NightSetup(
         policy=policy,

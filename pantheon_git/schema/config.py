@@ -39,6 +39,9 @@ class GatePolicy(_Section):
 
 class SyncConfig(_Section):
     remote: str = "origin"
+    # Trace notes and their payloads hold prompts, tool output and test logs: they stay on this machine
+    # unless this says push them (votes, evals, run branches and the queue are always pushed).
+    push_traces: bool = False
 
 
 class HooksConfig(_Section):

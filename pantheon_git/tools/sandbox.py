@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pantheon_git.errors import PantheonError
+from pantheon_git.store.redact import is_secret_env
 
 # Credentials of cloud model providers, clouds and forges. Names are matched exactly, by prefix or by
 # suffix, so provider-specific variants (MISTRAL_API_KEY, …) go too.
@@ -80,18 +81,21 @@ CREDENTIAL_SUFFIXES = (
 )
 
 
-def is_credential(name: str) -> bool:
+def is_credential(name: str, value: str = "") -> bool:
+    """A cloud/forge credential by name, or any credential-like name (GITHUB_PAT, PGPASSWORD, KAGGLE_KEY,
+    SSH_AUTH_SOCK, *_DSN, …) or a URL value with a password in it (store/redact.py's rules)."""
     upper = name.upper()
     return (
         upper in CREDENTIAL_NAMES
         or upper.startswith(CREDENTIAL_PREFIXES)
         or upper.endswith(CREDENTIAL_SUFFIXES)
+        or is_secret_env(name, value)
     )
 
 
 def scrub_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """(the environment without credentials, the names removed, sorted)."""
-    removed = sorted(name for name in env if is_credential(name))
+    """(the environment without credentials, the names removed, sorted), by name pattern and value."""
+    removed = sorted(name for name, value in env.items() if is_credential(name, value))
     return {name: value for name, value in env.items() if name not in removed}, removed
 
 
