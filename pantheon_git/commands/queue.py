@@ -120,11 +120,12 @@ def _check_flow(repo: pygit2.Repository, flow: str, source: str) -> None:
     """The spec's flow must exist and be valid here (once .pantheon/flows exists, i.e. after init)."""
     if repo.workdir is None or not (Path(repo.workdir) / ".pantheon" / "flows").is_dir():
         return
-    from pantheon_git.agents.registry import agent_names
+    from pantheon_git.agents.registry import agent_names, check_models
     from pantheon_git.schema.flow import flow_path, load_flow
 
     root = Path(repo.workdir)
     if not flow_path(root, flow).is_file():
         known = ", ".join(sorted(path.stem for path in flow_path(root, flow).parent.glob("*.toml"))) or "none"
         raise PantheonError(f"{source}: flow: no .pantheon/flows/{flow}.toml (known: {known})")
-    load_flow(root, flow, agent_names(root))
+    loaded = load_flow(root, flow, agent_names(root))
+    check_models(root, {node.agent for node in loaded.nodes}, f".pantheon/flows/{flow}.toml")

@@ -54,7 +54,10 @@ def evaluate(
     agent = agents(root).get(agent_name)
     if agent is None:
         raise PantheonError(f"agent {agent_name}: not defined here")
-    config = load_models(root)[agent.model]
+    models = load_models(root)
+    if agent.model not in models:
+        raise PantheonError(f"agent {agent_name}: model '{agent.model}' is not in .pantheon/models.toml")
+    config = models[agent.model]
     if adapter is not None:
         config = config.model_copy(update={"adapter": str(adapter)})
     runtime = runtime_for(agent.model, config)
