@@ -24,6 +24,7 @@ from pantheon_git.night.worktrees import add_worktree, remove_worktree, worktree
 from pantheon_git.schema.spec import Spec
 from pantheon_git.store.git import run_git
 from pantheon_git.store.layout import run_branch
+from pantheon_git.store.logview import count_tool_calls, step_log, write_step_log
 from pantheon_git.store.runs import (
     Step,
     make_step_commit,
@@ -305,5 +306,8 @@ def _record(
     write_trace(repo, commit, trace, detail_keys=("input", "agent_trace"))
     if result.votes:
         append_votes(repo, commit, result.votes)
+    # What `git log` shows for the step (notes.displayRef): a few lines, written before the step is
+    # published like the trace, so no published step lacks them.
+    write_step_log(repo, commit, step_log(trace, result.votes, count_tool_calls(result.trace)))
     publish_step(repo, ref, commit, parent)  # the worktree's HEAD follows: its index already matches
     return commit

@@ -13,7 +13,7 @@ import pygit2
 
 from pantheon_git.ops.templates import templates_dir
 from pantheon_git.store.git import run_git
-from pantheon_git.store.layout import TRACES_NOTES, VOTES_NOTES, notes_name
+from pantheon_git.store.layout import LOG_NOTES, TRACES_NOTES, VOTES_NOTES, notes_name
 
 # What `init` copies from templates/ into .pantheon/ (spec.toml stays a template for `queue`).
 SCAFFOLD = ("config.toml", "models.toml", "flows/default.toml", "agents/README.md")
@@ -47,7 +47,7 @@ def create_notes_refs(repo: pygit2.Repository) -> list[str]:
     from pantheon_git.store.git import set_ref, signature
 
     created = []
-    for ref in (TRACES_NOTES, VOTES_NOTES):
+    for ref in (LOG_NOTES,):
         if repo.references.get(ref) is None:
             sig = signature(repo)
             empty = repo.TreeBuilder().write()
@@ -67,7 +67,11 @@ def default_remote(repo: pygit2.Repository) -> str | None:
 
 def wanted_config(remote: str | None, *, has_push_refspecs: bool) -> list[ConfigValue]:
     """The git config pantheon needs (pure): notes display and merge, and refspecs on `remote`."""
-    wanted = [ConfigValue("notes.displayRef", ref) for ref in (TRACES_NOTES, VOTES_NOTES)]
+    # `git log` shows the short step summaries (votes included), never the JSON traces: a six-step run
+    # stays on one screen. Tools read refs/notes/pantheon/traces directly.
+    wanted = [ConfigValue("notes.displayRef", LOG_NOTES)]
+    # `git log --pretty=pantheon`: one line per commit plus its log lines, for a screen-sized report.
+    wanted.append(ConfigValue("pretty.pantheon", PRETTY_PANTHEON, multi=False))
     wanted.append(ConfigValue(f"notes.{notes_name(VOTES_NOTES)}.mergeStrategy", "cat_sort_uniq", multi=False))
     if remote is None:
         return wanted
@@ -87,6 +91,12 @@ def wanted_config(remote: str | None, *, has_push_refspecs: bool) -> list[Config
     return wanted
 
 
+PRETTY_PANTHEON = "format:%C(auto)%h%d %s%n%N"
+
+# What earlier versions set and `init` now takes back: the JSON traces made `git log` unreadable.
+RETIRED = (ConfigValue("notes.displayRef", TRACES_NOTES), ConfigValue("notes.displayRef", VOTES_NOTES))
+
+
 def _current(root: Path, key: str) -> list[str]:
     proc = run_git(["config", "--local", "--get-all", key], root, check=False)
     return proc.stdout.splitlines() if proc.returncode == 0 else []
@@ -96,6 +106,10 @@ def configure(repo: pygit2.Repository, root: Path, remote: str | None) -> list[s
     """Add the missing config values; returns `key = value` for each one added."""
     has_push = remote is not None and bool(_current(root, f"remote.{remote}.push"))
     added = []
+    for item in RETIRED:
+        if item.value in _current(root, item.key):
+            run_git(["config", "--local", "--fixed-value", "--unset-all", item.key, item.value], root)
+            added.append(f"{item.key} -= {item.value}")
     for item in wanted_config(remote, has_push_refspecs=has_push):
         present = _current(root, item.key)
         if item.value in present:
