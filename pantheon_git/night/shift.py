@@ -33,8 +33,12 @@ class Skipped:
     reason: str
 
 
-def pick_tasks(states: Sequence[TaskState], ids: Sequence[str] | None, limit: int) -> list[TaskState]:
-    """The tasks to run, in order (pure): the named ones, or every runnable one by priority."""
+def pick_tasks(states: Sequence[TaskState], ids: Sequence[str] | None) -> list[TaskState]:
+    """The tasks to try, in order (pure): the named ones, or every runnable one by priority.
+
+    No night limit here: a task another runner holds is skipped without counting, so the limit is
+    applied to the tasks that actually run (`run_tasks`), or a shared night would leave work undone.
+    """
     if ids:
         by_id = {state.id: state for state in states}
         picked = []
@@ -46,7 +50,7 @@ def pick_tasks(states: Sequence[TaskState], ids: Sequence[str] | None, limit: in
                 raise PantheonError(f"task {task_id}: is {state.status.value}, nothing to run")
             picked.append(state)
         return picked
-    return [state for state in states if state.status in RUNNABLE][:limit]
+    return [state for state in states if state.status in RUNNABLE]
 
 
 def _take_over(
@@ -81,7 +85,10 @@ def run_tasks(
     """Run the picked tasks one after another; returns what happened to each."""
     setup = setup or prepare_night(repo, root)
     results: list[TaskRun | Skipped] = []
-    for state in pick_tasks(task_states(repo), ids, setup.max_tasks):
+    ran = 0  # attempts started or resumed: what max_tasks bounds (named tasks are not bounded)
+    for state in pick_tasks(task_states(repo), ids):
+        if not ids and ran >= setup.max_tasks:
+            break
         spec = state.spec
         task_id = state.id
         try:
@@ -118,6 +125,7 @@ def run_tasks(
             on_event(
                 {"event": "task", "task": task_id, "attempt": attempt, "resume": resume, "title": spec.title}
             )
+            ran += 1
             try:
                 run = run_attempt(
                     repo,
