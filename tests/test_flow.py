@@ -187,3 +187,25 @@ def test_an_agent_whose_model_is_unknown_is_refused_before_any_night(repo_dir: P
     queued = pantheon(repo_dir, "queue", "--title", "t", "--acceptance", "true", "--flow", "big")
     assert queued.returncode == 2 and "model 'qwen-7b' is not in" in queued.stderr
     assert pantheon(repo_dir, "list").stdout.startswith("no tasks")
+
+
+def test_init_flow_scaffolds_a_valid_flow_once(repo_dir: Path) -> None:
+    made = pantheon(repo_dir, "init", "flow", "nightly")
+    assert made.returncode == 0, made.stderr
+    path = repo_dir / ".pantheon" / "flows" / "nightly.toml"
+    assert made.stdout.startswith("created .pantheon/flows/nightly.toml")
+    assert 'flow = "nightly"' in path.read_text()
+    checked = pantheon(repo_dir, "flow", "check", "nightly")
+    assert checked.returncode == 0 and checked.stdout.startswith("nightly: ok (plan -> implement -> test")
+    path.write_text(path.read_text() + "# my edit\n")
+    again = pantheon(repo_dir, "init", "flow", "nightly")
+    assert again.returncode == 2 and "nightly.toml: already exists" in again.stderr
+    assert path.read_text().endswith("# my edit\n")
+    for args, expected in (
+        (("init", "flow"), "init flow: give the new flow's name"),
+        (("init", "flow", "Bad Name"), "flow 'Bad Name': use 2-40 characters"),
+        (("init", "flow", "other", "--from", "nope"), "--from nope: no such flow template (known: default)"),
+    ):
+        refused = pantheon(repo_dir, *args)
+        assert refused.returncode == 2 and expected in refused.stderr, refused.stderr
+    assert sorted(p.name for p in path.parent.iterdir()) == ["nightly.toml"]
