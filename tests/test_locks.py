@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from pantheon_git.errors import ConflictError
+from pantheon_git.queue.claims import claim
 from pantheon_git.store.git import clear_stale_lock, common_dir, open_repo
+from pantheon_git.store.layout import claim_ref
 from pantheon_git.store.locks import task_lock
 from pantheon_git.store.runs import Step, make_step_commit, publish_step, start_run_branch
 from tests.conftest import git
@@ -59,3 +61,14 @@ def test_only_age_or_proof_clears_a_lock(repo_dir: Path) -> None:
         clear_stale_lock(repo, "refs/notes/pantheon/votes", older_than=0)
     old = planted_lock(repo_dir, "refs/notes/pantheon/votes", age_s=120.0)
     assert clear_stale_lock(repo, "refs/notes/pantheon/votes") and not old.exists()
+
+
+def test_a_claim_lock_left_by_a_killed_runner_does_not_block_its_task(repo_dir: Path) -> None:
+    repo = open_repo(repo_dir)
+    assert claim(repo, repo_dir, "t1", None) is not None
+    lock = planted_lock(repo_dir, claim_ref("t1"), age_s=2.0)  # killed while renewing the claim
+    assert claim(repo, repo_dir, "t1", None) is None and lock.exists()  # without proof: left alone
+    with task_lock(repo.path, "t1") as locked:
+        assert locked
+        resumed = claim(repo, repo_dir, "t1", None)
+    assert resumed is not None and not lock.exists()

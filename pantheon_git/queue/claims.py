@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pygit2
 
-from pantheon_git.store.git import ref_commit, run_git, set_ref, signature
+from pantheon_git.store.git import clear_stale_lock, ref_commit, run_git, set_ref, signature
 from pantheon_git.store.layout import claim_ref
-from pantheon_git.store.locks import pantheon_dir
+from pantheon_git.store.locks import held_since, pantheon_dir
 from pantheon_git.store.runs import parse_trailers
 
 
@@ -90,6 +90,22 @@ def _push_with_lease(root: Path, remote: str, ref: str, commit: pygit2.Oid, expe
     return proc.returncode == 0
 
 
+def _set_claim(
+    repo: pygit2.Repository, task_id: str, new: pygit2.Oid, expected: pygit2.Oid | None, message: str
+) -> bool:
+    """CAS the local claim ref; a lock file left on it by a runner killed mid-write is cleared first.
+
+    Only the holder of the task's flock writes its claim ref, so a lock made before this runner took
+    that flock is provably stale; otherwise only the age bound clears it (`clear_stale_lock`).
+    """
+    ref = claim_ref(task_id)
+    if set_ref(repo, ref, new, expected, message):
+        return True
+    return clear_stale_lock(repo, ref, made_before=held_since(repo.path, task_id)) and set_ref(
+        repo, ref, new, expected, message
+    )
+
+
 def claim(repo: pygit2.Repository, root: Path, task_id: str, remote: str | None) -> Claim | None:
     """Take the task's claim: on `remote` when given (create-only push), else locally. None if taken.
 
@@ -106,7 +122,7 @@ def claim(repo: pygit2.Repository, root: Path, task_id: str, remote: str | None)
         return None
     commit = _claim_commit(repo, task_id, runner_id(repo), None)
     if remote is None:
-        return read_claim(repo, ref) if set_ref(repo, ref, commit, None, "pantheon: claim") else None
+        return read_claim(repo, ref) if _set_claim(repo, task_id, commit, None, "pantheon: claim") else None
     if not _push_with_lease(root, remote, ref, commit, ""):
         return None
     repo.references.create(ref, commit, force=True)  # mirror what the remote now holds
@@ -119,7 +135,7 @@ def heartbeat(repo: pygit2.Repository, root: Path, held: Claim, remote: str | No
     commit = _claim_commit(repo, held.task_id, runner_id(repo), held.commit)
     if remote is not None and not _push_with_lease(root, remote, ref, commit, str(held.commit)):
         return None
-    if not set_ref(repo, ref, commit, held.commit, "pantheon: heartbeat"):
+    if not _set_claim(repo, held.task_id, commit, held.commit, "pantheon: heartbeat"):
         current = ref_commit(repo, ref)
         if remote is None or current is None:
             return None
@@ -136,7 +152,8 @@ def take_over(repo: pygit2.Repository, root: Path, seen: Claim, remote: str | No
             return None
         repo.references.create(ref, commit, force=True)
         return read_claim(repo, ref)
-    return read_claim(repo, ref) if set_ref(repo, ref, commit, seen.commit, "pantheon: take over") else None
+    taken = _set_claim(repo, seen.task_id, commit, seen.commit, "pantheon: take over")
+    return read_claim(repo, ref) if taken else None
 
 
 def fetch_claim(root: Path, remote: str, task_id: str) -> None:
