@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml trainer/pyproject.toml Makefile
 	touch $@
 
 test: $(STAMP)
+	# `git pantheon --help` is tested end to end through man(1); CI images often lack it.
+	command -v man >/dev/null || (test "$$(id -u)" = 0 && apt-get install -y -qq man-db >/dev/null) || true
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -23,8 +23,11 @@ def test_init_agent_scaffolds_a_loadable_agent_usable_in_flows(repo_dir: Path) -
     bad = pantheon(repo_dir, "init", "agent", "Bad Name")
     assert bad.returncode == 2 and "use 2-40 characters" in bad.stderr
     flow = repo_dir / ".pantheon" / "flows" / "docs.toml"
-    flow.write_text('[[nodes]]\nid = "write"\nagent = "doc-writer"\n')
-    assert pantheon(repo_dir, "flow", "check", "docs").stdout.strip() == "docs: ok (write)"
+    flow.write_text(
+        '[[nodes]]\nid = "write"\nagent = "doc-writer"\n'
+        '[[nodes]]\nid = "gate"\nagent = "gate"\ninputs = ["write"]\n'
+    )
+    assert pantheon(repo_dir, "flow", "check", "docs").stdout.strip() == "docs: ok (write -> gate)"
 
 
 def test_broken_repository_agent_is_reported(repo_dir: Path) -> None:

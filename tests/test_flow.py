@@ -94,6 +94,51 @@ def test_bad_flows_are_refused_with_the_node_and_reason(text: str, expected: str
     assert "\n" not in message
 
 
+PLAN = '[[nodes]]\nid = "a"\nagent = "planner"\n'
+GATE = '[[nodes]]\nid = "g"\nagent = "gate"\ninputs = ["a"]\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (PLAN, "flows/x.toml: nodes: no gate node"),
+        ('output = "a"\n' + PLAN + GATE, "flows/x.toml: output: 'a' is not a gate node"),
+        (PLAN + GATE + GATE.replace('"g"', '"h"'), "flows/x.toml: output: several gate nodes"),
+        (
+            PLAN + GATE + '[[nodes]]\nid = "late"\nagent = "reviewer"\ninputs = ["g"]\n',
+            "node late: takes input",
+        ),
+        (
+            PLAN + GATE + '[[nodes]]\nid = "stray"\nagent = "reviewer"\n',
+            "node stray: does not lead to the gate",
+        ),
+        (
+            PLAN + GATE.replace('inputs = ["a"]', 'inputs = ["a"]\nwhen = "a.ok"'),
+            "node g: the gate that ends",
+        ),
+    ],
+)
+def test_a_flow_must_end_in_a_gate_every_node_leads_to(text: str, expected: str) -> None:
+    message = refusal(text)
+    assert expected in message, message
+    assert "\n" not in message
+
+
+def test_queue_refuses_a_flow_without_a_gate(repo_dir: Path) -> None:
+    assert pantheon(repo_dir, "init").returncode == 0
+    (repo_dir / ".pantheon" / "flows" / "endless.toml").write_text(PLAN)
+    checked = pantheon(repo_dir, "flow", "check", "endless")
+    assert checked.returncode == 2
+    assert (
+        checked.stderr.strip()
+        == "git pantheon flow: .pantheon/flows/endless.toml: nodes: no gate node "
+        + ('(add one with agent = "gate" as the last node)')
+    )
+    queued = pantheon(repo_dir, "queue", "--title", "t", "--acceptance", "true", "--flow", "endless")
+    assert queued.returncode == 2 and "endless.toml: nodes: no gate node" in queued.stderr
+    assert pantheon(repo_dir, "list").stdout.startswith("no tasks")
+
+
 def test_when_conditions_are_parsed_not_evaluated() -> None:
     outputs = {"test": {"passed": False, "results": []}, "review-a": {"verdict": "approve"}}
     assert evaluate_condition("not test.passed", outputs)
@@ -122,3 +167,45 @@ def test_flow_check_and_queue_refuse_a_broken_flow(repo_dir: Path) -> None:
     assert (
         missing.returncode == 2 and "no .pantheon/flows/nope.toml (known: broken, default)" in missing.stderr
     )
+
+
+def test_an_agent_whose_model_is_unknown_is_refused_before_any_night(repo_dir: Path) -> None:
+    assert pantheon(repo_dir, "init").returncode == 0
+    (repo_dir / ".pantheon" / "agents" / "big.py").write_text(
+        "import dataclasses\nfrom pantheon_git.agents.builtin import PLANNER\n"
+        "BIG = dataclasses.replace(PLANNER, name='big-planner', model='qwen-7b')\n"
+    )
+    (repo_dir / ".pantheon" / "flows" / "big.toml").write_text(
+        PLAN.replace('"planner"', '"big-planner"') + GATE
+    )
+    checked = pantheon(repo_dir, "flow", "check", "big")
+    assert checked.returncode == 2
+    assert checked.stderr.strip() == (
+        "git pantheon flow: .pantheon/flows/big.toml: agent big-planner: model 'qwen-7b' is not in "
+        ".pantheon/models.toml (known: default)"
+    )
+    queued = pantheon(repo_dir, "queue", "--title", "t", "--acceptance", "true", "--flow", "big")
+    assert queued.returncode == 2 and "model 'qwen-7b' is not in" in queued.stderr
+    assert pantheon(repo_dir, "list").stdout.startswith("no tasks")
+
+
+def test_init_flow_scaffolds_a_valid_flow_once(repo_dir: Path) -> None:
+    made = pantheon(repo_dir, "init", "flow", "nightly")
+    assert made.returncode == 0, made.stderr
+    path = repo_dir / ".pantheon" / "flows" / "nightly.toml"
+    assert made.stdout.startswith("created .pantheon/flows/nightly.toml")
+    assert 'flow = "nightly"' in path.read_text()
+    checked = pantheon(repo_dir, "flow", "check", "nightly")
+    assert checked.returncode == 0 and checked.stdout.startswith("nightly: ok (plan -> implement -> test")
+    path.write_text(path.read_text() + "# my edit\n")
+    again = pantheon(repo_dir, "init", "flow", "nightly")
+    assert again.returncode == 2 and "nightly.toml: already exists" in again.stderr
+    assert path.read_text().endswith("# my edit\n")
+    for args, expected in (
+        (("init", "flow"), "init flow: give the new flow's name"),
+        (("init", "flow", "Bad Name"), "flow 'Bad Name': use 2-40 characters"),
+        (("init", "flow", "other", "--from", "nope"), "--from nope: no such flow template (known: default)"),
+    ):
+        refused = pantheon(repo_dir, *args)
+        assert refused.returncode == 2 and expected in refused.stderr, refused.stderr
+    assert sorted(p.name for p in path.parent.iterdir()) == ["nightly.toml"]

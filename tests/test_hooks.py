@@ -87,3 +87,23 @@ def test_pre_commit_framework_hook_definition() -> None:
     hooks = yaml.safe_load((REPO_ROOT / ".pre-commit-hooks.yaml").read_text())
     assert [hook["id"] for hook in hooks] == ["pantheon-check"]
     assert hooks[0]["entry"] == "git-pantheon check" and hooks[0]["language"] == "python"
+
+
+def test_pre_push_fails_closed_when_it_cannot_list_the_pushed_commits(repo_dir: Path, tmp_path: Path) -> None:
+    # Attack: the remote's tip is a commit this clone never fetched, so `rev-list local ^remote` fails;
+    # a guard that treats the failure as "nothing to check" lets an ungated run commit onto main.
+    repo = open_repo(repo_dir)
+    ref = start_run_branch(repo, "t1", 1, repo.head.target)
+    head = commit_step(
+        repo,
+        ref,
+        Step("t1", "implement", "implementer", "m", "change", {"Pantheon-Attempt": "1"}),
+        changes={"new.txt": b"new\n"},
+    )
+    unknown = "1234567890" * 4
+    line = f"refs/heads/main {head} refs/heads/main {unknown}\n"
+    guarded = pantheon(repo_dir, "hooks", "pre-push", "origin", "url", input=line)
+    assert guarded.returncode != 0
+    assert "cannot tell which commits this push carries" in guarded.stderr
+    garbled = pantheon(repo_dir, "hooks", "pre-push", "origin", "url", input=f"refs/heads/main {head}\n")
+    assert garbled.returncode != 0 and "cannot read git's ref line" in garbled.stderr

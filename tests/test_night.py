@@ -53,7 +53,7 @@ def test_night_leaves_a_run_branch_per_task_with_a_note_per_step(night_repo) -> 
             note = json.loads(git(repo, "notes", "--ref", "pantheon/traces", "show", rev))
             assert note["task"] == task_id and note["policy"]["local_only"] is True and "summary" in note
         log = git(repo, "log", "--notes", branch, "-1")
-        assert "Notes (pantheon/traces):" in log
+        assert "Notes (pantheon/log):" in log
     rows = {row["id"]: row["status"] for row in json.loads(pantheon(repo, "list", "--json").stdout)}
     assert set(rows) == {"hello", "notes", "todo"} and set(rows.values()) <= {"passed", "failed"}
     assert git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"

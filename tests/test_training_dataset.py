@@ -71,6 +71,26 @@ def test_dataset_from_notes_with_lineage_split_and_negatives(repo_dir: Path) -> 
 
 
 def test_lora_without_a_dataset_says_what_to_do(repo_dir: Path) -> None:
-    result = pantheon(repo_dir, "train", "lora", "--agent", "nobody")
+    result = pantheon(repo_dir, "train", "lora", "--agent", "implementer")
     assert result.returncode == 2
-    assert ("no dataset yet" in result.stderr) or ("trainer is not installed" in result.stderr)
+    assert "refs/pantheon/datasets/implementer: no dataset yet" in result.stderr
+
+
+def test_an_unknown_agent_is_refused_and_nothing_is_written(repo_dir: Path) -> None:
+    agent_step(repo_dir, "good0", "implementer", '{"tool":"finish","args":{"summary":"x"}}', "approve")
+    refs_before = git(repo_dir, "for-each-ref")
+    for action in ("dataset", "lora", "rollback"):
+        result = pantheon(repo_dir, "train", action, "--agent", "implementor")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1
+        assert "--agent: unknown agent 'implementor' (known: implementer, planner, reviewer)" in result.stderr
+    assert git(repo_dir, "for-each-ref") == refs_before
+    # An agent the repository defines in .pantheon/agents is known.
+    (repo_dir / ".pantheon" / "agents").mkdir(parents=True)
+    (repo_dir / ".pantheon" / "agents" / "doc.py").write_text(
+        "from pantheon_git.agents.builtin import IMPLEMENTER\n"
+        "import dataclasses\nDOC = dataclasses.replace(IMPLEMENTER, name='doc-writer')\n"
+    )
+    made = pantheon(repo_dir, "train", "dataset", "--agent", "doc-writer")
+    assert made.returncode == 0, made.stderr
+    assert "0 train, 0 holdout, 0 negatives" in made.stdout

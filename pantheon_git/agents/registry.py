@@ -41,3 +41,18 @@ def agents(root: Path) -> dict[str, AgentSpec]:
 def agent_names(root: Path) -> set[str]:
     """Every name a flow node may use: model agents and the runner's own nodes."""
     return set(agents(root)) | set(RUNNER_NODES)
+
+
+def check_models(root: Path, agent_names_used: set[str], source: str) -> None:
+    """Every model agent a flow uses must name a model of .pantheon/models.toml (checked before a night)."""
+    from pantheon_git.schema.models import load_models
+
+    known = agents(root)
+    models = load_models(root)
+    for name in sorted(agent_names_used):
+        agent = known.get(name)
+        if agent is not None and agent.model not in models:
+            raise PantheonError(
+                f"{source}: agent {name}: model '{agent.model}' is not in .pantheon/models.toml "
+                f"(known: {', '.join(sorted(models))})"
+            )

@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.agents.registry import agent_names
+    from pantheon_git.agents.registry import agent_names, check_models
     from pantheon_git.schema.flow import load_flow, topological_order
     from pantheon_git.store.git import open_repo, work_tree
 
@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     known = agent_names(root)
     for name in names:
         flow = load_flow(root, name, known)
+        check_models(root, {node.agent for node in flow.nodes}, f".pantheon/flows/{name}.toml")
         order = " -> ".join(node.id for node in topological_order(flow))
         print(f"{name}: ok ({order})")
     return 0

@@ -16,6 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from pantheon_git.schema.config import load_config
     from pantheon_git.store.git import open_repo, work_tree
     from pantheon_git.store.layout import run_branch
+    from pantheon_git.store.logview import log_votes
     from pantheon_git.store.runs import newest_run, recorded_steps
     from pantheon_git.store.votes import Vote, append_votes, read_votes
 
@@ -29,18 +30,14 @@ def run(args: argparse.Namespace) -> int:
     votes = [vote for _, commit in recorded_steps(repo, ref) for vote in read_votes(repo, commit.id)]
     policy = load_config(work_tree(repo)).gate
     decision = decide(policy, votes)
-    append_votes(
-        repo,
-        head,
-        [
-            Vote(
-                kind="gate",
-                voter="gate",
-                verdict=decision.verdict,
-                reasons=decision.reasons,
-                evidence={"policy": policy.model_dump()},
-            )
-        ],
+    gate_vote = Vote(
+        kind="gate",
+        voter="gate",
+        verdict=decision.verdict,
+        reasons=decision.reasons,
+        evidence={"policy": policy.model_dump()},
     )
+    append_votes(repo, head, [gate_vote])
+    log_votes(repo, head, [gate_vote])  # `git log` shows the new decision under the step
     print(f"gate: {decision.verdict} ({'; '.join(decision.reasons)})")
     return 0

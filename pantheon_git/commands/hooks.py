@@ -37,10 +37,14 @@ def guard_push(ref_lines: list[str]) -> int:
     from pantheon_git.schema.config import load_config
     from pantheon_git.store.git import open_repo, work_tree
 
-    repo = open_repo()
-    root = work_tree(repo)
-    protected = protected_branches(repo, load_config(root).hooks.protected)
-    refusals = pre_push(repo, root, ref_lines, protected)
+    try:
+        repo = open_repo()
+        root = work_tree(repo)
+        protected = protected_branches(repo, load_config(root).hooks.protected)
+        refusals = pre_push(repo, root, ref_lines, protected)
+    except Exception as exc:  # fail closed: a guard that cannot decide refuses the push
+        print(f"pantheon pre-push: refusing the push, cannot decide: {exc}", file=sys.stderr)
+        return 1
     for line in refusals:
         print(f"pantheon pre-push: refusing {line}", file=sys.stderr)
     if refusals:

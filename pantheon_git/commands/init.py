@@ -8,8 +8,13 @@ from pantheon_git.errors import PantheonError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", nargs="?", choices=["agent"], help="scaffold something else instead")
-    parser.add_argument("name", nargs="?", help="with `agent`: the new agent's name")
+    parser.add_argument(
+        "what", nargs="?", choices=["agent", "flow"], help="scaffold an agent or a flow instead"
+    )
+    parser.add_argument("name", nargs="?", help="with `agent` or `flow`: the new one's name")
+    parser.add_argument(
+        "--from", dest="template", default="default", help="with `flow`: the template in templates/flows/"
+    )
     parser.add_argument("--remote", help="remote to configure for sync (default: origin, or the only one)")
     parser.add_argument(
         "--push-traces",
@@ -38,6 +43,17 @@ def run(args: argparse.Namespace) -> int:
 
         path = scaffold_agent(root, args.name)
         print(f"created {path.relative_to(root)}")
+        return 0
+    if args.what == "flow":
+        if not args.name:
+            raise PantheonError("init flow: give the new flow's name, e.g. `git pantheon init flow nightly`")
+        from pantheon_git.agents.registry import agent_names
+        from pantheon_git.ops.scaffold import scaffold_flow
+        from pantheon_git.schema.flow import load_flow
+
+        path = scaffold_flow(root, args.name, args.template)
+        load_flow(root, args.name, agent_names(root))  # the template must hold in this repository
+        print(f"created {path.relative_to(root)}; check it with `git pantheon flow check {args.name}`")
         return 0
     remote = args.remote
     if remote is not None and remote not in [r.name for r in repo.remotes]:

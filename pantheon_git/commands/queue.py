@@ -114,8 +114,10 @@ def _check_flow(repo: pygit2.Repository, flow: str, source: str) -> None:
     """The spec's flow must exist and be valid here (once .pantheon/flows exists, i.e. after init)."""
     if repo.workdir is None or not (Path(repo.workdir) / ".pantheon" / "flows").is_dir():
         return
-    from pantheon_git.agents.registry import agent_names
+    from pantheon_git.agents.registry import agent_names, check_models
     from pantheon_git.schema.flow import check_flow_exists
 
     root = Path(repo.workdir)
-    check_flow_exists(root, flow, source, agent_names(root))
+    loaded = check_flow_exists(root, flow, source, agent_names(root))
+    if loaded is not None:
+        check_models(root, {node.agent for node in loaded.nodes}, f".pantheon/flows/{flow}.toml")

@@ -14,10 +14,20 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "action", choices=["dataset", "lora"], help="mine a dataset, or train on the last one"
+        "action",
+        choices=["dataset", "lora", "promote", "rollback"],
+        help="mine a dataset, train on the last one, promote an adapter that beats the current one, "
+        "or roll back to the version before",
     )
     parser.add_argument("--agent", required=True, help="the agent whose steps to learn from")
     parser.add_argument("--out", help="dataset: also write its files here; lora: the adapter's directory")
+    parser.add_argument("--adapter", help="promote: the GGUF adapter to evaluate (from `train lora`)")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        metavar="ID",
+        help="promote: the held-out tasks to evaluate on (default: the dataset manifest's holdout tasks)",
+    )
     parser.add_argument("--method", choices=["lora", "qlora"], default="lora")
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--steps", type=int, default=50)
@@ -30,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from pantheon_git.training.dataset import mine, record
 
     repo = open_repo()
+    _known_agent(repo, args.agent)
     where = DATASETS_PREFIX + args.agent
     if args.action == "dataset":
         data = mine(repo, args.agent)
@@ -49,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action in ("promote", "rollback"):
         return _promote_or_rollback(repo, args)
+    dataset = repo.references.get(where)
+    if dataset is None:
+        raise PantheonError(
+            f"{where}: no dataset yet; mine one with `git pantheon train dataset --agent {args.agent}`"
+        )
+    # After the cheap checks, so a missing dataset is reported the same with or without the trainer.
     try:
         from pantheon_trainer.base import embedded_gguf
         from pantheon_trainer.export import export_gguf_adapter
@@ -58,11 +75,6 @@ def run(args: argparse.Namespace) -> int:
             "the trainer is not installed: pip install -e trainer (torch, transformers, peft, gguf); "
             "`make test` installs it into .venv"
         ) from None
-    dataset = repo.references.get(where)
-    if dataset is None:
-        raise PantheonError(
-            f"{where}: no dataset yet; mine one with `git pantheon train dataset --agent {args.agent}`"
-        )
     commit = dataset.peel()
     rows = [
         json.loads(line)
@@ -91,6 +103,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _known_agent(repo: Any, name: str) -> None:
+    """Refuse (before anything is written) an agent that neither the registry nor any flow knows."""
+    from pantheon_git.agents.builtin import RUNNER_NODES
+    from pantheon_git.agents.registry import agents
+    from pantheon_git.errors import PantheonError
+    from pantheon_git.schema.document import parse_toml
+    from pantheon_git.store.git import work_tree
+
+    root = work_tree(repo)
+    known = set(agents(root))
+    for path in sorted((root / ".pantheon" / "flows").glob("*.toml")):
+        try:
+            nodes = parse_toml(path.read_text(), str(path)).get("nodes", [])
+        except PantheonError:
+            continue  # a broken flow is `flow check`'s to report; its names are still unknown here
+        known |= {str(node.get("agent")) for node in nodes if isinstance(node, dict) and node.get("agent")}
+    known -= RUNNER_NODES  # acceptance and the gate run no model: nothing to learn
+    if name not in known:
+        raise PantheonError(f"--agent: unknown agent '{name}' (known: {', '.join(sorted(known)) or 'none'})")
+
+
 def _promote_or_rollback(repo: Any, args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
     from pantheon_git.runtime.adapters import promoted_adapter
@@ -106,6 +139,8 @@ def _promote_or_rollback(repo: Any, args: argparse.Namespace) -> int:
         return 0
     if not args.adapter:
         raise PantheonError("promote: give --adapter PATH (a GGUF adapter from `git pantheon train lora`)")
+    if not Path(args.adapter).is_file():
+        raise PantheonError(f"--adapter: {args.adapter}: no such file")
     tasks = args.tasks
     if not tasks:
         dataset = repo.references.get(DATASETS_PREFIX + args.agent)

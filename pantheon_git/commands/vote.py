@@ -16,6 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from pantheon_git.queue.tasks import resolve_id
     from pantheon_git.store.git import identity, open_repo
     from pantheon_git.store.layout import run_branch
+    from pantheon_git.store.logview import log_votes
     from pantheon_git.store.runs import newest_run
     from pantheon_git.store.votes import Vote, append_votes
 
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     name, email = identity(repo)
     vote = Vote(voter=f"person:{name} <{email}>", verdict=args.verdict, reasons=args.message)
     append_votes(repo, head, [vote])
+    log_votes(repo, head, [vote])  # `git log` shows it under the step it judges
     print(f"voted {args.verdict} on {run_branch(task_id, attempt).removeprefix('refs/heads/')}")
     print(f"re-evaluate the gate with `git pantheon gate {task_id}`")
     return 0

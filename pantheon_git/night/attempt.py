@@ -24,6 +24,7 @@ from pantheon_git.night.worktrees import add_worktree, remove_worktree, worktree
 from pantheon_git.schema.spec import Spec
 from pantheon_git.store.git import run_git
 from pantheon_git.store.layout import run_branch
+from pantheon_git.store.logview import count_tool_calls, step_log, write_step_log
 from pantheon_git.store.runs import (
     Step,
     make_step_commit,
@@ -93,6 +94,20 @@ def _base_commit(repo: pygit2.Repository, spec: Spec) -> pygit2.Oid:
         raise PantheonError(f"task {spec.id}: base '{spec.base}' no longer resolves to a commit") from None
 
 
+def recorded_base(repo: pygit2.Repository, ref: str) -> str:
+    """The commit run branch `ref` started from: its first step's Pantheon-Base trailer, or (no step
+    yet, or a run recorded before the trailer existed) the first step's parent, or the branch itself."""
+    steps = recorded_steps(repo, ref)
+    if steps:
+        first = steps[0][1]
+        recorded = parse_trailers(first.message).get("Pantheon-Base")
+        if recorded:
+            return recorded
+        return str(first.parents[0].id) if first.parents else ""
+    tip = repo.references.get(ref)
+    return str(tip.peel(pygit2.Commit).id) if tip is not None else ""
+
+
 def _restore(worktree: Path) -> None:
     """Put the worktree back to its last committed step (a failed try leaves no half-edits behind)."""
     run_git(["reset", "--quiet", "--hard"], worktree, check=False)
@@ -131,6 +146,7 @@ def run_attempt(
     branch = ref.removeprefix("refs/heads/")
     if not resume:
         start_run_branch(repo, task_id, attempt, _base_commit(repo, spec))
+    base = recorded_base(repo, ref)
     done = {name: commit for name, commit in recorded_steps(repo, ref)}
     outputs: dict[str, Any] = {}
     for name, commit in done.items():
@@ -166,10 +182,23 @@ def run_attempt(
                     attempt,
                     ref,
                     min(deadline_all, clock + node.timeout_s),
+                    base,
                 )
             duration = time.monotonic() - clock
             commit = _record(
-                repo, ref, spec, node, workdir, result, tries, inputs, attempt, policy, started, duration
+                repo,
+                ref,
+                spec,
+                node,
+                workdir,
+                result,
+                tries,
+                inputs,
+                attempt,
+                policy,
+                started,
+                duration,
+                base,
             )
             outputs[node.id] = result.output
             run.steps.append(node.id)
@@ -202,6 +231,7 @@ def _run_with_retries(
     attempt: int,
     ref: str,
     deadline: float,
+    base: str = "",
 ) -> tuple[NodeResult, list[dict[str, Any]]]:
     executor = executors.get(node.agent)
     if executor is None:
@@ -226,6 +256,7 @@ def _run_with_retries(
             seed=node.seed,
             run_ref=ref,
             previous_votes=previous,
+            base=base,
         )
         if context.seconds_left() <= 0:
             result = NodeResult(
@@ -261,10 +292,13 @@ def _record(
     policy: Mapping[str, Any],
     started: datetime,
     duration: float,
+    base: str = "",
 ) -> pygit2.Oid:
     """The node's step commit (the worktree as it is) and its trace note; then publish the branch."""
     task_id = spec.id or ""
     extra: dict[str, str] = {"Pantheon-Attempt": str(attempt)}
+    if base and not recorded_steps(repo, ref):
+        extra["Pantheon-Base"] = base  # on the run's first step: the commit it started from
     if not result.ok:
         extra["Pantheon-Outcome"] = "failed"
         extra["Pantheon-Error"] = (result.error or "failed").splitlines()[0][:200]
@@ -280,6 +314,7 @@ def _record(
         "agent": node.agent,
         "ok": result.ok,
         "model": result.model,
+        "base": base,
         "started": started.isoformat(timespec="seconds"),
         "duration_s": round(duration, 3),
         "tokens": result.tokens,
@@ -305,5 +340,8 @@ def _record(
     write_trace(repo, commit, trace, detail_keys=("input", "agent_trace"))
     if result.votes:
         append_votes(repo, commit, result.votes)
+    # What `git log` shows for the step (notes.displayRef): a few lines, written before the step is
+    # published like the trace, so no published step lacks them.
+    write_step_log(repo, commit, step_log(trace, result.votes, count_tool_calls(result.trace)))
     publish_step(repo, ref, commit, parent)  # the worktree's HEAD follows: its index already matches
     return commit

@@ -13,7 +13,7 @@ from typing import Any
 
 from pantheon_git.agents.loop import run_agent
 from pantheon_git.agents.spec import AgentSpec
-from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeResult
+from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
 from pantheon_git.night.policy import refuse_non_local
 from pantheon_git.review.gate import decide
 from pantheon_git.runtime.openai_compat import url_is_local
@@ -48,6 +48,13 @@ def _diff(worktree: Path, base: str) -> str:
     return text if len(text) <= DIFF_CHARS else text[:DIFF_CHARS] + "\n… (diff truncated)"
 
 
+def review_diff(context: NodeContext) -> str:
+    """What a reviewer is shown: the run's changes since the commit it started from (never a branch name)."""
+    if not context.base:
+        raise NodeFailed("the run has no recorded base commit to diff against")
+    return _diff(context.worktree, context.base)
+
+
 def agent_executor(agent: AgentSpec, config: ModelConfig, sandbox: Sandbox) -> NodeExecutor:
     def execute(context: NodeContext) -> NodeResult:
         from pantheon_git.runtime.llama import runtime_for  # loads the model on first use only
@@ -63,7 +70,7 @@ def agent_executor(agent: AgentSpec, config: ModelConfig, sandbox: Sandbox) -> N
         task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance}
         inputs = dict(context.inputs)
         if agent.name == "reviewer":
-            inputs["diff"] = _diff(context.worktree, spec.base or "HEAD")
+            inputs["diff"] = review_diff(context)
         run = run_agent(agent, runtime, tools, task, inputs, seed=context.seed)
         votes = []
         if run.ok and agent.name == "reviewer" and run.output:

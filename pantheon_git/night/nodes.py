@@ -29,6 +29,9 @@ class NodeContext:
     seed: int | None = None
     run_ref: str = ""
     previous_votes: tuple[Vote, ...] = ()  # votes already on this run branch (for the gate)
+    # The commit the run started from, resolved once when the attempt began: what reviewers diff against
+    # (the spec's base branch may have moved overnight; a detached base has no name at all).
+    base: str = ""
 
     def seconds_left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())

@@ -43,8 +43,12 @@ class Refused:
     reason: str
 
 
-def pick_tasks(states: Sequence[TaskState], ids: Sequence[str] | None, limit: int) -> list[TaskState]:
-    """The tasks to run, in order (pure): the named ones, or every runnable one by priority."""
+def pick_tasks(states: Sequence[TaskState], ids: Sequence[str] | None) -> list[TaskState]:
+    """The tasks to try, in order (pure): the named ones, or every runnable one by priority.
+
+    No night limit here: a task another runner holds is skipped without counting, so the limit is
+    applied to the tasks that actually run (`run_tasks`), or a shared night would leave work undone.
+    """
     if ids:
         by_id = {state.id: state for state in states}
         picked = []
@@ -56,7 +60,7 @@ def pick_tasks(states: Sequence[TaskState], ids: Sequence[str] | None, limit: in
                 raise PantheonError(f"task {task_id}: is {state.status.value}, nothing to run")
             picked.append(state)
         return picked
-    return [state for state in states if state.status in RUNNABLE][:limit]
+    return [state for state in states if state.status in RUNNABLE]
 
 
 def _take_over(
@@ -110,7 +114,10 @@ def run_tasks(
     picked_ids = [task_id for task_id in ids or () if task_id not in {bad.task_id for bad in broken}]
     if ids and not picked_ids:
         return results
-    for state in pick_tasks(task_states(repo), picked_ids or None, setup.max_tasks):
+    ran = 0  # attempts started or resumed: what max_tasks bounds (named tasks are not bounded)
+    for state in pick_tasks(task_states(repo), picked_ids or None):
+        if not ids and ran >= setup.max_tasks:
+            break
         try:
             result = _run_task(repo, root, state, setup, on_event, take_over_expired)
         except Exception as crash:  # bad input in one task fails that task, never the night
@@ -118,6 +125,7 @@ def run_tasks(
             result = Refused(state.id, reason.splitlines()[0] if reason else repr(crash))
             on_event({"event": "failed", "task": state.id, "reason": result.reason})
         results.append(result)
+        ran += isinstance(result, TaskRun)  # a task skipped for another runner's claim does not count
     return results
 
 

@@ -15,7 +15,7 @@ import pygit2
 from pantheon_git.ops.templates import templates_dir
 from pantheon_git.queue.sync import push_refspecs
 from pantheon_git.store.git import run_git
-from pantheon_git.store.layout import PAYLOADS_NOTES, TRACES_NOTES, VOTES_NOTES, notes_name
+from pantheon_git.store.layout import LOG_NOTES, PAYLOADS_NOTES, TRACES_NOTES, VOTES_NOTES, notes_name
 
 # What `init` copies from templates/ into .pantheon/ (spec.toml stays a template for `queue`).
 SCAFFOLD = ("config.toml", "models.toml", "flows/default.toml", "agents/README.md")
@@ -66,7 +66,7 @@ def create_notes_refs(repo: pygit2.Repository) -> list[str]:
     from pantheon_git.store.git import set_ref, signature
 
     created = []
-    for ref in (TRACES_NOTES, VOTES_NOTES):
+    for ref in (LOG_NOTES,):
         if repo.references.get(ref) is None:
             sig = signature(repo)
             empty = repo.TreeBuilder().write()
@@ -86,6 +86,8 @@ def default_remote(repo: pygit2.Repository) -> str | None:
 
 # Pushed every notes ref, traces and payloads included; earlier versions of `init` set it.
 OLD_NOTES_PUSH = "refs/notes/pantheon/*:refs/notes/pantheon/*"
+# `git log --pretty=pantheon`: one line per commit plus its log lines, for a screen-sized report.
+PRETTY_PANTHEON = "format:%C(auto)%h%d %s%n%N"
 
 
 def wanted_config(
@@ -96,7 +98,10 @@ def wanted_config(
     A plain `git push` carries the queue, run branches, votes and evals; trace notes and payloads only
     with `push_traces` (`[sync] push_traces = true` or `init --push-traces`).
     """
-    wanted = [ConfigValue("notes.displayRef", ref) for ref in (TRACES_NOTES, VOTES_NOTES)]
+    # `git log` shows the short step summaries (votes included), never the JSON traces: a six-step run
+    # stays on one screen. Tools read refs/notes/pantheon/traces directly.
+    wanted = [ConfigValue("notes.displayRef", LOG_NOTES)]
+    wanted.append(ConfigValue("pretty.pantheon", PRETTY_PANTHEON, multi=False))
     wanted.append(ConfigValue(f"notes.{notes_name(VOTES_NOTES)}.mergeStrategy", "cat_sort_uniq", multi=False))
     if remote is None:
         return wanted
@@ -117,11 +122,13 @@ def wanted_config(
 
 
 def unwanted_config(remote: str | None, *, push_traces: bool = False) -> list[ConfigValue]:
-    """Values `init` removes: push refspecs that would publish trace notes nobody asked to push."""
+    """Values `init` removes: what earlier versions set and is now retired (JSON traces shown by
+    `git log`), and push refspecs that would publish trace notes nobody asked to push."""
+    unwanted = [ConfigValue("notes.displayRef", ref) for ref in (TRACES_NOTES, VOTES_NOTES)]
     if remote is None:
-        return []
+        return unwanted
     push = f"remote.{remote}.push"
-    unwanted = [ConfigValue(push, OLD_NOTES_PUSH)]
+    unwanted.append(ConfigValue(push, OLD_NOTES_PUSH))
     if not push_traces:
         unwanted += [ConfigValue(push, f"{ref}*:{ref}*") for ref in (TRACES_NOTES, PAYLOADS_NOTES)]
     return unwanted

@@ -69,15 +69,8 @@ def main() -> int:
     sh(sample, "git", "pantheon", "list")
     sh(sample, "git", "log", "--oneline", "refs/pantheon/tasks")
     night = sh(sample, "git", "pantheon", "night", check=False)
-    sh(
-        sample,
-        "git",
-        "log",
-        "--notes=pantheon/traces",
-        "--notes=pantheon/votes",
-        "main..pantheon/hello-file/1",
-        check=False,
-    )
+    # The morning report in git itself: a few lines per step (refs/notes/pantheon/log, the displayRef).
+    sh(sample, "git", "log", "--notes", "--pretty=pantheon", "main..pantheon/hello-file/1", check=False)
     sh(sample, "git", "pantheon", "list")
     sh(sample, "git", "pantheon", "report")
     sh(sample, "git", "pantheon", "merge", "--all-passing", "--dry-run", check=False)

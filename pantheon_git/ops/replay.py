@@ -19,7 +19,7 @@ from pantheon_git.night.worktrees import scratch_worktree
 from pantheon_git.runtime.recorded import ReplayRuntime
 from pantheon_git.store.runs import worktree_tree
 from pantheon_git.store.traces import read_trace
-from pantheon_git.tools.builtin import ToolContext
+from pantheon_git.tools.builtin import ToolContext, deterministic
 from pantheon_git.tools.sandbox import require_sandbox, run_sandboxed
 
 
@@ -56,6 +56,7 @@ def replay_step(repo: pygit2.Repository, root: Path, commit_ref: str) -> ReplayR
     runtime = ReplayRuntime(
         [turn["completion"] for turn in turns],
         [rebuild_prompt(recorded["prompt"], turns, n) for n in range(1, len(turns) + 1)],
+        normalize=deterministic,
     )
     report = ReplayReport(str(commit.id), agent.name, len(turns))
     with scratch_worktree(repo, root, commit.parents[0].id, f"replay/{str(commit.id)[:12]}") as workdir:
@@ -70,8 +71,9 @@ def replay_step(repo: pygit2.Repository, root: Path, commit_ref: str) -> ReplayR
         )
         for index in runtime.prompt_mismatches:
             report.mismatches.append(f"turn {index + 1}: the prompt differs from the recorded one")
+        # Only what is deterministic is compared: a command's wall time is not.
         for old, new in zip(turns, run.turns, strict=False):
-            if old.get("result") != new.get("result"):
+            if deterministic(old.get("result", "")) != deterministic(new.get("result", "")):
                 report.mismatches.append(
                     f"turn {old['n']}: tool result differs: {new.get('result', '')[:120]!r}"
                 )

@@ -22,9 +22,9 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.store.git import ref_commit, run_git, set_ref, signature
+from pantheon_git.store.git import clear_stale_lock, ref_commit, run_git, set_ref, signature
 from pantheon_git.store.layout import claim_ref
-from pantheon_git.store.locks import pantheon_dir
+from pantheon_git.store.locks import held_since, pantheon_dir
 from pantheon_git.store.runs import parse_trailers
 
 
@@ -130,6 +130,22 @@ def _push_with_lease(root: Path, remote: str, ref: str, commit: pygit2.Oid, expe
     raise ClaimPushFailed(f"claim {ref.rsplit('/', 1)[-1]}: push to {remote} failed: {proc.last_error_line}")
 
 
+def _set_claim(
+    repo: pygit2.Repository, task_id: str, new: pygit2.Oid, expected: pygit2.Oid | None, message: str
+) -> bool:
+    """CAS the local claim ref; a lock file left on it by a runner killed mid-write is cleared first.
+
+    Only the holder of the task's flock writes its claim ref, so a lock made before this runner took
+    that flock is provably stale; otherwise only the age bound clears it (`clear_stale_lock`).
+    """
+    ref = claim_ref(task_id)
+    if set_ref(repo, ref, new, expected, message):
+        return True
+    return clear_stale_lock(repo, ref, made_before=held_since(repo.path, task_id)) and set_ref(
+        repo, ref, new, expected, message
+    )
+
+
 def claim(repo: pygit2.Repository, root: Path, task_id: str, remote: str | None) -> Claim | None:
     """Take the task's claim: on `remote` when given (create-only push), else locally. None if taken.
 
@@ -146,7 +162,7 @@ def claim(repo: pygit2.Repository, root: Path, task_id: str, remote: str | None)
         return None
     commit = _claim_commit(repo, task_id, runner_id(repo), None)
     if remote is None:
-        return read_claim(repo, ref) if set_ref(repo, ref, commit, None, "pantheon: claim") else None
+        return read_claim(repo, ref) if _set_claim(repo, task_id, commit, None, "pantheon: claim") else None
     if _push_with_lease(root, remote, ref, commit, "") is not PushOutcome.PUSHED:
         return None
     repo.references.create(ref, commit, force=True)  # mirror what the remote now holds
@@ -166,7 +182,7 @@ def heartbeat(repo: pygit2.Repository, root: Path, held: Claim, remote: str | No
             return held
         if pushed is not PushOutcome.PUSHED:
             return None
-    if not set_ref(repo, ref, commit, held.commit, "pantheon: heartbeat"):
+    if not _set_claim(repo, held.task_id, commit, held.commit, "pantheon: heartbeat"):
         current = ref_commit(repo, ref)
         if remote is None or current is None:
             return None
@@ -183,7 +199,8 @@ def take_over(repo: pygit2.Repository, root: Path, seen: Claim, remote: str | No
             return None
         repo.references.create(ref, commit, force=True)
         return read_claim(repo, ref)
-    return read_claim(repo, ref) if set_ref(repo, ref, commit, seen.commit, "pantheon: take over") else None
+    taken = _set_claim(repo, seen.task_id, commit, seen.commit, "pantheon: take over")
+    return read_claim(repo, ref) if taken else None
 
 
 def fetch_claim(root: Path, remote: str, task_id: str) -> None:

@@ -20,6 +20,7 @@ from pantheon_git.store.git import ref_commit, run_git, set_ref, signature
 from pantheon_git.store.layout import (
     CLAIMS_PREFIX,
     EVALS_NOTES,
+    LOG_NOTES,
     PAYLOADS_NOTES,
     RUN_BRANCH_PREFIX,
     TASKS_REF,
@@ -27,7 +28,13 @@ from pantheon_git.store.layout import (
     VOTES_NOTES,
 )
 
-MERGE_STRATEGY = {VOTES_NOTES: "cat_sort_uniq", TRACES_NOTES: "ours", PAYLOADS_NOTES: "ours"}
+# Log lines are written once per step and then only appended to (later votes): union keeps both sides.
+MERGE_STRATEGY = {
+    VOTES_NOTES: "cat_sort_uniq",
+    TRACES_NOTES: "ours",
+    PAYLOADS_NOTES: "ours",
+    LOG_NOTES: "union",
+}
 
 
 @dataclass

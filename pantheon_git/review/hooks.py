@@ -38,7 +38,13 @@ def protected_branches(repo: pygit2.Repository, configured: list[str]) -> set[st
 def ungated_commits(repo: pygit2.Repository, root: Path, local_sha: str, remote_sha: str) -> list[str]:
     """Run-branch commits about to be pushed whose run did not pass its gate: 'commit (task): why'."""
     exclude = ["--not", "--remotes"] if remote_sha == ZERO else [f"^{remote_sha}"]
-    listing = run_git(["rev-list", local_sha, *exclude], root, check=False).stdout.split()
+    proc = run_git(["rev-list", "--end-of-options", local_sha, *exclude], root, check=False)
+    if proc.returncode != 0:
+        # Fail closed: an empty listing would let every commit through (say, the remote's tip is a commit
+        # this clone has not fetched).
+        reason = (proc.stderr.strip().splitlines() or ["rev-list failed"])[-1]
+        raise PantheonError(f"cannot tell which commits this push carries ({reason}); fetch, then push again")
+    listing = proc.stdout.split()
     heads = run_heads(repo)
     problems = []
     verdicts: dict[tuple[str, str], Status] = {}
@@ -71,7 +77,12 @@ def pre_push(repo: pygit2.Repository, root: Path, lines: Iterable[str], protecte
     refusals = []
     for line in lines:
         parts = line.split()
+        if not parts:
+            continue
         if len(parts) != 4:
+            refusals.append(
+                f"cannot read git's ref line {line.strip()[:80]!r}: refusing rather than guessing"
+            )
             continue
         _local_ref, local_sha, remote_ref, remote_sha = parts
         if local_sha == ZERO or remote_ref not in protected:

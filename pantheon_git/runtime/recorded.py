@@ -6,7 +6,7 @@ tests of flow logic. It also reports whether each prompt still matches the recor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pantheon_git.errors import PantheonError
@@ -21,12 +21,15 @@ class ReplayRuntime:
         completions: Sequence[str],
         prompts: Sequence[str] | None = None,
         identity: ModelIdentity | None = None,
+        normalize: Callable[[str], str] = lambda text: text,
     ) -> None:
         self.completions = list(completions)
         self.prompts = list(prompts) if prompts is not None else None
         self.identity = identity or ModelIdentity(name="replay", engine="replay")
         self.position = 0
         self.prompt_mismatches: list[int] = []
+        # Prompts embed earlier tool results: compare them with volatile parts (wall times) blanked.
+        self.normalize = normalize
 
     def complete(
         self, prompt: str, *, schema: dict[str, Any] | None, max_tokens: int, seed: int | None = None
@@ -35,7 +38,7 @@ class ReplayRuntime:
             raise PantheonError(
                 f"replay: the trace has {len(self.completions)} completions, a turn asked for more"
             )
-        if self.prompts is not None and self.prompts[self.position] != prompt:
+        if self.prompts is not None and self.normalize(self.prompts[self.position]) != self.normalize(prompt):
             self.prompt_mismatches.append(self.position)
         text = self.completions[self.position]
         self.position += 1

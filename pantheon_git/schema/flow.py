@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pantheon_git.errors import PantheonError
 from pantheon_git.schema.document import parse_toml, read_text, validate
 
+# The runner's own node that decides a run (agents/builtin.py RUNNER_NODES; named here, below agents/).
+GATE_AGENT = "gate"
 NodeId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 
@@ -134,7 +136,48 @@ def validate_flow(flow: Flow, source: str, known_agents: Iterable[str]) -> Flow:
         value = getattr(flow, key)
         if value is not None and value not in ids:
             raise PantheonError(f"{source}: {key}: '{value}' is not a node of this flow")
+    _check_it_ends(flow, source)
     return flow
+
+
+def _check_it_ends(flow: Flow, source: str) -> None:
+    """The flow must end in a gate that always runs and that every node leads to.
+
+    The gate's vote is what finishes a run that did not fail: without one a run stays "running" and is
+    resumed night after night; a node after the gate would run on a decided run.
+    """
+    gates = [node for node in flow.nodes if node.agent == GATE_AGENT]
+    if not gates:
+        raise PantheonError(
+            f'{source}: nodes: no gate node (add one with agent = "{GATE_AGENT}" as the last node)'
+        )
+    output = flow.output if flow.output is not None else (gates[0].id if len(gates) == 1 else None)
+    if output is None:
+        raise PantheonError(f"{source}: output: several gate nodes; name the one that ends the flow")
+    by_id = {node.id: node for node in flow.nodes}
+    end = by_id[output]
+    if end.agent != GATE_AGENT:
+        raise PantheonError(f"{source}: output: '{output}' is not a gate node (agent = \"{GATE_AGENT}\")")
+    if end.when is not None:
+        raise PantheonError(f"{source}: node {output}: the gate that ends the flow cannot have a `when`")
+    for node in flow.nodes:
+        if output in node.inputs:
+            raise PantheonError(
+                f"{source}: node {node.id}: takes input from '{output}', which must end the flow"
+            )
+    reached: set[str] = set()
+    pending = [output]
+    while pending:
+        for name in by_id[pending.pop()].inputs:
+            if name not in reached:
+                reached.add(name)
+                pending.append(name)
+    stray = [node.id for node in flow.nodes if node.id != output and node.id not in reached]
+    if stray:
+        raise PantheonError(
+            f"{source}: node {stray[0]}: does not lead to the gate '{output}' "
+            "(add it to the inputs of a node that does)"
+        )
 
 
 def topological_order(flow: Flow, source: str = "flow") -> list[Node]:
@@ -178,15 +221,15 @@ def flow_path(root: Path, name: str) -> Path:
     return root / ".pantheon" / "flows" / f"{name}.toml"
 
 
-def check_flow_exists(root: Path, name: str, source: str, known_agents: Iterable[str]) -> None:
+def check_flow_exists(root: Path, name: str, source: str, known_agents: Iterable[str]) -> Flow | None:
     """A spec's `flow` must name a valid flow of the repository (once .pantheon/flows exists)."""
     folder = root / ".pantheon" / "flows"
     if not folder.is_dir():
-        return
+        return None
     if not flow_path(root, name).is_file():
         known = ", ".join(sorted(path.stem for path in folder.glob("*.toml"))) or "none"
         raise PantheonError(f"{source}: flow: no .pantheon/flows/{name}.toml (known: {known})")
-    load_flow(root, name, known_agents)
+    return load_flow(root, name, known_agents)
 
 
 def load_flow(root: Path, name: str, known_agents: Iterable[str]) -> Flow:

@@ -160,11 +160,25 @@ def ref_commit(repo: pygit2.Repository, ref: str) -> pygit2.Commit | None:
 STALE_LOCK_SECONDS = 30.0
 
 
-def clear_stale_lock(repo: pygit2.Repository, ref: str, older_than: float = STALE_LOCK_SECONDS) -> bool:
-    """Remove `ref`'s lock file if it is older than `older_than` seconds; True if one was removed."""
+def clear_stale_lock(
+    repo: pygit2.Repository,
+    ref: str,
+    older_than: float = STALE_LOCK_SECONDS,
+    *,
+    made_before: float | None = None,
+) -> bool:
+    """Remove `ref`'s lock file only if it is provably stale; True if one was removed.
+
+    Provably stale: older than `older_than` seconds (no live writer holds a ref lock that long), or made
+    before `made_before`, a time after which the caller knows every earlier writer of the ref is gone
+    (it holds the one lock all of them held). A lock is never removed merely because it exists.
+    """
+    if older_than <= 0:
+        raise ValueError("a lock's age bound must be positive: existing is no proof of being stale")
     lock = common_dir(repo.path) / f"{ref}.lock"
     try:
-        if time.time() - lock.stat().st_mtime >= older_than:
+        made = lock.stat().st_mtime
+        if time.time() - made >= older_than or (made_before is not None and made < made_before):
             lock.unlink()
             return True
     except FileNotFoundError:

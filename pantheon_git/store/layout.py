@@ -17,7 +17,9 @@ VOTES_NOTES = "refs/notes/pantheon/votes"
 PAYLOADS_NOTES = "refs/notes/pantheon/payloads"
 # Evaluations of adapters on held-out tasks, one note per adapter commit.
 EVALS_NOTES = "refs/notes/pantheon/evals"
-NOTES_REFS = (TRACES_NOTES, VOTES_NOTES, PAYLOADS_NOTES, EVALS_NOTES)
+# The few human lines per step that `git log` shows (notes.displayRef); the JSON stays in traces.
+LOG_NOTES = "refs/notes/pantheon/log"
+NOTES_REFS = (TRACES_NOTES, VOTES_NOTES, PAYLOADS_NOTES, EVALS_NOTES, LOG_NOTES)
 
 # Directory in the tasks tree holding one cancellation record per cancelled task.
 CANCELLED_DIR = "cancelled"

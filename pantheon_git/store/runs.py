@@ -15,6 +15,7 @@ import pygit2
 from pantheon_git.errors import ConflictError, PantheonError
 from pantheon_git.store.git import build_tree, clear_stale_lock, ref_commit, set_ref, signature
 from pantheon_git.store.layout import RUN_BRANCH_PREFIX, parse_run_branch, run_branch
+from pantheon_git.store.locks import held_since
 from pantheon_git.store.redact import redact, redact_bytes
 
 
@@ -87,12 +88,19 @@ def newest_run(repo: pygit2.Repository, task_id: str) -> tuple[int, pygit2.Oid] 
     return newest, attempts[newest]
 
 
+def _clear_left_lock(repo: pygit2.Repository, ref: str) -> bool:
+    """Clear a lock file on run branch `ref` only if provably stale (see `clear_stale_lock`)."""
+    parsed = parse_run_branch(ref)
+    since = held_since(repo.path, parsed[0]) if parsed is not None else None
+    return clear_stale_lock(repo, ref, made_before=since)
+
+
 def start_run_branch(repo: pygit2.Repository, task_id: str, attempt: int, base: pygit2.Oid) -> str:
     """Create the run branch for an attempt at commit `base`; refuse if it already exists."""
     ref = run_branch(task_id, attempt)
     message = f"pantheon: start {task_id} attempt {attempt}"
     if not set_ref(repo, ref, base, None, message) and not (
-        clear_stale_lock(repo, ref, older_than=0) and set_ref(repo, ref, base, None, message)
+        _clear_left_lock(repo, ref) and set_ref(repo, ref, base, None, message)
     ):
         raise PantheonError(f"{ref}: already exists (attempt {attempt} of {task_id} was started before)")
     return ref
@@ -127,13 +135,14 @@ def make_step_commit(
 def publish_step(repo: pygit2.Repository, ref: str, commit: pygit2.Oid, parent: pygit2.Oid) -> None:
     """Move run branch `ref` from `parent` to `commit`; refuse if anyone else moved it meanwhile.
 
-    Only the holder of the task's lock writes its run branch, so a lock file found on it was left by a
-    runner killed mid-write: it is cleared and the move tried once more.
+    Only the holder of the task's lock writes its run branch, so a lock file on it made before this
+    runner took the task's lock was left by a runner killed mid-write: it is cleared and the move tried
+    once more. Any other lock file is someone's live write (or not provably stale): the step is refused.
     """
     message = f"pantheon: step {str(commit)[:12]}"
     if set_ref(repo, ref, commit, parent, message):
         return
-    if clear_stale_lock(repo, ref, older_than=0) and set_ref(repo, ref, commit, parent, message):
+    if _clear_left_lock(repo, ref) and set_ref(repo, ref, commit, parent, message):
         return
     raise ConflictError(f"{ref}: moved by another writer while a step was being recorded")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,17 @@ def search(args: SearchArgs, ctx: ToolContext) -> str:
                 if len(matches) >= MAX_MATCHES:
                     return "\n".join(matches) + "\n… (more matches not shown)"
     return "\n".join(matches) or f"no match for {args.text!r}"
+
+
+# The run tool reports its wall time, which differs from one run of the same command to the next: replay
+# compares tool results (and the prompts built from them) with it blanked out.
+# A result's first line, alone or as the prompt shows it after "Result: ".
+_WALL_TIME = re.compile(r"^((?:Result: )?(?:exit -?\d+|timed out)) after \d+(?:\.\d+)?s$", re.MULTILINE)
+
+
+def deterministic(text: str) -> str:
+    """`text` with the volatile parts of tool results (wall times) replaced by a fixed mark."""
+    return _WALL_TIME.sub(lambda match: f"{match.group(1)} after …s", text)
 
 
 def run(args: RunArgs, ctx: ToolContext) -> str:

@@ -55,7 +55,10 @@ def evaluate(
     agent = agents(root).get(agent_name)
     if agent is None:
         raise PantheonError(f"agent {agent_name}: not defined here")
-    config = load_models(root)[agent.model]
+    models = load_models(root)
+    if agent.model not in models:
+        raise PantheonError(f"agent {agent_name}: model '{agent.model}' is not in .pantheon/models.toml")
+    config = models[agent.model]
     if adapter is not None:
         config = config.model_copy(update={"adapter": str(adapter)})
     runtime = runtime_for(agent.model, config)
@@ -97,7 +100,8 @@ def promote(
     files = {"adapter.gguf": adapter.read_bytes(), "eval.json": json.dumps(record, indent=1).encode()}
 
     def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str]:
-        version = 1 + sum(1 for _ in repo.walk(tip.id)) if tip is not None else 1
+        # Versions count promotions only: a rollback neither takes nor frees a number.
+        version = 1 + sum(1 for commit in _chain(repo, tip) if commit.message.startswith("promote "))
         message = (
             f"promote {agent}@{version}: {len(candidate.passed)}/{len(candidate.tasks)} held-out tasks "
             f"(was {len(current.passed)}/{len(current.tasks)})\n"
@@ -110,17 +114,43 @@ def promote(
     return commit
 
 
+def _chain(repo: pygit2.Repository, tip: pygit2.Commit | None) -> list[pygit2.Commit]:
+    """The adapter chain oldest first (each commit has at most one parent)."""
+    chain: list[pygit2.Commit] = []
+    while tip is not None:
+        chain.append(tip)
+        tip = tip.parents[0] if tip.parents else None
+    return chain[::-1]
+
+
+def live_versions(repo: pygit2.Repository, tip: pygit2.Commit | None) -> list[pygit2.Commit]:
+    """The promotions still in force, oldest first: each promotion pushes, each rollback pops one.
+
+    The last one is what is served now; a rollback steps back to the one before it, so a second
+    rollback goes one version further back instead of restoring the adapter just rolled back.
+    """
+    stack: list[pygit2.Commit] = []
+    for commit in _chain(repo, tip):
+        if commit.message.startswith("promote "):
+            stack.append(commit)
+        elif commit.message.startswith("rollback ") and stack:
+            stack.pop()
+    return stack
+
+
 def rollback(repo: pygit2.Repository, agent: str) -> pygit2.Oid:
-    """Append a commit that restores the version before the current one (the base model if none)."""
+    """Append a commit that restores the promotion before the one in force (the base model if none)."""
     ref = ADAPTERS_PREFIX + agent
 
     def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str]:
-        if tip is None:
-            raise PantheonError(f"{ref}: nothing promoted, nothing to roll back")
-        previous = tip.parents[0] if tip.parents else None
+        live = live_versions(repo, tip)
+        if tip is None or not live:
+            raise PantheonError(f"{ref}: no promoted adapter in force, nothing to roll back")
+        previous = live[-2] if len(live) >= 2 else None
         tree = previous.tree_id if previous is not None else repo.TreeBuilder().write()
-        label = previous.message.splitlines()[0] if previous is not None else "the base model"
-        return tree, f"rollback {agent}: back to {label}\n"
+        label = previous.message.split(":")[0] if previous is not None else "the base model"
+        undone = live[-1].message.split(":")[0]
+        return tree, f"rollback {agent}: back to {label} (undoes {undone})\n"
 
     commit = append_commit(repo, ref, build)
     assert commit is not None

@@ -1,0 +1,92 @@
+"""`git log --notes` of a run branch is the morning report: a few human lines per step, on one screen.
+
+The model agents here are small fakes that return what a real loop returns (turns, tokens, a model
+label); the acceptance checks and the gate are the runner's real executors, and the note layout, the
+git config and `git log` are what the test is about.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pantheon_git.night.executors import acceptance_executor, gate_executor
+from pantheon_git.night.nodes import NodeContext, NodeResult
+from pantheon_git.night.setup import plan_nodes
+from pantheon_git.schema.config import GatePolicy
+from pantheon_git.store.git import open_repo
+from pantheon_git.store.votes import Vote
+from pantheon_git.tools.builtin import unsandboxed
+from tests.conftest import git, pantheon
+from tests.test_runner_task import POLICY, queued
+
+MODEL = "gemma3-270m@1a2b3c4d5e6f"
+
+
+def agent(name: str):
+    def run(context: NodeContext) -> NodeResult:
+        turns = [
+            {"n": 1, "completion": '{"tool":"list_files","args":{"path":"."}}', "result": "README.md"},
+            {"n": 2, "completion": '{"tool":"write_file","args":{}}', "result": "wrote a.txt"},
+            {"n": 3, "completion": '{"tool":"finish","args":{}}'},
+        ]
+        votes = []
+        output: dict[str, object] = {"summary": f"{name} did its part"}
+        if name == "reviewer":
+            (context.worktree / "a.txt").exists()
+            output = {"verdict": "approve", "reasons": ["a.txt is there"]}
+            votes = [Vote(voter=f"reviewer:{context.node_id}", verdict="approve", reasons=["a.txt is there"])]
+        if name == "implementer":
+            (context.worktree / "a.txt").write_text("done\n")
+        return NodeResult(
+            summary=f"{name} finished",
+            output=output,
+            model=MODEL,
+            trace={"prompt": "### Task\n" + "x" * 3000, "turns": turns, "output": output},
+            tokens={"in": 900, "out": 60, "evaluated": 900},
+            votes=votes,
+        )
+
+    return run
+
+
+def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo_dir: Path) -> None:
+    assert pantheon(repo_dir, "init").returncode == 0
+    from pantheon_git.night.attempt import run_attempt
+
+    repo = open_repo(repo_dir)
+    spec = queued(repo_dir)
+    nodes = plan_nodes(repo_dir, "default")
+    executors = {
+        "planner": agent("planner"),
+        "implementer": agent("implementer"),
+        "reviewer": agent("reviewer"),
+        "acceptance": acceptance_executor(unsandboxed),
+        "gate": gate_executor(GatePolicy()),
+    }
+    run = run_attempt(repo, repo_dir, spec, nodes, executors, attempt=1, resume=False, policy=POLICY)
+    assert run.steps == ["plan", "implement", "test", "review-a", "review-b", "gate"]
+    log = git(repo_dir, "log", "--notes", "main..pantheon/t1/1")
+    # git's own layout of a commit (header, subject, five trailers) is 13 lines a step; the note adds
+    # one to three. With the JSON traces displayed it was 287 lines.
+    assert len(log.splitlines()) <= 6 * 16, log
+    assert "Notes (pantheon/log):" in log and '"policy"' not in log  # no JSON in the report
+    short = git(repo_dir, "log", "--notes", "--pretty=pantheon", "main..pantheon/t1/1")
+    assert len(short.splitlines()) <= 60, short
+    assert short.splitlines()[0].endswith(
+        "(pantheon/t1/1) gate: approve (acceptance passed; approved by reviewer:review-a, reviewer:review-b)"
+    )
+    assert (
+        f"implement: ok · agent implementer · {MODEL}+base · 900+60 tokens · " in log
+        and " · 2 tool calls\n" in log
+    )
+    assert "acceptance 1/1 passed" in log
+    assert "votes: reviewer:review-a approve (a.txt is there)" in log
+    assert "votes: gate approve (" in log
+    # The JSON trace is still there for tools.
+    trace = json.loads(git(repo_dir, "notes", "--ref", "pantheon/traces", "show", "pantheon/t1/1~4"))
+    assert trace["node"] == "implement" and trace["tokens"]["out"] == 60
+    # A person's vote later joins the log of the step it judges.
+    assert pantheon(repo_dir, "vote", "t1", "reject", "-m", "wrong file name").returncode == 0
+    head_log = git(repo_dir, "log", "-1", "--notes", "pantheon/t1/1")
+    assert "votes: person:Night Tester <night@example.com> reject (wrong file name)" in head_log
