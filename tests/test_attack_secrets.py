@@ -143,6 +143,7 @@ def test_a_night_with_planted_secrets_writes_none_of_them(repo_dir: Path, tmp_pa
     ).split()
     votes = git(repo_dir, "notes", "--ref", "pantheon/votes", "show", test_step[0])
     assert "[REDACTED:" in votes and "api.example.com" in votes
+    assert "kaggle [REDACTED:environment]" in votes  # found by value only: the runner's KAGGLE_KEY
     assert leaked(repo_dir, FILE_SECRETS + ENV_VALUES) == []
 
 
