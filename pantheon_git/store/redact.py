@@ -47,7 +47,6 @@ SECRET_ENV_NAMES = frozenset(
         "DOCKER_AUTH_CONFIG",
         "VAULT_ADDR",
         "NPM_CONFIG__AUTH",
-        "HF_TOKEN",
     }
 )
 # A name made of `_`-separated words is a credential when one of its words is one of these
@@ -97,13 +96,6 @@ _remembered: set[str] = set()
 def remember_secrets(values: Iterable[str]) -> None:
     """Redact these exact values from now on (e.g. credentials scrubbed from the environment)."""
     _remembered.update(value for value in values if len(value) >= MIN_KNOWN_VALUE)
-
-
-def remember_env_secrets(env: Mapping[str, str]) -> list[str]:
-    """Remember the values of `env`'s credential-like variables; returns their names, sorted."""
-    names = sorted(name for name, value in env.items() if is_secret_env(name, value))
-    remember_secrets(env[name] for name in names)
-    return names
 
 
 _env_seen: tuple[int, frozenset[str]] = (0, frozenset())
