@@ -110,7 +110,8 @@ def test_a_night_with_planted_secrets_writes_none_of_them(repo_dir: Path, tmp_pa
     # A credentials file outside the repository that a check prints, and one holding an env value only.
     outside = tmp_path / "credentials"
     outside.write_text(SECRET_TEXT)
-    env_copy = tmp_path / "env-copy.txt"
+    # Under the main git dir: the sandbox shows it read-only (a private /tmp hides tmp_path's files).
+    env_copy = repo_dir / ".git" / "env-copy.txt"
     env_copy.write_text(f"kaggle {ENV_SECRETS['KAGGLE_KEY']} and pg {ENV_SECRETS['PGPASSWORD']}\n")
     encoded = base64.b64encode(SECRET_TEXT.encode()).decode()
     spec = tmp_path / "spec.toml"
@@ -143,6 +144,7 @@ def test_a_night_with_planted_secrets_writes_none_of_them(repo_dir: Path, tmp_pa
     ).split()
     votes = git(repo_dir, "notes", "--ref", "pantheon/votes", "show", test_step[0])
     assert "[REDACTED:" in votes and "api.example.com" in votes
+    assert "kaggle [REDACTED:environment]" in votes  # found by value only: the runner's KAGGLE_KEY
     assert leaked(repo_dir, FILE_SECRETS + ENV_VALUES) == []
 
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.store.redact import remember_secrets
+from pantheon_git.store.redact import is_secret_env, remember_secrets
 from pantheon_git.tools.sandbox import sandbox_description, scrub_env
 
 
@@ -192,7 +192,8 @@ def enter_night_mode() -> dict[str, Any]:
     git (a file a tool read, a log line) is redacted by value.
     """
     _clean, removed = scrub_env(os.environ)
-    remember_secrets(os.environ[name] for name in removed)
+    # Values redacted from now on: those that are secrets (not AWS_REGION's "us-east-1", removed by prefix).
+    remember_secrets(os.environ[name] for name in removed if is_secret_env(name, os.environ[name]))
     for name in removed:
         del os.environ[name]
     block_egress()

@@ -112,12 +112,15 @@ def update_notes(
     notes_ref: str,
     updates: Mapping[str, NoteUpdate],
     message: str,
+    *,
+    redacted: bool = False,
 ) -> pygit2.Oid | None:
     """Apply `updates` (object id -> note update) as one notes commit, CAS-safe against other writers.
 
     Each update sees the note as it is on the tip being built on, so after a lost race it is re-applied
     to the winner's notes and nothing either writer added is lost. Returns the notes commit, or None
-    when no note changed.
+    when no note changed. Every note is redacted of secrets unless its writer says it did that already
+    (`redacted`: traces and votes redact their structured values, before JSON escaping).
     """
 
     def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str] | None:
@@ -129,7 +132,7 @@ def update_notes(
                 _, old_id = _locate(repo, root, hexid)
                 old = repo.get(old_id).data if old_id is not None else None
             new = update(old)
-            if new is not None:
+            if new is not None and not redacted:
                 new = redact_bytes(new)  # every note is pushed with its ref: no secret may be in one
             if new == old:
                 continue
@@ -149,14 +152,26 @@ def replace_with(data: bytes) -> NoteUpdate:
 
 
 def set_note(
-    repo: pygit2.Repository, notes_ref: str, target: str | pygit2.Oid, data: bytes, message: str
+    repo: pygit2.Repository,
+    notes_ref: str,
+    target: str | pygit2.Oid,
+    data: bytes,
+    message: str,
+    *,
+    redacted: bool = False,
 ) -> None:
     """Attach `data` as the note on `target`, replacing any note it had."""
-    update_notes(repo, notes_ref, {str(target): replace_with(data)}, message)
+    update_notes(repo, notes_ref, {str(target): replace_with(data)}, message, redacted=redacted)
 
 
 def append_note_lines(
-    repo: pygit2.Repository, notes_ref: str, target: str | pygit2.Oid, lines: list[str], message: str
+    repo: pygit2.Repository,
+    notes_ref: str,
+    target: str | pygit2.Oid,
+    lines: list[str],
+    message: str,
+    *,
+    redacted: bool = False,
 ) -> None:
     """Append lines to `target`'s note, skipping lines already there (as cat_sort_uniq would)."""
 
@@ -168,4 +183,4 @@ def append_note_lines(
             return old
         return ("\n".join(existing + fresh) + "\n").encode()
 
-    update_notes(repo, notes_ref, {str(target): update}, message)
+    update_notes(repo, notes_ref, {str(target): update}, message, redacted=redacted)

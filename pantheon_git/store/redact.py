@@ -47,7 +47,6 @@ SECRET_ENV_NAMES = frozenset(
         "DOCKER_AUTH_CONFIG",
         "VAULT_ADDR",
         "NPM_CONFIG__AUTH",
-        "HF_TOKEN",
     }
 )
 # A name made of `_`-separated words is a credential when one of its words is one of these
@@ -99,18 +98,17 @@ def remember_secrets(values: Iterable[str]) -> None:
     _remembered.update(value for value in values if len(value) >= MIN_KNOWN_VALUE)
 
 
-def remember_env_secrets(env: Mapping[str, str]) -> list[str]:
-    """Remember the values of `env`'s credential-like variables; returns their names, sorted."""
-    names = sorted(name for name, value in env.items() if is_secret_env(name, value))
-    remember_secrets(env[name] for name in names)
-    return names
+_env_seen: tuple[int, frozenset[str]] = (0, frozenset())
 
 
 def known_secrets() -> list[str]:
     """Every value redacted verbatim: remembered ones and the current environment's, longest first."""
-    current = {value for name, value in os.environ.items() if is_secret_env(name, value)}
-    values = _remembered | {value for value in current if len(value) >= MIN_KNOWN_VALUE}
-    return sorted(values, key=len, reverse=True)
+    global _env_seen
+    items = tuple(os.environ.items())
+    if hash(items) != _env_seen[0]:  # classify the environment again only when it changed
+        current = {value for name, value in items if is_secret_env(name, value)}
+        _env_seen = (hash(items), frozenset(value for value in current if len(value) >= MIN_KNOWN_VALUE))
+    return sorted(_remembered | _env_seen[1], key=len, reverse=True)
 
 
 # --- formats checked here (the ruleset misses them or cuts them short) ----------------------------------
@@ -137,7 +135,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     # NAME=value / NAME: value / "name": "value" where NAME says it is a credential
     (
         re.compile(
-            r"(?i)(?:\b|_)(?:[a-z0-9_]*?)(?:password|passwd|secret|token|api_?key|"
+            r"(?i)(?:password|passwd|_pwd|secret|token|api_?key|"
             r"access_?key(?:_id)?|private_?key|secret_?key|_pat|_dsn|credentials?|passphrase|auth)"
             rf"['\"]?\s*[=:]\s*['\"]?{_NOT_YET}(?P<v>[^\s'\",;\\]{{6,}})"
         ),
@@ -155,6 +153,11 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\bbearer\s+(?P<v>[A-Za-z0-9._~+/=-]{16,})"), "bearer-token"),
 ]
 
+_CANDIDATE = re.compile(
+    r"(?i)[A-Za-z0-9+/=_-]{20,}|passw|pass\b|pwd|secre?t|token|key\b|api.?key|auth|cred|://|@"
+)
+# Lines for the plugins: escaped line breaks count too, so one long JSON line is not one candidate.
+_LINE_BREAK = re.compile(r"\r?\n|\\n")
 # detect-secrets plugins not used: hex strings are commit and blob ids here, public IPs are no secret.
 _SKIPPED_PLUGINS = frozenset({"HexHighEntropyString", "IPPublicDetector"})
 
@@ -203,8 +206,12 @@ def _found(view: str) -> dict[str, str]:
         named = "v" in pattern.groupindex
         for match in pattern.finditer(view):
             found.setdefault(match.group("v") if named else match.group(0), kind)
-    for plugin, kind in _plugins():
-        for value in plugin.analyze_string(view):
+    # The plugins only see lines that could hold a secret: some of their patterns are slow (the keyword
+    # plugin alone costs ~20 ms on a 13 KB trace), and a line with no long token, no credential word and
+    # no URL cannot match any of them.
+    candidates = "\n".join(line for line in _LINE_BREAK.split(view) if _CANDIDATE.search(line))
+    for plugin, kind in _plugins() if candidates else ():
+        for value in plugin.analyze_string(candidates):
             if _plausible(plugin, value):
                 found.setdefault(value, kind)
     # An escape's backslash is no part of a value, and a quote would take the document's syntax with it.
@@ -216,6 +223,33 @@ def _found(view: str) -> dict[str, str]:
     }
 
 
+def _prepare(text: str, known: list[str]) -> str:
+    """Known values and whole PEM blocks out first: they need no search of the rest."""
+    for value in known:
+        for form in (value, json.dumps(value)[1:-1]):
+            if form in text:
+                text = text.replace(form, marker("environment"))
+    if "PRIVATE KEY" in text:
+        text = _PEM.sub(lambda match: marker("private-key"), text)
+    return text
+
+
+def _search(text: str) -> list[tuple[str, str]]:
+    """(value, type) of every secret in `text` (and in its unescaped reading), longest value first."""
+    found = _found(text)
+    if "\\" in text:
+        for value, kind in _found(_unescape(text)).items():
+            found.setdefault(value, kind)
+    return sorted(found.items(), key=lambda item: len(item[0]), reverse=True)
+
+
+def _replace(text: str, found: list[tuple[str, str]]) -> str:
+    for value, kind in found:
+        if value in text:
+            text = text.replace(value, marker(kind))
+    return text
+
+
 def redact(text: str) -> str:
     """`text` with every secret found replaced by `[REDACTED:<type>]`.
 
@@ -223,32 +257,46 @@ def redact(text: str) -> str:
     TOML string) is also searched as it reads unescaped, so `\\"token\\": \\"…\\"` or a netrc line
     inside a JSON string is found too.
     """
-    if not text:
+    if len(text) < 6:
         return text
-    for value in known_secrets():
-        for form in (value, json.dumps(value)[1:-1]):
-            if form in text:
-                text = text.replace(form, marker("environment"))
-    if "PRIVATE KEY" in text:
-        text = _PEM.sub(lambda match: marker("private-key"), text)
-    found = _found(text)
-    if "\\" in text:
-        for value, kind in _found(_unescape(text)).items():
-            found.setdefault(value, kind)
-    for value in sorted(found, key=len, reverse=True):
-        text = text.replace(value, marker(found[value]))
-    return text
+    text = _prepare(text, known_secrets())
+    return _replace(text, _search(text))
 
 
 def redact_all(value: Any) -> Any:
-    """`redact` applied to every string (keys included) inside a JSON-like value."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, Mapping):
-        return {redact(key) if isinstance(key, str) else key: redact_all(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact_all(item) for item in value]
-    return value
+    """`redact` applied to every string (keys included) inside a JSON-like value.
+
+    The strings are searched together, once, as lines of one text (a trace holds dozens of short
+    strings; searching each alone would run every plugin dozens of times), then each is cleaned.
+    """
+    known = known_secrets()
+    strings: dict[str, str] = {}
+
+    def collect(item: Any) -> None:
+        if isinstance(item, str):
+            if len(item) >= 6 and item not in strings:
+                strings[item] = _prepare(item, known)
+        elif isinstance(item, Mapping):
+            for key, inner in item.items():
+                collect(key)
+                collect(inner)
+        elif isinstance(item, list | tuple):
+            for inner in item:
+                collect(inner)
+
+    collect(value)
+    found = _search("\n".join(strings.values())) if strings else []
+
+    def rebuild(item: Any) -> Any:
+        if isinstance(item, str):
+            return _replace(strings[item], found) if item in strings else item
+        if isinstance(item, Mapping):
+            return {rebuild(key): rebuild(inner) for key, inner in item.items()}
+        if isinstance(item, list | tuple):
+            return [rebuild(inner) for inner in item]
+        return item
+
+    return rebuild(value)
 
 
 def redact_bytes(data: bytes) -> bytes:

@@ -16,7 +16,7 @@ from pantheon_git.errors import ConflictError, PantheonError
 from pantheon_git.store.git import build_tree, clear_stale_lock, ref_commit, set_ref, signature
 from pantheon_git.store.layout import RUN_BRANCH_PREFIX, parse_run_branch, run_branch
 from pantheon_git.store.locks import held_since
-from pantheon_git.store.redact import redact, redact_bytes
+from pantheon_git.store.redact import redact_all, redact_bytes
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Step:
 
     def message(self) -> str:
         """Summary and trailers, secrets redacted (before whitespace is folded: rules see the lines)."""
-        title, _, body = redact(self.summary).strip().partition("\n")
+        # One search for the summary and every trailer value (the summary first, as the map's key order).
         trailers = {
             "Pantheon-Task": self.task,
             "Pantheon-Step": self.step,
@@ -40,7 +40,9 @@ class Step:
             "Pantheon-Model": self.model,
             **self.extra,
         }
-        lines = [f"{key}: {' '.join(redact(str(value)).split())}" for key, value in trailers.items()]
+        cleaned = redact_all({"": self.summary, **{key: str(value) for key, value in trailers.items()}})
+        title, _, body = cleaned.pop("").strip().partition("\n")
+        lines = [f"{key}: {' '.join(value.split())}" for key, value in cleaned.items()]
         parts = [f"{self.step}: {title or '(no summary)'}"]
         if body.strip():
             parts.append(body.strip())

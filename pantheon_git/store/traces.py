@@ -60,9 +60,9 @@ def write_trace(
     if blobs:
         # Payloads first: a trace note never points at a blob that is not reachable yet.
         keep = {blob_id: replace_with(data) for blob_id, data in blobs.items()}
-        update_notes(repo, PAYLOADS_NOTES, keep, f"pantheon: payloads for {commit}")
+        update_notes(repo, PAYLOADS_NOTES, keep, f"pantheon: payloads for {commit}", redacted=True)
     note = json.dumps(stored, indent=1, sort_keys=False, ensure_ascii=False).encode() + b"\n"
-    set_note(repo, TRACES_NOTES, commit, note, f"pantheon: trace for {commit}")
+    set_note(repo, TRACES_NOTES, commit, note, f"pantheon: trace for {commit}", redacted=True)
     return stored
 
 

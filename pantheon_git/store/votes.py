@@ -48,9 +48,8 @@ class Vote(BaseModel):
 def append_votes(repo: pygit2.Repository, commit: str | pygit2.Oid, votes: list[Vote]) -> None:
     """Append votes to `commit`'s votes note (one notes commit, CAS-safe against other writers)."""
     names = ", ".join(f"{vote.voter}={vote.verdict}" for vote in votes)
-    append_note_lines(
-        repo, VOTES_NOTES, commit, [vote.to_line() for vote in votes], f"pantheon: vote {names}"
-    )
+    lines = [vote.to_line() for vote in votes]  # each redacted as structured values
+    append_note_lines(repo, VOTES_NOTES, commit, lines, f"pantheon: vote {names}", redacted=True)
 
 
 def read_votes(repo: pygit2.Repository, commit: str | pygit2.Oid) -> list[Vote]:
