@@ -29,7 +29,13 @@ class ReplayRuntime:
         self.prompt_mismatches: list[int] = []
 
     def complete(
-        self, prompt: str, *, schema: dict[str, Any] | None, max_tokens: int, seed: int | None = None
+        self,
+        prompt: str,
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        seed: int | None = None,
+        temperature: float = 0.0,
     ) -> Completion:
         if self.position >= len(self.completions):
             raise PantheonError(
