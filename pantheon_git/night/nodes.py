@@ -29,6 +29,9 @@ class NodeContext:
     seed: int | None = None
     run_ref: str = ""
     previous_votes: tuple[Vote, ...] = ()  # votes already on this run branch (for the gate)
+    temperature: float = 0.0  # 0: greedy; above 0 the node samples with `seed`
+    # Every output recorded so far on this run branch (step id -> output), e.g. the `baseline` checks.
+    upstream: dict[str, Any] = field(default_factory=dict)
 
     def seconds_left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
