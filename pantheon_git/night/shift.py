@@ -15,10 +15,12 @@ from typing import Any
 import pygit2
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.night.attempt import TaskRun, choose_attempt, run_attempt
+from pantheon_git.night.attempt import PlannedNode, TaskRun, choose_attempt, run_attempt
+from pantheon_git.night.nodes import NodeExecutor
 from pantheon_git.night.setup import NightSetup, prepare_night
 from pantheon_git.queue.claims import Claim, claim, heartbeat, read_claim, take_over
 from pantheon_git.queue.status import Status, TaskState, task_states
+from pantheon_git.schema.spec import Spec
 from pantheon_git.store.layout import claim_ref
 from pantheon_git.store.locks import task_lock
 
@@ -101,49 +103,80 @@ def run_tasks(
                     results.append(Skipped(task_id, reason))
                     on_event({"event": "skipped", "task": task_id, "reason": reason})
                     continue
-            choice = choose_attempt(repo, spec)
-            if choice is None:
-                results.append(Skipped(task_id, f"all {spec.limits.max_attempts} attempts used"))
-                continue
-            attempt, resume = choice
-            claim_state = {"held": held}
-
-            def keep_alive(claim_state: dict[str, Any] = claim_state) -> bool:
-                renewed = heartbeat(repo, root, claim_state["held"], setup.remote)
-                if renewed is None:
-                    return False
-                claim_state["held"] = renewed
-                return True
-
-            on_event(
-                {"event": "task", "task": task_id, "attempt": attempt, "resume": resume, "title": spec.title}
-            )
-            try:
-                run = run_attempt(
-                    repo,
-                    root,
-                    spec,
-                    nodes,
-                    executors,
-                    attempt=attempt,
-                    resume=resume,
-                    policy=setup.policy,
-                    on_event=on_event,
-                    keep_alive=keep_alive,
-                )
-            except PantheonError as refused:  # e.g. its base branch is gone: this task only, not the night
-                results.append(Skipped(task_id, str(refused)))
-                on_event({"event": "skipped", "task": task_id, "reason": str(refused)})
-                continue
-            results.append(run)
-            on_event(
-                {
-                    "event": "done",
-                    "task": task_id,
-                    "attempt": attempt,
-                    "outcome": run.outcome,
-                    "detail": run.detail,
-                    "branch": run.branch,
-                }
-            )
+            results += _best_of(repo, root, spec, nodes, executors, setup, held, on_event)
     return results
+
+
+def samples_for(spec: Spec, setup: NightSetup) -> int:
+    """Best-of-N: the spec's `limits.samples`, else the config's `[night] samples`."""
+    return spec.limits.samples or setup.samples
+
+
+def _best_of(
+    repo: pygit2.Repository,
+    root: Path,
+    spec: Spec,
+    nodes: list[PlannedNode],
+    executors: dict[str, NodeExecutor],
+    setup: NightSetup,
+    held: Claim,
+    on_event: Callable[[dict[str, Any]], None],
+) -> list[TaskRun | Skipped]:
+    """Up to N attempts of one task (each its own run branch and seed), stopping at the first that passes
+    the gate; every attempt's steps and traces stay (failed ones are training negatives)."""
+    task_id = spec.id or ""
+    samples = samples_for(spec, setup)
+    claim_state = {"held": held}
+
+    def keep_alive(claim_state: dict[str, Any] = claim_state) -> bool:
+        renewed = heartbeat(repo, root, claim_state["held"], setup.remote)
+        if renewed is None:
+            return False
+        claim_state["held"] = renewed
+        return True
+
+    runs: list[TaskRun | Skipped] = []
+    for _ in range(samples):
+        choice = choose_attempt(repo, spec, samples)
+        if choice is None:
+            if not runs:
+                limit = max(spec.limits.max_attempts, samples)
+                runs.append(Skipped(task_id, f"all {limit} attempts used"))
+            break
+        attempt, resume = choice
+        on_event(
+            {"event": "task", "task": task_id, "attempt": attempt, "resume": resume, "title": spec.title}
+        )
+        try:
+            run = run_attempt(
+                repo,
+                root,
+                spec,
+                nodes,
+                executors,
+                attempt=attempt,
+                resume=resume,
+                policy=setup.policy,
+                on_event=on_event,
+                keep_alive=keep_alive,
+                sample_temperature=setup.sample_temperature,
+            )
+        except PantheonError as refused:  # e.g. its base branch is gone: this task only, not the night
+            runs.append(Skipped(task_id, str(refused)))
+            on_event({"event": "skipped", "task": task_id, "reason": str(refused)})
+            break
+        runs.append(run)
+        on_event(
+            {
+                "event": "done",
+                "task": task_id,
+                "attempt": attempt,
+                "outcome": run.outcome,
+                "detail": run.detail,
+                "branch": run.branch,
+                "passed": run.passed,
+            }
+        )
+        if run.passed or run.outcome == "skipped":
+            break
+    return runs
