@@ -153,8 +153,8 @@ def night_repo(problems: list[dict[str, Any]], samples: int, repairs: int, imple
         spec = Spec(
             id=f"he-{index:03d}",
             title=f"Implement {problem['entry_point']} in {path}",
-            scope=f"Write the body of `{problem['entry_point']}` in {path} so that it does what its docstring "
-            "says. Change only that file.",
+            scope=f"Write the body of `{problem['entry_point']}` in {path} so that it does what its "
+            "docstring says. Change only that file.",
             acceptance=[f"timeout {CHECK_TIMEOUT_S} python3 checks/c{index:03d}.py"],
             flow="bench",
             priority=-index,  # in problem order
@@ -190,12 +190,12 @@ def main() -> int:
 
     def on_event(event: dict[str, Any]) -> None:
         if event.get("event") == "step":
+            log(f"  {event['node']}: {'ok' if event['ok'] else 'failed'} {event['seconds']:.1f}s {event['tokens']}")
             for key in tokens:
                 tokens[key] += int((event.get("tokens") or {}).get(key, 0))
         if event.get("event") == "done":
-            log(
-                f"{event['task']} attempt {event['attempt']}: {event['outcome']}, passed={event.get('passed')}"
-            )
+            state = "passed" if event.get("passed") else event["outcome"]
+            log(f"{event['task']} attempt {event['attempt']}: {state} {event.get('detail', '')[:300]}")
 
     setup = prepare_night(repo, root)  # night mode, as `git pantheon night` enters it
     start = time.perf_counter()
@@ -227,10 +227,11 @@ def main() -> int:
     print(f"HumanEval, first {n} problems, one model, one run")
     print(f"raw completion pass@1   {raw:3d}/{n} ({raw / n:.1%})  {raw_seconds / n:5.1f} s/task")
     print(f"night pass@1            {pass1:3d}/{n} ({pass1 / n:.1%})  goal: >= raw")
+    per_task = figures["night_tokens_per_task"]
+    print(f"night best-of-{args.samples:<2d}        {best:3d}/{n} ({best / n:.1%})  goal: >= 2x raw")
     print(
-        f"night best-of-{args.samples:<2d}        {best:3d}/{n} ({best / n:.1%})  goal: >= 2x raw"
-        f"  ({figures['attempts']} attempts, {night_seconds / n:5.1f} s/task,"
-        f" tokens/task in {figures['night_tokens_per_task']['in']} out {figures['night_tokens_per_task']['out']})"
+        f"night: {figures['attempts']} attempts, {night_seconds / n:.1f} s/task, "
+        f"tokens/task in {per_task['in']} out {per_task['out']}"
     )
     return 0
 

@@ -349,3 +349,24 @@ def test_seed_and_temperature_give_independent_and_repeatable_samples() -> None:
     assert sample(1, 1.0) == one  # the same seed: the same draw (after another prompt ran in between)
     greedy = sample(1, 0.0)
     assert sample(2, 0.0) == greedy  # temperature 0 stays greedy, whatever the seed
+
+
+def test_a_retry_samples_instead_of_repeating_the_greedy_try(repo_dir: Path) -> None:
+    spec = stamp(Spec(id="retry", title="t", acceptance=["true"]), author="a <a@b>", base="main")
+    repo = open_repo(repo_dir)
+    enqueue(repo, [spec])
+    seen: list[tuple[int | None, float]] = []
+
+    def once_wrong(context: NodeContext) -> NodeResult:
+        seen.append((context.seed, context.temperature))
+        if len(seen) == 1:
+            return NodeResult(summary="wrong", ok=False, error="wrong")
+        (context.worktree / "x.txt").write_text("x")
+        return NodeResult(summary="right")
+
+    nodes = [PlannedNode("implement", "b", retries=2, seed=5)]
+    run = run_attempt(repo, repo_dir, spec, nodes, {"b": once_wrong}, attempt=1, resume=False, policy=POLICY)
+    assert run.outcome == "completed" and seen == [(5, 0.0), (6, 0.8)]
+    note = read_trace(repo, git(repo_dir, "rev-parse", "pantheon/retry/1").strip())
+    assert note is not None and note["sampling"] == {"seed": 6, "temperature": 0.8}
+    assert note["failed_tries"][0]["sampling"] == {"seed": 5, "temperature": 0.0}

@@ -122,6 +122,14 @@ def node_sampling(node: PlannedNode, attempt: int, sample_temperature: float) ->
     return (node.seed or 0) + SEED_STRIDE * (attempt - 1), node.temperature or sample_temperature
 
 
+def retry_sampling(node: PlannedNode, number: int, sample_temperature: float) -> tuple[int | None, float]:
+    """(seed, temperature) of try `number` of a node: a greedy retry would repeat the failed try exactly,
+    so tries after the first sample, each with its own seed."""
+    if number <= 1:
+        return node.seed, node.temperature
+    return (node.seed or 0) + number - 1, node.temperature or sample_temperature
+
+
 def flow_node_id(step_id: str) -> str:
     """The flow node a step belongs to: `test.repair2` -> `test`."""
     return step_id.split(".", 1)[0]
@@ -256,8 +264,9 @@ def run_attempt(
             if node.when is not None and not node.when(outputs):
                 result = NodeResult(summary="skipped (its `when` is false)", output={"skipped": True})
                 tries: list[dict[str, Any]] = []
+                sampling: dict[str, Any] = {}
             else:
-                result, tries = _run_with_retries(
+                result, tries, sampling = _run_with_retries(
                     repo,
                     spec,
                     replace(node, seed=seed, temperature=temperature),
@@ -268,6 +277,7 @@ def run_attempt(
                     ref,
                     min(deadline_all, clock + node.timeout_s),
                     outputs,
+                    sample_temperature,
                 )
             duration = time.monotonic() - clock
             commit = _record(
@@ -283,7 +293,7 @@ def run_attempt(
                 policy,
                 started,
                 duration,
-                sampling={"seed": seed, "temperature": temperature},
+                sampling=sampling,
             )
             outputs[node.id] = outputs[flow_node_id(node.id)] = result.output
             run.steps.append(node.id)
@@ -319,18 +329,26 @@ def _run_with_retries(
     ref: str,
     deadline: float,
     upstream: Mapping[str, Any] | None = None,
-) -> tuple[NodeResult, list[dict[str, Any]]]:
+    sample_temperature: float = 0.8,
+) -> tuple[NodeResult, list[dict[str, Any]], dict[str, Any]]:
+    """The node's result after its tries, the failed tries' records, and the last try's sampling."""
     executor = executors.get(node.agent)
     if executor is None:
-        return NodeResult(
-            summary=f"no executor for agent {node.agent}",
-            ok=False,
-            error=f"agent {node.agent}: not available to the runner",
-        ), []
+        return (
+            NodeResult(
+                summary=f"no executor for agent {node.agent}",
+                ok=False,
+                error=f"agent {node.agent}: not available to the runner",
+            ),
+            [],
+            {},
+        )
     previous = tuple(vote for _, commit in recorded_steps(repo, ref) for vote in read_votes(repo, commit.id))
     tries: list[dict[str, Any]] = []
     result = NodeResult(summary="not run", ok=False, error="not run")
     for number in range(1, node.retries + 2):
+        seed, temperature = retry_sampling(node, number, sample_temperature)
+        sampling = {"seed": seed, "temperature": temperature}
         context = NodeContext(
             spec=spec,
             task_id=spec.id or "",
@@ -340,10 +358,10 @@ def _run_with_retries(
             worktree=workdir,
             inputs=inputs,
             deadline=deadline,
-            seed=node.seed,
+            seed=seed,
             run_ref=ref,
             previous_votes=previous,
-            temperature=node.temperature,
+            temperature=temperature,
             upstream=dict(upstream or {}),
         )
         if context.seconds_left() <= 0:
@@ -359,6 +377,7 @@ def _run_with_retries(
         tries.append(
             {
                 "try": number,
+                "sampling": sampling,
                 "error": result.error,
                 "log_tail": result.log_tail[-LOG_TAIL_CHARS:],
                 "trace": result.trace,
@@ -366,7 +385,7 @@ def _run_with_retries(
         )
         if number <= node.retries:
             _restore(workdir)
-    return result, tries
+    return result, tries, sampling
 
 
 def _record(
