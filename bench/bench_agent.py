@@ -190,7 +190,8 @@ def main() -> int:
 
     def on_event(event: dict[str, Any]) -> None:
         if event.get("event") == "step":
-            log(f"  {event['node']}: {'ok' if event['ok'] else 'failed'} {event['seconds']:.1f}s {event['tokens']}")
+            state = "ok" if event["ok"] else "failed"
+            log(f"  {event['node']}: {state} {event['seconds']:.1f}s {event['tokens']}")
             for key in tokens:
                 tokens[key] += int((event.get("tokens") or {}).get(key, 0))
         if event.get("event") == "done":
