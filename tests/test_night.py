@@ -64,13 +64,14 @@ def test_night_leaves_a_run_branch_per_task_with_a_note_per_step(night_repo) -> 
 def test_replay_reproduces_a_recorded_step(night_repo) -> None:
     repo, _ = night_repo
     implement = git(
-        repo, "log", "--format=%H", "--grep", "Pantheon-Step: implement", "pantheon/hello/1"
+        repo, "log", "--format=%H", "--grep", "^Pantheon-Step: implement$", "pantheon/hello/1"
     ).split()[0]
     replayed = pantheon(repo, "replay", implement)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "every tool result, the output and the files match" in replayed.stdout
-    gate = git(repo, "rev-parse", "pantheon/hello/1").strip()
-    no_model = pantheon(repo, "replay", gate)
+    # A step no model ran (the acceptance checks): nothing to replay.
+    checks = git(repo, "log", "--format=%H", "--grep", "^Pantheon-Step: test$", "pantheon/hello/1").split()[0]
+    no_model = pantheon(repo, "replay", checks)
     assert no_model.returncode == 2 and "ran no model agent" in no_model.stderr
 
 
