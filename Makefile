@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml trainer/pyproject.toml Makefile
 	# this image carries; an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e trainer
+	# The night refuses to run commands without its bubblewrap sandbox: say so now, not at night.
+	$(BIN)/python -c "from pantheon_git.tools.sandbox import sandbox_problem as p; print(p() or 'sandbox: ok')"
 	touch $@
 
 test: $(STAMP)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pantheon_git.agents.redact import REDACTED, redact, redact_all
 from pantheon_git.agents.registry import agent_names, agents
+from pantheon_git.store.redact import REDACTED, redact, redact_all
 from tests.conftest import pantheon
 
 
@@ -60,7 +60,7 @@ def test_secrets_are_redacted_before_recording() -> None:
         assert secret not in cleaned, secret
     assert cleaned.count(REDACTED) == 8 and "OPENAI_API_KEY=" in cleaned and "git.example.com/x" in cleaned
     assert redact_all({"turns": [{"result": "sk-abcdefghijklmnopqrstu"}], "n": 3}) == {
-        "turns": [{"result": REDACTED}],
+        "turns": [{"result": "[REDACTED:api-key]"}],
         "n": 3,
     }
     assert redact("nothing secret here: tokens_in=512") == "nothing secret here: tokens_in=512"

@@ -41,13 +41,16 @@ def test_remote_refspecs_never_force_notes_and_plain_push_fetch_work(repo_dir: P
     push = git(repo_dir, "config", "--get-all", "remote.origin.push").splitlines()
     assert not [spec for spec in fetch if spec.startswith("+refs/notes")]
     assert "refs/notes/pantheon/*:refs/notes/remotes/origin/pantheon/*" in fetch
-    assert push[0] == "HEAD" and "refs/notes/pantheon/*:refs/notes/pantheon/*" in push
+    assert push[0] == "HEAD" and "refs/notes/pantheon/votes*:refs/notes/pantheon/votes*" in push
+    assert not [spec for spec in push if "traces" in spec or "payloads" in spec or "notes/pantheon/*" in spec]
 
     assert pantheon(repo_dir, "queue", "--title", "T", "--acceptance", "true").returncode == 0
     git(repo_dir, "notes", "--ref", "pantheon/votes", "add", "-m", '{"id":"1"}', "HEAD")
+    git(repo_dir, "notes", "--ref", "pantheon/traces", "add", "-f", "-m", '{"prompt":"local"}', "HEAD")
     git(repo_dir, "push", "-q")  # plain push: the current branch and the pantheon data
     remote_refs = git(bare, "for-each-ref", "--format=%(refname)").split()
     assert {"refs/heads/main", "refs/pantheon/tasks", "refs/notes/pantheon/votes"} <= set(remote_refs)
+    assert "refs/notes/pantheon/traces" not in remote_refs  # traces stay local unless asked for
 
     other = tmp_path / "other"
     git(tmp_path, "clone", "-q", str(bare), str(other))
@@ -83,3 +86,27 @@ def test_git_finds_the_pantheon_subcommand(repo_dir: Path) -> None:
         ["git", "pantheon", "--version"], cwd=repo_dir, env=env, capture_output=True, text=True
     )
     assert out.returncode == 0 and out.stdout.startswith("pantheon-git "), out.stderr
+
+
+def test_push_traces_is_opt_in_and_old_wildcard_is_removed(repo_dir: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo_dir, "remote", "add", "origin", str(bare))
+    # A repository set up by an older init pushed every notes ref, traces included.
+    git(repo_dir, "config", "--add", "remote.origin.push", "HEAD")
+    git(repo_dir, "config", "--add", "remote.origin.push", "refs/notes/pantheon/*:refs/notes/pantheon/*")
+    result = pantheon(repo_dir, "init")
+    assert result.returncode == 0 and "remote.origin.push -= refs/notes/pantheon/*" in result.stdout
+    push = git(repo_dir, "config", "--get-all", "remote.origin.push").splitlines()
+    assert "refs/notes/pantheon/*:refs/notes/pantheon/*" not in push
+    assert "refs/notes/pantheon/traces*:refs/notes/pantheon/traces*" not in push
+
+    opted = pantheon(repo_dir, "init", "--push-traces")
+    assert opted.returncode == 0, opted.stderr
+    push = git(repo_dir, "config", "--get-all", "remote.origin.push").splitlines()
+    for ref in ("traces", "payloads", "votes"):
+        assert f"refs/notes/pantheon/{ref}*:refs/notes/pantheon/{ref}*" in push
+    assert "push_traces = true" in (repo_dir / ".pantheon" / "config.toml").read_text()
+    git(repo_dir, "notes", "--ref", "pantheon/traces", "add", "-f", "-m", '{"prompt":"shared"}', "HEAD")
+    git(repo_dir, "push", "-q")
+    assert "refs/notes/pantheon/traces" in git(bare, "for-each-ref", "--format=%(refname)").split()

@@ -127,7 +127,7 @@ def test_duplicate_id_against_the_queue_is_refused(repo_dir: Path) -> None:
 
 def test_missing_file_and_missing_flags(repo_dir: Path) -> None:
     missing = pantheon(repo_dir, "queue", "nope.toml")
-    assert missing.returncode == 2 and "nope.toml: cannot read: No such file" in missing.stderr
+    assert missing.returncode == 2 and "nope.toml: no such file" in missing.stderr
     nothing = pantheon(repo_dir, "queue")
     assert nothing.returncode == 2 and "nothing to queue" in nothing.stderr
     no_acceptance = pantheon(repo_dir, "queue", "--title", "x")

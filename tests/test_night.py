@@ -95,7 +95,8 @@ def with_checks_flow(repo_dir: Path, tmp_path: Path) -> Path:
     assert pantheon(repo_dir, "init").returncode == 0
     (repo_dir / ".pantheon" / "flows" / "checks.toml").write_text(CHECKS_FLOW)
     config = repo_dir / ".pantheon" / "config.toml"
-    config.write_text(config.read_text().replace("min_approvals = 2", "min_approvals = 0"))
+    text = config.read_text().replace("min_approvals = 2", "min_approvals = 0")
+    config.write_text(text.replace("remotes = []", 'remotes = ["origin"]'))  # claims shared via origin
     git(repo_dir, "add", "-A")
     git(repo_dir, "commit", "-q", "-m", "pantheon with a model-free flow")
     return bare
@@ -192,7 +193,7 @@ def test_sigkilled_night_resumes_from_the_last_step(repo_dir: Path) -> None:
     config.write_text(
         config.read_text()
         .replace("min_approvals = 2", "min_approvals = 0")
-        .replace("[gate]\n", "[gate]\nrequire_fixed_check = false\n")
+        .replace("require_fixed_check = true", "require_fixed_check = false")
     )
     git(repo_dir, "add", "-A")
     git(repo_dir, "commit", "-q", "-m", "slow flow")

@@ -14,7 +14,7 @@ import pytest
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.night.policy import is_local_address, is_local_name, refuse_non_local
-from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available, sandbox_prefix, scrub_env
+from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available, scrub_env
 
 needs_netns = pytest.mark.skipif(
     shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0,
@@ -196,17 +196,27 @@ def test_name_lookups_are_blocked_and_the_block_can_be_scoped() -> None:
 
 @needs_netns
 def test_the_sandbox_scrubs_credentials_a_caller_passes(tmp_path: Path) -> None:
-    env = {"PATH": os.environ["PATH"], "ANTHROPIC_API_KEY": "k", "HF_TOKEN": "h", "KEEP_ME": "1"}
+    # The sandbox's environment is an allowlist: locale and PYTHON* stay, anything else (credentials
+    # under any name included) is dropped, and a credential-looking PYTHON* name goes too.
+    env = {
+        "PATH": os.environ["PATH"],
+        "ANTHROPIC_API_KEY": "k",
+        "HF_TOKEN": "h",
+        "DROP_ME": "1",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONHASHSEED": "7",
+        "PYTHON_INDEX_TOKEN": "t",
+    }
     done = run_sandboxed("env | sort", tmp_path, env, 30)
     assert done.exit_code == 0 and not done.timed_out
-    assert "KEEP_ME=1" in done.output_tail
+    assert "LC_ALL=C.UTF-8" in done.output_tail and "PYTHONHASHSEED=7" in done.output_tail
+    assert "DROP_ME" not in done.output_tail and "PYTHON_INDEX_TOKEN" not in done.output_tail
     assert "ANTHROPIC" not in done.output_tail and "HF_TOKEN" not in done.output_tail
 
 
 @needs_netns
 def test_a_tool_that_escapes_its_group_neither_blocks_nor_outlives_it(tmp_path: Path) -> None:
-    if "--pid" not in (sandbox_prefix() or ()):
-        pytest.skip("private PID namespaces (unshare --pid --fork) are not available here")
+    assert sandbox_available()
     marker = tmp_path / "escapee-survived"
     # setsid leaves the process group and keeps the output open: only the PID namespace stops it.
     done = run_sandboxed(

@@ -60,16 +60,22 @@ def test_votes_and_specs_from_two_clones_end_up_in_both(repo_dir: Path, tmp_path
     assert "+refs/notes" not in fetch_specs
 
 
-def test_run_branches_and_traces_travel(repo_dir: Path, tmp_path: Path) -> None:
+def test_run_branches_travel_and_traces_only_when_configured(repo_dir: Path, tmp_path: Path) -> None:
     from pantheon_git.store.runs import Step, commit_step, start_run_branch
     from pantheon_git.store.traces import read_trace, write_trace
 
-    _, one, two = two_clones(repo_dir, tmp_path)
+    bare, one, two = two_clones(repo_dir, tmp_path)
     assert pantheon(one, "queue", "--id", "t1", "--title", "t", "--acceptance", "true").returncode == 0
     repo = open_repo(one)
     ref = start_run_branch(repo, "t1", 1, repo.head.target)
     step = commit_step(repo, ref, Step("t1", "plan", "planner", "m", "planned"))
     write_trace(repo, step, {"summary": "planned", "prompt": "x" * 5000})
+    assert pantheon(one, "sync").returncode == 0
+    remote_refs = git(bare, "for-each-ref", "--format=%(refname)").split()
+    assert "refs/heads/pantheon/t1/1" in remote_refs
+    assert not [name for name in remote_refs if name.endswith(("/traces", "/payloads"))]
+    config = one / ".pantheon" / "config.toml"
+    config.write_text(config.read_text().replace("push_traces = false", "push_traces = true"))
     assert pantheon(one, "sync").returncode == 0
     assert pantheon(two, "sync").returncode == 0
     other = open_repo(two)

@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from pantheon_git.agents.prompt import CALL, render_header, render_turn
-from pantheon_git.agents.redact import redact, redact_all
 from pantheon_git.agents.spec import AgentSpec
 from pantheon_git.runtime.base import Runtime
+from pantheon_git.store.redact import redact, redact_all
 from pantheon_git.tools.builtin import TOOLS, Tool, ToolContext
 from pantheon_git.tools.paths import ToolError
 

@@ -15,7 +15,6 @@ class AgentSpec:
     output: type[BaseModel]  # what `finish` must carry; validated before the step is done
     tools: tuple[str, ...] = ("list_files", "read_file", "search")
     model: str = "default"  # a name in .pantheon/models.toml
-    input_fields: tuple[str, ...] = ()  # upstream outputs it is shown (empty: all of its inputs)
     examples: tuple[str, ...] = ()  # worked transcripts in the prompt format, shown before the task
     max_iterations: int = 8
     retries: int = 3  # invalid calls or tool errors in a row before the agent gives up

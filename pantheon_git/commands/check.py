@@ -32,9 +32,12 @@ def check_file(path: Path, root: Path) -> None:
 
         parse_config(text, name)
     else:
+        from pantheon_git.agents.registry import agent_names
+        from pantheon_git.schema.flow import check_flow_exists
         from pantheon_git.schema.spec import parse_spec
 
-        parse_spec(text, name)
+        spec = parse_spec(text, name)
+        check_flow_exists(root, spec.flow, name, agent_names(root))
 
 
 def run(args: argparse.Namespace) -> int:

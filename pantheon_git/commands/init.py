@@ -11,10 +11,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", nargs="?", choices=["agent"], help="scaffold something else instead")
     parser.add_argument("name", nargs="?", help="with `agent`: the new agent's name")
     parser.add_argument("--remote", help="remote to configure for sync (default: origin, or the only one)")
+    parser.add_argument(
+        "--push-traces",
+        action="store_true",
+        help="also push trace notes and payloads (prompts, tool output, logs); default: they stay local",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.ops.configure import configure, create_notes_refs, default_remote, scaffold
+    from pantheon_git.ops.configure import (
+        configure,
+        create_notes_refs,
+        default_remote,
+        enable_push_traces,
+        scaffold,
+    )
+    from pantheon_git.schema.config import load_config
     from pantheon_git.store.git import open_repo, work_tree
 
     repo = open_repo()
@@ -31,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
     if remote is not None and remote not in [r.name for r in repo.remotes]:
         raise PantheonError(f"--remote {remote}: no such remote (see `git remote -v`)")
     remote = remote or default_remote(repo)
+    load_config(root)  # a broken config.toml is refused before anything is written
     created = scaffold(root)
-    added = configure(repo, root, remote)
+    if args.push_traces and enable_push_traces(root):
+        print("set [sync] push_traces = true in .pantheon/config.toml")
+    added = configure(repo, root, remote, push_traces=load_config(root).sync.push_traces)
     notes = create_notes_refs(repo)
     for path in created:
         print(f"created {path.relative_to(root)}")

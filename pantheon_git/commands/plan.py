@@ -85,17 +85,8 @@ def run(args: argparse.Namespace) -> int:
         if input("queue this spec? [y/N] ").strip().lower() not in ("y", "yes"):
             print("not queued")
             return 0
-    from pantheon_git.commands.queue import run as queue_run
+    from pantheon_git.commands.queue import queue_specs
 
-    namespace = argparse.Namespace(
-        files=[],
-        title=spec.title,
-        acceptance=spec.acceptance,
-        scope=spec.scope,
-        flow=None,
-        base=None,
-        priority=None,
-        labels=None,
-        task_id=None,
-    )
-    return queue_run(namespace)
+    for queued in queue_specs([(spec, "draft")]):
+        print(f"queued {queued.id}  {queued.title}")
+    return 0

@@ -12,6 +12,8 @@ from pantheon_git.errors import PantheonError
 if TYPE_CHECKING:
     import pygit2
 
+    from pantheon_git.schema.spec import Spec
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="*", metavar="FILE", help="spec TOML files; '-' reads one from stdin")
@@ -25,59 +27,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", dest="task_id", help="choose the id instead of generating one")
 
 
-def _flag_spec(args: argparse.Namespace) -> dict[str, object]:
-    given = {
+def run(args: argparse.Namespace) -> int:
+    flags = {
         "id": args.task_id,
         "title": args.title,
-        "acceptance": args.acceptance or [],
+        "acceptance": args.acceptance,
         "scope": args.scope,
         "flow": args.flow,
         "base": args.base,
         "priority": args.priority,
         "labels": args.labels,
     }
-    return {key: value for key, value in given.items() if value is not None}
-
-
-def run(args: argparse.Namespace) -> int:
-    from pantheon_git.queue.tasks import enqueue
-    from pantheon_git.schema.spec import parse_spec, stamp, validate_spec
-    from pantheon_git.store.git import open_repo, signature
-
-    flags_used = any(
-        value is not None
-        for value in (
-            args.title,
-            args.acceptance,
-            args.scope,
-            args.flow,
-            args.base,
-            args.priority,
-            args.labels,
-        )
-    )
-    if args.files and flags_used:
+    given = {key: value for key, value in flags.items() if value is not None}
+    if args.files and given:
         raise PantheonError("give spec files or --title/--acceptance flags, not both")
-    if not args.files and not flags_used:
+    if args.files:
+        specs = read_specs(args.files)
+    elif given:
+        from pantheon_git.schema.spec import validate_spec
+
+        specs = [(validate_spec({"acceptance": [], **given}, "command line"), "command line")]
+    else:
         raise PantheonError("nothing to queue: give spec files, '-' for stdin, or --title and --acceptance")
+    for spec in queue_specs(specs):
+        print(f"queued {spec.id}  {spec.title}")
+    return 0
+
+
+def read_specs(names: list[str]) -> list[tuple[Spec, str]]:
+    """Each named spec file ('-': stdin) parsed and validated, with the name it is reported under."""
+    from pantheon_git.schema.document import read_text
+    from pantheon_git.schema.spec import parse_spec
 
     specs = []
-    if args.files:
-        for name in args.files:
-            if name == "-":
-                text, source = sys.stdin.read(), "<stdin>"
-            else:
-                path = Path(name)
-                try:
-                    text = path.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise PantheonError(
-                        f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}"
-                    ) from None
-                source = name
-            specs.append((parse_spec(text, source), source))
-    else:
-        specs.append((validate_spec(_flag_spec(args), "command line"), "command line"))
+    for name in names:
+        text, source = (sys.stdin.read(), "<stdin>") if name == "-" else (read_text(Path(name), name), name)
+        specs.append((parse_spec(text, source), source))
+    return specs
+
+
+def queue_specs(specs: list[tuple[Spec, str]]) -> list[Spec]:
+    """Check every spec against this repository (base, flow), stamp them, queue them all in one commit.
+
+    Nothing is written unless every spec is good.
+    """
+    from pantheon_git.queue.tasks import enqueue
+    from pantheon_git.schema.spec import stamp
+    from pantheon_git.store.git import open_repo, signature
 
     repo = open_repo()
     default_base = _current_branch(repo)
@@ -92,9 +88,7 @@ def run(args: argparse.Namespace) -> int:
         _check_flow(repo, spec.flow, source)
         stamped.append(stamp(spec, author=author, base=default_base or ""))
     enqueue(repo, stamped)
-    for spec in stamped:
-        print(f"queued {spec.id}  {spec.title}")
-    return 0
+    return stamped
 
 
 def _current_branch(repo: pygit2.Repository) -> str | None:
@@ -121,10 +115,7 @@ def _check_flow(repo: pygit2.Repository, flow: str, source: str) -> None:
     if repo.workdir is None or not (Path(repo.workdir) / ".pantheon" / "flows").is_dir():
         return
     from pantheon_git.agents.registry import agent_names
-    from pantheon_git.schema.flow import flow_path, load_flow
+    from pantheon_git.schema.flow import check_flow_exists
 
     root = Path(repo.workdir)
-    if not flow_path(root, flow).is_file():
-        known = ", ".join(sorted(path.stem for path in flow_path(root, flow).parent.glob("*.toml"))) or "none"
-        raise PantheonError(f"{source}: flow: no .pantheon/flows/{flow}.toml (known: {known})")
-    load_flow(root, flow, agent_names(root))
+    check_flow_exists(root, flow, source, agent_names(root))

@@ -20,4 +20,5 @@ def run(args: argparse.Namespace) -> int:
     from pantheon_git.store.git import open_repo
 
     repo = open_repo()
-    return night.run(args, [resolve_id(repo, given) for given in args.ids])
+    ids = [resolve_id(repo, given) for given in args.ids]
+    return night.night(ids, as_json=args.json, take_over=args.take_over)

@@ -19,10 +19,11 @@ def run(args: argparse.Namespace) -> int:
 
     repo = open_repo()
     root = work_tree(repo)
-    remote = args.remote or load_config(root).sync.remote
+    config = load_config(root)
+    remote = args.remote or config.sync.remote
     if remote not in [r.name for r in repo.remotes]:
         raise PantheonError(f"remote {remote}: no such remote (see `git remote -v`)")
-    report = sync(repo, root, remote)
+    report = sync(repo, root, remote, push_traces=config.sync.push_traces)
     for line in report.merged:
         print(f"merged {line}")
     for line in report.adopted:

@@ -3,12 +3,13 @@
 Three layers, each enforced, none optional: (1) a flow whose agents use a non-local runtime is refused
 before anything runs; (2) cloud credentials are removed from the runner's environment and so from every
 tool's; (3) no socket of the runner may connect beyond loopback, and tool commands run in a new network
-namespace (`unshare -rn`) where only a loopback interface exists. If no such sandbox can be made,
-tools are refused rather than run unsandboxed. What was applied is recorded in every trace.
+namespace (bubblewrap, see tools/sandbox.py) where only a loopback interface exists. If no such sandbox
+can be made, tools are refused rather than run unsandboxed. What was applied is recorded in every trace.
 """
 
 from __future__ import annotations
 
+import _socket
 import functools
 import ipaddress
 import os
@@ -18,7 +19,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.tools.sandbox import sandbox_prefix, scrub_env
+from pantheon_git.store.redact import remember_secrets
+from pantheon_git.tools.sandbox import sandbox_description, scrub_env
 
 
 def refuse_non_local(runtimes: Iterable[tuple[str, str, bool]]) -> None:
@@ -45,7 +47,7 @@ def is_local_address(family: int, address: Any) -> bool:
     try:
         ip = ipaddress.ip_address(str(host).split("%")[0])
     except ValueError:
-        return host == "localhost"
+        return _localhost_name(host)  # connect() replaces the name with loopback itself
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_loopback
@@ -67,68 +69,107 @@ def is_local_name(host: Any) -> bool:
 
 _ORIGINAL: dict[str, Any] = {}
 _RESOLVERS = ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr")
+_SOCKET_METHODS = ("connect", "connect_ex", "sendto", "sendmsg")
+
+
+def _localhost_name(host: Any) -> bool:
+    """`localhost` and `*.localhost` (RFC 6761): answered here as loopback, never asked of a resolver."""
+    if not isinstance(host, str | bytes) or host in ("", b""):
+        return False
+    name = (host.decode(errors="replace") if isinstance(host, bytes) else host).rstrip(".").lower()
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _loopback_for(family: int) -> str:
+    return "::1" if family == getattr(socket, "AF_INET6", None) else "127.0.0.1"
+
+
+def _checked_address(sock: Any, address: Any) -> Any:
+    """`address` with a *.localhost name replaced by loopback; EgressBlocked if it leaves loopback."""
+    if isinstance(address, tuple) and address and _localhost_name(address[0]):
+        address = (_loopback_for(sock.family), *address[1:])
+    if not is_local_address(sock.family, address):
+        raise EgressBlocked(f"night mode is local-only: connection to {address!r} blocked")
+    return address
+
+
+def _guarded_methods(originals: dict[str, Any]) -> dict[str, Any]:
+    """connect/connect_ex/sendto/sendmsg that check the destination, then call `originals`."""
+
+    def connect(self: Any, address: Any) -> None:
+        return originals["connect"](self, _checked_address(self, address))
+
+    def connect_ex(self: Any, address: Any) -> int:
+        return originals["connect_ex"](self, _checked_address(self, address))
+
+    def sendto(self: Any, data: bytes, *args: Any) -> int:
+        return originals["sendto"](self, data, *args[:-1], _checked_address(self, args[-1]))
+
+    def sendmsg(self: Any, buffers: Any, *args: Any) -> int:
+        if len(args) >= 3 and args[2] is not None:  # (ancdata, flags, address)
+            args = (*args[:2], _checked_address(self, args[2]), *args[3:])
+        return originals["sendmsg"](self, buffers, *args)
+
+    made = {"connect": connect, "connect_ex": connect_ex, "sendto": sendto, "sendmsg": sendmsg}
+    return {name: made[name] for name in originals}
+
+
+def _guarded_resolver(name: str, resolve: Any) -> Any:
+    @functools.wraps(resolve)
+    def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if _localhost_name(host):
+            if name == "getaddrinfo":
+                family = args[1] if len(args) > 1 else kwargs.get("family", 0)
+                return resolve(_loopback_for(family), *args, **kwargs)
+            if name == "gethostbyname":
+                return "127.0.0.1"
+            return ("localhost", [], ["127.0.0.1"])
+        if not is_local_name(host):
+            raise EgressBlocked(f"night mode is local-only: name lookup of {host!r} blocked")
+        return resolve(host, *args, **kwargs)
+
+    return lookup
 
 
 def block_egress() -> None:
     """From now on, any socket of this process reaching beyond loopback raises EgressBlocked.
 
     Connections and datagrams to non-loopback addresses are refused, and so are name lookups that
-    would ask a DNS server (a query is itself traffic off the machine).
+    would ask a DNS server (a query is itself traffic off the machine); `localhost` and `*.localhost`
+    are answered here with loopback. Both `socket` and the C module `_socket` under it are guarded:
+    `_socket.socket` becomes a checking subclass and its resolvers are wrapped too.
     """
     if _ORIGINAL:
         return
     cls = socket.socket
-    _ORIGINAL.update(connect=cls.connect, connect_ex=cls.connect_ex, sendto=cls.sendto)
-    if hasattr(cls, "sendmsg"):
-        _ORIGINAL["sendmsg"] = cls.sendmsg
-    resolvers = {name: getattr(socket, name) for name in _RESOLVERS}
-
-    def check(sock: socket.socket, address: Any) -> None:
-        if not is_local_address(sock.family, address):
-            raise EgressBlocked(f"night mode is local-only: connection to {address!r} blocked")
-
-    def connect(self: socket.socket, address: Any) -> None:
-        check(self, address)
-        return _ORIGINAL["connect"](self, address)
-
-    def connect_ex(self: socket.socket, address: Any) -> int:
-        check(self, address)
-        return _ORIGINAL["connect_ex"](self, address)
-
-    def sendto(self: socket.socket, data: bytes, *args: Any) -> int:
-        check(self, args[-1])
-        return _ORIGINAL["sendto"](self, data, *args)
-
-    def sendmsg(self: socket.socket, buffers: Any, *args: Any) -> int:
-        if len(args) >= 3 and args[2] is not None:  # (ancdata, flags, address)
-            check(self, args[2])
-        return _ORIGINAL["sendmsg"](self, buffers, *args)
-
-    def guarded(name: str) -> Any:
-        resolve = resolvers[name]
-
-        @functools.wraps(resolve)
-        def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
-            if not is_local_name(host):
-                raise EgressBlocked(f"night mode is local-only: name lookup of {host!r} blocked")
-            return resolve(host, *args, **kwargs)
-
-        return lookup
-
-    cls.connect = connect  # type: ignore[method-assign]
-    cls.connect_ex = connect_ex  # type: ignore[method-assign]
-    cls.sendto = sendto  # type: ignore[method-assign,assignment]
-    if "sendmsg" in _ORIGINAL:
-        cls.sendmsg = sendmsg  # type: ignore[method-assign]
-    for name in _RESOLVERS:
-        _ORIGINAL[name] = resolvers[name]
-        setattr(socket, name, guarded(name))
+    methods = {name: getattr(cls, name) for name in _SOCKET_METHODS if hasattr(cls, name)}
+    _ORIGINAL["socket.socket"] = methods
+    for name, method in _guarded_methods(methods).items():
+        setattr(cls, name, method)
+    raw = _socket.socket
+    _ORIGINAL["_socket.socket"] = raw
+    raw_methods = {name: getattr(raw, name) for name in _SOCKET_METHODS if hasattr(raw, name)}
+    guarded_raw = type("socket", (raw,), {"__module__": "_socket", **_guarded_methods(raw_methods)})
+    _socket.socket = guarded_raw  # type: ignore[misc]
+    _socket.SocketType = guarded_raw  # type: ignore[misc]
+    for module in (socket, _socket):
+        saved = {name: getattr(module, name) for name in _RESOLVERS if hasattr(module, name)}
+        _ORIGINAL[module.__name__] = saved
+        for name, resolve in saved.items():
+            setattr(module, name, _guarded_resolver(name, resolve))
 
 
 def unblock_egress() -> None:
     """Undo block_egress (for tests and for day-mode commands in the same process)."""
-    for name, original in _ORIGINAL.items():
-        setattr(socket if name in _RESOLVERS else socket.socket, name, original)
+    if not _ORIGINAL:
+        return
+    for name, original in _ORIGINAL["socket.socket"].items():
+        setattr(socket.socket, name, original)
+    _socket.socket = _ORIGINAL["_socket.socket"]  # type: ignore[misc]
+    _socket.SocketType = _ORIGINAL["_socket.socket"]  # type: ignore[misc]
+    for module in (socket, _socket):
+        for name, original in _ORIGINAL[module.__name__].items():
+            setattr(module, name, original)
     _ORIGINAL.clear()
 
 
@@ -145,8 +186,13 @@ def egress_blocked() -> Iterator[None]:
 
 
 def enter_night_mode() -> dict[str, Any]:
-    """Scrub this process's environment and block its egress; returns the record every trace carries."""
+    """Scrub this process's environment and block its egress; returns the record every trace carries.
+
+    The scrubbed values are remembered first, so any copy of them that still reaches text bound for
+    git (a file a tool read, a log line) is redacted by value.
+    """
     _clean, removed = scrub_env(os.environ)
+    remember_secrets(os.environ[name] for name in removed)
     for name in removed:
         del os.environ[name]
     block_egress()
@@ -154,5 +200,5 @@ def enter_night_mode() -> dict[str, Any]:
         "local_only": True,
         "credentials_removed": removed,
         "egress": "blocked beyond loopback (in-process)",
-        "tool_sandbox": " ".join(sandbox_prefix() or ("none: tools refused",)),
+        "tool_sandbox": sandbox_description(),
     }

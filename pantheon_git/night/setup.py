@@ -1,4 +1,5 @@
-"""What a night needs before its first task: night mode entered, config read, flows turned into plans."""
+"""What a night needs before its first task: night mode entered, config read, flows turned into plans,
+and the one remote (from `[night] remotes`, or none: claims local only) the night may talk to."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import pygit2
 
 from pantheon_git.agents.builtin import RUNNER_NODES
 from pantheon_git.agents.registry import agent_names, agents
+from pantheon_git.errors import PantheonError
 from pantheon_git.night.attempt import PlannedNode
 from pantheon_git.night.executors import BASELINE, executors_for
 from pantheon_git.night.nodes import NodeExecutor
 from pantheon_git.night.policy import enter_night_mode
-from pantheon_git.schema.config import load_config
+from pantheon_git.schema.config import CONFIG_SOURCE, load_config
 from pantheon_git.schema.flow import evaluate_condition, load_flow, topological_order
 from pantheon_git.schema.models import load_models
 
@@ -71,24 +73,48 @@ def plan_nodes(root: Path, flow_name: str) -> list[PlannedNode]:
     return planned
 
 
-def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
-    """Enter night mode (scrub credentials, block egress) and read the repository's configuration."""
-    config = load_config(root)
-    policy = enter_night_mode()
-    remote = config.sync.remote if config.sync.remote in [r.name for r in repo.remotes] else None
-    models = load_models(root)
-    known = agents(root)
-    # The runner serves each agent's promoted adapter (refs/pantheon/adapters/<agent>), if any.
-    from pantheon_git.runtime.adapters import promoted_adapter
+CLAIMS_LOCAL_ONLY = "claims local only"
 
-    adapters = {name: promoted_adapter(repo, name) for name in known}
+
+def claims_remote(repo: pygit2.Repository, allowed: list[str]) -> str | None:
+    """The remote the night pushes claims to: the first of `[night] remotes` (whatever it is named);
+    None (claims local only) when the list is empty. A listed name that is no remote here is refused."""
+    existing = {remote.name for remote in repo.remotes}
+    for name in allowed:
+        if name not in existing:
+            raise PantheonError(
+                f"{CONFIG_SOURCE}: night.remotes: {name}: no such remote (see `git remote -v`)"
+            )
+    return allowed[0] if allowed else None
+
+
+def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
+    """Enter night mode (scrub credentials, block egress) and read the repository's configuration.
+
+    A bad config.toml stops the night before anything is written (one line, exit 2): without it the gate
+    policy is unknown. Flows, agent files and models.toml are read per task by `flow_for`, so a bad one
+    fails only the tasks that use it (a flow without model agents never needs models.toml).
+    """
+    config = load_config(root)
+    remote = claims_remote(repo, config.night.remotes)  # refused before night mode changes anything
+    policy = enter_night_mode()
+    policy["claims"] = f"remote {remote}" if remote is not None else CLAIMS_LOCAL_ONLY
+
+    @functools.cache
+    def repository_agents() -> dict[str, Any]:
+        return agents(root)
 
     @functools.cache
     def flow_for(name: str) -> tuple[list[PlannedNode], dict[str, NodeExecutor]]:
+        known = repository_agents()
         nodes = plan_nodes(root, name)
-        return nodes, executors_for(
-            {node.agent for node in nodes}, known, models, config.gate, adapters=adapters
-        )
+        used = {node.agent for node in nodes}
+        models = load_models(root) if used - set(RUNNER_NODES) - {BASELINE} else {}
+        # The runner serves each agent's promoted adapter (refs/pantheon/adapters/<agent>), if any.
+        from pantheon_git.runtime.adapters import promoted_adapter
+
+        adapters = {agent: promoted_adapter(repo, agent) for agent in used if agent in known}
+        return nodes, executors_for(used, known, models, config.gate, adapters=adapters)
 
     return NightSetup(
         policy=policy,

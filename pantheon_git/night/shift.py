@@ -1,7 +1,8 @@
 """`git pantheon night` and `git pantheon run`: pick tasks, enter night mode, run each one's attempt.
 
 Night mode is entered before anything runs: non-local runtimes are refused, cloud credentials are
-scrubbed, egress is blocked. A task that cannot run is reported and the night goes on with the next.
+scrubbed, egress is blocked. A task that cannot run is reported and the night goes on with the next:
+a broken spec in the queue or a bad flow fails that task only, with its one-line reason.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.night.attempt import PlannedNode, TaskRun, choose_attempt, run_attempt
 from pantheon_git.night.nodes import NodeExecutor
 from pantheon_git.night.setup import NightSetup, prepare_night
-from pantheon_git.queue.claims import Claim, claim, heartbeat, read_claim, take_over
+from pantheon_git.queue.claims import Claim, ClaimPushFailed, claim, heartbeat, read_claim, take_over
 from pantheon_git.queue.status import Status, TaskState, task_states
+from pantheon_git.queue.tasks import cancelled_ids, queue_tree, read_queue
 from pantheon_git.schema.spec import Spec
 from pantheon_git.store.layout import claim_ref
 from pantheon_git.store.locks import task_lock
@@ -31,6 +33,14 @@ RUNNABLE = frozenset({Status.QUEUED, Status.CLAIMED, Status.RUNNING, Status.FAIL
 
 @dataclass(frozen=True)
 class Skipped:
+    task_id: str
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class Refused:
+    """A task that failed before any attempt: its spec or its flow is invalid (one line saying why)."""
+
     task_id: str
     reason: str
 
@@ -67,7 +77,10 @@ def _take_over(
             f"claimed by {seen.owner}, expired (no heartbeat for {age} min): take it over with "
             f"`git pantheon run {task_id} --take-over`"
         )
-    taken = take_over(repo, root, seen, setup.remote)
+    try:
+        taken = take_over(repo, root, seen, setup.remote)
+    except ClaimPushFailed as failed:
+        return None, str(failed)
     return taken, "" if taken is not None else "another runner took it over first"
 
 
@@ -79,32 +92,67 @@ def run_tasks(
     on_event: Callable[[dict[str, Any]], None] = lambda _event: None,
     setup: NightSetup | None = None,
     take_over_expired: bool = False,
-) -> list[TaskRun | Skipped]:
-    """Run the picked tasks one after another; returns what happened to each."""
+) -> list[TaskRun | Skipped | Refused]:
+    """Run the picked tasks one after another; returns what happened to each.
+
+    Broken specs in the queue are reported as failed first (they cannot be picked: nothing about them
+    can be trusted); then each picked task runs, and whatever goes wrong with one is that task's failure.
+    """
     setup = setup or prepare_night(repo, root)
-    results: list[TaskRun | Skipped] = []
-    for state in pick_tasks(task_states(repo), ids, setup.max_tasks):
-        spec = state.spec
-        task_id = state.id
+    on_event({"event": "night", "claims": setup.policy.get("claims", "claims local only")})
+    results: list[TaskRun | Skipped | Refused] = []
+    tree = queue_tree(repo)
+    _specs, broken = read_queue(repo, tree)
+    cancelled = cancelled_ids(tree, repo)
+    broken = [bad for bad in broken if bad.task_id not in cancelled]
+    for bad in broken:
+        if ids is None or bad.task_id in ids:
+            results.append(Refused(bad.task_id, bad.reason))
+            on_event({"event": "failed", "task": bad.task_id, "reason": bad.reason})
+    picked_ids = [task_id for task_id in ids or () if task_id not in {bad.task_id for bad in broken}]
+    if ids and not picked_ids:
+        return results
+    for state in pick_tasks(task_states(repo), picked_ids or None, setup.max_tasks):
         try:
-            nodes, executors = setup.flow_for(spec.flow)
-        except PantheonError as refused:
-            results.append(Skipped(task_id, str(refused)))
-            on_event({"event": "skipped", "task": task_id, "reason": str(refused)})
-            continue
-        with task_lock(repo.path, task_id) as locked:
-            if not locked:
-                results.append(Skipped(task_id, "another runner on this machine has it"))
-                continue
-            held = claim(repo, root, task_id, setup.remote)
-            if held is None:
-                held, reason = _take_over(repo, root, task_id, setup, take_over_expired)
-                if held is None:
-                    results.append(Skipped(task_id, reason))
-                    on_event({"event": "skipped", "task": task_id, "reason": reason})
-                    continue
-            results += _best_of(repo, root, spec, nodes, executors, setup, held, on_event)
+            results += _run_task(repo, root, state, setup, on_event, take_over_expired)
+        except Exception as crash:  # bad input in one task fails that task, never the night
+            reason = str(crash) if isinstance(crash, PantheonError) else f"crashed: {crash!r}"
+            refused = Refused(state.id, reason.splitlines()[0] if reason else repr(crash))
+            on_event({"event": "failed", "task": state.id, "reason": refused.reason})
+            results.append(refused)
     return results
+
+
+def _run_task(
+    repo: pygit2.Repository,
+    root: Path,
+    state: TaskState,
+    setup: NightSetup,
+    on_event: Callable[[dict[str, Any]], None],
+    take_over_expired: bool,
+) -> list[TaskRun | Skipped | Refused]:
+    """One picked task: its flow planned, its claim held, its attempts run (best-of-N); see `run_tasks`."""
+    spec = state.spec
+    task_id = state.id
+    try:
+        nodes, executors = setup.flow_for(spec.flow)
+    except PantheonError as refused:  # a bad flow, agent or models.toml: this task failed, not the night
+        on_event({"event": "failed", "task": task_id, "reason": str(refused)})
+        return [Refused(task_id, str(refused))]
+    with task_lock(repo.path, task_id) as locked:
+        if not locked:
+            return [Skipped(task_id, "another runner on this machine has it")]
+        try:
+            held = claim(repo, root, task_id, setup.remote)
+        except ClaimPushFailed as failed:  # not another runner's claim: say what did happen
+            on_event({"event": "skipped", "task": task_id, "reason": str(failed)})
+            return [Skipped(task_id, str(failed))]
+        if held is None:
+            held, reason = _take_over(repo, root, task_id, setup, take_over_expired)
+            if held is None:
+                on_event({"event": "skipped", "task": task_id, "reason": reason})
+                return [Skipped(task_id, reason)]
+        return _best_of(repo, root, spec, nodes, executors, setup, held, on_event)
 
 
 def samples_for(spec: Spec, setup: NightSetup) -> int:
@@ -121,7 +169,7 @@ def _best_of(
     setup: NightSetup,
     held: Claim,
     on_event: Callable[[dict[str, Any]], None],
-) -> list[TaskRun | Skipped]:
+) -> list[TaskRun | Skipped | Refused]:
     """Up to N attempts of one task (each its own run branch and seed), stopping at the first that passes
     the gate; every attempt's steps and traces stay (failed ones are training negatives)."""
     task_id = spec.id or ""
@@ -135,7 +183,7 @@ def _best_of(
         claim_state["held"] = renewed
         return True
 
-    runs: list[TaskRun | Skipped] = []
+    runs: list[TaskRun | Skipped | Refused] = []
     for _ in range(samples):
         choice = choose_attempt(repo, spec, samples)
         if choice is None:
@@ -144,9 +192,8 @@ def _best_of(
                 runs.append(Skipped(task_id, f"all {limit} attempts used"))
             break
         attempt, resume = choice
-        on_event(
-            {"event": "task", "task": task_id, "attempt": attempt, "resume": resume, "title": spec.title}
-        )
+        event = {"event": "task", "task": task_id, "attempt": attempt, "resume": resume, "title": spec.title}
+        on_event(event)
         try:
             run = run_attempt(
                 repo,
@@ -162,8 +209,8 @@ def _best_of(
                 sample_temperature=setup.sample_temperature,
             )
         except PantheonError as refused:  # e.g. its base branch is gone: this task only, not the night
-            runs.append(Skipped(task_id, str(refused)))
             on_event({"event": "skipped", "task": task_id, "reason": str(refused)})
+            runs.append(Skipped(task_id, str(refused)))
             break
         runs.append(run)
         on_event(

@@ -1,13 +1,19 @@
 """Task worktrees: each attempt runs in its own `git worktree`, kept under the git dir, removed after.
 
 Through the git command line, because worktree bookkeeping must match what the user's git expects
-(`git worktree list`, prune, locks).
+(`git worktree list`, prune, locks); `run_git` keeps the repository's hooks (a `post-checkout` hook at
+`worktree add`) and fsmonitor from running, and `--end-of-options` keeps paths and branches data.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pygit2
 
 from pantheon_git.store.git import run_git
 from pantheon_git.store.locks import pantheon_dir
@@ -21,11 +27,20 @@ def add_worktree(repo_root: Path, path: Path, branch: str) -> Path:
     """Check `branch` out at `path`, clearing what a killed run may have left there first."""
     # A runner killed inside `git worktree add` leaves the entry locked ("initializing") and the branch
     # marked as checked out there; unlock, remove, prune, and let a doubled --force override the rest.
-    run_git(["worktree", "unlock", str(path)], repo_root, check=False)
+    run_git(["worktree", "unlock", "--end-of-options", str(path)], repo_root, check=False)
     remove_worktree(repo_root, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     run_git(
-        ["worktree", "add", "--quiet", "--force", "--force", str(path), branch.removeprefix("refs/heads/")],
+        [
+            "worktree",
+            "add",
+            "--quiet",
+            "--force",
+            "--force",
+            "--end-of-options",  # a path or branch taken from data is never an option
+            str(path),
+            branch.removeprefix("refs/heads/"),
+        ],
         repo_root,
     )
     return path
@@ -33,7 +48,26 @@ def add_worktree(repo_root: Path, path: Path, branch: str) -> Path:
 
 def remove_worktree(repo_root: Path, path: Path) -> None:
     """Remove the worktree (its branch stays); tolerate one that git no longer knows."""
-    run_git(["worktree", "remove", "--force", "--force", str(path)], repo_root, check=False)
+    run_git(
+        ["worktree", "remove", "--force", "--force", "--end-of-options", str(path)], repo_root, check=False
+    )
     if path.exists():
         shutil.rmtree(path, ignore_errors=True)
     run_git(["worktree", "prune"], repo_root, check=False)
+
+
+@contextmanager
+def scratch_worktree(repo: pygit2.Repository, root: Path, commit: pygit2.Oid, label: str) -> Iterator[Path]:
+    """A throw-away worktree at `commit` on a temporary branch `pantheon-<label>`; both removed after.
+
+    For work that must not touch a run branch: replaying a step, evaluating an adapter on a task.
+    """
+    branch = f"refs/heads/pantheon-{label}"
+    repo.references.create(branch, commit, force=True)
+    with tempfile.TemporaryDirectory(prefix="pantheon-scratch-") as scratch:
+        workdir = Path(scratch) / "wt"
+        try:
+            yield add_worktree(root, workdir, branch)
+        finally:
+            remove_worktree(root, workdir)
+            repo.references.delete(branch)

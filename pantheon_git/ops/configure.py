@@ -5,6 +5,7 @@ Both only add what is missing, so running them again changes nothing and never o
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,9 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.ops.templates import templates_dir
+from pantheon_git.queue.sync import push_refspecs
 from pantheon_git.store.git import run_git
-from pantheon_git.store.layout import TRACES_NOTES, VOTES_NOTES, notes_name
+from pantheon_git.store.layout import PAYLOADS_NOTES, TRACES_NOTES, VOTES_NOTES, notes_name
 
 # What `init` copies from templates/ into .pantheon/ (spec.toml stays a template for `queue`).
 SCAFFOLD = ("config.toml", "models.toml", "flows/default.toml", "agents/README.md")
@@ -42,6 +44,23 @@ def scaffold(root: Path) -> list[Path]:
     return created
 
 
+def enable_push_traces(root: Path) -> bool:
+    """Set `[sync] push_traces = true` in .pantheon/config.toml, keeping the rest; False if already set."""
+    path = root / ".pantheon" / "config.toml"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if re.search(r"(?m)^push_traces\s*=\s*true\s*$", text):
+        return False
+    if re.search(r"(?m)^push_traces\s*=", text):
+        text = re.sub(r"(?m)^push_traces\s*=.*$", "push_traces = true", text, count=1)
+    elif re.search(r"(?m)^\[sync\]\s*$", text):
+        text = re.sub(r"(?m)^\[sync\]\s*$", "[sync]\npush_traces = true", text, count=1)
+    else:
+        text += ("\n" if text and not text.endswith("\n") else "") + "\n[sync]\npush_traces = true\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
 def create_notes_refs(repo: pygit2.Repository) -> list[str]:
     """Give the displayed notes refs an empty first commit, so `git log` does not warn they are missing."""
     from pantheon_git.store.git import set_ref, signature
@@ -65,8 +84,18 @@ def default_remote(repo: pygit2.Repository) -> str | None:
     return names[0] if len(names) == 1 else None
 
 
-def wanted_config(remote: str | None, *, has_push_refspecs: bool) -> list[ConfigValue]:
-    """The git config pantheon needs (pure): notes display and merge, and refspecs on `remote`."""
+# Pushed every notes ref, traces and payloads included; earlier versions of `init` set it.
+OLD_NOTES_PUSH = "refs/notes/pantheon/*:refs/notes/pantheon/*"
+
+
+def wanted_config(
+    remote: str | None, *, has_push_refspecs: bool, push_traces: bool = False
+) -> list[ConfigValue]:
+    """The git config pantheon needs (pure): notes display and merge, and refspecs on `remote`.
+
+    A plain `git push` carries the queue, run branches, votes and evals; trace notes and payloads only
+    with `push_traces` (`[sync] push_traces = true` or `init --push-traces`).
+    """
     wanted = [ConfigValue("notes.displayRef", ref) for ref in (TRACES_NOTES, VOTES_NOTES)]
     wanted.append(ConfigValue(f"notes.{notes_name(VOTES_NOTES)}.mergeStrategy", "cat_sort_uniq", multi=False))
     if remote is None:
@@ -82,9 +111,20 @@ def wanted_config(remote: str | None, *, has_push_refspecs: bool) -> list[Config
         # the current branch as before.
         wanted.append(ConfigValue(push, "HEAD"))
     wanted.append(ConfigValue(push, "refs/pantheon/*:refs/pantheon/*"))
-    wanted.append(ConfigValue(push, "refs/heads/pantheon/*:refs/heads/pantheon/*"))
-    wanted.append(ConfigValue(push, "refs/notes/pantheon/*:refs/notes/pantheon/*"))
+    for refspec in push_refspecs(push_traces)[1:]:  # the queue is in refs/pantheon/* already
+        wanted.append(ConfigValue(push, refspec))
     return wanted
+
+
+def unwanted_config(remote: str | None, *, push_traces: bool = False) -> list[ConfigValue]:
+    """Values `init` removes: push refspecs that would publish trace notes nobody asked to push."""
+    if remote is None:
+        return []
+    push = f"remote.{remote}.push"
+    unwanted = [ConfigValue(push, OLD_NOTES_PUSH)]
+    if not push_traces:
+        unwanted += [ConfigValue(push, f"{ref}*:{ref}*") for ref in (TRACES_NOTES, PAYLOADS_NOTES)]
+    return unwanted
 
 
 def _current(root: Path, key: str) -> list[str]:
@@ -92,11 +132,17 @@ def _current(root: Path, key: str) -> list[str]:
     return proc.stdout.splitlines() if proc.returncode == 0 else []
 
 
-def configure(repo: pygit2.Repository, root: Path, remote: str | None) -> list[str]:
-    """Add the missing config values; returns `key = value` for each one added."""
+def configure(
+    repo: pygit2.Repository, root: Path, remote: str | None, *, push_traces: bool = False
+) -> list[str]:
+    """Add the missing config values and remove unwanted ones; returns `key = value` / `key -= value`."""
     has_push = remote is not None and bool(_current(root, f"remote.{remote}.push"))
     added = []
-    for item in wanted_config(remote, has_push_refspecs=has_push):
+    for item in unwanted_config(remote, push_traces=push_traces):
+        if item.value in _current(root, item.key):
+            run_git(["config", "--local", "--fixed-value", "--unset-all", item.key, item.value], root)
+            added.append(f"{item.key} -= {item.value}")
+    for item in wanted_config(remote, has_push_refspecs=has_push, push_traces=push_traces):
         present = _current(root, item.key)
         if item.value in present:
             continue

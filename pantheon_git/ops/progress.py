@@ -30,6 +30,10 @@ def describe(event: dict[str, Any], elapsed: float) -> str:
     if kind == "done":
         detail = f": {event['detail']}" if event.get("detail") else ""
         return f"{clock} task {event['task']} {event['outcome']}{detail} (branch {event['branch']})"
+    if kind == "night":
+        return f"{clock} night mode: local-only, {event.get('claims', 'claims local only')}"
+    if kind == "failed":
+        return f"{clock} task {event['task']} failed: {event['reason']}"
     if kind == "skipped":
         return f"{clock} task {event['task']} skipped: {event['reason']}"
     return f"{clock} {json.dumps(event)}"

@@ -1,11 +1,11 @@
 """Replay a recorded step: the same agent, fed the model outputs from its trace, in a fresh worktree at
 the step's parent commit. It shows whether the tools still do what they did, and whether the result is
-the same tree the step committed.
+the same tree the step committed. The commands replayed come from a trace note, which may have arrived
+by sync from another machine: they run in the night's sandbox or not at all (no unsandboxed fallback).
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,12 +15,12 @@ import pygit2
 from pantheon_git.agents.loop import rebuild_prompt, run_agent
 from pantheon_git.agents.registry import agents
 from pantheon_git.errors import PantheonError
-from pantheon_git.night.worktrees import add_worktree, remove_worktree
+from pantheon_git.night.worktrees import scratch_worktree
 from pantheon_git.runtime.recorded import ReplayRuntime
 from pantheon_git.store.runs import worktree_tree
 from pantheon_git.store.traces import read_trace
-from pantheon_git.tools.builtin import ToolContext, unsandboxed
-from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available
+from pantheon_git.tools.builtin import ToolContext
+from pantheon_git.tools.sandbox import require_sandbox, run_sandboxed
 
 
 @dataclass
@@ -40,6 +40,7 @@ def replay_step(repo: pygit2.Repository, root: Path, commit_ref: str) -> ReplayR
         commit = repo.revparse_single(commit_ref).peel(pygit2.Commit)
     except (KeyError, ValueError):
         raise PantheonError(f"{commit_ref}: not a commit") from None
+    require_sandbox()  # before anything is written: no sandbox, no replay
     trace = read_trace(repo, commit.id, expand=True)
     if trace is None:
         raise PantheonError(f"{commit_ref}: has no trace note in refs/notes/pantheon/traces")
@@ -57,36 +58,27 @@ def replay_step(repo: pygit2.Repository, root: Path, commit_ref: str) -> ReplayR
         [rebuild_prompt(recorded["prompt"], turns, n) for n in range(1, len(turns) + 1)],
     )
     report = ReplayReport(str(commit.id), agent.name, len(turns))
-    with tempfile.TemporaryDirectory(prefix="pantheon-replay-") as scratch:
-        workdir = Path(scratch) / "wt"
-        branch = f"refs/heads/pantheon-replay/{str(commit.id)[:12]}"
-        repo.references.create(branch, commit.parents[0].id, force=True)
-        try:
-            add_worktree(root, workdir, branch)
-            sandbox = run_sandboxed if sandbox_available() else unsandboxed
-            context = ToolContext(worktree=workdir, sandbox=sandbox)
-            run = run_agent(
-                agent,
-                runtime,
-                context,
-                recorded.get("task", {}),
-                recorded.get("inputs", {}),
-                seed=recorded.get("sampling_seed"),
-            )
-            for index in runtime.prompt_mismatches:
-                report.mismatches.append(f"turn {index + 1}: the prompt differs from the recorded one")
-            for old, new in zip(turns, run.turns, strict=False):
-                if old.get("result") != new.get("result"):
-                    report.mismatches.append(
-                        f"turn {old['n']}: tool result differs: {new.get('result', '')[:120]!r}"
-                    )
-            if len(run.turns) != len(turns):
-                report.mismatches.append(f"{len(run.turns)} turns replayed, {len(turns)} recorded")
-            if run.output != recorded.get("output"):
-                report.mismatches.append("the final output differs")
-            if worktree_tree(workdir) != commit.tree_id:
-                report.mismatches.append("the files differ from what the step committed")
-        finally:
-            remove_worktree(root, workdir)
-            repo.references.delete(branch)
+    with scratch_worktree(repo, root, commit.parents[0].id, f"replay/{str(commit.id)[:12]}") as workdir:
+        context = ToolContext(worktree=workdir, sandbox=run_sandboxed)
+        run = run_agent(
+            agent,
+            runtime,
+            context,
+            recorded.get("task", {}),
+            recorded.get("inputs", {}),
+            seed=recorded.get("sampling_seed"),
+        )
+        for index in runtime.prompt_mismatches:
+            report.mismatches.append(f"turn {index + 1}: the prompt differs from the recorded one")
+        for old, new in zip(turns, run.turns, strict=False):
+            if old.get("result") != new.get("result"):
+                report.mismatches.append(
+                    f"turn {old['n']}: tool result differs: {new.get('result', '')[:120]!r}"
+                )
+        if len(run.turns) != len(turns):
+            report.mismatches.append(f"{len(run.turns)} turns replayed, {len(turns)} recorded")
+        if run.output != recorded.get("output"):
+            report.mismatches.append("the final output differs")
+        if worktree_tree(workdir) != commit.tree_id:
+            report.mismatches.append("the files differ from what the step committed")
     return report

@@ -4,11 +4,15 @@ On a shared remote the claim is a create-only atomic push (`--force-with-lease=<
 expected value): the first runner's push wins and every other one is rejected, so each task runs once.
 A claim is a small commit chain; each heartbeat appends a commit and pushes it with a lease on the
 previous one, and an expired claim (no heartbeat for `expiry`) can be taken over explicitly, again with
-a lease on exactly what was seen.
+a lease on exactly what was seen. Which remote (if any) is the caller's choice: the night passes only one
+named in `[night] remotes`. A push git rejects because the ref is not what was expected means another
+runner has the claim; any other failed push (unreachable remote, hook refusal, timeout) is raised as
+ClaimPushFailed with git's own last line, never mistaken for "claimed by another runner".
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import socket
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import pygit2
 
+from pantheon_git.errors import PantheonError
 from pantheon_git.store.git import ref_commit, run_git, set_ref, signature
 from pantheon_git.store.layout import claim_ref
 from pantheon_git.store.locks import pantheon_dir
@@ -72,8 +77,32 @@ def read_claim(repo: pygit2.Repository, ref: str) -> Claim | None:
     return Claim(ref.rsplit("/", 1)[-1], trailers.get("Pantheon-Claim-Owner", "?"), when, commit.id)
 
 
-def _push_with_lease(root: Path, remote: str, ref: str, commit: pygit2.Oid, expected: str) -> bool:
-    """Push `commit` to `ref` only if the remote's ref is `expected` ('' = must not exist)."""
+class PushOutcome(enum.Enum):
+    PUSHED = "pushed"
+    REJECTED = "rejected"  # the remote's ref is not what the lease expected: another runner moved it
+
+
+# What receive-pack says when the ref changed under a push: the ref was claimed by someone else.
+_REF_RACES = (
+    "atomic transaction failed",
+    "failed to update ref",
+    "cannot lock ref",
+    "incorrect old value",
+    "stale info",
+    "fetch first",
+    "already exists",
+)
+
+
+class ClaimPushFailed(PantheonError):
+    """A claim push failed for a reason other than another runner's claim (the message says which)."""
+
+
+def _push_with_lease(root: Path, remote: str, ref: str, commit: pygit2.Oid, expected: str) -> PushOutcome:
+    """Push `commit` to `ref` only if the remote's ref is `expected` ('' = must not exist).
+
+    PUSHED or REJECTED (a lease that did not hold); ClaimPushFailed for anything else.
+    """
     proc = run_git(
         [
             "push",
@@ -81,13 +110,24 @@ def _push_with_lease(root: Path, remote: str, ref: str, commit: pygit2.Oid, expe
             "--atomic",
             "--porcelain",
             f"--force-with-lease={ref}:{expected}",
+            "--end-of-options",
             remote,
             f"{commit}:{ref}",
         ],
         root,
         check=False,
     )
-    return proc.returncode == 0
+    if proc.returncode == 0:
+        return PushOutcome.PUSHED
+    # --porcelain: "!<TAB>src:dst<TAB>[rejected] (stale info)" when the lease failed here, and "[remote
+    # rejected] (atomic transaction failed)" (or a lock failure) when another runner's push created the
+    # ref between our check and our update; a hook's refusal or a transport error is a failure.
+    for line in proc.stdout.splitlines():
+        if line.startswith("!") and (
+            "[rejected]" in line or ("[remote rejected]" in line and any(r in line for r in _REF_RACES))
+        ):
+            return PushOutcome.REJECTED
+    raise ClaimPushFailed(f"claim {ref.rsplit('/', 1)[-1]}: push to {remote} failed: {proc.last_error_line}")
 
 
 def claim(repo: pygit2.Repository, root: Path, task_id: str, remote: str | None) -> Claim | None:
@@ -107,7 +147,7 @@ def claim(repo: pygit2.Repository, root: Path, task_id: str, remote: str | None)
     commit = _claim_commit(repo, task_id, runner_id(repo), None)
     if remote is None:
         return read_claim(repo, ref) if set_ref(repo, ref, commit, None, "pantheon: claim") else None
-    if not _push_with_lease(root, remote, ref, commit, ""):
+    if _push_with_lease(root, remote, ref, commit, "") is not PushOutcome.PUSHED:
         return None
     repo.references.create(ref, commit, force=True)  # mirror what the remote now holds
     return read_claim(repo, ref)
@@ -117,8 +157,15 @@ def heartbeat(repo: pygit2.Repository, root: Path, held: Claim, remote: str | No
     """Renew a claim we hold; None if someone took it over meanwhile."""
     ref = claim_ref(held.task_id)
     commit = _claim_commit(repo, held.task_id, runner_id(repo), held.commit)
-    if remote is not None and not _push_with_lease(root, remote, ref, commit, str(held.commit)):
-        return None
+    if remote is not None:
+        try:
+            pushed = _push_with_lease(root, remote, ref, commit, str(held.commit))
+        except ClaimPushFailed:
+            # A heartbeat that could not reach the remote keeps the claim as it was (it expires on its
+            # own if this lasts); only a rejected lease means another runner took the task over.
+            return held
+        if pushed is not PushOutcome.PUSHED:
+            return None
     if not set_ref(repo, ref, commit, held.commit, "pantheon: heartbeat"):
         current = ref_commit(repo, ref)
         if remote is None or current is None:
@@ -132,7 +179,7 @@ def take_over(repo: pygit2.Repository, root: Path, seen: Claim, remote: str | No
     ref = claim_ref(seen.task_id)
     commit = _claim_commit(repo, seen.task_id, runner_id(repo), seen.commit)
     if remote is not None:
-        if not _push_with_lease(root, remote, ref, commit, str(seen.commit)):
+        if _push_with_lease(root, remote, ref, commit, str(seen.commit)) is not PushOutcome.PUSHED:
             return None
         repo.references.create(ref, commit, force=True)
         return read_claim(repo, ref)
@@ -142,4 +189,4 @@ def take_over(repo: pygit2.Repository, root: Path, seen: Claim, remote: str | No
 def fetch_claim(root: Path, remote: str, task_id: str) -> None:
     """Bring the remote's claim for a task into the local ref (for reading who holds it)."""
     ref = claim_ref(task_id)
-    run_git(["fetch", "--quiet", remote, f"+{ref}:{ref}"], root, check=False)
+    run_git(["fetch", "--quiet", "--end-of-options", remote, f"+{ref}:{ref}"], root, check=False)

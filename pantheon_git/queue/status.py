@@ -95,6 +95,11 @@ def task_states(repo: pygit2.Repository) -> list[TaskState]:
         status = derive_status(cancelled=spec.id in cancelled, claimed=spec.id in claims, outcome=outcome)
         states.append(TaskState(spec, status, dict(attempts), spec.id in claims, votes))
     states.sort(
-        key=lambda state: (-state.spec.priority, state.spec.created.at if state.spec.created else 0, state.id)
+        # A synced spec may lack `created`: it sorts as the oldest instead of breaking the comparison.
+        key=lambda state: (
+            -state.spec.priority,
+            state.spec.created.at.timestamp() if state.spec.created else 0.0,
+            state.id,
+        )
     )
     return states

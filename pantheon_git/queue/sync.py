@@ -5,7 +5,8 @@ refs/notes/remotes/<remote>/); then each kind is merged into the local refs by i
 `git notes merge` (votes with cat_sort_uniq; traces and payloads are keyed by object and keep ours on the
 impossible clash), the queue by a union of both trees, claims and run branches by adopting the remote's
 where we have none. Then the merged refs are pushed without force: a race with another machine's push is
-reported, and the next sync merges again.
+reported, and the next sync merges again. Trace notes and payloads are pushed only with
+`[sync] push_traces = true`: they hold prompts and logs, which stay on the machine that ran them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pygit2
 from pantheon_git.store.git import ref_commit, run_git, set_ref, signature
 from pantheon_git.store.layout import (
     CLAIMS_PREFIX,
+    EVALS_NOTES,
     PAYLOADS_NOTES,
     RUN_BRANCH_PREFIX,
     TASKS_REF,
@@ -144,12 +146,23 @@ def adopt_remote_refs(repo: pygit2.Repository, remote: str) -> list[str]:
     return adopted
 
 
-def push(root: Path, remote: str) -> str:
-    refspecs = [
+def pushed_notes(push_traces: bool) -> tuple[str, ...]:
+    """The notes refs a push carries: votes and evals always, traces and payloads only when asked."""
+    return (VOTES_NOTES, EVALS_NOTES, *((TRACES_NOTES, PAYLOADS_NOTES) if push_traces else ()))
+
+
+def push_refspecs(push_traces: bool) -> list[str]:
+    """What `sync` pushes (and `init` configures for a plain `git push`): the queue, run branches, notes."""
+    return [
         f"{TASKS_REF}:{TASKS_REF}",
-        "refs/notes/pantheon/*:refs/notes/pantheon/*",
         "refs/heads/pantheon/*:refs/heads/pantheon/*",
+        # A pattern, not a name: a notes ref not written yet is skipped instead of failing the push.
+        *(f"{ref}*:{ref}*" for ref in pushed_notes(push_traces)),
     ]
+
+
+def push(root: Path, remote: str, *, push_traces: bool = False) -> str:
+    refspecs = push_refspecs(push_traces)
     proc = run_git(["push", "--quiet", "--porcelain", remote, *refspecs], root, check=False)
     if proc.returncode == 0:
         return ""
@@ -157,13 +170,13 @@ def push(root: Path, remote: str) -> str:
     return "; ".join(rejected) or proc.stderr.strip()
 
 
-def sync(repo: pygit2.Repository, root: Path, remote: str) -> SyncReport:
+def sync(repo: pygit2.Repository, root: Path, remote: str, *, push_traces: bool = False) -> SyncReport:
     report = SyncReport()
     fetch(root, remote)
     if (queue := merge_queue(repo, remote)) is not None:
         report.merged.append(f"{TASKS_REF} ({queue})")
     report.merged += merge_notes(root, repo, remote)
     report.adopted = adopt_remote_refs(repo, remote)
-    report.push_error = push(root, remote)
+    report.push_error = push(root, remote, push_traces=push_traces)
     report.pushed = not report.push_error
     return report

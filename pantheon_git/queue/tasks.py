@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
-import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +20,7 @@ import tomli_w
 
 from pantheon_git import __version__
 from pantheon_git.errors import PantheonError
+from pantheon_git.schema.document import parse_toml
 from pantheon_git.schema.spec import Spec, validate_spec
 from pantheon_git.store.git import append_commit, build_tree, ref_commit
 from pantheon_git.store.layout import CANCELLED_DIR, TASKS_REF, spec_path
@@ -33,31 +34,75 @@ def queue_tree(repo: pygit2.Repository) -> pygit2.Tree | None:
     return tip.tree if tip is not None else None
 
 
-def load_specs(repo: pygit2.Repository, tree: pygit2.Tree | None = None) -> list[Spec]:
-    """Every spec in the queue (cancelled ones included), in tree order.
+@dataclass(slots=True, frozen=True)
+class BrokenSpec:
+    """A spec file in the queue that is not a valid spec (a hand-pushed or synced blob): why, in one line."""
 
-    Parsing TOML is the slow part of listing a large queue (about 0.4 ms a spec), and a spec blob never
-    changes, so parsed specs are cached by blob id in the git dir; only new blobs are parsed.
+    task_id: str  # from its file name: the only name it has
+    reason: str  # `refs/pantheon/tasks:NAME.toml:line: field: reason`
+
+
+def parse_queued_spec(data: bytes, name: str) -> Spec:
+    """The spec stored as `name` in the queue tree, or PantheonError in one line.
+
+    A queued spec's id must be set and match its file name: the queue, claims and run branches are keyed
+    by it, and a synced blob may lack it.
+    """
+    source = f"{TASKS_REF}:{name}"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PantheonError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    spec = validate_spec(parse_toml(text, source), source, text)
+    expected = name.removesuffix(".toml")
+    if spec.id is None:
+        raise PantheonError(f"{source}: id: required field is missing (a queued spec needs its id)")
+    if spec.id != expected:
+        raise PantheonError(f"{source}: id: '{spec.id}' does not match its file name '{expected}'")
+    return spec
+
+
+def read_queue(
+    repo: pygit2.Repository, tree: pygit2.Tree | None = None
+) -> tuple[list[Spec], list[BrokenSpec]]:
+    """Every valid spec in the queue (cancelled ones included) in tree order, and the broken ones.
+
+    One broken spec never hides the others: it is reported with its reason and skipped. Parsing TOML is
+    the slow part of listing a large queue (about 0.4 ms a spec), and a spec blob never changes, so
+    parsed specs are cached by blob id in the git dir; only new blobs are parsed.
     """
     tree = tree if tree is not None else queue_tree(repo)
     if tree is None:
-        return []
-    entries = [(entry.name, str(entry.id)) for entry in tree if entry.name.endswith(".toml")]
+        return [], []
+    entries = [
+        (entry.name, str(entry.id))
+        for entry in tree
+        if entry.name.endswith(".toml") and entry.type_str == "blob"
+    ]
     cache_file = Path(repo.path) / "pantheon" / "cache" / f"specs-{__version__}.json"
     cache = _read_cache(cache_file)
     specs = []
+    broken = []
     fresh = False
     for name, blob_id in entries:
         spec = cache.get(blob_id)
         if spec is None:
-            text = repo.get(blob_id).data.decode()
-            spec = validate_spec(tomllib.loads(text), f"{TASKS_REF}:{name}", text)
+            try:
+                spec = parse_queued_spec(repo.get(blob_id).data, name)
+            except PantheonError as refused:
+                broken.append(BrokenSpec(name.removesuffix(".toml"), str(refused)))
+                continue
             cache[blob_id] = spec
             fresh = True
         specs.append(spec)
     if fresh:
-        _write_cache(cache_file, {blob_id: cache[blob_id] for _, blob_id in entries})
-    return specs
+        _write_cache(cache_file, {blob_id: cache[blob_id] for _, blob_id in entries if blob_id in cache})
+    return specs, broken
+
+
+def load_specs(repo: pygit2.Repository, tree: pygit2.Tree | None = None) -> list[Spec]:
+    """Every valid spec in the queue (cancelled ones included), in tree order; see `read_queue`."""
+    return read_queue(repo, tree)[0]
 
 
 @functools.cache

@@ -67,7 +67,7 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
         mode = (
             ["--ff-only"] if fast_forward else ["--no-ff", "--no-edit", "-m", f"Merge {branch} into {base}"]
         )
-        proc = run_git(["merge", "--quiet", *mode, branch], root, check=False)
+        proc = run_git(["merge", "--quiet", *mode, "--end-of-options", branch], root, check=False)
         if proc.returncode != 0:
             run_git(["merge", "--abort"], root, check=False)
             return MergeOutcome(state.id, "conflict", f"git merge failed: {proc.stderr.strip()[:200]}")

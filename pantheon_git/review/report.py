@@ -36,6 +36,7 @@ class TaskReport:
     tokens_out: int = 0
     seconds: float = 0.0
     failure: dict[str, Any] | None = None
+    claims: str | None = None  # where the night kept its claim: "claims local only" or "remote NAME"
     # Every attempt: {"attempt", "branch", "status", "steps"}; the fields above describe the newest one.
     attempts: list[dict[str, Any]] = field(default_factory=list)
     # Checks that passed on the base commit too: they do not test the task.
@@ -86,6 +87,7 @@ def task_report(repo: pygit2.Repository, state: TaskState) -> TaskReport:
         report.tokens_in += int(tokens.get("in", 0))
         report.tokens_out += int(tokens.get("out", 0))
         report.seconds += float(trace.get("duration_s", 0.0))
+        report.claims = (trace.get("policy") or {}).get("claims", report.claims)
         for vote in read_votes(repo, commit.id):
             if vote.kind == "gate":
                 report.gate, report.gate_reasons = vote.verdict, vote.reasons
@@ -142,6 +144,9 @@ def render_markdown(reports: list[TaskReport], title: str) -> str:
     for report in reports:
         counts[report.status] = counts.get(report.status, 0) + 1
     lines.append(", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no tasks")
+    claims = sorted({r.claims for r in reports if r.claims})
+    if claims:
+        lines += ["", "Claims: " + "; ".join(claims)]
     lines += [
         "",
         "| task | status | attempts | gate | votes | acceptance | tokens in/out | time | branch |",

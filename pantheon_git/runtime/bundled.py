@@ -7,6 +7,7 @@ Nothing is ever downloaded at run time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -46,3 +47,19 @@ def bundled_gguf() -> tuple[Path, str]:
         json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": package.EXPECTED_SHA256})
     )
     return target, package.EXPECTED_SHA256
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a model file, remembered by (path, size, mtime) so big models are hashed once."""
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:32]
+    marker = cache_dir() / "sha256" / key
+    if marker.is_file():
+        return marker.read_text().strip()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(digest.hexdigest())
+    return digest.hexdigest()

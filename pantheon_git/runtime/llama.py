@@ -7,7 +7,6 @@ common prefix), so a loop's turn N evaluates only its new tokens.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -16,24 +15,8 @@ from typing import Any
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.runtime.base import Completion, ModelIdentity
-from pantheon_git.runtime.bundled import bundled_gguf, cache_dir
+from pantheon_git.runtime.bundled import bundled_gguf, file_sha256
 from pantheon_git.schema.models import ModelConfig
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a model file, remembered by (path, size, mtime) so big models are hashed once."""
-    stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:32]
-    marker = cache_dir() / "sha256" / key
-    if marker.is_file():
-        return marker.read_text().strip()
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(digest.hexdigest())
-    return digest.hexdigest()
 
 
 class LlamaRuntime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pantheon_git.schema.document import parse_toml, read_text, validate
 
@@ -17,11 +17,23 @@ class NightConfig(_Section):
     max_tasks: int = Field(default=20, ge=1)
     # A claim whose runner sent no heartbeat for this long may be taken over (`run --take-over`).
     claim_expiry_minutes: int = Field(default=120, ge=1)
+    # The only remotes a night may fetch from and push claims to, by name (the first one that exists is
+    # the claims remote). Empty: the night talks to no remote and claims stay local to this clone.
+    remotes: list[str] = Field(default_factory=list)
     # Best-of-N: attempts per task per night, stopping at the first that passes the gate.
     samples: int = Field(default=1, ge=1, le=64)
     # Attempts after the first sample at this temperature (where a node sets none): a second greedy
     # attempt would repeat the first one token for token.
     sample_temperature: float = Field(default=0.8, gt=0.0, le=2.0)
+
+    @field_validator("remotes")
+    @classmethod
+    def _remote_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            # A name starting with '-' would be read as an option by `git push`/`git fetch`.
+            if not name or name.startswith("-") or any(c.isspace() or c in ":\\" for c in name):
+                raise ValueError(f"{name!r} is not a remote name")
+        return names
 
 
 class GatePolicy(_Section):
@@ -35,6 +47,9 @@ class GatePolicy(_Section):
 
 class SyncConfig(_Section):
     remote: str = "origin"
+    # Trace notes and their payloads hold prompts, tool output and test logs: they stay on this machine
+    # unless this says push them (votes, evals, run branches and the queue are always pushed).
+    push_traces: bool = False
 
 
 class HooksConfig(_Section):

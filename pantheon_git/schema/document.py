@@ -60,7 +60,9 @@ def validate(
     for people (a flow's `nodes.2.agent` reads better as `node review: agent`).
     """
     if not isinstance(data, dict):
-        raise PantheonError(f"{source}: {'.'.join(prefix) or '(top level)'}: expected a table")
+        line = line_of(text, list(prefix))
+        where = f"{source}:{line}" if line else source
+        raise PantheonError(f"{where}: {'.'.join(prefix) or '(top level)'}: expected a table")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

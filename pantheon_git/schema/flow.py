@@ -173,8 +173,9 @@ def parse_flow(text: str, source: str, known_agents: Iterable[str]) -> Flow:
         # `nodes.2.agent` reads better as `node review: agent`
         if len(loc) >= 2 and loc[0] == "nodes" and loc[1].isdigit() and int(loc[1]) < len(nodes):
             node = nodes[int(loc[1])]
-            node_id = node.get("id", f"#{int(loc[1]) + 1}") if isinstance(node, dict) else f"#{loc[1]}"
-            return f"node {node_id}: " + ".".join(loc[2:])
+            number = f"#{int(loc[1]) + 1}"
+            node_id = node.get("id", number) if isinstance(node, dict) else number
+            return f"node {node_id}" + (": " + ".".join(loc[2:]) if len(loc) > 2 else "")
         return ".".join(loc) or "(top level)"
 
     flow = validate(Flow, data, source, text, name_field=name_field)
@@ -185,6 +186,17 @@ def parse_flow(text: str, source: str, known_agents: Iterable[str]) -> Flow:
 
 def flow_path(root: Path, name: str) -> Path:
     return root / ".pantheon" / "flows" / f"{name}.toml"
+
+
+def check_flow_exists(root: Path, name: str, source: str, known_agents: Iterable[str]) -> None:
+    """A spec's `flow` must name a valid flow of the repository (once .pantheon/flows exists)."""
+    folder = root / ".pantheon" / "flows"
+    if not folder.is_dir():
+        return
+    if not flow_path(root, name).is_file():
+        known = ", ".join(sorted(path.stem for path in folder.glob("*.toml"))) or "none"
+        raise PantheonError(f"{source}: flow: no .pantheon/flows/{name}.toml (known: {known})")
+    load_flow(root, name, known_agents)
 
 
 def load_flow(root: Path, name: str, known_agents: Iterable[str]) -> Flow:

@@ -57,6 +57,16 @@ class Spec(_Strict):
     limits: Limits = Field(default_factory=Limits)
     created: Created | None = None
 
+    @field_validator("base")
+    @classmethod
+    def _valid_base(cls, value: str | None) -> str | None:
+        # A base reaches git command lines (`git diff BASE`): one starting with '-' would be an option.
+        if value is not None and (
+            not value or value.startswith("-") or any(c.isspace() or ord(c) < 32 for c in value)
+        ):
+            raise ValueError("must be a branch or commit name (no leading '-', no spaces)")
+        return value
+
     @field_validator("id")
     @classmethod
     def _valid_id(cls, value: str | None) -> str | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.errors import ConflictError, PantheonError
+from pantheon_git.store.redact import redact, redact_bytes
 
 # Every object pantheon links into a tree or commit was just written or read from this repository, so
 # libgit2's re-check that it exists is pure cost: about 0.7 ms per commit in a repository with 10,000
@@ -200,6 +201,7 @@ def append_commit(
         if built is None:
             return None
         tree, message = built
+        message = redact(message)  # commit messages are published with their ref
         parents = [] if tip is None else [tip.id]
         commit = repo.create_commit(None, sig, sig, message, tree, parents)
         if set_ref(repo, ref, commit, parents[0] if parents else None, message.splitlines()[0] or "pantheon"):
@@ -250,7 +252,8 @@ def build_tree(
             if base is not None and name in base:
                 builder.remove(name)
         else:
-            builder.insert(name, repo.create_blob(data), pygit2.GIT_FILEMODE_BLOB)
+            # Specs, dataset rows, step files: whatever enters git here is published with its ref.
+            builder.insert(name, repo.create_blob(redact_bytes(data)), pygit2.GIT_FILEMODE_BLOB)
     for name, sub_changes in nested.items():
         sub_base = None
         if base is not None and name in base:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 import pygit2
 
 from pantheon_git.store.git import append_commit, ref_commit
+from pantheon_git.store.redact import redact_bytes
 
 # Given the current note (None if absent), return the new one (None removes it).
 NoteUpdate = Callable[[bytes | None], bytes | None]
@@ -128,6 +129,8 @@ def update_notes(
                 _, old_id = _locate(repo, root, hexid)
                 old = repo.get(old_id).data if old_id is not None else None
             new = update(old)
+            if new is not None:
+                new = redact_bytes(new)  # every note is pushed with its ref: no secret may be in one
             if new == old:
                 continue
             blob = repo.create_blob(new) if new is not None else None

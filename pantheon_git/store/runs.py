@@ -15,6 +15,7 @@ import pygit2
 from pantheon_git.errors import ConflictError, PantheonError
 from pantheon_git.store.git import build_tree, clear_stale_lock, ref_commit, set_ref, signature
 from pantheon_git.store.layout import RUN_BRANCH_PREFIX, parse_run_branch, run_branch
+from pantheon_git.store.redact import redact, redact_bytes
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class Step:
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def message(self) -> str:
-        title, _, body = self.summary.strip().partition("\n")
+        """Summary and trailers, secrets redacted (before whitespace is folded: rules see the lines)."""
+        title, _, body = redact(self.summary).strip().partition("\n")
         trailers = {
             "Pantheon-Task": self.task,
             "Pantheon-Step": self.step,
@@ -37,7 +39,7 @@ class Step:
             "Pantheon-Model": self.model,
             **self.extra,
         }
-        lines = [f"{key}: {' '.join(str(value).split())}" for key, value in trailers.items()]
+        lines = [f"{key}: {' '.join(redact(str(value)).split())}" for key, value in trailers.items()]
         parts = [f"{self.step}: {title or '(no summary)'}"]
         if body.strip():
             parts.append(body.strip())
@@ -166,9 +168,42 @@ def recorded_steps(repo: pygit2.Repository, ref: str) -> list[tuple[str, pygit2.
     return steps[::-1]
 
 
+# Changed files larger than this are committed as they are (scanning them would cost seconds).
+REDACT_FILE_LIMIT = 1 << 20
+_CHANGED = pygit2.GIT_STATUS_WT_NEW | pygit2.GIT_STATUS_WT_MODIFIED | pygit2.GIT_STATUS_INDEX_NEW
+
+
+def redact_changed_files(repo: pygit2.Repository) -> list[str]:
+    """Redact secrets in place in the worktree's new and changed text files; returns the paths changed.
+
+    Done before staging, because staging writes each file's blob into the object store, where a later
+    redaction could no longer remove it.
+    """
+    root = repo.workdir
+    touched = []
+    for path, flags in repo.status().items():
+        full = os.path.join(root, path)
+        if not flags & _CHANGED or os.path.islink(full) or not os.path.isfile(full):
+            continue
+        if os.path.getsize(full) > REDACT_FILE_LIMIT:
+            continue
+        with open(full, "rb") as handle:
+            data = handle.read()
+        cleaned = redact_bytes(data)
+        if cleaned != data:
+            with open(full, "wb") as handle:
+                handle.write(cleaned)
+            touched.append(path)
+    return touched
+
+
 def worktree_tree(worktree: str | os.PathLike[str]) -> pygit2.Oid:
-    """The tree of a worktree's current state: every file git does not ignore, staged as `git add -A`."""
+    """The tree of a worktree's current state: every file git does not ignore, staged as `git add -A`.
+
+    Secrets in new and changed files are redacted first (a run branch is pushed like any branch).
+    """
     repo = pygit2.Repository(os.fspath(worktree))
+    redact_changed_files(repo)
     index = repo.index
     # libgit2's add_all stages new and changed files but keeps deleted ones: drop those first.
     root = repo.workdir

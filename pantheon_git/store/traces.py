@@ -15,6 +15,7 @@ import pygit2
 
 from pantheon_git.store.layout import PAYLOADS_NOTES, TRACES_NOTES
 from pantheon_git.store.notes import read_note, replace_with, set_note, update_notes
+from pantheon_git.store.redact import redact_all
 
 # Strings longer than this go to a payload blob; the note keeps the first characters as a preview.
 INLINE_LIMIT = 1024
@@ -41,13 +42,14 @@ def write_trace(
     *,
     detail_keys: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Attach `trace` as the JSON trace note of `commit`; returns the note as stored (blobs referenced).
+    """Attach `trace`, secrets redacted, as the JSON trace note of `commit`; returns the note as stored.
 
     The values under `detail_keys` (say, the turn-by-turn record) go whole to one payload blob each, as
     JSON, so the note itself stays a short summary that reads well in `git log --notes`.
     """
     blobs: dict[str, bytes] = {}
-    outline = dict(trace)
+    # Redacted as structured values, before JSON escaping hides a PEM block's line breaks from the rules.
+    outline = redact_all(dict(trace))
     for key in detail_keys:
         if key in outline:
             data = json.dumps(outline[key], ensure_ascii=False, indent=1).encode()

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pantheon_git.store.layout import VOTES_NOTES
 from pantheon_git.store.notes import append_note_lines, read_note
+from pantheon_git.store.redact import redact_all
 
 Verdict = Literal["approve", "reject", "abstain"]
 # vote: a reviewer, a test run or a person; gate: the gate's decision; merge: the branch was merged.
@@ -40,7 +41,8 @@ class Vote(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
 
     def to_line(self) -> str:
-        return self.model_dump_json()
+        """The JSON line as stored: reasons and evidence (test output, model text) have secrets redacted."""
+        return Vote.model_validate(redact_all(self.model_dump())).model_dump_json()
 
 
 def append_votes(repo: pygit2.Repository, commit: str | pygit2.Oid, votes: list[Vote]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pantheon_git.tools.paths import ToolError, confined
+from pantheon_git.tools.paths import ToolError, confined, read_text, walk_files, write_text
 from pantheon_git.tools.sandbox import CompletedRun, run_in_group
 
 MAX_READ = 6000
@@ -68,23 +68,24 @@ class RunArgs(_Args):
 
 def read_file(args: ReadFileArgs, ctx: ToolContext) -> str:
     target = confined(ctx.worktree, args.path)
-    if not target.is_file():
+    if not target.exists():
         raise ToolError(f"{args.path}: no such file")
-    text = target.read_text(encoding="utf-8", errors="replace")
+    text = read_text(target, args.path)
     return (
         text if len(text) <= MAX_READ else text[:MAX_READ] + f"\n… ({len(text) - MAX_READ} more characters)"
     )
 
 
 def write_file(args: WriteFileArgs, ctx: ToolContext) -> str:
-    target = confined(ctx.worktree, args.path)
+    target = confined(ctx.worktree, args.path, for_write=True)
     if target.is_dir():
         raise ToolError(f"{args.path}: is a directory")
-    old = target.read_text(encoding="utf-8", errors="replace") if target.is_file() else ""
-    if old == args.content and target.exists():
+    exists = target.exists()
+    old = read_text(target, args.path) if exists else ""
+    if old == args.content and exists:
         return f"{args.path} already has exactly this content: nothing changed"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(args.content, encoding="utf-8")
+    write_text(target, args.path, args.content)
     added = removed = 0
     for line in difflib.unified_diff(old.splitlines(), args.content.splitlines(), lineterm="", n=0):
         if line.startswith("+") and not line.startswith("+++"):
@@ -95,15 +96,7 @@ def write_file(args: WriteFileArgs, ctx: ToolContext) -> str:
 
 
 def _walk(ctx: ToolContext, start: Path) -> list[Path]:
-    root = ctx.worktree.resolve()
-    found = []
-    for directory, dirs, files in os.walk(start):
-        dirs[:] = sorted(d for d in dirs if d != ".git")
-        for name in sorted(files):
-            if name == ".git":  # a linked worktree's pointer to its repository
-                continue
-            found.append(Path(directory, name).relative_to(root))
-    return found
+    return list(walk_files(ctx.worktree, start))
 
 
 def list_files(args: ListFilesArgs, ctx: ToolContext) -> str:
@@ -120,8 +113,8 @@ def search(args: SearchArgs, ctx: ToolContext) -> str:
     matches = []
     for relative in _walk(ctx, start) if start.is_dir() else [start.relative_to(ctx.worktree.resolve())]:
         try:
-            lines = (ctx.worktree / relative).read_text(encoding="utf-8").splitlines()
-        except (UnicodeDecodeError, OSError):
+            lines = read_text(confined(ctx.worktree, str(relative)), str(relative)).splitlines()
+        except ToolError:
             continue
         for number, line in enumerate(lines, 1):
             if args.text in line:

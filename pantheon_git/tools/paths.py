@@ -1,7 +1,16 @@
-"""Confine tool paths to the worktree: absolute paths, `..` and symlinks that lead out are refused."""
+"""Confine tool paths to the worktree: every file tool reads, writes and walks only through here.
+
+Absolute paths, `..`, `.git` and symlinks that lead out are refused; so are hard links (a regular file
+with more than one name may be the other name of a file outside), FIFOs, sockets and devices. Files are
+opened with O_NOFOLLOW|O_NONBLOCK and checked again on the open descriptor, so neither a symlink swapped
+in nor a FIFO (which would block an open forever) gets past, and walks never follow a symlink out.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 
@@ -9,8 +18,42 @@ class ToolError(Exception):
     """A refusal or failure a tool reports back to the model (the model may retry)."""
 
 
-def confined(worktree: Path, given: str) -> Path:
-    """The real path of `given` inside `worktree`, or ToolError saying why it is not allowed."""
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _inside(root: Path, target: Path) -> bool:
+    return target == root or root in target.parents
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def refusal(info: os.stat_result) -> str | None:
+    """Why a file with this stat may not be read or written by a tool, or None if it may."""
+    if not stat.S_ISREG(info.st_mode):
+        return f"is {_kind(info.st_mode)}; tools only read and write regular files"
+    if info.st_nlink > 1:
+        return "is a hard link (the same file has another name, maybe outside the repository)"
+    return None
+
+
+def confined(worktree: Path, given: str, *, for_write: bool = False) -> Path:
+    """The real path of `given` inside `worktree`, or ToolError saying why it is not allowed.
+
+    With `for_write`, an existing target must also be a regular file with one name (no hard link, FIFO,
+    socket or device), and no directory on the way may be a symlink leading out.
+    """
     if not given or given.strip() != given:
         raise ToolError(f"path {given!r}: give a relative path inside the repository")
     pure = PurePosixPath(given)
@@ -24,6 +67,72 @@ def confined(worktree: Path, given: str) -> Path:
         raise ToolError(f"path {given}: the .git directory is off limits")
     root = worktree.resolve()
     target = (root / pure).resolve()  # follows symlinks, so a link pointing outside is caught here
-    if target != root and root not in target.parents:
+    if not _inside(root, target):
         raise ToolError(f"path {given}: leads outside the repository (through a symlink)")
+    if target.relative_to(root).parts[:1] == (".git",):
+        raise ToolError(f"path {given}: the .git directory is off limits")
+    if for_write:
+        try:
+            info = target.lstat()
+        except FileNotFoundError:
+            return target
+        why = None if stat.S_ISDIR(info.st_mode) else refusal(info)
+        if why is not None:
+            raise ToolError(f"path {given}: {why}")
     return target
+
+
+def read_text(path: Path, shown: str, limit: int | None = None) -> str:
+    """A regular file's text (up to `limit` bytes), opened without following a link or blocking."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+    except OSError as exc:
+        raise ToolError(f"{shown}: cannot open ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        why = refusal(os.fstat(fd))
+        if why is not None:
+            raise ToolError(f"{shown}: {why}")
+        data = handle.read() if limit is None else handle.read(limit)
+    return data.decode("utf-8", errors="replace")
+
+
+def write_text(path: Path, shown: str, content: str) -> None:
+    """Replace a regular file's content (creating it), never through a link, a FIFO or a device.
+
+    Opened without O_TRUNC: the descriptor is checked first, and only a plain file with one name is cut.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | _OPEN_FLAGS, 0o644)
+    except OSError as exc:  # ELOOP: a symlink; ENXIO: a FIFO nobody reads
+        raise ToolError(f"{shown}: cannot write ({exc.strerror})") from None
+    try:
+        why = refusal(os.fstat(fd))
+        if why is not None:
+            raise ToolError(f"{shown}: {why}")
+        os.set_blocking(fd, True)
+        os.ftruncate(fd, 0)
+        data = content.encode("utf-8")
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+
+
+def walk_files(worktree: Path, start: Path) -> Iterator[Path]:
+    """Regular files under `start` (paths relative to the worktree, sorted per directory), never through
+    a symlink that leads out and never `.git`; hard links, FIFOs, sockets and devices are skipped."""
+    root = worktree.resolve()
+    for directory, dirs, files in os.walk(start, followlinks=False):  # a linked dir is listed, not entered
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for name in sorted(files):
+            if name == ".git":  # a linked worktree's pointer to its repository
+                continue
+            path = Path(directory, name)
+            try:
+                real = path.resolve(strict=True)
+                info = real.stat()
+            except (OSError, RuntimeError):  # a dangling or looping link
+                continue
+            if not _inside(root, real) or refusal(info) is not None:
+                continue
+            yield path.relative_to(root)

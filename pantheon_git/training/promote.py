@@ -3,16 +3,16 @@
 `refs/pantheon/adapters/<agent>` is a commit chain; each commit's tree holds `adapter.gguf` (or nothing:
 the base model) and `eval.json`. Evaluating runs the agent alone on each held-out task, in a fresh
 worktree at the task's base, then the task's acceptance commands in the sandbox: the pass rate is the
-score. Promotion appends a commit only if the candidate's rate is strictly higher than the current
-one's on the same tasks; rollback appends a commit restoring the version before. The runner reads the
-promoted adapter from the ref, so what runs at night is what the gate let through.
+score; with no sandbox here, evaluation is refused (never run unsandboxed). Promotion appends a commit
+only if the candidate's rate is strictly higher than the current one's on the same tasks; rollback
+appends a commit restoring the version before. The runner reads the promoted adapter from the ref, so
+what runs at night is what the gate let through.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -24,14 +24,14 @@ import pygit2
 from pantheon_git.agents.loop import run_agent
 from pantheon_git.agents.registry import agents
 from pantheon_git.errors import PantheonError
-from pantheon_git.night.worktrees import add_worktree, remove_worktree
+from pantheon_git.night.worktrees import scratch_worktree
 from pantheon_git.queue.tasks import load_specs
 from pantheon_git.schema.models import load_models
 from pantheon_git.store.git import append_commit, build_tree
 from pantheon_git.store.layout import ADAPTERS_PREFIX, EVALS_NOTES
 from pantheon_git.store.notes import set_note
-from pantheon_git.tools.builtin import ToolContext, unsandboxed
-from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available
+from pantheon_git.tools.builtin import ToolContext
+from pantheon_git.tools.sandbox import require_sandbox, run_sandboxed
 
 
 @dataclass
@@ -51,6 +51,7 @@ def evaluate(
 ) -> Evaluation:
     from pantheon_git.runtime.llama import runtime_for
 
+    require_sandbox()  # the model's commands and the acceptance checks run in it, or nothing runs
     agent = agents(root).get(agent_name)
     if agent is None:
         raise PantheonError(f"agent {agent_name}: not defined here")
@@ -59,26 +60,18 @@ def evaluate(
         config = config.model_copy(update={"adapter": str(adapter)})
     runtime = runtime_for(agent.model, config)
     specs = {spec.id: spec for spec in load_specs(repo)}
-    sandbox = run_sandboxed if sandbox_available() else unsandboxed
+    sandbox = run_sandboxed
     result = Evaluation("base" if adapter is None else str(adapter.stem), list(task_ids))
     for task_id in task_ids:
         spec = specs.get(task_id)
         if spec is None:
             raise PantheonError(f"held-out task {task_id}: not in the queue here")
-        with tempfile.TemporaryDirectory(prefix="pantheon-eval-") as scratch:
-            branch = f"refs/heads/pantheon-eval/{task_id}"
-            base = repo.revparse_single(spec.base or "HEAD").peel(pygit2.Commit).id
-            repo.references.create(branch, base, force=True)
-            workdir = Path(scratch) / "wt"
-            try:
-                add_worktree(root, workdir, branch)
-                task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance}
-                run = run_agent(agent, runtime, ToolContext(worktree=workdir, sandbox=sandbox), task, {})
-                checks = [sandbox(command, workdir, dict(os.environ), 120) for command in spec.acceptance]
-                ok = run.ok and all(check.exit_code == 0 for check in checks)
-            finally:
-                remove_worktree(root, workdir)
-                repo.references.delete(branch)
+        base = repo.revparse_single(spec.base or "HEAD").peel(pygit2.Commit).id
+        with scratch_worktree(repo, root, base, f"eval/{task_id}") as workdir:
+            task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance}
+            run = run_agent(agent, runtime, ToolContext(worktree=workdir, sandbox=sandbox), task, {})
+            checks = [sandbox(command, workdir, dict(os.environ), 120) for command in spec.acceptance]
+            ok = run.ok and all(check.exit_code == 0 for check in checks)
         if ok:
             result.passed.append(task_id)
         result.details.append({"task": task_id, "finished": run.ok, "passed": ok, "turns": len(run.turns)})

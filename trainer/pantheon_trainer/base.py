@@ -8,7 +8,6 @@ is. Nothing is ever fetched from a hub (the package sets HF_HUB_OFFLINE before t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -23,14 +22,6 @@ def embedded_gguf() -> tuple[Path, str]:
     from pantheon_git.runtime.bundled import bundled_gguf
 
     return bundled_gguf()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _alive(pid: int) -> bool:
@@ -95,6 +86,8 @@ def resolve_base(base: str | Path | None) -> Path:
         return converted_dir(*embedded_gguf())
     path = Path(base)
     if path.is_file() and path.suffix == ".gguf":
+        from pantheon_git.runtime.bundled import file_sha256
+
         return converted_dir(path, file_sha256(path))
     if not (path / "config.json").is_file():
         raise TrainerError(f"{path}: not a Hugging Face model directory (no config.json) nor a .gguf file")

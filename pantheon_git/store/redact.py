@@ -1,0 +1,261 @@
+"""Remove secrets from text before it enters git: the one `redact()` every write of text into git calls.
+
+Trace notes, payload blobs, vote lines, step commit messages and dataset rows all pass through here,
+because whatever reaches the object store is published by a plain `git push`. Three layers:
+(1) the exact values of credential-like variables of the runner's environment (known secrets);
+(2) formats the maintained ruleset misses or cuts short: PEM blocks spanning lines, netrc `password X`,
+`PGPASSWORD=`, `scheme://user:pass@host`, `NAME_KEY = value` assignments, provider token shapes;
+(3) the `detect-secrets` plugins (AWS, private keys, JWT, GitHub/GitLab/Slack/Stripe/… tokens, basic
+auth, keywords, quoted high-entropy strings), used as a library on the text, no network, no verification.
+Each secret becomes `[REDACTED:<type>]`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REDACTED = "[REDACTED"  # every marker starts with this: `[REDACTED:<type>]`
+
+# Known secret values shorter than this are not replaced (a "1" or "true" would maim every text).
+MIN_KNOWN_VALUE = 8
+
+
+def marker(kind: str) -> str:
+    return f"[REDACTED:{kind}]"
+
+
+# --- which environment variables hold credentials ------------------------------------------------------
+
+# Whole names that hold credentials or reach a credential store (an agent socket is a key, in effect).
+SECRET_ENV_NAMES = frozenset(
+    {
+        "GITHUB_PAT",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "MYSQL_PWD",
+        "KAGGLE_KEY",
+        "DATABASE_URL",
+        "SSH_AUTH_SOCK",
+        "SSH_AGENT_PID",
+        "GPG_AGENT_INFO",
+        "NETRC",
+        "DOCKER_AUTH_CONFIG",
+        "VAULT_ADDR",
+        "NPM_CONFIG__AUTH",
+        "HF_TOKEN",
+    }
+)
+# A name made of `_`-separated words is a credential when one of its words is one of these
+# (TOKENIZERS_PARALLELISM is not: its words are TOKENIZERS and PARALLELISM).
+SECRET_ENV_WORDS = frozenset(
+    {
+        "PASSWORD",
+        "PASSWD",
+        "PASS",
+        "PWD",
+        "SECRET",
+        "SECRETS",
+        "TOKEN",
+        "TOKENS",
+        "PAT",
+        "DSN",
+        "KEY",
+        "APIKEY",
+        "CREDENTIAL",
+        "CREDENTIALS",
+        "CREDS",
+        "AUTH",
+        "COOKIE",
+        "PASSPHRASE",
+        "WEBHOOK",
+    }
+)
+# Names that look like credentials by their words but are not (the working directory).
+NOT_SECRET_ENV_NAMES = frozenset({"PWD", "OLDPWD"})
+# Any value that is a URL carrying a password (DATABASE_URL, REDIS_URL, PIP_INDEX_URL, *_DSN…).
+_URL_WITH_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@")
+
+
+def is_secret_env(name: str, value: str = "") -> bool:
+    """Whether environment variable `name` (with `value`) holds a credential, by name or by value."""
+    upper = name.upper()
+    if upper in NOT_SECRET_ENV_NAMES:
+        return False
+    if upper in SECRET_ENV_NAMES or SECRET_ENV_WORDS.intersection(upper.split("_")):
+        return True
+    return bool(_URL_WITH_PASSWORD.search(value))
+
+
+_remembered: set[str] = set()
+
+
+def remember_secrets(values: Iterable[str]) -> None:
+    """Redact these exact values from now on (e.g. credentials scrubbed from the environment)."""
+    _remembered.update(value for value in values if len(value) >= MIN_KNOWN_VALUE)
+
+
+def remember_env_secrets(env: Mapping[str, str]) -> list[str]:
+    """Remember the values of `env`'s credential-like variables; returns their names, sorted."""
+    names = sorted(name for name, value in env.items() if is_secret_env(name, value))
+    remember_secrets(env[name] for name in names)
+    return names
+
+
+def known_secrets() -> list[str]:
+    """Every value redacted verbatim: remembered ones and the current environment's, longest first."""
+    current = {value for name, value in os.environ.items() if is_secret_env(name, value)}
+    values = _remembered | {value for value in current if len(value) >= MIN_KNOWN_VALUE}
+    return sorted(values, key=len, reverse=True)
+
+
+# --- formats checked here (the ruleset misses them or cuts them short) ----------------------------------
+
+_PEM = re.compile(
+    r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----.*?(?:-----END \1-----|\Z)", re.DOTALL
+)
+# The tail of a block whose BEGIN line was cut off (a log tail keeps only the end).
+_PEM_TAIL = re.compile(r"(?:[A-Za-z0-9+/=]{16,}\r?\n)+-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_NOT_YET = r"(?!\[REDACTED)"
+# (pattern, type); the value to hide is the group named `v`, or the whole match when there is none.
+_RULES: list[tuple[re.Pattern[str], str]] = [
+    # scheme://user:password@host (DATABASE_URL, git remotes, pip indexes)
+    (re.compile(r"(?<=://)(?P<v>[^/\s:@'\"\\]+:[^/\s@'\"\\]+)(?=@)"), "url-credentials"),
+    # netrc: `machine h login u password p` on one line or `password p` on its own line
+    (
+        re.compile(
+            r"(?i)\b(?:machine\s+\S+|default)(?:\s+(?:login|account)\s+\S+)*\s+(?:password|passwd)\s+"
+            rf"{_NOT_YET}(?P<v>[^\s'\"\\]+)"
+        ),
+        "netrc",
+    ),
+    (re.compile(rf"(?im)^\s*(?:password|passwd)\s+{_NOT_YET}(?P<v>[^\s'\"\\]+)\s*$"), "netrc"),
+    # NAME=value / NAME: value / "name": "value" where NAME says it is a credential
+    (
+        re.compile(
+            r"(?i)(?:\b|_)(?:[a-z0-9_]*?)(?:password|passwd|secret|token|api_?key|"
+            r"access_?key(?:_id)?|private_?key|secret_?key|_pat|_dsn|credentials?|passphrase|auth)"
+            rf"['\"]?\s*[=:]\s*['\"]?{_NOT_YET}(?P<v>[^\s'\",;\\]{{6,}})"
+        ),
+        "assignment",
+    ),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"), "json-web-token"),
+    (re.compile(r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{16,}"), "api-key"),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), "github-token"),
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"), "github-token"),
+    (re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}"), "gitlab-token"),
+    (re.compile(r"\bhf_[A-Za-z0-9]{20,}"), "huggingface-token"),
+    (re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), "slack-token"),
+    (re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"), "aws-access-key"),
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), "google-api-key"),
+    (re.compile(r"(?i)\bbearer\s+(?P<v>[A-Za-z0-9._~+/=-]{16,})"), "bearer-token"),
+]
+
+# detect-secrets plugins not used: hex strings are commit and blob ids here, public IPs are no secret.
+_SKIPPED_PLUGINS = frozenset({"HexHighEntropyString", "IPPublicDetector"})
+
+
+@functools.cache
+def _plugins() -> tuple[tuple[Any, str], ...]:
+    """The detect-secrets plugins, built once (importing them costs ~80 ms): (plugin, type slug)."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+
+    plugins = []
+    for secret_type, cls in sorted(get_mapping_from_secret_type_to_class().items()):
+        if cls.__name__ in _SKIPPED_PLUGINS:
+            continue
+        slug = re.sub(r"[^a-z0-9]+", "-", secret_type.lower()).strip("-")
+        plugins.append((cls(), slug))
+    return tuple(plugins)
+
+
+def _plausible(plugin: Any, value: str) -> bool:
+    """The checks detect-secrets makes after `analyze_string` (entropy limit, uuids, templates)."""
+    from detect_secrets.filters import heuristic
+
+    if len(value) < 6 or "REDACTED" in value:
+        return False
+    limit = getattr(plugin, "entropy_limit", None)
+    if limit is not None and plugin.calculate_shannon_entropy(value) <= limit:
+        return False
+    return not (heuristic.is_potential_uuid(value) or heuristic.is_templated_secret(value))
+
+
+def _unescape(text: str) -> str:
+    """Text as it reads once JSON or TOML string escapes are undone (approximately: for finding only)."""
+    return text.replace("\\n", "\n").replace('\\"', '"').replace("\\t", "\t").replace("\\\\", "\\")
+
+
+def _found(view: str) -> dict[str, str]:
+    """Every secret value in `view` -> its type: the rules' values, PEM body lines, the plugins' finds."""
+    found: dict[str, str] = {}
+    if "PRIVATE KEY" in view:
+        for pattern in (_PEM, _PEM_TAIL):
+            for match in pattern.finditer(view):
+                for line in match.group(0).splitlines():
+                    if not line.startswith("-----"):
+                        found.setdefault(line.strip(), "private-key")
+    for pattern, kind in _RULES:
+        named = "v" in pattern.groupindex
+        for match in pattern.finditer(view):
+            found.setdefault(match.group("v") if named else match.group(0), kind)
+    for plugin, kind in _plugins():
+        for value in plugin.analyze_string(view):
+            if _plausible(plugin, value):
+                found.setdefault(value, kind)
+    # An escape's backslash is no part of a value, and a quote would take the document's syntax with it.
+    values = {value.strip("\\"): kind for value, kind in found.items()}
+    return {
+        value: kind
+        for value, kind in values.items()
+        if len(value) >= 6 and "REDACTED" not in value and '"' not in value
+    }
+
+
+def redact(text: str) -> str:
+    """`text` with every secret found replaced by `[REDACTED:<type>]`.
+
+    Found values are replaced wherever they occur in the text. Text holding escapes (a JSON document, a
+    TOML string) is also searched as it reads unescaped, so `\\"token\\": \\"…\\"` or a netrc line
+    inside a JSON string is found too.
+    """
+    if not text:
+        return text
+    for value in known_secrets():
+        for form in (value, json.dumps(value)[1:-1]):
+            if form in text:
+                text = text.replace(form, marker("environment"))
+    if "PRIVATE KEY" in text:
+        text = _PEM.sub(lambda match: marker("private-key"), text)
+    found = _found(text)
+    if "\\" in text:
+        for value, kind in _found(_unescape(text)).items():
+            found.setdefault(value, kind)
+    for value in sorted(found, key=len, reverse=True):
+        text = text.replace(value, marker(found[value]))
+    return text
+
+
+def redact_all(value: Any) -> Any:
+    """`redact` applied to every string (keys included) inside a JSON-like value."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {redact(key) if isinstance(key, str) else key: redact_all(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_all(item) for item in value]
+    return value
+
+
+def redact_bytes(data: bytes) -> bytes:
+    """`redact` for file contents: UTF-8 text is redacted, anything else is left as it is."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    cleaned = redact(text)
+    return data if cleaned == text else cleaned.encode("utf-8")
