@@ -171,7 +171,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="the first K problems (default: all 164)")
     parser.add_argument("--samples", type=int, default=8, help="best-of-N (default 8)")
     parser.add_argument("--repairs", type=int, default=1, help="repair rounds per attempt (default 1)")
-    parser.add_argument("--implement-timeout", type=int, default=90, help="seconds per implement step")
+    parser.add_argument("--implement-timeout", type=int, default=45, help="seconds per implement step")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
