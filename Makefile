@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_queue.py
 	$(BIN)/python bench/bench_decoding.py
 	$(BIN)/python bench/bench_dataset.py
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_agent.py --limit 40
 
 demo: $(STAMP)
 	$(BIN)/python -m pantheon_git.ops.demo --dir build/demo

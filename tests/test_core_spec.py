@@ -59,6 +59,7 @@ def test_template_documents_every_field_and_validates() -> None:
             "spec.toml:4: limits.max_attempts: input should be greater than",
         ),
         (GOOD + "[limits]\nretries = 3\n", "spec.toml:4: limits.retries: unknown field (known: max_attempts"),
+        (GOOD + "[limits]\nsamples = 0\n", "spec.toml:4: limits.samples: input should be greater than"),
         ('title = "x\nacceptance = ["true"]\n', "spec.toml:1:11: invalid TOML"),
         (GOOD + 'id = "Bad Id"\n', "spec.toml:3: id: must be 2-40 characters"),
         (GOOD + 'id = "tasks"\n', "spec.toml:3: id: 'tasks' is reserved"),

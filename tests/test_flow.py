@@ -85,6 +85,19 @@ def test_order_follows_inputs_not_file_order() -> None:
         ),
         ('[[nodes]]\nid = "a"\nagent = "planner"\nwhen = "import os"\n', "node a: when: 'import os' is not"),
         ("nodes = []\n", "flows/x.toml:1: nodes: list should have at least 1 item"),
+        (
+            '[[nodes]]\nid = "a"\nagent = "planner"\n[[nodes]]\nid = "t"\nagent = "acceptance"\n'
+            'repair = "a"\n',
+            "node t: repair: 'a' is not among its inputs",
+        ),
+        (
+            '[[nodes]]\nid = "a"\nagent = "planner"\ntemperature = -1\n',
+            "flows/x.toml:4: node a: temperature: input should be greater than or equal to 0",
+        ),
+        (
+            '[[nodes]]\nid = "t"\nagent = "acceptance"\nrepairs = 9\n',
+            "flows/x.toml:4: node t: repairs: input should be less than or equal to 5",
+        ),
         ('[[nodes]\nid = "a"\n', "flows/x.toml:1:8: invalid TOML"),
     ],
 )

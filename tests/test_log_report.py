@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pantheon_git.night.executors import acceptance_executor, gate_executor
+from pantheon_git.night.executors import acceptance_executor, baseline_executor, gate_executor
 from pantheon_git.night.nodes import NodeContext, NodeResult
 from pantheon_git.night.setup import plan_nodes
 from pantheon_git.schema.config import GatePolicy
@@ -61,15 +61,16 @@ def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo
         "planner": agent("planner"),
         "implementer": agent("implementer"),
         "reviewer": agent("reviewer"),
+        "baseline": baseline_executor(unsandboxed),
         "acceptance": acceptance_executor(unsandboxed),
         "gate": gate_executor(GatePolicy()),
     }
     run = run_attempt(repo, repo_dir, spec, nodes, executors, attempt=1, resume=False, policy=POLICY)
-    assert run.steps == ["plan", "implement", "test", "review-a", "review-b", "gate"]
+    assert run.steps == ["baseline", "plan", "implement", "test", "review-a", "review-b", "gate"]
     log = git(repo_dir, "log", "--notes", "main..pantheon/t1/1")
     # git's own layout of a commit (header, subject, five trailers) is 13 lines a step; the note adds
     # one to three. With the JSON traces displayed it was 287 lines.
-    assert len(log.splitlines()) <= 6 * 16, log
+    assert len(log.splitlines()) <= 7 * 16, log
     assert "Notes (pantheon/log):" in log and '"policy"' not in log  # no JSON in the report
     short = git(repo_dir, "log", "--notes", "--pretty=pantheon", "main..pantheon/t1/1")
     assert len(short.splitlines()) <= 60, short

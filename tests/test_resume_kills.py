@@ -34,7 +34,9 @@ def test_random_sigkills_never_repeat_a_finished_task(repo_dir: Path) -> None:
     assert pantheon(repo_dir, "init").returncode == 0
     (repo_dir / ".pantheon" / "flows" / "quick.toml").write_text(FLOW)
     config = repo_dir / ".pantheon" / "config.toml"
-    config.write_text(config.read_text().replace("min_approvals = 2", "min_approvals = 0"))
+    # Model-free: nothing changes the files, so no check can go from failing to passing.
+    relaxed = config.read_text().replace("min_approvals = 2", "min_approvals = 0")
+    config.write_text(relaxed.replace("require_fixed_check = true", "require_fixed_check = false"))
     git(repo_dir, "add", "-A")
     git(repo_dir, "commit", "-q", "-m", "pantheon with a model-free flow")
     for task_id in TASKS:
@@ -77,7 +79,7 @@ def test_random_sigkills_never_repeat_a_finished_task(repo_dir: Path) -> None:
             git(repo_dir, "log", "-1", "--format=%(trailers:key=Pantheon-Step,valueonly)", rev).strip()
             for rev in revs
         ]
-        assert steps == ["test", "gate"], (task_id, steps)  # each step once
+        assert steps == ["baseline", "test", "gate"], (task_id, steps)  # each step once
         for rev in revs:
             trace = json.loads(git(repo_dir, "notes", "--ref", "pantheon/traces", "show", rev))
             assert trace["task"] == task_id

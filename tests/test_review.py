@@ -38,7 +38,11 @@ def make_run(
                 voter="acceptance",
                 verdict=verdict,
                 evidence={
-                    "results": [{"command": "true", "exit_code": 0 if not failed else 1, "timed_out": False}]
+                    "results": [{"command": "true", "exit_code": 0 if not failed else 1, "timed_out": False}],
+                    # as the night records it: the check failed on the base commit (see the baseline step)
+                    "baseline": True,
+                    "fixed": [] if failed else ["true"],
+                    "passes_at_base": [],
                 },
             )
         ],
@@ -88,7 +92,7 @@ def test_report_shows_gates_votes_tokens_and_the_red_bin(repo_dir: Path) -> None
     markdown = pantheon(repo_dir, "report").stdout
     assert "## Red bin" in markdown and "**bad** failed at `test`: tests crashed" in markdown
     saved = list((repo_dir / ".git" / "pantheon" / "reports").glob("*.md"))
-    assert len(saved) == 1 and "| good: task good | passed | approve |" in saved[0].read_text()
+    assert len(saved) == 1 and "| good: task good | passed | #1 passed | approve |" in saved[0].read_text()
     assert pantheon(repo_dir, "report", "--since", "soon").returncode == 2
 
 

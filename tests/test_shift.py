@@ -24,7 +24,7 @@ from tests.test_runner_claims import clones
 NODES = [PlannedNode("test", "acceptance"), PlannedNode("gate", "gate", inputs=("test",))]
 EXECUTORS = {
     "acceptance": acceptance_executor(unsandboxed),
-    "gate": gate_executor(GatePolicy(min_approvals=0)),
+    "gate": gate_executor(GatePolicy(min_approvals=0, require_fixed_check=False)),
 }
 
 

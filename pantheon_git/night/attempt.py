@@ -4,6 +4,11 @@ Every node ends in exactly one step commit on the run branch, published only aft
 written (so no step ever lacks its note), and a failed node's commit is the failure artifact. A runner
 killed at any point resumes from the last published step: completed nodes are read back from the run
 branch and their outputs from their trace notes, so nothing runs twice and nothing is lost.
+
+Two bounded loops sit on top of the flow's DAG. A failing acceptance node with `repairs` sends its checks'
+output back to its `repair` node for another round: the steps `implement.repair1`, `test.repair1`, … are
+scheduled from recorded outputs only, so a resumed runner schedules exactly the same rounds. And an
+attempt after the first samples (its own seed, derived from the attempt number) so best-of-N draws differ.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ import pygit2
 from pantheon_git.errors import PantheonError
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
 from pantheon_git.night.worktrees import add_worktree, remove_worktree, worktree_path
+from pantheon_git.queue.status import Status, run_outcome
 from pantheon_git.schema.spec import Spec
 from pantheon_git.store.git import run_git
 from pantheon_git.store.layout import run_branch
@@ -39,6 +45,10 @@ from pantheon_git.store.traces import read_trace, write_trace
 from pantheon_git.store.votes import append_votes, read_votes
 
 LOG_TAIL_CHARS = 4000
+REPAIR_MARK = ".repair"  # step ids of repair rounds: `<node>.repair<round>` (flow node ids have no dot)
+FEEDBACK_CHARS = 1200  # of each failing check's output, sent back to the implementer
+SEED_STRIDE = 1_000_003  # attempt N samples with seed + (N-1) * stride: far from any seed a flow sets
+NO_CHANGE = "no change: the step left every file as it was"
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,11 @@ class PlannedNode:
     seed: int | None = None
     # Given upstream outputs, should this node run? (the flow's `when`; None: always)
     when: Callable[[Mapping[str, Any]], bool] | None = None
+    temperature: float = 0.0
+    repairs: int = 0  # rounds of repair when this (acceptance) node's checks fail
+    repair: str | None = None  # the node that gets the failing output back
+    require_change: bool = False  # an ok step that changed no file fails ("no change")
+    extra_inputs: Mapping[str, Any] | None = None  # e.g. a repair round's feedback
 
 
 @dataclass
@@ -63,13 +78,14 @@ class TaskRun:
     outcome: str  # "completed", "failed", "skipped"
     detail: str = ""
     steps: list[str] = field(default_factory=list)
+    passed: bool = False  # the run branch's head carries an approving gate vote
 
 
-def choose_attempt(repo: pygit2.Repository, spec: Spec) -> tuple[int, bool] | None:
+def choose_attempt(repo: pygit2.Repository, spec: Spec, samples: int = 1) -> tuple[int, bool] | None:
     """(attempt, resume?) for the next run of `spec`, or None when its attempts are used up.
 
     The newest attempt is resumed if it has no outcome yet (its runner was interrupted); after a
-    finished one a new attempt starts while `limits.max_attempts` allows.
+    finished one a new attempt starts while `limits.max_attempts` (or best-of-`samples`) allows.
     """
     assert spec.id is not None
     attempts = run_heads(repo).get(spec.id, {})
@@ -82,9 +98,93 @@ def choose_attempt(repo: pygit2.Repository, spec: Spec) -> tuple[int, bool] | No
     )
     if not finished:
         return newest, True
-    if newest >= spec.limits.max_attempts:
+    if newest >= max(spec.limits.max_attempts, samples):
         return None
     return newest + 1, False
+
+
+def attempt_passed(repo: pygit2.Repository, ref: str) -> bool:
+    """Whether the run branch's head passed the gate (what `git pantheon list` calls passed)."""
+    steps = recorded_steps(repo, ref)
+    if not steps:
+        return False
+    head = steps[-1][1]
+    return run_outcome(parse_trailers(head.message), read_votes(repo, head.id)) == Status.PASSED
+
+
+def node_sampling(node: PlannedNode, attempt: int, sample_temperature: float) -> tuple[int | None, float]:
+    """(seed, temperature) of a node in an attempt: as the flow says in the first, sampled after it.
+
+    A second greedy attempt would repeat the first token for token, so later attempts sample at the
+    node's temperature (or `sample_temperature`) with a seed derived from the attempt number.
+    """
+    if attempt <= 1:
+        return node.seed, node.temperature
+    return (node.seed or 0) + SEED_STRIDE * (attempt - 1), node.temperature or sample_temperature
+
+
+def retry_sampling(node: PlannedNode, number: int, sample_temperature: float) -> tuple[int | None, float]:
+    """(seed, temperature) of try `number` of a node: a greedy retry would repeat the failed try exactly,
+    so tries after the first sample, each with its own seed."""
+    if number <= 1:
+        return node.seed, node.temperature
+    return (node.seed or 0) + number - 1, node.temperature or sample_temperature
+
+
+def flow_node_id(step_id: str) -> str:
+    """The flow node a step belongs to: `test.repair2` -> `test`."""
+    return step_id.split(".", 1)[0]
+
+
+def _tail(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[-limit:]
+    return "…" + cut[cut.find("\n") + 1 :] if "\n" in cut else "…" + cut
+
+
+def repair_feedback(output: Mapping[str, Any], round_number: int) -> dict[str, Any]:
+    """What a repair round tells the implementer: which checks failed and the tail of their output."""
+    failed = [
+        {
+            "command": result.get("command"),
+            "exit_code": result.get("exit_code"),
+            "output": _tail(str(result.get("log_tail", "")).strip(), FEEDBACK_CHARS),
+        }
+        for result in output.get("results", [])
+        if result.get("exit_code") != 0
+    ]
+    return {
+        "round": round_number,
+        "instruction": "The acceptance checks failed after your change. Fix the files so they pass.",
+        "failed_checks": failed,
+    }
+
+
+def repair_steps(
+    by_id: Mapping[str, PlannedNode], check: PlannedNode, output: Mapping[str, Any]
+) -> list[PlannedNode]:
+    """The next repair round's two steps after a failing check, or [] (passed, no repair, rounds used)."""
+    if output.get("passed", True) or check.repair is None or check.repair not in by_id:
+        return []
+    round_number = int(check.id.rpartition(REPAIR_MARK)[2]) + 1 if REPAIR_MARK in check.id else 1
+    if round_number > check.repairs:
+        return []
+    target = by_id[check.repair]
+    fix = replace(
+        target,
+        id=f"{target.id}{REPAIR_MARK}{round_number}",
+        when=None,
+        extra_inputs={"repair": repair_feedback(output, round_number)},
+    )
+    again = replace(check, id=f"{flow_node_id(check.id)}{REPAIR_MARK}{round_number}", when=None)
+    return [fix, again]
+
+
+def _changed(worktree: Path) -> bool:
+    """Whether the worktree differs from its last step commit (new files included)."""
+    status = run_git(["status", "--porcelain", "--untracked-files=all"], worktree, check=False)
+    return bool(status.stdout.strip())
 
 
 def _base_commit(repo: pygit2.Repository, spec: Spec) -> pygit2.Oid:
@@ -138,6 +238,7 @@ def run_attempt(
     policy: Mapping[str, Any],
     on_event: Callable[[dict[str, Any]], None] = lambda _event: None,
     keep_alive: Callable[[], bool] = lambda: True,
+    sample_temperature: float = 0.8,
 ) -> TaskRun:
     """Run (or resume) one attempt of `spec` through `nodes`, in order; see the module docstring."""
     assert spec.id is not None
@@ -149,33 +250,42 @@ def run_attempt(
     base = recorded_base(repo, ref)
     done = {name: commit for name, commit in recorded_steps(repo, ref)}
     outputs: dict[str, Any] = {}
-    for name, commit in done.items():
+    for name, commit in done.items():  # oldest first, so a repair round's output replaces its node's
         trace = read_trace(repo, commit.id) or {}
-        outputs[name] = trace.get("output", {})
+        outputs[name] = outputs[flow_node_id(name)] = trace.get("output", {})
     run = TaskRun(task_id, attempt, branch, "completed", steps=list(done))
     deadline_all = time.monotonic() + spec.limits.max_minutes * 60
+    by_id = {node.id: node for node in nodes}
+    schedule = list(nodes)
     workdir = add_worktree(root, worktree_path(repo.path, task_id, attempt), ref)
     try:
-        for node in nodes:
+        index = 0
+        while index < len(schedule):
+            node = schedule[index]
+            index += 1
             if node.id in done:
+                # Decided from the recorded output alone: a resumed runner schedules the same rounds.
+                schedule[index:index] = repair_steps(by_id, node, outputs.get(node.id, {}))
                 continue
             if not keep_alive():
                 run.outcome, run.detail = "skipped", "lost the task's claim to another runner"
                 return run
-            inputs = {name: outputs.get(name, {}) for name in node.inputs}
+            inputs = {name: outputs.get(name, {}) for name in node.inputs} | dict(node.extra_inputs or {})
             started = datetime.now(UTC)
             clock = time.monotonic()
             on_event(
                 {"event": "node", "task": task_id, "attempt": attempt, "node": node.id, "agent": node.agent}
             )
+            seed, temperature = node_sampling(node, attempt, sample_temperature)
             if node.when is not None and not node.when(outputs):
                 result = NodeResult(summary="skipped (its `when` is false)", output={"skipped": True})
                 tries: list[dict[str, Any]] = []
+                sampling: dict[str, Any] = {}
             else:
-                result, tries = _run_with_retries(
+                result, tries, sampling = _run_with_retries(
                     repo,
                     spec,
-                    node,
+                    replace(node, seed=seed, temperature=temperature),
                     executors,
                     workdir,
                     inputs,
@@ -183,6 +293,8 @@ def run_attempt(
                     ref,
                     min(deadline_all, clock + node.timeout_s),
                     base,
+                    outputs,
+                    sample_temperature,
                 )
             duration = time.monotonic() - clock
             commit = _record(
@@ -199,8 +311,9 @@ def run_attempt(
                 started,
                 duration,
                 base,
+                sampling=sampling,
             )
-            outputs[node.id] = result.output
+            outputs[node.id] = outputs[flow_node_id(node.id)] = result.output
             run.steps.append(node.id)
             on_event(
                 {
@@ -216,9 +329,11 @@ def run_attempt(
             if not result.ok:
                 run.outcome, run.detail = "failed", f"{node.id}: {result.error}"
                 return run
+            schedule[index:index] = repair_steps(by_id, node, result.output)
         return run
     finally:
         remove_worktree(root, workdir)
+        run.passed = attempt_passed(repo, ref)
 
 
 def _run_with_retries(
@@ -232,18 +347,27 @@ def _run_with_retries(
     ref: str,
     deadline: float,
     base: str = "",
-) -> tuple[NodeResult, list[dict[str, Any]]]:
+    upstream: Mapping[str, Any] | None = None,
+    sample_temperature: float = 0.8,
+) -> tuple[NodeResult, list[dict[str, Any]], dict[str, Any]]:
+    """The node's result after its tries, the failed tries' records, and the last try's sampling."""
     executor = executors.get(node.agent)
     if executor is None:
-        return NodeResult(
-            summary=f"no executor for agent {node.agent}",
-            ok=False,
-            error=f"agent {node.agent}: not available to the runner",
-        ), []
+        return (
+            NodeResult(
+                summary=f"no executor for agent {node.agent}",
+                ok=False,
+                error=f"agent {node.agent}: not available to the runner",
+            ),
+            [],
+            {},
+        )
     previous = tuple(vote for _, commit in recorded_steps(repo, ref) for vote in read_votes(repo, commit.id))
     tries: list[dict[str, Any]] = []
     result = NodeResult(summary="not run", ok=False, error="not run")
     for number in range(1, node.retries + 2):
+        seed, temperature = retry_sampling(node, number, sample_temperature)
+        sampling = {"seed": seed, "temperature": temperature}
         context = NodeContext(
             spec=spec,
             task_id=spec.id or "",
@@ -253,10 +377,12 @@ def _run_with_retries(
             worktree=workdir,
             inputs=inputs,
             deadline=deadline,
-            seed=node.seed,
+            seed=seed,
             run_ref=ref,
             previous_votes=previous,
             base=base,
+            temperature=temperature,
+            upstream=dict(upstream or {}),
         )
         if context.seconds_left() <= 0:
             result = NodeResult(
@@ -264,11 +390,14 @@ def _run_with_retries(
             )
             break
         result = _execute(executors[node.agent], context)
+        if result.ok and node.require_change and not _changed(workdir):
+            result = replace(result, summary=f"failed: {NO_CHANGE}", ok=False, error=NO_CHANGE)
         if result.ok:
             break
         tries.append(
             {
                 "try": number,
+                "sampling": sampling,
                 "error": result.error,
                 "log_tail": result.log_tail[-LOG_TAIL_CHARS:],
                 "trace": result.trace,
@@ -276,7 +405,7 @@ def _run_with_retries(
         )
         if number <= node.retries:
             _restore(workdir)
-    return result, tries
+    return result, tries, sampling
 
 
 def _record(
@@ -293,6 +422,7 @@ def _record(
     started: datetime,
     duration: float,
     base: str = "",
+    sampling: Mapping[str, Any] | None = None,
 ) -> pygit2.Oid:
     """The node's step commit (the worktree as it is) and its trace note; then publish the branch."""
     task_id = spec.id or ""
@@ -318,6 +448,7 @@ def _record(
         "started": started.isoformat(timespec="seconds"),
         "duration_s": round(duration, 3),
         "tokens": result.tokens,
+        "sampling": dict(sampling or {}),
         "policy": dict(policy),
         "input": inputs,
         "output": result.output,

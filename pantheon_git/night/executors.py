@@ -1,5 +1,9 @@
 """The node executors of a flow: model agents through the loop, and the runner's own acceptance and gate.
 
+The `baseline` step runs the acceptance checks once on the base commit, before anything changes: a check
+that already passes there does not test the task (the acceptance vote flags it), and the gate can ask
+that at least one check went from failing to passing.
+
 Built per flow by `executors_for`, which also refuses the flow before anything runs if any of its model
 agents would use a non-local runtime.
 """
@@ -7,7 +11,8 @@ agents would use a non-local runtime.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,7 @@ from pantheon_git.tools.builtin import Sandbox, ToolContext
 from pantheon_git.tools.sandbox import CompletedRun, run_sandboxed
 
 DIFF_CHARS = 3000
+BASELINE = "baseline"  # the step (and executor) that runs the acceptance checks on the base commit
 
 
 def config_is_local(config: ModelConfig) -> bool:
@@ -55,11 +61,46 @@ def review_diff(context: NodeContext) -> str:
     return _diff(context.worktree, context.base)
 
 
-def agent_executor(agent: AgentSpec, config: ModelConfig, sandbox: Sandbox) -> NodeExecutor:
+@dataclass(slots=True)
+class Sampled:
+    """A runtime whose completions use a node's temperature; the loop passes the node's seed itself.
+
+    Keyword arguments pass through untouched, so the loop may grow new ones (stop strings, grammars).
+    """
+
+    runtime: Any
+    temperature: float
+
+    @property
+    def identity(self) -> Any:
+        return self.runtime.identity
+
+    @property
+    def is_local(self) -> bool:
+        return bool(self.runtime.is_local)
+
+    def complete(self, prompt: str, **kwargs: Any) -> Any:
+        if self.temperature > 0:
+            kwargs.setdefault("temperature", self.temperature)
+        return self.runtime.complete(prompt, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # e.g. the loaded `llama` of a LlamaRuntime
+        return getattr(self.runtime, name)
+
+
+def agent_executor(
+    agent: AgentSpec,
+    config: ModelConfig,
+    sandbox: Sandbox,
+    runtime_factory: Callable[[], Any] | None = None,
+) -> NodeExecutor:
+    """A model agent as a node; `runtime_factory` replaces the pooled model (a recorded one in tests)."""
+
     def execute(context: NodeContext) -> NodeResult:
         from pantheon_git.runtime.llama import runtime_for  # loads the model on first use only
 
-        runtime = runtime_for(agent.model, config)
+        pooled = runtime_factory() if runtime_factory is not None else runtime_for(agent.model, config)
+        runtime = Sampled(pooled, context.temperature) if context.temperature > 0 else pooled
         tools = ToolContext(
             worktree=context.worktree,
             sandbox=sandbox,
@@ -79,7 +120,11 @@ def agent_executor(agent: AgentSpec, config: ModelConfig, sandbox: Sandbox) -> N
                     voter=f"reviewer:{context.node_id}",
                     verdict=run.output["verdict"],
                     reasons=list(run.output.get("reasons", [])),
-                    evidence={"model": runtime.identity.label(), "seed": context.seed},
+                    evidence={
+                        "model": runtime.identity.label(),
+                        "seed": context.seed,
+                        "temperature": context.temperature,
+                    },
                 )
             )
         summary = _summary(run.output) if run.ok else f"failed: {run.error}"
@@ -97,39 +142,89 @@ def agent_executor(agent: AgentSpec, config: ModelConfig, sandbox: Sandbox) -> N
     return execute
 
 
-def acceptance_executor(sandbox: Sandbox) -> NodeExecutor:
-    """Run the spec's acceptance commands in the worktree; the result is a vote, not a node failure."""
+def _run_checks(sandbox: Sandbox, context: NodeContext) -> list[dict[str, Any]]:
+    results = []
+    for command in context.spec.acceptance:
+        done: CompletedRun = sandbox(
+            command, context.worktree, dict(os.environ), max(1.0, context.seconds_left())
+        )
+        results.append(
+            {
+                "command": command,
+                "exit_code": done.exit_code,
+                "timed_out": done.timed_out,
+                "seconds": done.duration_s,
+                "log_tail": done.output_tail[-1500:],
+            }
+        )
+    return results
+
+
+def baseline_executor(sandbox: Sandbox) -> NodeExecutor:
+    """Run the acceptance checks on the untouched base, in the same sandbox; leave no trace in the tree.
+
+    Best-of-N runs several attempts from one base: the result is kept per (task, base tree) in-process.
+    """
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
 
     def execute(context: NodeContext) -> NodeResult:
-        results = []
-        for command in context.spec.acceptance:
-            done: CompletedRun = sandbox(
-                command, context.worktree, dict(os.environ), max(1.0, context.seconds_left())
-            )
-            results.append(
-                {
-                    "command": command,
-                    "exit_code": done.exit_code,
-                    "timed_out": done.timed_out,
-                    "seconds": done.duration_s,
-                    "log_tail": done.output_tail[-1500:],
-                }
-            )
+        tree = run_git(["rev-parse", "HEAD^{tree}"], context.worktree).stdout.strip()
+        key = (context.task_id, tree)
+        if key not in seen:
+            results = _run_checks(sandbox, context)
+            # A check may write files (logs, caches): the base step must stay the base.
+            run_git(["reset", "--quiet", "--hard"], context.worktree, check=False)
+            run_git(["clean", "-q", "-fdx"], context.worktree, check=False)
+            passing = [result["command"] for result in results if result["exit_code"] == 0]
+            seen[key] = {"results": results, "passing": passing}
+        output = seen[key]
+        summary = f"baseline: {len(output['passing'])}/{len(output['results'])} checks pass before any change"
+        return NodeResult(summary=summary, output=output, model="-")
+
+    return execute
+
+
+def acceptance_executor(sandbox: Sandbox) -> NodeExecutor:
+    """Run the spec's acceptance commands in the worktree; the result is a vote, not a node failure.
+
+    With a baseline recorded, the vote says which checks went from failing to passing (`fixed`) and which
+    passed before any change (`passes_at_base`: they do not test the task).
+    """
+
+    def execute(context: NodeContext) -> NodeResult:
+        results = _run_checks(sandbox, context)
         passed = all(result["exit_code"] == 0 for result in results)
         failing = [result["command"] for result in results if result["exit_code"] != 0]
+        evidence: dict[str, Any] = {"results": results}
+        reasons = [f"{len(results) - len(failing)}/{len(results)} checks passed"]
+        reasons += [f"failed: {command}" for command in failing]
+        baseline = context.upstream.get(BASELINE)
+        if isinstance(baseline, Mapping) and "passing" in baseline:
+            at_base = set(baseline["passing"])
+            evidence["baseline"] = True
+            evidence["passes_at_base"] = [r["command"] for r in results if r["command"] in at_base]
+            evidence["fixed"] = [
+                r["command"] for r in results if r["exit_code"] == 0 and r["command"] not in at_base
+            ]
+            for result in results:
+                result["passes_at_base"] = result["command"] in at_base
+            reasons += [
+                f"passes without any change: does not test the task: {command}"
+                for command in evidence["passes_at_base"]
+            ]
         vote = Vote(
             voter="acceptance",
             verdict="approve" if passed else "reject",
-            reasons=[f"{len(results) - len(failing)}/{len(results)} checks passed"]
-            + [f"failed: {command}" for command in failing],
-            evidence={"results": results},
+            reasons=reasons,
+            evidence=evidence,
         )
         summary = (
             f"acceptance {'passed' if passed else 'failed'}: {len(results) - len(failing)}/{len(results)}"
         )
-        return NodeResult(
-            summary=summary, output={"passed": passed, "results": results}, votes=[vote], model="-"
-        )
+        output: dict[str, Any] = {"passed": passed, "results": results}
+        if "fixed" in evidence:
+            output["fixed"] = evidence["fixed"]
+        return NodeResult(summary=summary, output=output, votes=[vote], model="-")
 
     return execute
 
@@ -169,6 +264,8 @@ def executors_for(
     for name in sorted(agent_names):
         if name == "acceptance":
             executors[name] = acceptance_executor(sandbox)
+        elif name == BASELINE:
+            executors[name] = baseline_executor(sandbox)
         elif name == "gate":
             executors[name] = gate_executor(gate_policy)
         else:

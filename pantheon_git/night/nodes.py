@@ -32,6 +32,9 @@ class NodeContext:
     # The commit the run started from, resolved once when the attempt began: what reviewers diff against
     # (the spec's base branch may have moved overnight; a detached base has no name at all).
     base: str = ""
+    temperature: float = 0.0  # 0: greedy; above 0 the node samples with `seed`
+    # Every output recorded so far on this run branch (step id -> output), e.g. the `baseline` checks.
+    upstream: dict[str, Any] = field(default_factory=dict)
 
     def seconds_left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())

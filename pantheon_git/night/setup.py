@@ -15,7 +15,7 @@ from pantheon_git.agents.builtin import RUNNER_NODES
 from pantheon_git.agents.registry import agent_names, agents
 from pantheon_git.errors import PantheonError
 from pantheon_git.night.attempt import PlannedNode
-from pantheon_git.night.executors import executors_for
+from pantheon_git.night.executors import BASELINE, executors_for
 from pantheon_git.night.nodes import NodeExecutor
 from pantheon_git.night.policy import enter_night_mode
 from pantheon_git.schema.config import CONFIG_SOURCE, load_config
@@ -30,16 +30,45 @@ class NightSetup:
     max_tasks: int
     claim_expiry_minutes: int
     flow_for: Callable[[str], tuple[list[PlannedNode], dict[str, NodeExecutor]]]
+    samples: int = 1  # best-of-N attempts per task per night (a spec's limits.samples overrides)
+    sample_temperature: float = 0.8
+
+
+DEFAULT_REPAIRS = 2
 
 
 def plan_nodes(root: Path, flow_name: str) -> list[PlannedNode]:
+    """The flow's nodes in order, with defaults resolved; a flow with acceptance checks gets a first
+    `baseline` step that runs them on the base commit (see night/executors.py)."""
     flow = load_flow(root, flow_name, agent_names(root))
+    ordered = topological_order(flow)
+    agent_of = {node.id: node.agent for node in ordered}
     planned = []
-    for node in topological_order(flow):
+    if any(node.agent == "acceptance" for node in ordered):
+        planned.append(PlannedNode(BASELINE, BASELINE, timeout_s=10 * 60))
+    for node in ordered:
         condition = node.when
         when = (lambda outputs, text=condition: evaluate_condition(text, outputs)) if condition else None
+        repairs, repair = 0, None
+        if node.agent == "acceptance":
+            repairs = DEFAULT_REPAIRS if node.repairs is None else node.repairs
+            models = [name for name in node.inputs if agent_of.get(name) not in RUNNER_NODES]
+            repair = node.repair or (models[0] if models else None)
+        require_change = node.agent == "implementer" if node.require_change is None else node.require_change
         planned.append(
-            PlannedNode(node.id, node.agent, tuple(node.inputs), node.retries, node.timeout, node.seed, when)
+            PlannedNode(
+                node.id,
+                node.agent,
+                tuple(node.inputs),
+                node.retries,
+                node.timeout,
+                node.seed,
+                when,
+                temperature=node.temperature,
+                repairs=repairs,
+                repair=repair,
+                require_change=require_change,
+            )
         )
     return planned
 
@@ -80,7 +109,7 @@ def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
         known = repository_agents()
         nodes = plan_nodes(root, name)
         used = {node.agent for node in nodes}
-        models = load_models(root) if used - set(RUNNER_NODES) else {}
+        models = load_models(root) if used - set(RUNNER_NODES) - {BASELINE} else {}
         # The runner serves each agent's promoted adapter (refs/pantheon/adapters/<agent>), if any.
         from pantheon_git.runtime.adapters import promoted_adapter
 
@@ -93,4 +122,6 @@ def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
         max_tasks=config.night.max_tasks,
         claim_expiry_minutes=config.night.claim_expiry_minutes,
         flow_for=flow_for,
+        samples=config.night.samples,
+        sample_temperature=config.night.sample_temperature,
     )

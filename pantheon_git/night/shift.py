@@ -16,11 +16,13 @@ from typing import Any
 import pygit2
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.night.attempt import TaskRun, choose_attempt, run_attempt
+from pantheon_git.night.attempt import PlannedNode, TaskRun, choose_attempt, run_attempt
+from pantheon_git.night.nodes import NodeExecutor
 from pantheon_git.night.setup import NightSetup, prepare_night
 from pantheon_git.queue.claims import Claim, ClaimPushFailed, claim, heartbeat, read_claim, take_over
 from pantheon_git.queue.status import Status, TaskState, task_states
 from pantheon_git.queue.tasks import cancelled_ids, queue_tree, read_queue
+from pantheon_git.schema.spec import Spec
 from pantheon_git.store.layout import claim_ref
 from pantheon_git.store.locks import task_lock
 
@@ -119,13 +121,15 @@ def run_tasks(
         if not ids and ran >= setup.max_tasks:
             break
         try:
-            result = _run_task(repo, root, state, setup, on_event, take_over_expired)
+            outcome = _run_task(repo, root, state, setup, on_event, take_over_expired)
         except Exception as crash:  # bad input in one task fails that task, never the night
             reason = str(crash) if isinstance(crash, PantheonError) else f"crashed: {crash!r}"
-            result = Refused(state.id, reason.splitlines()[0] if reason else repr(crash))
-            on_event({"event": "failed", "task": state.id, "reason": result.reason})
-        results.append(result)
-        ran += isinstance(result, TaskRun)  # a task skipped for another runner's claim does not count
+            refused = Refused(state.id, reason.splitlines()[0] if reason else repr(crash))
+            on_event({"event": "failed", "task": state.id, "reason": refused.reason})
+            outcome = [refused]
+        results += outcome
+        # A task skipped for another runner's claim does not count against max_tasks.
+        ran += any(isinstance(result, TaskRun) for result in outcome)
     return results
 
 
@@ -136,41 +140,68 @@ def _run_task(
     setup: NightSetup,
     on_event: Callable[[dict[str, Any]], None],
     take_over_expired: bool,
-) -> TaskRun | Skipped | Refused:
-    """One picked task: its flow planned, its claim held, its attempt run; see `run_tasks`."""
+) -> list[TaskRun | Skipped | Refused]:
+    """One picked task: its flow planned, its claim held, its attempts run (best-of-N); see `run_tasks`."""
     spec = state.spec
     task_id = state.id
     try:
         nodes, executors = setup.flow_for(spec.flow)
     except PantheonError as refused:  # a bad flow, agent or models.toml: this task failed, not the night
         on_event({"event": "failed", "task": task_id, "reason": str(refused)})
-        return Refused(task_id, str(refused))
+        return [Refused(task_id, str(refused))]
     with task_lock(repo.path, task_id) as locked:
         if not locked:
-            return Skipped(task_id, "another runner on this machine has it")
+            return [Skipped(task_id, "another runner on this machine has it")]
         try:
             held = claim(repo, root, task_id, setup.remote)
         except ClaimPushFailed as failed:  # not another runner's claim: say what did happen
             on_event({"event": "skipped", "task": task_id, "reason": str(failed)})
-            return Skipped(task_id, str(failed))
+            return [Skipped(task_id, str(failed))]
         if held is None:
             held, reason = _take_over(repo, root, task_id, setup, take_over_expired)
             if held is None:
                 on_event({"event": "skipped", "task": task_id, "reason": reason})
-                return Skipped(task_id, reason)
-        choice = choose_attempt(repo, spec)
+                return [Skipped(task_id, reason)]
+        return _best_of(repo, root, spec, nodes, executors, setup, held, on_event)
+
+
+def samples_for(spec: Spec, setup: NightSetup) -> int:
+    """Best-of-N: the spec's `limits.samples`, else the config's `[night] samples`."""
+    return spec.limits.samples or setup.samples
+
+
+def _best_of(
+    repo: pygit2.Repository,
+    root: Path,
+    spec: Spec,
+    nodes: list[PlannedNode],
+    executors: dict[str, NodeExecutor],
+    setup: NightSetup,
+    held: Claim,
+    on_event: Callable[[dict[str, Any]], None],
+) -> list[TaskRun | Skipped | Refused]:
+    """Up to N attempts of one task (each its own run branch and seed), stopping at the first that passes
+    the gate; every attempt's steps and traces stay (failed ones are training negatives)."""
+    task_id = spec.id or ""
+    samples = samples_for(spec, setup)
+    claim_state = {"held": held}
+
+    def keep_alive(claim_state: dict[str, Any] = claim_state) -> bool:
+        renewed = heartbeat(repo, root, claim_state["held"], setup.remote)
+        if renewed is None:
+            return False
+        claim_state["held"] = renewed
+        return True
+
+    runs: list[TaskRun | Skipped | Refused] = []
+    for _ in range(samples):
+        choice = choose_attempt(repo, spec, samples)
         if choice is None:
-            return Skipped(task_id, f"all {spec.limits.max_attempts} attempts used")
+            if not runs:
+                limit = max(spec.limits.max_attempts, samples)
+                runs.append(Skipped(task_id, f"all {limit} attempts used"))
+            break
         attempt, resume = choice
-        claim_state = {"held": held}
-
-        def keep_alive(claim_state: dict[str, Any] = claim_state) -> bool:
-            renewed = heartbeat(repo, root, claim_state["held"], setup.remote)
-            if renewed is None:
-                return False
-            claim_state["held"] = renewed
-            return True
-
         event = {"event": "task", "task": task_id, "attempt": attempt, "resume": resume, "title": spec.title}
         on_event(event)
         try:
@@ -185,10 +216,13 @@ def _run_task(
                 policy=setup.policy,
                 on_event=on_event,
                 keep_alive=keep_alive,
+                sample_temperature=setup.sample_temperature,
             )
         except PantheonError as refused:  # e.g. its base branch is gone: this task only, not the night
             on_event({"event": "skipped", "task": task_id, "reason": str(refused)})
-            return Skipped(task_id, str(refused))
+            runs.append(Skipped(task_id, str(refused)))
+            break
+        runs.append(run)
         on_event(
             {
                 "event": "done",
@@ -197,6 +231,9 @@ def _run_task(
                 "outcome": run.outcome,
                 "detail": run.detail,
                 "branch": run.branch,
+                "passed": run.passed,
             }
         )
-        return run
+        if run.passed or run.outcome == "skipped":
+            break
+    return runs

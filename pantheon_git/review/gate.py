@@ -24,12 +24,24 @@ def latest_per_voter(votes: Iterable[Vote]) -> dict[str, Vote]:
     return latest
 
 
+def _fixed_check_reasons(acceptance: Vote) -> list[str]:
+    """Why the checks prove nothing: none went from failing on the base commit to passing now."""
+    evidence = acceptance.evidence or {}
+    if not evidence.get("baseline"):
+        return ["no baseline run of the checks on the base commit: cannot tell that any check was fixed"]
+    if not evidence.get("fixed"):
+        return ["no acceptance check went from failing to passing (every one passes without any change)"]
+    return []
+
+
 def decide(policy: GatePolicy, votes: Iterable[Vote]) -> GateDecision:
     latest = latest_per_voter(votes)
     reasons: list[str] = []
     acceptance = latest.get("acceptance")
     if policy.require_acceptance and (acceptance is None or acceptance.verdict != "approve"):
         reasons.append("acceptance checks " + ("did not run" if acceptance is None else "failed"))
+    if policy.require_fixed_check and acceptance is not None and acceptance.verdict == "approve":
+        reasons += _fixed_check_reasons(acceptance)
     rejects = sorted(voter for voter, vote in latest.items() if vote.verdict == "reject")
     if policy.any_reject_blocks and rejects:
         reasons.append("rejected by " + ", ".join(rejects))

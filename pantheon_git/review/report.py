@@ -1,5 +1,6 @@
-"""The morning report: per task its status, branch, gate, votes, acceptance, tokens and time, and a red
-bin of failures with their error artifacts and the commands to inspect them. Built from refs and notes.
+"""The morning report: per task its status, branch, gate, votes, acceptance, tokens and time, its
+attempts (best-of-N makes several in one night), checks that pass without any change, and a red bin of
+failures with their error artifacts and the commands to inspect them. Built from refs and notes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import pygit2
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.queue.status import Status, TaskState, task_states
+from pantheon_git.queue.status import Status, TaskState, run_outcome, task_states
 from pantheon_git.store.layout import run_branch
 from pantheon_git.store.runs import parse_trailers, recorded_steps
 from pantheon_git.store.traces import read_trace
@@ -36,6 +37,31 @@ class TaskReport:
     seconds: float = 0.0
     failure: dict[str, Any] | None = None
     claims: str | None = None  # where the night kept its claim: "claims local only" or "remote NAME"
+    # Every attempt: {"attempt", "branch", "status", "steps"}; the fields above describe the newest one.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    # Checks that passed on the base commit too: they do not test the task.
+    untested_checks: list[str] = field(default_factory=list)
+
+
+UNTESTED = "passes without any change: does not test the task"
+
+
+def attempt_rows(repo: pygit2.Repository, state: TaskState) -> list[dict[str, Any]]:
+    """One row per attempt of a task, oldest first: its branch, what its head says, and its steps."""
+    rows = []
+    for attempt in sorted(state.attempts):
+        ref = run_branch(state.id, attempt)
+        head = repo.get(state.attempts[attempt])
+        outcome = run_outcome(parse_trailers(head.message), read_votes(repo, head.id))
+        rows.append(
+            {
+                "attempt": attempt,
+                "branch": ref.removeprefix("refs/heads/"),
+                "status": outcome.value,
+                "steps": len(recorded_steps(repo, ref)),
+            }
+        )
+    return rows
 
 
 def parse_since(text: str) -> timedelta:
@@ -51,6 +77,7 @@ def task_report(repo: pygit2.Repository, state: TaskState) -> TaskReport:
     attempt = state.latest_attempt
     if attempt is None:
         return report
+    report.attempts = attempt_rows(repo, state)
     ref = run_branch(state.id, attempt)
     report.branch = ref.removeprefix("refs/heads/")
     for _, commit in recorded_steps(repo, ref):
@@ -71,6 +98,7 @@ def task_report(repo: pygit2.Repository, state: TaskState) -> TaskReport:
                         {key: result.get(key) for key in ("command", "exit_code", "timed_out")}
                         for result in vote.evidence.get("results", [])
                     ]
+                    report.untested_checks = list(vote.evidence.get("passes_at_base", []))
         trailers = parse_trailers(commit.message)
         if trailers.get("Pantheon-Outcome") == "failed":
             report.failure = {
@@ -121,16 +149,23 @@ def render_markdown(reports: list[TaskReport], title: str) -> str:
         lines += ["", "Claims: " + "; ".join(claims)]
     lines += [
         "",
-        "| task | status | gate | votes | acceptance | tokens in/out | time | branch |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task | status | attempts | gate | votes | acceptance | tokens in/out | time | branch |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         acceptance = ", ".join(f"`{a['command']}` → {a['exit_code']}" for a in r.acceptance) or "–"
         votes = "; ".join(r.votes) or "–"
+        attempts = ", ".join(f"#{row['attempt']} {row['status']}" for row in r.attempts) or "–"
         lines.append(
-            f"| {r.id}: {r.title} | {r.status} | {r.gate or '–'} | {votes} | {acceptance} "
+            f"| {r.id}: {r.title} | {r.status} | {attempts} | {r.gate or '–'} | {votes} | {acceptance} "
             f"| {r.tokens_in}/{r.tokens_out} | {r.seconds:.1f}s | {r.branch or '–'} |"
         )
+    untested = [r for r in reports if r.untested_checks]
+    if untested:
+        lines += ["", "## Checks that test nothing", ""]
+        for r in untested:
+            for command in r.untested_checks:
+                lines.append(f"- **{r.id}** `{command}`: {UNTESTED}")
     failures = [r for r in reports if r.failure]
     if failures:
         lines += ["", "## Red bin", ""]

@@ -38,5 +38,14 @@ class Runtime(Protocol):
     is_local: bool
 
     def complete(
-        self, prompt: str, *, schema: dict[str, Any] | None, max_tokens: int, seed: int | None = None
-    ) -> Completion: ...
+        self,
+        prompt: str,
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        seed: int | None = None,
+        temperature: float = 0.0,
+    ) -> Completion:
+        """`temperature` 0 is greedy (the seed is then irrelevant); above 0 the draw is fixed by `seed`
+        (None: the model's configured seed), so two seeds sample independently and one seed repeats."""
+        ...

@@ -62,9 +62,15 @@ class LlamaRuntime:
         )
 
     def complete(
-        self, prompt: str, *, schema: dict[str, Any] | None, max_tokens: int, seed: int | None = None
+        self,
+        prompt: str,
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        seed: int | None = None,
+        temperature: float = 0.0,
     ) -> Completion:
-        """Greedy completion (sampled with `seed` when one is given, so independent reviewers can differ);
+        """Greedy at temperature 0; above it sampled, the draw fixed by `seed` (None: the model's seed);
         with `schema`, every generated token keeps the text valid JSON for it."""
         from llama_cpp import LogitsProcessorList
 
@@ -79,10 +85,8 @@ class LlamaRuntime:
         result = self.llama.create_completion(
             prompt,
             max_tokens=max_tokens,
-            temperature=0.0,
-            top_k=1,
-            seed=self.identity.seed,
             logits_processor=processors,
+            **sampling_arguments(temperature, self.identity.seed if seed is None else seed),
         )
         seconds = time.perf_counter() - start
         choice = result["choices"][0]
@@ -106,6 +110,14 @@ class LlamaRuntime:
             same += 1
         # llama-cpp-python re-evaluates the last prompt token to get fresh logits.
         return min(same, len(tokens) - 1)
+
+
+def sampling_arguments(temperature: float, seed: int) -> dict[str, Any]:
+    """llama-cpp-python's sampler settings: greedy (top-k 1) at 0, else top-k/top-p sampling."""
+    if temperature <= 0:
+        return {"temperature": 0.0, "top_k": 1, "seed": seed}
+    # llama.cpp takes a uint32 seed; a negative one would mean "random" (never reproducible).
+    return {"temperature": temperature, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "seed": seed % 2**32}
 
 
 _POOL: dict[str, Any] = {}

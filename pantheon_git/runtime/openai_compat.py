@@ -76,15 +76,23 @@ class OpenAICompatibleRuntime:
         return http.client.HTTPConnection(parts.netloc, timeout=self.timeout), path
 
     def complete(
-        self, prompt: str, *, schema: dict[str, Any] | None, max_tokens: int, seed: int | None = None
+        self,
+        prompt: str,
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        seed: int | None = None,
+        temperature: float = 0.0,
     ) -> Completion:
         body: dict[str, Any] = {
             "model": self.served_name,
             "prompt": prompt,
             "max_tokens": max_tokens,
-            "temperature": 0,
-            "seed": self.identity.seed,
+            "temperature": max(0.0, temperature),
+            "seed": self.identity.seed if seed is None else seed,
         }
+        if temperature <= 0:
+            body["top_k"] = 1  # greedy on servers whose temperature 0 still samples (llama-server reads it)
         if schema is not None:
             # llama-server reads `json_schema`, vLLM `guided_json`; both ignore what they do not know.
             body["json_schema"] = schema

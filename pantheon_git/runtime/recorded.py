@@ -32,7 +32,13 @@ class ReplayRuntime:
         self.normalize = normalize
 
     def complete(
-        self, prompt: str, *, schema: dict[str, Any] | None, max_tokens: int, seed: int | None = None
+        self,
+        prompt: str,
+        *,
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        seed: int | None = None,
+        temperature: float = 0.0,
     ) -> Completion:
         if self.position >= len(self.completions):
             raise PantheonError(

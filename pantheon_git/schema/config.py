@@ -20,6 +20,11 @@ class NightConfig(_Section):
     # The only remotes a night may fetch from and push claims to, by name (the first one that exists is
     # the claims remote). Empty: the night talks to no remote and claims stay local to this clone.
     remotes: list[str] = Field(default_factory=list)
+    # Best-of-N: attempts per task per night, stopping at the first that passes the gate.
+    samples: int = Field(default=1, ge=1, le=64)
+    # Attempts after the first sample at this temperature (where a node sets none): a second greedy
+    # attempt would repeat the first one token for token.
+    sample_temperature: float = Field(default=0.8, gt=0.0, le=2.0)
 
     @field_validator("remotes")
     @classmethod
@@ -35,6 +40,9 @@ class GatePolicy(_Section):
     require_acceptance: bool = True
     min_approvals: int = Field(default=2, ge=0)
     any_reject_blocks: bool = True
+    # Approve only when at least one acceptance check failed on the base commit and passes now: a check
+    # that passes without any change does not test the task.
+    require_fixed_check: bool = True
 
 
 class SyncConfig(_Section):

@@ -44,6 +44,14 @@ class Node(BaseModel):
     retries: int = Field(default=0, ge=0, le=10)
     timeout: float = 20 * 60
     seed: int | None = None
+    # 0: greedy (the default); above 0 the node samples, with `seed` (or the model's seed) fixing the draw.
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    # An acceptance node whose checks fail sends their output back to `repair` (default: its first input
+    # that runs a model) for up to this many rounds; None: 2 for acceptance nodes.
+    repairs: int | None = Field(default=None, ge=0, le=5)
+    repair: NodeId | None = None
+    # Fail the step when it leaves every file as it was; None: true for the implementer agent.
+    require_change: bool | None = None
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -131,6 +139,8 @@ def validate_flow(flow: Flow, source: str, known_agents: Iterable[str]) -> Flow:
                 raise PantheonError(f"{where}: when: {exc}") from None
             if upstream not in node.inputs:
                 raise PantheonError(f"{where}: when: refers to '{upstream}', which is not among its inputs")
+        if node.repair is not None and node.repair not in node.inputs:
+            raise PantheonError(f"{where}: repair: '{node.repair}' is not among its inputs")
     topological_order(flow, source)
     for key in ("entry", "output"):
         value = getattr(flow, key)

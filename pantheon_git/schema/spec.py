@@ -26,6 +26,9 @@ class Limits(_Strict):
 
     max_attempts: int = Field(default=2, ge=1, le=20)
     max_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    # Best-of-N: up to this many attempts in one night, each with its own seed, stopping at the first
+    # that passes the gate; None: the config's `[night] samples`.
+    samples: int | None = Field(default=None, ge=1, le=64)
 
 
 class Created(_Strict):

