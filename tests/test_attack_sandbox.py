@@ -315,3 +315,25 @@ def test_replay_and_promotion_refuse_without_a_sandbox(
     cli = pantheon(repo_dir, "replay", "HEAD")
     assert cli.returncode == 2 and cli.stderr.count("\n") == 1 and "no sandbox" in cli.stderr
     assert git(repo_dir, "worktree", "list").count("\n") == 1  # nothing was checked out
+
+
+@needs_sandbox
+def test_a_check_cannot_point_the_worktree_at_a_git_dir_of_its_own(repo_dir: Path, tmp_path: Path) -> None:
+    # A git dir the check makes, whose config names a clean filter: if the worktree's `.git` file could
+    # be pointed at it, the runner's next `git diff` there would run the filter outside the sandbox.
+    worktree = night_worktree(repo_dir)
+    marker = tmp_path / "filter-ran"
+    pointer = (worktree / ".git").read_text()
+    attack = (
+        "G=$(git rev-parse --absolute-git-dir); C=$(git rev-parse --path-format=absolute --git-common-dir); "
+        'mkdir evil.git && cp -r "$C/objects" "$C/refs" "$G/HEAD" "$G/index" evil.git/ && '
+        f"git config --file evil.git/config filter.evil.clean 'touch {marker}; cat' && "
+        "echo '* filter=evil' > .gitattributes && "
+        f"echo 'gitdir: {worktree}/evil.git' > .git"
+    )
+    results = run_checks(worktree, [attack, "rm -f .git || mv .git moved"])
+    (worktree / "README.md").write_text("changed\n")
+    _diff(worktree, "HEAD")  # the reviewer's diff, run by the runner outside the sandbox
+    assert not marker.exists()
+    assert (worktree / ".git").read_text() == pointer
+    assert results[0]["exit_code"] != 0 and results[1]["exit_code"] != 0
