@@ -331,9 +331,10 @@ def test_a_check_cannot_point_the_worktree_at_a_git_dir_of_its_own(repo_dir: Pat
         "echo '* filter=evil' > .gitattributes && "
         f"echo 'gitdir: {worktree}/evil.git' > .git"
     )
-    results = run_checks(worktree, [attack, "rm -f .git || mv .git moved"])
+    redirected = run_checks(worktree, [attack])
     (worktree / "README.md").write_text("changed\n")
     _diff(worktree, "HEAD")  # the reviewer's diff, run by the runner outside the sandbox
     assert not marker.exists()
+    removed = run_checks(worktree, ["rm -f .git || mv .git moved"])
     assert (worktree / ".git").read_text() == pointer
-    assert results[0]["exit_code"] != 0 and results[1]["exit_code"] != 0
+    assert redirected[0]["exit_code"] != 0 and removed[0]["exit_code"] != 0
