@@ -10,6 +10,8 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import pygit2
@@ -248,15 +250,39 @@ def test_search_and_list_never_follow_a_committed_symlink_out(repo_dir: Path, ou
         read_file(ReadFileArgs(path="docs/notes.md"), ctx)
 
 
+def guarded(call: Callable[[], object], fifo: Path) -> object:
+    """call() in a thread; if it is still stuck on `fifo` after a while, unblock it (open the other end)
+    so the test ends. Returns what call() returned or raised. A guard against hanging, not a timing."""
+    outcome: list[object] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(call())
+        except (ToolError, OSError) as refused:
+            outcome.append(refused)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(20)
+    if thread.is_alive():  # the call hung on the FIFO: open its other end to let it go
+        for flags in (os.O_RDONLY | os.O_NONBLOCK, os.O_WRONLY | os.O_NONBLOCK):
+            with suppress(OSError):
+                os.close(os.open(fifo, flags))
+        thread.join(20)
+        return "hung on the FIFO"
+    return outcome[0]
+
+
 def test_a_hard_link_fifo_or_socket_is_skipped_by_search(repo_dir: Path, outside: Path) -> None:
     worktree = night_worktree(repo_dir)
     os.link(outside, worktree / "hard.txt")
     os.mkfifo(worktree / "pipe")
     ctx = ToolContext(worktree=worktree)
-    assert search(SearchArgs(text="outside secret"), ctx) == "no match for 'outside secret'"
+    found = guarded(lambda: search(SearchArgs(text="outside secret"), ctx), worktree / "pipe")
+    assert found == "no match for 'outside secret'"
     assert list_files(ListFilesArgs(), ctx).split() == ["README.md"]
-    with pytest.raises(ToolError, match="FIFO"):
-        read_file(ReadFileArgs(path="pipe"), ctx)
+    refused = guarded(lambda: read_file(ReadFileArgs(path="pipe"), ctx), worktree / "pipe")
+    assert isinstance(refused, ToolError) and "FIFO" in str(refused)
 
 
 def test_write_file_onto_a_fifo_returns_promptly_with_an_error(repo_dir: Path) -> None:
@@ -264,21 +290,8 @@ def test_write_file_onto_a_fifo_returns_promptly_with_an_error(repo_dir: Path) -
     fifo = worktree / "pipe"
     os.mkfifo(fifo)
     ctx = ToolContext(worktree=worktree)
-    outcome: list[object] = []
-
-    def attempt() -> None:
-        try:
-            outcome.append(write_file(WriteFileArgs(path="pipe", content="x"), ctx))
-        except ToolError as refused:
-            outcome.append(refused)
-
-    thread = threading.Thread(target=attempt, daemon=True)
-    thread.start()
-    thread.join(20)  # a guard against hanging the test run, not a timing assertion
-    if thread.is_alive():  # unblock the stuck open so the thread can end
-        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
-    assert len(outcome) == 1 and isinstance(outcome[0], ToolError), outcome
-    assert "FIFO" in str(outcome[0]) or "cannot write" in str(outcome[0])
+    refused = guarded(lambda: write_file(WriteFileArgs(path="pipe", content="x"), ctx), fifo)
+    assert isinstance(refused, ToolError) and "FIFO" in str(refused), refused
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
 
 
@@ -302,3 +315,26 @@ def test_replay_and_promotion_refuse_without_a_sandbox(
     cli = pantheon(repo_dir, "replay", "HEAD")
     assert cli.returncode == 2 and cli.stderr.count("\n") == 1 and "no sandbox" in cli.stderr
     assert git(repo_dir, "worktree", "list").count("\n") == 1  # nothing was checked out
+
+
+@needs_sandbox
+def test_a_check_cannot_point_the_worktree_at_a_git_dir_of_its_own(repo_dir: Path, tmp_path: Path) -> None:
+    # A git dir the check makes, whose config names a clean filter: if the worktree's `.git` file could
+    # be pointed at it, the runner's next `git diff` there would run the filter outside the sandbox.
+    worktree = night_worktree(repo_dir)
+    marker = tmp_path / "filter-ran"
+    pointer = (worktree / ".git").read_text()
+    attack = (
+        "G=$(git rev-parse --absolute-git-dir); C=$(git rev-parse --path-format=absolute --git-common-dir); "
+        'mkdir evil.git && cp -r "$C/objects" "$C/refs" "$G/HEAD" "$G/index" evil.git/ && '
+        f"git config --file evil.git/config filter.evil.clean 'touch {marker}; cat' && "
+        "echo '* filter=evil' > .gitattributes && "
+        f"echo 'gitdir: {worktree}/evil.git' > .git"
+    )
+    redirected = run_checks(worktree, [attack])
+    (worktree / "README.md").write_text("changed\n")
+    _diff(worktree, "HEAD")  # the reviewer's diff, run by the runner outside the sandbox
+    assert not marker.exists()
+    removed = run_checks(worktree, ["rm -f .git || mv .git moved"])
+    assert (worktree / ".git").read_text() == pointer
+    assert redirected[0]["exit_code"] != 0 and removed[0]["exit_code"] != 0

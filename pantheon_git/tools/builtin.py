@@ -114,8 +114,9 @@ def search(args: SearchArgs, ctx: ToolContext) -> str:
     matches = []
     for relative in _walk(ctx, start) if start.is_dir() else [start.relative_to(ctx.worktree.resolve())]:
         try:
-            lines = read_text(confined(ctx.worktree, str(relative)), str(relative)).splitlines()
-        except ToolError:
+            real = confined(ctx.worktree, str(relative))
+            lines = read_text(real, str(relative), errors="strict").splitlines()
+        except (ToolError, UnicodeDecodeError):  # refused, or not text
             continue
         for number, line in enumerate(lines, 1):
             if args.text in line:

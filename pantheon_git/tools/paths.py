@@ -82,8 +82,10 @@ def confined(worktree: Path, given: str, *, for_write: bool = False) -> Path:
     return target
 
 
-def read_text(path: Path, shown: str, limit: int | None = None) -> str:
-    """A regular file's text (up to `limit` bytes), opened without following a link or blocking."""
+def read_text(path: Path, shown: str, limit: int | None = None, *, errors: str = "replace") -> str:
+    """A regular file's text (up to `limit` bytes), opened without following a link or blocking.
+
+    `errors="strict"` raises UnicodeDecodeError for a file that is not UTF-8 (search skips those)."""
     try:
         fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
     except OSError as exc:
@@ -93,7 +95,7 @@ def read_text(path: Path, shown: str, limit: int | None = None) -> str:
         if why is not None:
             raise ToolError(f"{shown}: {why}")
         data = handle.read() if limit is None else handle.read(limit)
-    return data.decode("utf-8", errors="replace")
+    return data.decode("utf-8", errors=errors)
 
 
 def write_text(path: Path, shown: str, content: str) -> None:

