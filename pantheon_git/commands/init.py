@@ -11,10 +11,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", nargs="?", choices=["agent"], help="scaffold something else instead")
     parser.add_argument("name", nargs="?", help="with `agent`: the new agent's name")
     parser.add_argument("--remote", help="remote to configure for sync (default: origin, or the only one)")
+    parser.add_argument(
+        "--signing-key",
+        action="store_true",
+        help="create the runner's SSH signing key (under the git dir) and add it to "
+        ".pantheon/allowed_signers",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.ops.configure import configure, create_notes_refs, default_remote, scaffold
+    from pantheon_git.ops.configure import (
+        configure,
+        create_notes_refs,
+        default_remote,
+        scaffold,
+        setup_signing,
+    )
     from pantheon_git.store.git import open_repo, work_tree
 
     repo = open_repo()
@@ -34,16 +46,19 @@ def run(args: argparse.Namespace) -> int:
     created = scaffold(root)
     added = configure(repo, root, remote)
     notes = create_notes_refs(repo)
+    signing = setup_signing(repo, root) if args.signing_key else []
     for path in created:
         print(f"created {path.relative_to(root)}")
     for line in added:
         print(f"git config {line}")
     for ref in notes:
         print(f"created {ref}")
+    for line in signing:
+        print(line)
     if remote is None:
         print("no remote to sync with yet: add one, then run `git pantheon init --remote NAME`")
-    if not created and not added and not notes:
+    if not created and not added and not notes and not signing:
         print("already initialized: nothing changed")
-    elif created:
+    elif created or signing:
         print("next: commit .pantheon/, then queue work with `git pantheon queue --title … --acceptance CMD`")
     return 0

@@ -210,7 +210,11 @@ def _run_with_retries(
             ok=False,
             error=f"agent {node.agent}: not available to the runner",
         ), []
-    previous = tuple(vote for _, commit in recorded_steps(repo, ref) for vote in read_votes(repo, commit.id))
+    previous = tuple(
+        vote
+        for _, commit in recorded_steps(repo, ref)
+        for vote in read_votes(repo, commit.id, base=spec.base)
+    )
     tries: list[dict[str, Any]] = []
     result = NodeResult(summary="not run", ok=False, error="not run")
     for number in range(1, node.retries + 2):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.queue.status import Status, run_outcome
+from pantheon_git.queue.status import Status, checked_outcome
 from pantheon_git.store.git import run_git
 from pantheon_git.store.runs import parse_trailers, run_heads
-from pantheon_git.store.votes import read_votes
+from pantheon_git.store.signing import allowed_signers
 
 ZERO = "0" * 40
 MARK = "pantheon-git pre-push hook"
@@ -36,10 +36,15 @@ def protected_branches(repo: pygit2.Repository, configured: list[str]) -> set[st
 
 
 def ungated_commits(repo: pygit2.Repository, root: Path, local_sha: str, remote_sha: str) -> list[str]:
-    """Run-branch commits about to be pushed whose run did not pass its gate: 'commit (task): why'."""
+    """Run-branch commits about to be pushed whose run did not pass its gate: 'commit (task): why'.
+
+    Passing means a counted (signed, allowed) gate approval and every step signed by an allowed signer
+    of the protected branch as committed here, so a run branch and notes from another machine cannot
+    vouch for themselves."""
     exclude = ["--not", "--remotes"] if remote_sha == ZERO else [f"^{remote_sha}"]
     listing = run_git(["rev-list", local_sha, *exclude], root, check=False).stdout.split()
     heads = run_heads(repo)
+    signers = allowed_signers(repo)
     problems = []
     verdicts: dict[tuple[str, str], Status] = {}
     for sha in listing:
@@ -51,14 +56,11 @@ def ungated_commits(repo: pygit2.Repository, root: Path, local_sha: str, remote_
         key = (task, attempt)
         if key not in verdicts:
             attempts = heads.get(task, {})
-            head = (
-                attempts.get(int(attempt))
-                if attempt.isdigit()
-                else (attempts[max(attempts)] if attempts else None)
-            )
+            number = int(attempt) if attempt.isdigit() else (max(attempts) if attempts else None)
+            head = attempts.get(number) if number is not None else None
             verdicts[key] = (
-                run_outcome(parse_trailers(repo.get(head).message), read_votes(repo, head))
-                if head
+                checked_outcome(repo, task, number, head, signers)[0]
+                if head is not None and number is not None
                 else Status.RUNNING
             )
         if verdicts[key] not in (Status.PASSED, Status.MERGED):

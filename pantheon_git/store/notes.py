@@ -47,6 +47,11 @@ def _locate(repo: pygit2.Repository, root: pygit2.Tree, hexid: str) -> tuple[lis
         return dirs, None
 
 
+def note_blob(repo: pygit2.Repository, root: pygit2.Tree, target: str | pygit2.Oid) -> pygit2.Oid | None:
+    """The blob id of `target`'s note in a notes tree `root` (any fan-out), or None."""
+    return _locate(repo, root, str(target))[1]
+
+
 def read_note(repo: pygit2.Repository, notes_ref: str, target: str | pygit2.Oid) -> bytes | None:
     """The note `notes_ref` holds for object `target`, or None."""
     tip = ref_commit(repo, notes_ref)
@@ -111,12 +116,14 @@ def update_notes(
     notes_ref: str,
     updates: Mapping[str, NoteUpdate],
     message: str,
+    *,
+    sign: Callable[[str], str] | None = None,
 ) -> pygit2.Oid | None:
     """Apply `updates` (object id -> note update) as one notes commit, CAS-safe against other writers.
 
     Each update sees the note as it is on the tip being built on, so after a lost race it is re-applied
     to the winner's notes and nothing either writer added is lost. Returns the notes commit, or None
-    when no note changed.
+    when no note changed. With `sign`, the notes commit is signed (what makes a vote count).
     """
 
     def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str] | None:
@@ -137,7 +144,7 @@ def update_notes(
             return None
         return root.id, message
 
-    return append_commit(repo, notes_ref, build)
+    return append_commit(repo, notes_ref, build, sign=sign)
 
 
 def replace_with(data: bytes) -> NoteUpdate:
@@ -153,9 +160,16 @@ def set_note(
 
 
 def append_note_lines(
-    repo: pygit2.Repository, notes_ref: str, target: str | pygit2.Oid, lines: list[str], message: str
-) -> None:
-    """Append lines to `target`'s note, skipping lines already there (as cat_sort_uniq would)."""
+    repo: pygit2.Repository,
+    notes_ref: str,
+    target: str | pygit2.Oid,
+    lines: list[str],
+    message: str,
+    *,
+    sign: Callable[[str], str] | None = None,
+) -> pygit2.Oid | None:
+    """Append lines to `target`'s note, skipping lines already there (as cat_sort_uniq would); returns
+    the notes commit that added them (None if all were there)."""
 
     def update(old: bytes | None) -> bytes | None:
         existing = old.decode().splitlines() if old else []
@@ -165,4 +179,4 @@ def append_note_lines(
             return old
         return ("\n".join(existing + fresh) + "\n").encode()
 
-    update_notes(repo, notes_ref, {str(target): update}, message)
+    return update_notes(repo, notes_ref, {str(target): update}, message, sign=sign)
