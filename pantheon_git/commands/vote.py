@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from pantheon_git.store.git import identity, open_repo
     from pantheon_git.store.layout import run_branch
     from pantheon_git.store.runs import newest_run
-    from pantheon_git.store.signing import signing_key
+    from pantheon_git.store.signing import person_key
     from pantheon_git.store.votes import Vote, append_votes
 
     repo = open_repo()
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     attempt, head = run
     name, email = identity(repo)
     vote = Vote(voter=f"person:{name} <{email}>", verdict=args.verdict, reasons=args.message)
-    key = signing_key(repo)
+    key = person_key(repo)
     append_votes(repo, head, [vote], key=key)
     print(f"voted {args.verdict} on {run_branch(task_id, attempt).removeprefix('refs/heads/')}")
     if key is None:

@@ -144,6 +144,13 @@ def signing_key(repo: pygit2.Repository) -> str | None:
     return key
 
 
+def person_key(repo: pygit2.Repository) -> str | None:
+    """The key a person votes with: their `user.signingKey` when `gpg.format = ssh`, as git uses it."""
+    if (_config(repo, "gpg.format") or "").lower() != "ssh":
+        return None
+    return _config(repo, "user.signingKey")
+
+
 def sign_buffer(key: str, data: bytes) -> str:
     """An armored SSHSIG over `data` in namespace "git": one `ssh-keygen -Y sign` process."""
     literal = key.removeprefix("key::")
