@@ -13,7 +13,12 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.queue.status import Status, checked_outcome
 from pantheon_git.store.git import run_git
 from pantheon_git.store.runs import parse_trailers, run_heads
-from pantheon_git.store.signing import allowed_signers
+from pantheon_git.store.signing import (
+    ALLOWED_SIGNERS,
+    allowed_signers,
+    allowed_signers_at,
+    touches_allowed_signers,
+)
 
 ZERO = "0" * 40
 MARK = "pantheon-git pre-push hook"
@@ -39,18 +44,27 @@ def ungated_commits(repo: pygit2.Repository, root: Path, local_sha: str, remote_
     """Run-branch commits about to be pushed whose run did not pass its gate: 'commit (task): why'.
 
     Passing means a counted (signed, allowed) gate approval and every step signed by an allowed signer
-    of the protected branch as committed here, so a run branch and notes from another machine cannot
-    vouch for themselves."""
-    exclude = ["--not", "--remotes"] if remote_sha == ZERO else [f"^{remote_sha}"]
+    of the protected branch as the remote has it (the local branch may just have merged a run that edits
+    them), so a run branch and notes from another machine cannot vouch for themselves. Commits that are
+    only on the remote's run branches are not taken as already reviewed, and a run commit that edits
+    .pantheon/allowed_signers is refused: people change who may vote, runs do not."""
+    if remote_sha == ZERO:
+        exclude = ["--not", "--exclude=*/pantheon/*", "--remotes"]
+        signers = allowed_signers(repo)
+    else:
+        exclude = [f"^{remote_sha}"]
+        signers = allowed_signers_at(repo, remote_sha)
     listing = run_git(["rev-list", local_sha, *exclude], root, check=False).stdout.split()
     heads = run_heads(repo)
-    signers = allowed_signers(repo)
     problems = []
     verdicts: dict[tuple[str, str], Status] = {}
     for sha in listing:
         trailers = parse_trailers(repo.get(sha).message)
         task = trailers.get("Pantheon-Task")
         if not task:
+            continue
+        if touches_allowed_signers(repo.get(sha)):
+            problems.append(f"{sha[:12]} (task {task}): a run commit changes {ALLOWED_SIGNERS}")
             continue
         attempt = trailers.get("Pantheon-Attempt", "")
         key = (task, attempt)

@@ -112,16 +112,34 @@ def allowed_signers(repo: pygit2.Repository, base: str | None = None) -> Allowed
                 commit = repo.get(main.head.target).peel(pygit2.Commit)
         except (pygit2.GitError, KeyError, ValueError):
             commit = None
-    if commit is None:
-        return AllowedSigners("")
+    return allowed_signers_at(repo, commit.id) if commit is not None else AllowedSigners("")
+
+
+def allowed_signers_at(repo: pygit2.Repository, commit: str | pygit2.Oid) -> AllowedSigners:
+    """The allowed signers as committed in `commit` (empty when it has none or is not here)."""
     try:
-        entry = commit.tree[ALLOWED_SIGNERS]
-    except KeyError:
-        return AllowedSigners("")
-    blob = repo.get(entry.id)
+        found = repo.get(str(commit))
+        tree = found.peel(pygit2.Tree) if found is not None else None
+        entry = tree[ALLOWED_SIGNERS] if tree is not None else None
+    except (KeyError, ValueError, pygit2.GitError):
+        entry = None
+    blob = repo.get(entry.id) if entry is not None else None
     if not isinstance(blob, pygit2.Blob):
         return AllowedSigners("")
     return parse_allowed_signers(blob.data.decode(errors="replace"))
+
+
+def touches_allowed_signers(commit: pygit2.Commit) -> bool:
+    """Whether `commit` changes .pantheon/allowed_signers against its first parent."""
+
+    def entry_id(tree: pygit2.Tree) -> pygit2.Oid | None:
+        try:
+            return tree[ALLOWED_SIGNERS].id
+        except KeyError:
+            return None
+
+    parent = commit.parents[0].tree if commit.parents else None
+    return entry_id(commit.tree) != (entry_id(parent) if parent is not None else None)
 
 
 def _config(repo: pygit2.Repository, key: str) -> str | None:
