@@ -61,7 +61,8 @@ def main() -> int:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     make_sample(sample)
     print(f"sample repository: {sample}\n")
-    sh(sample, "git", "pantheon", "init")
+    # The runner's key signs every step and vote; committing allowed_signers on main makes them count.
+    sh(sample, "git", "pantheon", "init", "--signing-key")
     sh(sample, "git", "add", ".pantheon")
     sh(sample, "git", "commit", "-q", "-m", "pantheon: init")
     (sample / "hello.spec.toml").write_text(SPEC)
@@ -75,6 +76,7 @@ def main() -> int:
         "log",
         "--notes=pantheon/traces",
         "--notes=pantheon/votes",
+        "--show-signature",
         "main..pantheon/hello-file/1",
         check=False,
     )
