@@ -66,7 +66,12 @@ def iter_notes(repo: pygit2.Repository, notes_ref: str) -> Iterator[tuple[str, p
     tip = ref_commit(repo, notes_ref)
     if tip is None:
         return
-    stack: list[tuple[str, pygit2.Tree]] = [("", tip.tree)]
+    yield from iter_tree_notes(repo, tip.tree)
+
+
+def iter_tree_notes(repo: pygit2.Repository, root: pygit2.Tree) -> Iterator[tuple[str, pygit2.Oid]]:
+    """Every (annotated object id, note blob id) in one notes tree, whatever its fan-out."""
+    stack: list[tuple[str, pygit2.Tree]] = [("", root)]
     while stack:
         prefix, tree = stack.pop()
         for entry in tree:
@@ -77,6 +82,20 @@ def iter_notes(repo: pygit2.Repository, notes_ref: str) -> Iterator[tuple[str, p
                 stack.append((name, repo.get(entry.id)))
             elif entry.type_str == "blob" and len(name) in (40, 64):
                 yield name, entry.id
+
+
+def changed_notes(
+    repo: pygit2.Repository, old: pygit2.Tree | None, new: pygit2.Tree
+) -> Iterator[tuple[str, pygit2.Oid]]:
+    """(annotated object id, new note blob id) for each note added or changed from `old` to `new`."""
+    if old is None:
+        yield from iter_tree_notes(repo, new)
+        return
+    for delta in repo.diff(old, new).deltas:
+        if delta.status_char() in ("A", "M"):
+            name = delta.new_file.path.replace("/", "")
+            if len(name) in (40, 64) and _is_hex(name):
+                yield name, delta.new_file.id
 
 
 def _write_note(

@@ -12,7 +12,7 @@ A signed vote counts even if a later commit removed its line: votes are append-o
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pantheon_git.store.git import ref_commit
 from pantheon_git.store.layout import VOTES_NOTES
-from pantheon_git.store.notes import append_note_lines, note_blob, read_note
+from pantheon_git.store.notes import append_note_lines, changed_notes, note_blob, read_note
 from pantheon_git.store.signing import (
     AllowedSigners,
     Trust,
@@ -111,49 +111,66 @@ def _parse(line: str) -> Vote | None:
         return None  # hand edits that are not votes
 
 
-# (notes tip, target) -> line -> [(commit id, commit time, position)] of every notes commit adding it.
-_ORIGINS: dict[tuple[str, str], dict[str, list[tuple[str, int, int]]]] = {}
-_LINES: dict[str, frozenset[str]] = {}
+@dataclass(slots=True)
+class _VotesIndex:
+    """Who added which vote line, for the whole votes notes history, extended as new commits arrive."""
+
+    tip: pygit2.Oid | None = None
+    seen: int = 0
+    # target -> line -> [(notes commit, commit time, position in the notes history)]
+    origins: dict[str, dict[str, list[tuple[str, int, int]]]] = field(default_factory=dict)
 
 
-def _blob_lines(repo: pygit2.Repository, blob: pygit2.Oid) -> frozenset[str]:
-    key = str(blob)
-    lines = _LINES.get(key)
-    if lines is None:
-        lines = frozenset(line for line in repo.get(blob).data.decode(errors="replace").splitlines() if line)
-        _LINES[key] = lines
-    return lines
+_INDEXES: dict[str, _VotesIndex] = {}
+
+
+def _lines(repo: pygit2.Repository, blob: pygit2.Oid | None) -> set[str]:
+    if blob is None:
+        return set()
+    return {line for line in repo.get(blob).data.decode(errors="replace").splitlines() if line}
+
+
+def _index(repo: pygit2.Repository) -> _VotesIndex:
+    """The origins of every vote line, reading only the notes commits added since the last call.
+
+    Each notes commit is diffed against its parents once: the lines of a changed note that no parent's
+    note has are the ones it added (a notes merge adds none; a hand-made merge may, unsigned).
+    """
+    tip = ref_commit(repo, VOTES_NOTES)
+    index = _INDEXES.get(repo.path)
+    if index is None or (
+        index.tip is not None
+        and (tip is None or (tip.id != index.tip and not repo.descendant_of(tip.id, index.tip)))
+    ):
+        index = _VotesIndex()  # the notes ref was rewound or replaced: start over
+    _INDEXES[repo.path] = index
+    if tip is None or tip.id == index.tip:
+        return index
+    walker = repo.walk(tip.id, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
+    if index.tip is not None:
+        walker.hide(index.tip)
+    for commit in walker:
+        position = index.seen
+        index.seen += 1
+        parents = commit.parents
+        changed = changed_notes(repo, parents[0].tree if parents else None, commit.tree)
+        for target, blob in changed:
+            before: set[str] = set()
+            for parent in parents:
+                before |= _lines(repo, note_blob(repo, parent.tree, target))
+            added = _lines(repo, blob) - before
+            if added:
+                lines = index.origins.setdefault(target, {})
+                for line in added:
+                    lines.setdefault(line, []).append((str(commit.id), commit.commit_time, position))
+    index.tip = tip.id
+    return index
 
 
 def line_origins(repo: pygit2.Repository, target: str | pygit2.Oid) -> dict[str, list[tuple[str, int, int]]]:
     """For each line ever in `target`'s votes note: the notes commits that added it (not in any parent),
     oldest first, as (commit id, commit time, position in a topological walk of the notes history)."""
-    tip = ref_commit(repo, VOTES_NOTES)
-    if tip is None:
-        return {}
-    cache_key = (str(tip.id), str(target))
-    cached = _ORIGINS.get(cache_key)
-    if cached is not None:
-        return cached
-    origins: dict[str, list[tuple[str, int, int]]] = {}
-    blob_of: dict[pygit2.Oid, pygit2.Oid | None] = {}
-    walker = repo.walk(tip.id, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
-    for position, commit in enumerate(walker):
-        blob = note_blob(repo, commit.tree, target)
-        blob_of[commit.id] = blob
-        if blob is None:
-            continue
-        parent_blobs = [blob_of.get(parent) for parent in commit.parent_ids]
-        if blob in parent_blobs:
-            continue  # the note did not change here
-        before: set[str] = set()
-        for parent_blob in parent_blobs:
-            if parent_blob is not None:
-                before |= _blob_lines(repo, parent_blob)
-        for line in _blob_lines(repo, blob) - before:
-            origins.setdefault(line, []).append((str(commit.id), commit.commit_time, position))
-    _ORIGINS[cache_key] = origins
-    return origins
+    return _index(repo).origins.get(str(target), {})
 
 
 def recorded_votes(
