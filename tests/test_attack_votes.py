@@ -227,3 +227,20 @@ def test_a_signed_approval_by_an_allowed_person_counts_and_an_unknown_key_does_n
     votes = json.loads(pantheon(repo_dir, "report", "--format", "json").stdout)[0]["votes"]
     assert votes.count("person:Night Tester <night@example.com>: approve") == 1
     assert "person:Night Tester <night@example.com>: approve (unverified (ignored): unknown signer)" in votes
+
+
+def test_an_id_with_runs_from_another_machine_cannot_be_queued_again(repo_dir: Path, tmp_path: Path) -> None:
+    _, ours, theirs = two_machines(repo_dir, tmp_path)
+    queue(ours, "t1")
+    assert pantheon(ours, "sync").returncode == 0
+    assert pantheon(theirs, "sync").returncode == 0
+    attacker = open_repo(theirs)
+    ref = start_run_branch(attacker, "t9", 1, attacker.head.target)
+    head = commit_step(attacker, ref, Step("t9", "gate", "gate", "-", "approve", {"Pantheon-Attempt": "1"}))
+    append_votes(attacker, head, [Vote(kind="gate", voter="gate", verdict="approve")])
+    assert pantheon(theirs, "sync").returncode == 0
+    assert pantheon(ours, "sync").returncode == 0
+    # A spec queued later under that id would inherit the planted run (and its approval) as attempt 1.
+    refused = pantheon(ours, "queue", "--id", "t9", "--title", "innocent", "--acceptance", "true")
+    assert refused.returncode == 2
+    assert "id t9: already has runs or a claim here (ids are unique)" in refused.stderr
