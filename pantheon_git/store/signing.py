@@ -236,6 +236,41 @@ def signature_key(armored: str) -> tuple[str, str] | None:
 
 # (signers digest, commit id) -> (trust, principal): a commit's signature never changes.
 _VERIFIED: dict[tuple[str, str], tuple[Trust, str | None]] = {}
+# Verified commits are also remembered on disk, per allowed-signers content, so each signature costs one
+# ssh-keygen process once per repository rather than once per command. The file lives in the git dir:
+# whoever can write it can already move refs, so it adds no one to what is trusted.
+_LOADED: set[tuple[str, str]] = set()
+VERIFIED_CACHE_DIR = "pantheon/verified"
+
+
+def _cache_file(repo: pygit2.Repository, signers: AllowedSigners) -> Path:
+    return common_dir(repo.path) / VERIFIED_CACHE_DIR / signers.digest[:32]
+
+
+def _load_cache(repo: pygit2.Repository, signers: AllowedSigners) -> None:
+    key = (str(common_dir(repo.path)), signers.digest)
+    if key in _LOADED:
+        return
+    _LOADED.add(key)
+    try:
+        text = _cache_file(repo, signers).read_text()
+    except OSError:
+        return
+    principals = set(signers.keys.values())
+    for line in text.splitlines():
+        commit, _, principal = line.partition(" ")
+        if principal in principals:
+            _VERIFIED[(signers.digest, commit)] = (Trust.VERIFIED, principal)
+
+
+def _remember(repo: pygit2.Repository, signers: AllowedSigners, commit: str, principal: str) -> None:
+    path = _cache_file(repo, signers)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as cache:  # one short line per write: appends do not interleave
+            cache.write(f"{commit} {principal}\n")
+    except OSError:
+        pass  # a read-only git dir (inside a sandbox): verify again next time
 
 
 def verify_commit(
@@ -243,14 +278,20 @@ def verify_commit(
 ) -> tuple[Trust, str | None]:
     """Whether `commit` carries a valid signature by an allowed signer: (trust, principal or None).
 
-    One `ssh-keygen -Y verify` process per signed commit by a known key, remembered for the process.
+    One `ssh-keygen -Y verify` process per signed commit by a known key, remembered per allowed-signers
+    content (in memory and in the git dir).
     """
+    if not signers:
+        return _verify(repo, commit, signers)  # nothing can verify; no process is started
+    _load_cache(repo, signers)
     cache_key = (signers.digest, str(commit))
     known = _VERIFIED.get(cache_key)
     if known is not None:
         return known
     result = _verify(repo, commit, signers)
     _VERIFIED[cache_key] = result
+    if result[0] == Trust.VERIFIED and result[1] is not None:
+        _remember(repo, signers, str(commit), result[1])
     return result
 
 
