@@ -32,8 +32,10 @@ from pantheon_git.store.runs import (
     recorded_steps,
     run_heads,
     start_run_branch,
+    unverified_steps,
     worktree_tree,
 )
+from pantheon_git.store.signing import allowed_signers, signing_key
 from pantheon_git.store.traces import read_trace, write_trace
 from pantheon_git.store.votes import append_votes, read_votes
 
@@ -77,8 +79,12 @@ def choose_attempt(repo: pygit2.Repository, spec: Spec) -> tuple[int, bool] | No
     newest = max(attempts)
     head = repo.get(attempts[newest])
     finished = parse_trailers(head.message).get("Pantheon-Outcome") is not None or any(
-        vote.kind in ("gate", "merge") for vote in read_votes(repo, head.id)
+        vote.kind in ("gate", "merge") for vote in read_votes(repo, head.id, base=spec.base)
     )
+    # A signing runner resumes only runs it can vouch for: an unfinished run branch with steps not
+    # signed by an allowed signer (adopted from another machine) is never built upon; a new attempt starts.
+    if not finished and signing_key(repo) is not None:
+        finished = bool(unverified_steps(repo, run_branch(spec.id, newest), allowed_signers(repo, spec.base)))
     if not finished:
         return newest, True
     if newest >= spec.limits.max_attempts:
