@@ -102,3 +102,37 @@ def test_allowed_signers_format() -> None:
         ("ssh-ed25519", "AAAAcarol"): "carol@example.com",
     }
     assert not parse_allowed_signers("# nobody\n")
+
+
+def test_init_signing_key_creates_a_private_runner_key_and_allows_it(unsigned_repo_dir: Path) -> None:
+    import stat
+
+    from tests.conftest import pantheon
+
+    repo_dir = unsigned_repo_dir
+    first = pantheon(repo_dir, "init", "--signing-key")
+    assert first.returncode == 0, first.stderr
+    key = repo_dir / ".git" / "pantheon" / "keys" / "runner"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert git(repo_dir, "config", "--local", "gpg.format").strip() == "ssh"
+    assert git(repo_dir, "config", "--local", "user.signingKey").strip() == str(key)
+    public = (repo_dir / ".git" / "pantheon" / "keys" / "runner.pub").read_text().split()
+    line = (repo_dir / ".pantheon" / "allowed_signers").read_text().strip()
+    assert line.startswith("pantheon-runner@") and f"{public[0]} {public[1]}" in line
+    assert "keys" not in git(repo_dir, "status", "--porcelain", "--untracked-files=all")
+    again = pantheon(repo_dir, "init", "--signing-key")
+    assert (
+        "nothing changed" in again.stdout
+        and (repo_dir / ".pantheon" / "allowed_signers").read_text().strip() == line
+    )
+    # Not yet committed on main: nothing verifies; once committed, the runner's commits do.
+    repo = open_repo(repo_dir)
+    head = git(repo_dir, "rev-parse", "HEAD").strip()
+    notes_commit = append_votes(repo, head, [Vote(voter="r", verdict="approve")])
+    assert (
+        notes_commit is not None
+        and verify_commit(repo, notes_commit, allowed_signers(repo))[0] == Trust.UNKNOWN_SIGNER
+    )
+    git(repo_dir, "add", "-A")
+    git(repo_dir, "commit", "-q", "-m", "pantheon with signing")
+    assert verify_commit(repo, notes_commit, allowed_signers(open_repo(repo_dir)))[0] == Trust.VERIFIED
