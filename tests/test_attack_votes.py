@@ -89,6 +89,8 @@ def test_gate_refuses_where_no_allowed_signers_are_committed(unsigned_repo_dir: 
         repo, head, [Vote(voter="acceptance", verdict="approve"), Vote(voter="r1", verdict="approve")]
     )
     append_votes(repo, head, [Vote(voter="r2", verdict="approve")])
+    voted = pantheon(repo_dir, "vote", "t1", "approve")
+    assert voted.returncode == 0 and "the vote is recorded unsigned and does not count" in voted.stdout
     gate = pantheon(repo_dir, "gate", "t1")
     assert "no allowed signers committed on main" in gate.stdout
     assert "git pantheon init --signing-key" in gate.stdout
