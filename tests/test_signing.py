@@ -3,6 +3,7 @@ their signed notes commits; the allowed-signers parser; a bad signature."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pygit2
@@ -136,3 +137,20 @@ def test_init_signing_key_creates_a_private_runner_key_and_allows_it(unsigned_re
     git(repo_dir, "add", "-A")
     git(repo_dir, "commit", "-q", "-m", "pantheon with signing")
     assert verify_commit(repo, notes_commit, allowed_signers(open_repo(repo_dir)))[0] == Trust.VERIFIED
+
+
+def test_a_run_branch_is_never_the_source_of_allowed_signers(repo_dir: Path, tmp_path: Path) -> None:
+    from pantheon_git.store.runs import Step, commit_step, start_run_branch
+
+    intruder = create_key(tmp_path / "intruder", "intruder")
+    repo = open_repo(repo_dir)
+    ref = start_run_branch(repo, "t1", 1, repo.head.target)
+    current = (repo_dir / ".pantheon" / "allowed_signers").read_bytes()
+    planted = current + (allowed_signers_line("intruder", intruder) + "\n").encode()
+    commit_step(repo, ref, Step("t1", "x", "x", "-", "x"), changes={".pantheon/allowed_signers": planted})
+    git(repo_dir, "checkout", "-q", "pantheon/t1/1")  # even while a run branch is checked out
+    git(repo_dir, "branch", "-q", "-m", "main", "trunk")  # and no main or master exists
+    for base in ("pantheon/t1/1", "refs/heads/pantheon/t1/1", None):
+        assert not allowed_signers(open_repo(repo_dir), base)
+    principals = set(allowed_signers(open_repo(repo_dir), "trunk").keys.values())
+    assert principals == {f"pantheon-runner@{socket.gethostname()}"}

@@ -24,6 +24,7 @@ import pygit2
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.store.git import common_dir
+from pantheon_git.store.layout import RUN_BRANCH_PREFIX
 
 ALLOWED_SIGNERS = ".pantheon/allowed_signers"
 NAMESPACE = "git"
@@ -92,27 +93,27 @@ def parse_allowed_signers(text: str) -> AllowedSigners:
 
 
 def allowed_signers(repo: pygit2.Repository, base: str | None = None) -> AllowedSigners:
-    """The allowed signers committed on branch `base` (default: main, else master, else the main
-    worktree's HEAD); empty when there is no such file there."""
+    """The allowed signers committed on branch `base` (if it exists; else main, else master, else the
+    branch checked out in the main worktree); empty when there is no such file there."""
+
     # Run branches (refs/heads/pantheon/...) are written by runners and adopted from remotes: never a
-    # source of trust, whatever base a (possibly synced) spec names.
-    trusted_base = base if base and not base.startswith(("pantheon/", "refs/")) else None
-    candidates = [f"refs/heads/{trusted_base}"] if trusted_base else ["refs/heads/main", "refs/heads/master"]
-    commit = None
+    # source of trust, whatever base a (possibly synced) spec names or whatever is checked out.
+    def trusted(name: str) -> bool:
+        return name.startswith("refs/heads/") and not name.startswith(RUN_BRANCH_PREFIX)
+
+    candidates = [f"refs/heads/{base}"] if base else []
+    candidates += ["refs/heads/main", "refs/heads/master"]
+    try:
+        main = pygit2.Repository(str(common_dir(repo.path)))
+        if not main.head_is_unborn and not main.head_is_detached:
+            candidates.append(main.head.name)
+    except (pygit2.GitError, KeyError, ValueError):
+        pass
     for name in candidates:
-        ref = repo.references.get(name)
+        ref = repo.references.get(name) if trusted(name) else None
         if ref is not None:
-            commit = ref.peel(pygit2.Commit)
-            break
-    if commit is None:
-        # A linked worktree's HEAD is its own branch: the main worktree's HEAD lives in the common dir.
-        try:
-            main = pygit2.Repository(str(common_dir(repo.path)))
-            if not main.head_is_unborn:
-                commit = repo.get(main.head.target).peel(pygit2.Commit)
-        except (pygit2.GitError, KeyError, ValueError):
-            commit = None
-    return allowed_signers_at(repo, commit.id) if commit is not None else AllowedSigners("")
+            return allowed_signers_at(repo, ref.peel(pygit2.Commit).id)
+    return AllowedSigners("")
 
 
 def allowed_signers_at(repo: pygit2.Repository, commit: str | pygit2.Oid) -> AllowedSigners:
