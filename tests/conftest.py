@@ -38,10 +38,33 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
     return proc.stdout
 
 
+def enable_signing(path: Path) -> None:
+    """What `git pantheon init --signing-key` does: the runner's key under the git dir, configured, and
+    its public key in .pantheon/allowed_signers (committed by the caller, so votes can count)."""
+    import pygit2
+
+    from pantheon_git.ops.configure import setup_signing
+
+    setup_signing(pygit2.Repository(str(path)), path)
+
+
 @pytest.fixture
 def repo_dir(tmp_path: Path) -> Path:
-    """A fresh repository with one commit on main."""
+    """A fresh repository with one commit on main, which allows the runner key configured here to sign."""
     path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("sample\n")
+    enable_signing(path)
+    git(path, "add", "README.md", ".pantheon/allowed_signers")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+@pytest.fixture
+def unsigned_repo_dir(tmp_path: Path) -> Path:
+    """A fresh repository with one commit on main and no signing set up at all."""
+    path = tmp_path / "plain"
     path.mkdir()
     git(path, "init", "-q", "-b", "main")
     (path / "README.md").write_text("sample\n")

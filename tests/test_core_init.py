@@ -13,7 +13,8 @@ def local_config(repo: Path) -> str:
     return git(repo, "config", "--local", "--list")
 
 
-def test_init_scaffolds_and_configures_once(repo_dir: Path) -> None:
+def test_init_scaffolds_and_configures_once(unsigned_repo_dir: Path) -> None:
+    repo_dir = unsigned_repo_dir
     first = pantheon(repo_dir, "init")
     assert first.returncode == 0, first.stderr
     for path in ("config.toml", "models.toml", "flows/default.toml", "agents/README.md"):

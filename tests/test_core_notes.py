@@ -11,7 +11,7 @@ from pantheon_git.store.git import open_repo
 from pantheon_git.store.layout import PAYLOADS_NOTES, TRACES_NOTES, VOTES_NOTES
 from pantheon_git.store.notes import iter_notes, read_note, set_note
 from pantheon_git.store.traces import INLINE_LIMIT, read_trace, write_trace
-from pantheon_git.store.votes import Vote, append_votes, read_votes
+from pantheon_git.store.votes import Vote, append_votes, read_all_votes
 from tests.conftest import git, pantheon
 
 
@@ -87,6 +87,7 @@ def test_votes_from_two_clones_merge_with_cat_sort_uniq(repo_dir: Path, tmp_path
     append_votes(open_repo(repo_dir), head, [Vote(voter="reviewer", verdict="approve")])
     git(repo_dir, "fetch", "-q", str(other), f"{VOTES_NOTES}:refs/notes/remotes/other/pantheon/votes")
     git(repo_dir, "notes", "--ref", "pantheon/votes", "merge", "refs/notes/remotes/other/pantheon/votes")
-    votes = read_votes(open_repo(repo_dir), head)
+    # Transport, not trust: every line travels (the other clone signs with no allowed key).
+    votes = read_all_votes(open_repo(repo_dir), head)
     assert [vote.voter for vote in votes].count("reviewer") == 2 and len(votes) == 3
     assert [vote.id for vote in votes] == sorted(vote.id for vote in votes)

@@ -81,7 +81,7 @@ def test_step_from_a_worktree_state(repo_dir: Path, tmp_path: Path) -> None:
     (wt / "noise.log").write_text("ignored\n")
     commit = commit_step(repo, ref, step("implement"), tree=worktree_tree(wt))
     files = git(repo_dir, "ls-tree", "-r", "--name-only", str(commit)).split()
-    assert files == [".gitignore", "new.txt"]
+    assert files == [".gitignore", ".pantheon/allowed_signers", "new.txt"]
     # The worktree's branch moved with the commit and its index matches: nothing left to commit.
     assert git(wt, "status", "--porcelain") == ""
 

@@ -108,7 +108,7 @@ def test_merge_all_passing_merges_exactly_the_passing_and_aborts_conflicts(repo_
     assert lines["good"].startswith("merged") and lines["other"].startswith("merged")
     assert lines["clash"].startswith("conflict: conflicts with main in README.md; nothing merged")
     files = git(repo_dir, "ls-tree", "--name-only", "main").split()
-    assert files == ["README.md", "good.txt", "other.txt"]
+    assert files == [".pantheon", "README.md", "good.txt", "other.txt"]
     assert (repo_dir / "good.txt").read_text() == "good\n"  # main is checked out: the work tree followed
     assert (repo_dir / "README.md").read_text() == "ours\n" and git(repo_dir, "status", "--porcelain") == ""
     statuses = {row["id"]: row["status"] for row in json.loads(pantheon(repo_dir, "list", "--json").stdout)}

@@ -103,7 +103,11 @@ def test_failure_leaves_an_artifact_and_retries_restore_the_worktree(repo_dir: P
     head = git(repo_dir, "log", "-1", "--format=%B", "pantheon/t1/1")
     assert "Pantheon-Outcome: failed" in head and "Pantheon-Error: try 3 broke" in head
     # Earlier tries were rolled back; the artifact keeps the last try's state for inspection.
-    assert git(repo_dir, "ls-tree", "--name-only", "pantheon/t1/1").split() == ["README.md", "junk3.txt"]
+    assert git(repo_dir, "ls-tree", "--name-only", "pantheon/t1/1").split() == [
+        ".pantheon",
+        "README.md",
+        "junk3.txt",
+    ]
     note = read_trace(repo, git(repo_dir, "rev-parse", "pantheon/t1/1").strip())
     assert note is not None and note["error"] == "try 3 broke" and len(note["failed_tries"]) == 3
     assert any("git log --notes" in line for line in note["inspect"])
@@ -186,6 +190,7 @@ def test_sigkill_at_any_moment_resumes_without_duplicates_or_lost_notes(repo_dir
     for rev in git(repo_dir, "rev-list", "main..pantheon/t1/1").split():
         assert json.loads(git(repo_dir, "notes", "--ref", "pantheon/traces", "show", rev))["node"]
     assert git(repo_dir, "ls-tree", "--name-only", "pantheon/t1/1").split() == [
+        ".pantheon",
         "README.md",
         *[f"f{i}.txt" for i in range(6)],
     ]

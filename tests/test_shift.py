@@ -19,6 +19,7 @@ from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.spec import Spec, stamp
 from pantheon_git.store.git import open_repo
 from pantheon_git.tools.builtin import unsandboxed
+from tests.conftest import git
 from tests.test_runner_claims import clones
 
 NODES = [PlannedNode("test", "acceptance"), PlannedNode("gate", "gate", inputs=("test",))]
@@ -49,6 +50,8 @@ def queue_tasks(repo_dir: Path, count: int) -> list[str]:
 
 def test_tasks_claimed_elsewhere_do_not_count_against_max_tasks(repo_dir: Path, tmp_path: Path) -> None:
     mine, theirs = clones(tmp_path, repo_dir, 2)
+    # This clone's runner signs with the key allowed on main (a clone does not copy the git dir's key).
+    git(mine, "config", "pantheon.signingKey", str(repo_dir / ".git" / "pantheon" / "keys" / "runner"))
     queue_tasks(mine, 6)
     repo = open_repo(mine)
     order = [state.id for state in task_states(repo)]

@@ -11,13 +11,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
-    from pantheon_git.queue.tasks import resolve_id
-    from pantheon_git.review.gate import decide
+    from pantheon_git.queue.tasks import load_specs, resolve_id
+    from pantheon_git.review.gate import decide, signers_problem
     from pantheon_git.schema.config import load_config
     from pantheon_git.store.git import open_repo, work_tree
     from pantheon_git.store.layout import run_branch
     from pantheon_git.store.logview import log_votes
     from pantheon_git.store.runs import newest_run, recorded_steps
+    from pantheon_git.store.signing import allowed_signers
     from pantheon_git.store.votes import Vote, append_votes, read_votes
 
     repo = open_repo()
@@ -27,9 +28,16 @@ def run(args: argparse.Namespace) -> int:
         raise PantheonError(f"task {task_id}: has no run for the gate to judge")
     attempt, head = run
     ref = run_branch(task_id, attempt)
-    votes = [vote for _, commit in recorded_steps(repo, ref) for vote in read_votes(repo, commit.id)]
+    spec_base = next((s.base for s in load_specs(repo) if s.id == task_id), None)
+    signers = allowed_signers(repo, spec_base)
+    # Only votes signed by an allowed signer of the base branch count, in their signed order.
+    votes = [
+        vote
+        for _, commit in recorded_steps(repo, ref)
+        for vote in read_votes(repo, commit.id, signers=signers)
+    ]
     policy = load_config(work_tree(repo)).gate
-    decision = decide(policy, votes)
+    decision = decide(policy, votes, trust_problem=signers_problem(signers, spec_base))
     gate_vote = Vote(
         kind="gate",
         voter="gate",

@@ -21,6 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also push trace notes and payloads (prompts, tool output, logs); default: they stay local",
     )
+    parser.add_argument(
+        "--signing-key",
+        action="store_true",
+        help="create the runner's SSH signing key (under the git dir) and add it to "
+        ".pantheon/allowed_signers",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         default_remote,
         enable_push_traces,
         scaffold,
+        setup_signing,
     )
     from pantheon_git.schema.config import load_config
     from pantheon_git.store.git import open_repo, work_tree
@@ -65,16 +72,19 @@ def run(args: argparse.Namespace) -> int:
         print("set [sync] push_traces = true in .pantheon/config.toml")
     added = configure(repo, root, remote, push_traces=load_config(root).sync.push_traces)
     notes = create_notes_refs(repo)
+    signing = setup_signing(repo, root) if args.signing_key else []
     for path in created:
         print(f"created {path.relative_to(root)}")
     for line in added:
         print(f"git config {line}")
     for ref in notes:
         print(f"created {ref}")
+    for line in signing:
+        print(line)
     if remote is None:
         print("no remote to sync with yet: add one, then run `git pantheon init --remote NAME`")
-    if not created and not added and not notes:
+    if not created and not added and not notes and not signing:
         print("already initialized: nothing changed")
-    elif created:
+    elif created or signing:
         print("next: commit .pantheon/, then queue work with `git pantheon queue --title … --acceptance CMD`")
     return 0

@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"merged {line}")
     for line in report.adopted:
         print(f"adopted {line}")
+    for line in report.conflicts:
+        print(f"conflict {line}")
     if report.pushed:
         print(f"pushed to {remote}")
         return 0

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from pantheon_git.store.layout import run_branch
     from pantheon_git.store.logview import log_votes
     from pantheon_git.store.runs import newest_run
+    from pantheon_git.store.signing import person_key
     from pantheon_git.store.votes import Vote, append_votes
 
     repo = open_repo()
@@ -28,8 +29,14 @@ def run(args: argparse.Namespace) -> int:
     attempt, head = run
     name, email = identity(repo)
     vote = Vote(voter=f"person:{name} <{email}>", verdict=args.verdict, reasons=args.message)
-    append_votes(repo, head, [vote])
+    key = person_key(repo)
+    append_votes(repo, head, [vote], key=key)
     log_votes(repo, head, [vote])  # `git log` shows it under the step it judges
     print(f"voted {args.verdict} on {run_branch(task_id, attempt).removeprefix('refs/heads/')}")
+    if key is None:
+        print(
+            "warning: no signing key (git config user.signingKey + gpg.format=ssh): the vote is recorded "
+            "unsigned and does not count; add your key to .pantheon/allowed_signers on main (SECURITY.md)"
+        )
     print(f"re-evaluate the gate with `git pantheon gate {task_id}`")
     return 0

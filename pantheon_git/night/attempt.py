@@ -39,10 +39,12 @@ from pantheon_git.store.runs import (
     recorded_steps,
     run_heads,
     start_run_branch,
+    unverified_steps,
     worktree_tree,
 )
+from pantheon_git.store.signing import allowed_signers, signing_key
 from pantheon_git.store.traces import read_trace, write_trace
-from pantheon_git.store.votes import append_votes, read_votes
+from pantheon_git.store.votes import append_votes, read_votes, recorded_votes
 
 LOG_TAIL_CHARS = 4000
 REPAIR_MARK = ".repair"  # step ids of repair rounds: `<node>.repair<round>` (flow node ids have no dot)
@@ -93,9 +95,16 @@ def choose_attempt(repo: pygit2.Repository, spec: Spec, samples: int = 1) -> tup
         return 1, False
     newest = max(attempts)
     head = repo.get(attempts[newest])
+    # Any gate or merge record ends a run, counted or not: an unverified gate vote cannot make a run
+    # pass, but the run is over (re-running it would decide nothing new).
+    signers = allowed_signers(repo, spec.base)
     finished = parse_trailers(head.message).get("Pantheon-Outcome") is not None or any(
-        vote.kind in ("gate", "merge") for vote in read_votes(repo, head.id)
+        item.vote.kind in ("gate", "merge") for item in recorded_votes(repo, head.id, signers)
     )
+    # A signing runner resumes only runs it can vouch for: an unfinished run branch with steps not
+    # signed by an allowed signer (adopted from another machine) is never built upon; a new attempt starts.
+    if not finished and signing_key(repo) is not None:
+        finished = bool(unverified_steps(repo, run_branch(spec.id, newest), signers))
     if not finished:
         return newest, True
     if newest >= max(spec.limits.max_attempts, samples):
@@ -362,7 +371,11 @@ def _run_with_retries(
             [],
             {},
         )
-    previous = tuple(vote for _, commit in recorded_steps(repo, ref) for vote in read_votes(repo, commit.id))
+    previous = tuple(
+        vote
+        for _, commit in recorded_steps(repo, ref)
+        for vote in read_votes(repo, commit.id, base=spec.base)
+    )
     tries: list[dict[str, Any]] = []
     result = NodeResult(summary="not run", ok=False, error="not run")
     for number in range(1, node.retries + 2):

@@ -231,7 +231,16 @@ def acceptance_executor(sandbox: Sandbox) -> NodeExecutor:
 
 def gate_executor(policy: GatePolicy) -> NodeExecutor:
     def execute(context: NodeContext) -> NodeResult:
-        decision = decide(policy, context.previous_votes)
+        from pantheon_git.review.gate import signers_problem
+        from pantheon_git.store.git import open_repo
+        from pantheon_git.store.signing import allowed_signers
+
+        # previous_votes are only the counted (signed) ones; with no allowed signers nothing can count,
+        # and the gate says how to set signing up instead of blaming the acceptance checks.
+        problem = signers_problem(
+            allowed_signers(open_repo(context.worktree), context.spec.base), context.spec.base
+        )
+        decision = decide(policy, context.previous_votes, trust_problem=problem)
         vote = Vote(
             kind="gate",
             voter="gate",

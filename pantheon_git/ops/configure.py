@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,3 +160,48 @@ def configure(
             run_git(["config", "--local", item.key, item.value], root)
         added.append(f"{item.key} = {item.value}")
     return added
+
+
+RUNNER_PRINCIPAL = "pantheon-runner@{host}"
+
+
+def setup_signing(repo: pygit2.Repository, root: Path) -> list[str]:
+    """The runner's signing key: an ed25519 key under the git dir (created once, mode 600, never in a
+    tree), configured for git's SSH signing, and its public key in .pantheon/allowed_signers.
+
+    Returns what changed, one line each. The allowed signers count only once committed on main.
+    """
+    from pantheon_git.store.signing import (
+        ALLOWED_SIGNERS,
+        allowed_signers_line,
+        create_key,
+        parse_allowed_signers,
+        runner_key_path,
+    )
+
+    changes = []
+    key = runner_key_path(repo)
+    principal = RUNNER_PRINCIPAL.format(host=socket.gethostname() or "localhost")
+    if not key.exists():
+        create_key(key, principal)
+        changes.append(f"created {key} (the runner's signing key; keep it private)")
+    public = Path(f"{key}.pub").read_text().strip()
+    wanted = [
+        ConfigValue("gpg.format", "ssh", multi=False),
+        ConfigValue("user.signingKey", str(key), multi=False),
+        ConfigValue("pantheon.signingKey", str(key), multi=False),
+        ConfigValue("gpg.ssh.allowedSignersFile", str(root / ALLOWED_SIGNERS), multi=False),
+    ]
+    for item in wanted:
+        if item.value not in _current(root, item.key):
+            run_git(["config", "--local", item.key, item.value], root)
+            changes.append(f"git config {item.key} = {item.value}")
+    signers_file = root / ALLOWED_SIGNERS
+    text = signers_file.read_text() if signers_file.exists() else ""
+    key_type, key_b64 = public.split()[:2]
+    if (key_type, key_b64) not in parse_allowed_signers(text).keys:
+        signers_file.parent.mkdir(parents=True, exist_ok=True)
+        prefix = text if not text or text.endswith("\n") else text + "\n"
+        signers_file.write_text(prefix + allowed_signers_line(principal, public) + "\n")
+        changes.append(f"added {principal} to {ALLOWED_SIGNERS} (commit it on main for it to count)")
+    return changes

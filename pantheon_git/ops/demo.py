@@ -61,7 +61,8 @@ def main() -> int:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     make_sample(sample)
     print(f"sample repository: {sample}\n")
-    sh(sample, "git", "pantheon", "init")
+    # The runner's key signs every step and vote; committing allowed_signers on main makes them count.
+    sh(sample, "git", "pantheon", "init", "--signing-key")
     sh(sample, "git", "add", ".pantheon")
     sh(sample, "git", "commit", "-q", "-m", "pantheon: init")
     (sample / "hello.spec.toml").write_text(SPEC)
@@ -71,6 +72,8 @@ def main() -> int:
     night = sh(sample, "git", "pantheon", "night", check=False)
     # The morning report in git itself: a few lines per step (refs/notes/pantheon/log, the displayRef).
     sh(sample, "git", "log", "--notes", "--pretty=pantheon", "main..pantheon/hello-file/1", check=False)
+    # Every step is signed by the runner's key (.pantheon/allowed_signers says whose keys count).
+    sh(sample, "git", "log", "-1", "--show-signature", "--format=%h %s", "pantheon/hello-file/1", check=False)
     sh(sample, "git", "pantheon", "list")
     sh(sample, "git", "pantheon", "report")
     sh(sample, "git", "pantheon", "merge", "--all-passing", "--dry-run", check=False)

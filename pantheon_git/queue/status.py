@@ -3,7 +3,8 @@
 queued    the spec is in refs/pantheon/tasks and nothing else happened
 claimed   refs/pantheon/claims/<id> exists, no run branch yet
 running   the newest run branch exists and has no outcome yet (or its runner was interrupted)
-passed    the gate's newest vote on the run branch head approves
+passed    the gate's newest counted vote on the run branch head approves, and every step commit of the
+          run is signed by an allowed signer (votes count only when signed: store/votes.py)
 failed    the head is a failure artifact (trailer Pantheon-Outcome: failed) or the gate rejects
 merged    a merge record is among the head's votes
 cancelled a record under cancelled/ in the tasks tree (a merged task stays merged)
@@ -19,9 +20,10 @@ import pygit2
 
 from pantheon_git.queue.tasks import cancelled_ids, load_specs, queue_tree
 from pantheon_git.schema.spec import Spec
-from pantheon_git.store.layout import CLAIMS_PREFIX
-from pantheon_git.store.runs import parse_trailers, run_heads
-from pantheon_git.store.votes import Vote, read_votes
+from pantheon_git.store.layout import CLAIMS_PREFIX, run_branch
+from pantheon_git.store.runs import parse_trailers, run_heads, unverified_steps
+from pantheon_git.store.signing import AllowedSigners, allowed_signers
+from pantheon_git.store.votes import Vote, recorded_votes
 
 
 class Status(StrEnum):
@@ -44,6 +46,23 @@ def run_outcome(trailers: dict[str, str], votes: Sequence[Vote]) -> Status:
     if gates:
         return Status.PASSED if gates[-1].verdict == "approve" else Status.FAILED
     return Status.RUNNING
+
+
+def checked_outcome(
+    repo: pygit2.Repository, task_id: str, attempt: int, head: pygit2.Oid, signers: AllowedSigners
+) -> tuple[Status, list[Vote]]:
+    """A run's outcome from its counted votes; a pass whose steps are not all signed by an allowed
+    signer (a run branch made or extended elsewhere) is a failure, never a pass."""
+    recorded = recorded_votes(repo, head, signers)
+    votes = [item.vote for item in recorded if item.counts]
+    outcome = run_outcome(parse_trailers(repo.get(head).message), votes)
+    if outcome == Status.RUNNING and any(item.vote.kind == "gate" for item in recorded):
+        # The gate did decide, but its vote does not verify (e.g. a repository without signing keys):
+        # the run is over and did not pass; it must not look "running" night after night.
+        outcome = Status.FAILED
+    if outcome == Status.PASSED and unverified_steps(repo, run_branch(task_id, attempt), signers):
+        outcome = Status.FAILED
+    return outcome, votes
 
 
 def derive_status(*, cancelled: bool, claimed: bool, outcome: Status | None) -> Status:
@@ -82,6 +101,7 @@ def task_states(repo: pygit2.Repository) -> list[TaskState]:
     cancelled = cancelled_ids(tree, repo)
     claims = {name.removeprefix(CLAIMS_PREFIX) for name in repo.references if name.startswith(CLAIMS_PREFIX)}
     heads = run_heads(repo)
+    signers: dict[str | None, AllowedSigners] = {}
     states = []
     for spec in specs:
         assert spec.id is not None
@@ -89,9 +109,10 @@ def task_states(repo: pygit2.Repository) -> list[TaskState]:
         outcome = None
         votes: list[Vote] = []
         if attempts:
-            head = attempts[max(attempts)]
-            votes = read_votes(repo, head)
-            outcome = run_outcome(parse_trailers(repo.get(head).message), votes)
+            if spec.base not in signers:
+                signers[spec.base] = allowed_signers(repo, spec.base)
+            newest = max(attempts)
+            outcome, votes = checked_outcome(repo, spec.id, newest, attempts[newest], signers[spec.base])
         status = derive_status(cancelled=spec.id in cancelled, claimed=spec.id in claims, outcome=outcome)
         states.append(TaskState(spec, status, dict(attempts), spec.id in claims, votes))
     states.sort(

@@ -4,9 +4,12 @@ Fetch brings the remote's pantheon refs into namespaces of their own (refs/panth
 refs/notes/remotes/<remote>/); then each kind is merged into the local refs by its own rule: notes by
 `git notes merge` (votes with cat_sort_uniq; traces and payloads are keyed by object and keep ours on the
 impossible clash), the queue by a union of both trees, claims and run branches by adopting the remote's
-where we have none. Then the merged refs are pushed without force: a race with another machine's push is
-reported, and the next sync merges again. Trace notes and payloads are pushed only with
-`[sync] push_traces = true`: they hold prompts and logs, which stay on the machine that ran them.
+where we have none. A remote spec never replaces a local spec of the same id (not even by a
+fast-forward): the local one stays, and the clash is reported as a conflict. Adopted run branches are
+only read: whether they pass is decided by their signatures (queue/status.py), not by where they came
+from. Then the merged refs are pushed without force: a race with another machine's push is reported, and
+the next sync merges again. Trace notes and payloads are pushed only with `[sync] push_traces = true`:
+they hold prompts and logs, which stay on the machine that ran them.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class SyncReport:
     fetched: bool = True
     merged: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
     pushed: bool = False
     push_error: str = ""
 
@@ -68,8 +72,23 @@ def fetch(root: Path, remote: str) -> None:
     )
 
 
-def merge_queue(repo: pygit2.Repository, remote: str) -> str | None:
-    """Make the local queue contain the remote's specs and cancellations too; None if nothing changed."""
+def spec_conflicts(repo: pygit2.Repository, ours: pygit2.Tree, theirs: pygit2.Tree) -> list[str]:
+    """Task ids whose spec differs between the two queue trees (same id, other content), sorted."""
+    clashes = []
+    for entry in theirs:
+        if entry.type_str != "blob" or not entry.name.endswith(".toml") or entry.name not in ours:
+            continue
+        if ours[entry.name].id != entry.id:
+            clashes.append(entry.name.removesuffix(".toml"))
+    return sorted(clashes)
+
+
+def merge_queue(repo: pygit2.Repository, remote: str, conflicts: list[str] | None = None) -> str | None:
+    """Make the local queue contain the remote's specs and cancellations too; None if nothing changed.
+
+    A remote spec reusing a local id with other content is not taken (ours stays: the local task keeps
+    its one spec, its one status, its one run); each such id is added to `conflicts` as a line.
+    """
     theirs = ref_commit(repo, _tracking(remote, TASKS_REF))
     if theirs is None:
         return None
@@ -78,7 +97,13 @@ def merge_queue(repo: pygit2.Repository, remote: str) -> str | None:
         return "adopted" if set_ref(repo, TASKS_REF, theirs.id, None, "pantheon: sync") else None
     if ours.id == theirs.id or repo.descendant_of(ours.id, theirs.id):
         return None
-    if repo.descendant_of(theirs.id, ours.id):
+    clashes = spec_conflicts(repo, ours.tree, theirs.tree)
+    if conflicts is not None:
+        conflicts += [
+            f"{TASKS_REF}: task {task_id}: {remote} has another spec with this id; kept ours"
+            for task_id in clashes
+        ]
+    if not clashes and repo.descendant_of(theirs.id, ours.id):
         return "fast-forward" if set_ref(repo, TASKS_REF, theirs.id, ours.id, "pantheon: sync") else None
 
     sig = signature(repo)
@@ -180,7 +205,7 @@ def push(root: Path, remote: str, *, push_traces: bool = False) -> str:
 def sync(repo: pygit2.Repository, root: Path, remote: str, *, push_traces: bool = False) -> SyncReport:
     report = SyncReport()
     fetch(root, remote)
-    if (queue := merge_queue(repo, remote)) is not None:
+    if (queue := merge_queue(repo, remote, report.conflicts)) is not None:
         report.merged.append(f"{TASKS_REF} ({queue})")
     report.merged += merge_notes(root, repo, remote)
     report.adopted = adopt_remote_refs(repo, remote)

@@ -2,7 +2,9 @@
 
 `git log -p refs/pantheon/tasks` is the queue's history. Every change appends one commit with a
 compare-and-swap on the ref, so concurrent `queue` and `cancel` calls never lose each other's work.
-Cancellation is a record under cancelled/ in the same tree, never an edit of the spec.
+Cancellation is a record under cancelled/ in the same tree, never an edit of the spec. An id names one
+task forever: queueing refuses an id that is queued, or that already has run branches or a claim (from
+an old queue or another machine), so a new spec never inherits another task's runs or status.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.schema.document import parse_toml
 from pantheon_git.schema.spec import Spec, validate_spec
 from pantheon_git.store.git import append_commit, build_tree, ref_commit
-from pantheon_git.store.layout import CANCELLED_DIR, TASKS_REF, spec_path
+from pantheon_git.store.layout import CANCELLED_DIR, TASKS_REF, claim_ref, spec_path
+from pantheon_git.store.runs import run_heads
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -157,6 +160,11 @@ def enqueue(repo: pygit2.Repository, specs: Sequence[Spec]) -> pygit2.Oid:
     duplicates = sorted({task_id for task_id in ids if ids.count(task_id) > 1})
     if duplicates:
         raise PantheonError(f"id {duplicates[0]}: given to more than one spec in this call")
+    heads = run_heads(repo)
+    for task_id in ids:
+        assert task_id is not None
+        if task_id in heads or claim_ref(task_id) in repo.references:
+            raise PantheonError(f"id {task_id}: already has runs or a claim here (ids are unique)")
     files = {spec_path(spec.id): spec.to_toml().encode() for spec in specs if spec.id}
     if len(specs) == 1:
         message = f"queue {specs[0].id}: {specs[0].title}\n"

@@ -1,4 +1,8 @@
-"""The gate: from the votes on a run branch and the repository's policy, may it merge? (pure)"""
+"""The gate: from the counted votes on a run branch and the repository's policy, may it merge? (pure)
+
+Callers pass only votes that count (store/votes.py `read_votes`: signed by an allowed signer), in the
+order of their signed notes commits; the self-chosen `id` of a line decides nothing here.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pantheon_git.schema.config import GatePolicy
+from pantheon_git.store.signing import SETUP_HINT, AllowedSigners
 from pantheon_git.store.votes import Vote
 
 
@@ -16,9 +21,9 @@ class GateDecision:
 
 
 def latest_per_voter(votes: Iterable[Vote]) -> dict[str, Vote]:
-    """Each voter's newest vote (ids sort in time order); gate and merge records are not votes."""
+    """Each voter's newest vote, `votes` being in signed order; gate and merge records are not votes."""
     latest: dict[str, Vote] = {}
-    for vote in sorted(votes, key=lambda v: v.id):
+    for vote in votes:
         if vote.kind == "vote":
             latest[vote.voter] = vote
     return latest
@@ -34,7 +39,17 @@ def _fixed_check_reasons(acceptance: Vote) -> list[str]:
     return []
 
 
-def decide(policy: GatePolicy, votes: Iterable[Vote]) -> GateDecision:
+def signers_problem(signers: AllowedSigners, base: str | None = None) -> str | None:
+    """Why no vote can count here (no allowed signers committed on the base branch), or None."""
+    if signers:
+        return None
+    return f"no allowed signers committed on {base or 'main'}, so no vote can be verified: {SETUP_HINT}"
+
+
+def decide(policy: GatePolicy, votes: Iterable[Vote], *, trust_problem: str | None = None) -> GateDecision:
+    """The verdict; `trust_problem` (from `signers_problem`) makes it a refusal whatever the votes say."""
+    if trust_problem is not None:
+        return GateDecision("reject", [trust_problem])
     latest = latest_per_voter(votes)
     reasons: list[str] = []
     acceptance = latest.get("acceptance")

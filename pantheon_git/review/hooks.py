@@ -10,10 +10,15 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.queue.status import Status, run_outcome
+from pantheon_git.queue.status import Status, checked_outcome
 from pantheon_git.store.git import run_git
 from pantheon_git.store.runs import parse_trailers, run_heads
-from pantheon_git.store.votes import read_votes
+from pantheon_git.store.signing import (
+    ALLOWED_SIGNERS,
+    allowed_signers,
+    allowed_signers_at,
+    touches_allowed_signers,
+)
 
 ZERO = "0" * 40
 MARK = "pantheon-git pre-push hook"
@@ -36,8 +41,19 @@ def protected_branches(repo: pygit2.Repository, configured: list[str]) -> set[st
 
 
 def ungated_commits(repo: pygit2.Repository, root: Path, local_sha: str, remote_sha: str) -> list[str]:
-    """Run-branch commits about to be pushed whose run did not pass its gate: 'commit (task): why'."""
-    exclude = ["--not", "--remotes"] if remote_sha == ZERO else [f"^{remote_sha}"]
+    """Run-branch commits about to be pushed whose run did not pass its gate: 'commit (task): why'.
+
+    Passing means a counted (signed, allowed) gate approval and every step signed by an allowed signer
+    of the protected branch as the remote has it (the local branch may just have merged a run that edits
+    them), so a run branch and notes from another machine cannot vouch for themselves. Commits that are
+    only on the remote's run branches are not taken as already reviewed, and a run commit that edits
+    .pantheon/allowed_signers is refused: people change who may vote, runs do not."""
+    if remote_sha == ZERO:
+        exclude = ["--not", "--exclude=*/pantheon/*", "--remotes"]
+        signers = allowed_signers(repo)
+    else:
+        exclude = [f"^{remote_sha}"]
+        signers = allowed_signers_at(repo, remote_sha)
     proc = run_git(["rev-list", "--end-of-options", local_sha, *exclude], root, check=False)
     if proc.returncode != 0:
         # Fail closed: an empty listing would let every commit through (say, the remote's tip is a commit
@@ -53,18 +69,18 @@ def ungated_commits(repo: pygit2.Repository, root: Path, local_sha: str, remote_
         task = trailers.get("Pantheon-Task")
         if not task:
             continue
+        if touches_allowed_signers(repo.get(sha)):
+            problems.append(f"{sha[:12]} (task {task}): a run commit changes {ALLOWED_SIGNERS}")
+            continue
         attempt = trailers.get("Pantheon-Attempt", "")
         key = (task, attempt)
         if key not in verdicts:
             attempts = heads.get(task, {})
-            head = (
-                attempts.get(int(attempt))
-                if attempt.isdigit()
-                else (attempts[max(attempts)] if attempts else None)
-            )
+            number = int(attempt) if attempt.isdigit() else (max(attempts) if attempts else None)
+            head = attempts.get(number) if number is not None else None
             verdicts[key] = (
-                run_outcome(parse_trailers(repo.get(head).message), read_votes(repo, head))
-                if head
+                checked_outcome(repo, task, number, head, signers)[0]
+                if head is not None and number is not None
                 else Status.RUNNING
             )
         if verdicts[key] not in (Status.PASSED, Status.MERGED):

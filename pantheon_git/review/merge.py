@@ -11,6 +11,8 @@ import pygit2
 from pantheon_git.queue.status import Status, TaskState
 from pantheon_git.store.git import ref_commit, run_git, set_ref, signature
 from pantheon_git.store.layout import run_branch
+from pantheon_git.store.runs import recorded_steps
+from pantheon_git.store.signing import ALLOWED_SIGNERS, touches_allowed_signers
 from pantheon_git.store.votes import Vote, append_votes
 
 
@@ -41,6 +43,17 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
     branch = run_branch(state.id, attempt).removeprefix("refs/heads/")
     head = repo.get(state.attempts[attempt])
     base = state.spec.base or "main"
+    # Who may vote is changed by people on the base branch, never by a run (a model's edit or a pushed
+    # branch would otherwise make its own signer trusted once merged).
+    edits = [
+        step
+        for step, commit in recorded_steps(repo, run_branch(state.id, attempt))
+        if touches_allowed_signers(commit)
+    ]
+    if edits:
+        return MergeOutcome(
+            state.id, "refused", f"step {edits[0]} changes {ALLOWED_SIGNERS}; change it by hand"
+        )
     base_ref = f"refs/heads/{base}"
     base_tip = ref_commit(repo, base_ref)
     if base_tip is None:

@@ -14,11 +14,12 @@ from typing import Any
 import pygit2
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.queue.status import Status, TaskState, run_outcome, task_states
+from pantheon_git.queue.status import Status, TaskState, checked_outcome, task_states
 from pantheon_git.store.layout import run_branch
-from pantheon_git.store.runs import parse_trailers, recorded_steps
+from pantheon_git.store.runs import parse_trailers, recorded_steps, unverified_steps
+from pantheon_git.store.signing import AllowedSigners, allowed_signers
 from pantheon_git.store.traces import read_trace
-from pantheon_git.store.votes import read_votes
+from pantheon_git.store.votes import recorded_votes
 
 
 @dataclass
@@ -46,13 +47,12 @@ class TaskReport:
 UNTESTED = "passes without any change: does not test the task"
 
 
-def attempt_rows(repo: pygit2.Repository, state: TaskState) -> list[dict[str, Any]]:
-    """One row per attempt of a task, oldest first: its branch, what its head says, and its steps."""
+def attempt_rows(repo: pygit2.Repository, state: TaskState, signers: AllowedSigners) -> list[dict[str, Any]]:
+    """One row per attempt of a task, oldest first: its branch, its outcome from counted votes, its steps."""
     rows = []
     for attempt in sorted(state.attempts):
         ref = run_branch(state.id, attempt)
-        head = repo.get(state.attempts[attempt])
-        outcome = run_outcome(parse_trailers(head.message), read_votes(repo, head.id))
+        outcome, _votes = checked_outcome(repo, state.id, attempt, state.attempts[attempt], signers)
         rows.append(
             {
                 "attempt": attempt,
@@ -72,12 +72,17 @@ def parse_since(text: str) -> timedelta:
     return timedelta(**{unit: int(match.group(1))})
 
 
-def task_report(repo: pygit2.Repository, state: TaskState) -> TaskReport:
+def task_report(
+    repo: pygit2.Repository, state: TaskState, signers: AllowedSigners | None = None
+) -> TaskReport:
+    """One task's row; gate and votes from counted (signed) votes, the rest listed as ignored."""
     report = TaskReport(state.id, state.spec.title, state.status.value)
+    if signers is None:
+        signers = allowed_signers(repo, state.spec.base)
     attempt = state.latest_attempt
     if attempt is None:
         return report
-    report.attempts = attempt_rows(repo, state)
+    report.attempts = attempt_rows(repo, state, signers)
     ref = run_branch(state.id, attempt)
     report.branch = ref.removeprefix("refs/heads/")
     for _, commit in recorded_steps(repo, ref):
@@ -88,8 +93,13 @@ def task_report(repo: pygit2.Repository, state: TaskState) -> TaskReport:
         report.tokens_out += int(tokens.get("out", 0))
         report.seconds += float(trace.get("duration_s", 0.0))
         report.claims = (trace.get("policy") or {}).get("claims", report.claims)
-        for vote in read_votes(repo, commit.id):
-            if vote.kind == "gate":
+        for recorded in recorded_votes(repo, commit.id, signers):
+            vote = recorded.vote
+            if not recorded.counts:
+                report.votes.append(
+                    f"{vote.voter}: {vote.verdict} (unverified (ignored): {recorded.trust.value})"
+                )
+            elif vote.kind == "gate":
                 report.gate, report.gate_reasons = vote.verdict, vote.reasons
             elif vote.kind == "vote":
                 report.votes.append(f"{vote.voter}: {vote.verdict}")
@@ -112,6 +122,17 @@ def task_report(repo: pygit2.Repository, state: TaskState) -> TaskReport:
                     f"git notes --ref pantheon/traces show {str(commit.id)[:12]}",
                 ],
             }
+    if state.status == Status.FAILED and report.failure is None and report.gate == "approve":
+        unsigned = unverified_steps(repo, ref, signers)
+        if unsigned:
+            step, commit, trust = unsigned[0]
+            report.failure = {
+                "commit": str(commit.id),
+                "step": step,
+                "error": f"{len(unsigned)} step commit(s) {trust.value}, not by an allowed signer: "
+                "the run never counts as passing",
+                "inspect": [f"git log --show-signature {report.branch}"],
+            }
     if state.status == Status.FAILED and report.failure is None and report.gate == "reject":
         report.failure = {
             "step": "gate",
@@ -124,6 +145,7 @@ def task_report(repo: pygit2.Repository, state: TaskState) -> TaskReport:
 def build_report(repo: pygit2.Repository, since: timedelta | None = None) -> list[TaskReport]:
     """Reports for the tasks touched within `since` (their newest run, or their queueing)."""
     now = datetime.now(UTC)
+    signers: dict[str | None, AllowedSigners] = {}
     reports = []
     for state in task_states(repo):
         if since is not None:
@@ -134,7 +156,9 @@ def build_report(repo: pygit2.Repository, since: timedelta | None = None) -> lis
                 moments.append(state.spec.created.at)
             if not moments or max(moments) < now - since:
                 continue
-        reports.append(task_report(repo, state))
+        if state.spec.base not in signers:
+            signers[state.spec.base] = allowed_signers(repo, state.spec.base)
+        reports.append(task_report(repo, state, signers[state.spec.base]))
     return reports
 
 

@@ -197,6 +197,7 @@ def append_commit(
     build: Callable[[pygit2.Commit | None], tuple[pygit2.Oid, str] | None],
     *,
     patience: float = 2 * STALE_LOCK_SECONDS,
+    sign: Callable[[str], str] | None = None,
 ) -> pygit2.Oid | None:
     """Append one commit to the chain at `ref` with a compare-and-swap, retrying lost races.
 
@@ -204,6 +205,7 @@ def append_commit(
     is nothing to write. It is called again after each lost race, so it must derive everything from
     `tip`. The ref moves only if it still points at `tip` (or, for a new chain, still does not exist),
     under the ref's lock (`set_ref`): a race is decided from the ref's state, never from error wording.
+    `sign(commit buffer)` returns the armored signature to put in the commit's gpgsig header.
     """
     sig = signature(repo)
     deadline = time.monotonic() + patience  # long enough to outlast a stale lock, then clear it
@@ -217,7 +219,11 @@ def append_commit(
         tree, message = built
         message = redact(message)  # commit messages are published with their ref
         parents = [] if tip is None else [tip.id]
-        commit = repo.create_commit(None, sig, sig, message, tree, parents)
+        if sign is None:
+            commit = repo.create_commit(None, sig, sig, message, tree, parents)
+        else:
+            buffer = repo.create_commit_string(sig, sig, message, tree, parents)
+            commit = repo.create_commit_with_signature(buffer, sign(buffer))
         if set_ref(repo, ref, commit, parents[0] if parents else None, message.splitlines()[0] or "pantheon"):
             return commit
         clear_stale_lock(repo, ref)

@@ -48,6 +48,11 @@ def _locate(repo: pygit2.Repository, root: pygit2.Tree, hexid: str) -> tuple[lis
         return dirs, None
 
 
+def note_blob(repo: pygit2.Repository, root: pygit2.Tree, target: str | pygit2.Oid) -> pygit2.Oid | None:
+    """The blob id of `target`'s note in a notes tree `root` (any fan-out), or None."""
+    return _locate(repo, root, str(target))[1]
+
+
 def read_note(repo: pygit2.Repository, notes_ref: str, target: str | pygit2.Oid) -> bytes | None:
     """The note `notes_ref` holds for object `target`, or None."""
     tip = ref_commit(repo, notes_ref)
@@ -62,7 +67,12 @@ def iter_notes(repo: pygit2.Repository, notes_ref: str) -> Iterator[tuple[str, p
     tip = ref_commit(repo, notes_ref)
     if tip is None:
         return
-    stack: list[tuple[str, pygit2.Tree]] = [("", tip.tree)]
+    yield from iter_tree_notes(repo, tip.tree)
+
+
+def iter_tree_notes(repo: pygit2.Repository, root: pygit2.Tree) -> Iterator[tuple[str, pygit2.Oid]]:
+    """Every (annotated object id, note blob id) in one notes tree, whatever its fan-out."""
+    stack: list[tuple[str, pygit2.Tree]] = [("", root)]
     while stack:
         prefix, tree = stack.pop()
         for entry in tree:
@@ -73,6 +83,20 @@ def iter_notes(repo: pygit2.Repository, notes_ref: str) -> Iterator[tuple[str, p
                 stack.append((name, repo.get(entry.id)))
             elif entry.type_str == "blob" and len(name) in (40, 64):
                 yield name, entry.id
+
+
+def changed_notes(
+    repo: pygit2.Repository, old: pygit2.Tree | None, new: pygit2.Tree
+) -> Iterator[tuple[str, pygit2.Oid]]:
+    """(annotated object id, new note blob id) for each note added or changed from `old` to `new`."""
+    if old is None:
+        yield from iter_tree_notes(repo, new)
+        return
+    for delta in repo.diff(old, new).deltas:
+        if delta.status_char() in ("A", "M"):
+            name = delta.new_file.path.replace("/", "")
+            if len(name) in (40, 64) and _is_hex(name):
+                yield name, delta.new_file.id
 
 
 def _write_note(
@@ -114,13 +138,15 @@ def update_notes(
     message: str,
     *,
     redacted: bool = False,
+    sign: Callable[[str], str] | None = None,
 ) -> pygit2.Oid | None:
     """Apply `updates` (object id -> note update) as one notes commit, CAS-safe against other writers.
 
     Each update sees the note as it is on the tip being built on, so after a lost race it is re-applied
     to the winner's notes and nothing either writer added is lost. Returns the notes commit, or None
     when no note changed. Every note is redacted of secrets unless its writer says it did that already
-    (`redacted`: traces and votes redact their structured values, before JSON escaping).
+    (`redacted`: traces and votes redact their structured values, before JSON escaping). With `sign`,
+    the notes commit is signed (what makes a vote count).
     """
 
     def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str] | None:
@@ -143,7 +169,7 @@ def update_notes(
             return None
         return root.id, message
 
-    return append_commit(repo, notes_ref, build)
+    return append_commit(repo, notes_ref, build, sign=sign)
 
 
 def replace_with(data: bytes) -> NoteUpdate:
@@ -172,8 +198,10 @@ def append_note_lines(
     message: str,
     *,
     redacted: bool = False,
-) -> None:
-    """Append lines to `target`'s note, skipping lines already there (as cat_sort_uniq would)."""
+    sign: Callable[[str], str] | None = None,
+) -> pygit2.Oid | None:
+    """Append lines to `target`'s note, skipping lines already there (as cat_sort_uniq would); returns
+    the notes commit that added them (None if all were there)."""
 
     def update(old: bytes | None) -> bytes | None:
         existing = old.decode().splitlines() if old else []
@@ -183,4 +211,4 @@ def append_note_lines(
             return old
         return ("\n".join(existing + fresh) + "\n").encode()
 
-    update_notes(repo, notes_ref, {str(target): update}, message, redacted=redacted)
+    return update_notes(repo, notes_ref, {str(target): update}, message, redacted=redacted, sign=sign)

@@ -17,6 +17,7 @@ from pantheon_git.store.git import build_tree, clear_stale_lock, ref_commit, set
 from pantheon_git.store.layout import RUN_BRANCH_PREFIX, parse_run_branch, run_branch
 from pantheon_git.store.locks import held_since
 from pantheon_git.store.redact import redact_all, redact_bytes
+from pantheon_git.store.signing import AllowedSigners, Trust, create_commit, signing_key, verify_commit
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,10 @@ def make_step_commit(
     if tree is None:
         tree = build_tree(repo, tip.tree, changes) if changes else tip.tree_id
     sig = signature(repo)
-    return repo.create_commit(None, sig, sig, step.message(), tree, [tip.id]), tip.id
+    # Signed with the runner's key when one is configured: only a run whose every step verifies
+    # against the base branch's allowed signers can pass (an unsigned run is kept, never merged).
+    key = signing_key(repo)
+    return create_commit(repo, sig, sig, step.message(), tree, [tip.id], key), tip.id
 
 
 def publish_step(repo: pygit2.Repository, ref: str, commit: pygit2.Oid, parent: pygit2.Oid) -> None:
@@ -206,6 +210,18 @@ def redact_changed_files(repo: pygit2.Repository) -> list[str]:
                 handle.write(cleaned)
             touched.append(path)
     return touched
+
+
+def unverified_steps(
+    repo: pygit2.Repository, ref: str, signers: AllowedSigners
+) -> list[tuple[str, pygit2.Commit, Trust]]:
+    """The step commits of run branch `ref` not signed by an allowed signer: (step, commit, why)."""
+    found = []
+    for name, commit in recorded_steps(repo, ref):
+        trust, _ = verify_commit(repo, commit.id, signers)
+        if trust != Trust.VERIFIED:
+            found.append((name, commit, trust))
+    return found
 
 
 def worktree_tree(worktree: str | os.PathLike[str]) -> pygit2.Oid:
