@@ -280,7 +280,7 @@ def test_a_hard_link_fifo_or_socket_is_skipped_by_search(repo_dir: Path, outside
     ctx = ToolContext(worktree=worktree)
     found = guarded(lambda: search(SearchArgs(text="outside secret"), ctx), worktree / "pipe")
     assert found == "no match for 'outside secret'"
-    assert list_files(ListFilesArgs(), ctx).split() == [".pantheon/allowed_signers", "README.md"]
+    assert list_files(ListFilesArgs(), ctx).split() == ["README.md", ".pantheon/allowed_signers"]
     refused = guarded(lambda: read_file(ReadFileArgs(path="pipe"), ctx), worktree / "pipe")
     assert isinstance(refused, ToolError) and "FIFO" in str(refused)
 
