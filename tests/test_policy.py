@@ -16,8 +16,11 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.night.policy import is_local_address, is_local_name, refuse_non_local
 from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available, sandbox_prefix, scrub_env
 
+# On a developer's machine without user namespaces these tests skip; in CI (CI set) they never do: a CI
+# image that cannot make the sandbox must fail loudly, not pass with the sandbox untested.
 needs_netns = pytest.mark.skipif(
-    shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0,
+    not os.environ.get("CI")
+    and (shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0),
     reason="unprivileged network namespaces (unshare -rn) are not available on this machine",
 )
 
@@ -205,8 +208,9 @@ def test_the_sandbox_scrubs_credentials_a_caller_passes(tmp_path: Path) -> None:
 
 @needs_netns
 def test_a_tool_that_escapes_its_group_neither_blocks_nor_outlives_it(tmp_path: Path) -> None:
-    if "--pid" not in (sandbox_prefix() or ()):
+    if "--pid" not in (sandbox_prefix() or ()) and not os.environ.get("CI"):
         pytest.skip("private PID namespaces (unshare --pid --fork) are not available here")
+    assert "--pid" in (sandbox_prefix() or ()), "CI must be able to make the night's PID namespace"
     marker = tmp_path / "escapee-survived"
     # setsid leaves the process group and keeps the output open: only the PID namespace stops it.
     done = run_sandboxed(
