@@ -58,13 +58,12 @@ def test_agent_writes_a_file_through_tool_calls_in_a_worktree(
 def test_same_prompt_same_output(runtime) -> None:
     schema = call_schema([TOOLS["write_file"]], IMPLEMENTER.output)
     prompt = "Task: write hello.txt\nCall: "
-    # Room enough for the whole call: the test controls that the completion ends by itself.
-    first = runtime.complete(prompt, schema=schema, max_tokens=384)
-    second = runtime.complete(prompt, schema=schema, max_tokens=384)
-    assert first.text == second.text and first.text.startswith('{"tool":"')
-    assert first.finish_reason == "stop", first.text
-    name, _ = parse_call(first.text, {"write_file": TOOLS["write_file"]}, IMPLEMENTER.output)
-    assert name in ("write_file", "finish")
+    first = runtime.complete(prompt, schema=schema, max_tokens=160)
+    second = runtime.complete(prompt, schema=schema, max_tokens=160)
+    # Determinism is the point: the same text, the same stop, the same count (whether this bare prompt
+    # ends the call within 160 tokens is the model's business; a valid whole call is tested above).
+    assert first.text == second.text and first.text.startswith('{"tool":"write_file"')
+    assert (first.finish_reason, first.tokens_out) == (second.finish_reason, second.tokens_out)
 
 
 def test_invalid_calls_are_explained() -> None:
