@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml trainer/pyproject.toml Makefile
 
 test: $(STAMP)
 	# `git pantheon --help` is tested end to end through man(1); CI images often lack it.
-	command -v man >/dev/null || (test "$$(id -u)" = 0 && apt-get install -y -qq man-db >/dev/null) || true
+	command -v man >/dev/null || (test "$$(id -u)" = 0 && apt-get update -qq && apt-get install -y -qq man-db >/dev/null) || true
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -16,6 +16,7 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.runtime.openai_compat import OpenAICompatibleRuntime, url_is_local
 from pantheon_git.schema.models import ModelConfig, parse_models
 from pantheon_git.tools.builtin import TOOLS, ToolContext
+from pantheon_git.tools.sandbox import run_sandboxed
 from tests.conftest import git
 
 TASK = {
@@ -38,7 +39,8 @@ def test_agent_writes_a_file_through_tool_calls_in_a_worktree(
 ) -> None:
     worktree = tmp_path / "wt"
     git(repo_dir, "worktree", "add", "-q", "-b", "agent-test", str(worktree))
-    run = run_agent(IMPLEMENTER, runtime, ToolContext(worktree=worktree), TASK, {})
+    # The tools run in the sandbox the night uses, not the day-mode runner.
+    run = run_agent(IMPLEMENTER, runtime, ToolContext(worktree=worktree, sandbox=run_sandboxed), TASK, {})
     assert run.ok, run.error
     assert "hello" in (worktree / "hello.txt").read_text()
     assert IMPLEMENTER.output.model_validate(run.output)
@@ -58,12 +60,10 @@ def test_same_prompt_same_output(runtime) -> None:
     prompt = "Task: write hello.txt\nCall: "
     first = runtime.complete(prompt, schema=schema, max_tokens=160)
     second = runtime.complete(prompt, schema=schema, max_tokens=160)
-    assert first.text == second.text and first.text.startswith('{"tool":"')
-    if first.finish_reason == "stop":  # else max_tokens cut a long string short: the loop reports that
-        name, _ = parse_call(first.text, {"write_file": TOOLS["write_file"]}, IMPLEMENTER.output)
-        assert name in ("write_file", "finish")
-    else:
-        assert first.finish_reason == "length" and first.tokens_out == 160
+    # Determinism is the point: the same text, the same stop, the same count (whether this bare prompt
+    # ends the call within 160 tokens is the model's business; a valid whole call is tested above).
+    assert first.text == second.text and first.text.startswith('{"tool":"write_file"')
+    assert (first.finish_reason, first.tokens_out) == (second.finish_reason, second.tokens_out)
 
 
 def test_invalid_calls_are_explained() -> None:

@@ -222,3 +222,11 @@ def test_init_flow_scaffolds_a_valid_flow_once(repo_dir: Path) -> None:
         refused = pantheon(repo_dir, *args)
         assert refused.returncode == 2 and expected in refused.stderr, refused.stderr
     assert sorted(p.name for p in path.parent.iterdir()) == ["nightly.toml"]
+
+
+def test_queue_before_init_knows_only_the_default_flow(repo_dir: Path) -> None:
+    refused = pantheon(repo_dir, "queue", "--title", "t", "--acceptance", "true", "--flow", "nightly")
+    assert refused.returncode == 2
+    assert "flow: unknown flow 'nightly' (no .pantheon/flows yet: run `git pantheon init`)" in refused.stderr
+    assert pantheon(repo_dir, "list").stdout.startswith("no tasks")
+    assert pantheon(repo_dir, "queue", "--title", "t", "--acceptance", "true").returncode == 0

@@ -8,6 +8,7 @@ git config and `git log` are what the test is about.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from pantheon_git.night.executors import acceptance_executor, baseline_executor, gate_executor
@@ -91,3 +92,29 @@ def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo
     assert pantheon(repo_dir, "vote", "t1", "reject", "-m", "wrong file name").returncode == 0
     head_log = git(repo_dir, "log", "-1", "--notes", "pantheon/t1/1")
     assert "votes: person:Night Tester <night@example.com> reject (wrong file name)" in head_log
+
+
+def test_a_failed_step_says_so_and_why_in_the_log(repo_dir: Path) -> None:
+    assert pantheon(repo_dir, "init").returncode == 0
+    from pantheon_git.night.attempt import PlannedNode, run_attempt
+
+    repo = open_repo(repo_dir)
+    spec = queued(repo_dir)
+
+    def broken(context: NodeContext) -> NodeResult:
+        return NodeResult(summary="failed: no file", ok=False, error="write_file: path escapes the worktree")
+
+    run = run_attempt(
+        repo,
+        repo_dir,
+        spec,
+        [PlannedNode("implement", "b")],
+        {"b": broken},
+        attempt=1,
+        resume=False,
+        policy=POLICY,
+    )
+    assert run.outcome == "failed"
+    note = git(repo_dir, "notes", "--ref", "pantheon/log", "show", "pantheon/t1/1").splitlines()
+    assert len(note) == 2 and re.fullmatch(r"implement: FAILED · agent b · \d+\.\d s", note[0]), note
+    assert note[1] == "error: write_file: path escapes the worktree"

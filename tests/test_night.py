@@ -42,21 +42,23 @@ def night_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproce
 @pytest.mark.model
 def test_night_leaves_a_run_branch_per_task_with_a_note_per_step(night_repo) -> None:
     repo, night = night_repo
-    assert "night done: 3 run" in night.stdout, night.stdout + night.stderr
+    # The embedded model passes these three tasks (greedy decoding, fixed seeds): the whole flow runs
+    # for each, no node fails, and the night says so in its exit status.
+    assert night.returncode == 0, night.stdout + night.stderr
+    assert "night done: 3 run, 0 failed, 0 skipped" in night.stdout, night.stdout + night.stderr
     for task_id, _, _ in SPECS:
         branch = f"pantheon/{task_id}/1"
         steps = git(
             repo, "log", "--reverse", "--format=%(trailers:key=Pantheon-Step,valueonly)", f"main..{branch}"
         )
-        names = [name for name in steps.split() if ".repair" not in name]  # repair rounds come and go
-        assert names == DEFAULT_NODES[: len(names)] and names, names
+        assert steps.split() == DEFAULT_NODES, steps
         for rev in git(repo, "rev-list", f"main..{branch}").split():
             note = json.loads(git(repo, "notes", "--ref", "pantheon/traces", "show", rev))
             assert note["task"] == task_id and note["policy"]["local_only"] is True and "summary" in note
         log = git(repo, "log", "--notes", branch, "-1")
         assert "Notes (pantheon/log):" in log
     rows = {row["id"]: row["status"] for row in json.loads(pantheon(repo, "list", "--json").stdout)}
-    assert set(rows) == {"hello", "notes", "todo"} and set(rows.values()) <= {"passed", "failed"}
+    assert rows == {"hello": "passed", "notes": "passed", "todo": "passed"}
     assert git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
     assert git(repo, "status", "--porcelain") == ""
 

@@ -16,6 +16,8 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.night.policy import is_local_address, is_local_name, refuse_non_local
 from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available, scrub_env
 
+# On a developer's machine without user namespaces these tests skip; in CI (CI set) they never do: a CI
+# image that cannot make the sandbox must fail loudly, not pass with the sandbox untested.
 needs_netns = pytest.mark.skipif(
     not os.environ.get("CI")  # in CI a missing sandbox fails loudly instead of skipping
     and (shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0),

@@ -111,8 +111,15 @@ def _check_base(repo: pygit2.Repository, base: str, source: str) -> None:
 
 
 def _check_flow(repo: pygit2.Repository, flow: str, source: str) -> None:
-    """The spec's flow must exist and be valid here (once .pantheon/flows exists, i.e. after init)."""
+    """The spec's flow must exist and be valid here (once .pantheon/flows exists, i.e. after init).
+
+    Before init only the default flow is accepted (init creates it); any other name is unknown.
+    """
     if repo.workdir is None or not (Path(repo.workdir) / ".pantheon" / "flows").is_dir():
+        if flow != "default":
+            raise PantheonError(
+                f"{source}: flow: unknown flow '{flow}' (no .pantheon/flows yet: run `git pantheon init`)"
+            )
         return
     from pantheon_git.agents.registry import agent_names, check_models
     from pantheon_git.schema.flow import check_flow_exists

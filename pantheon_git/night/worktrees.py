@@ -27,6 +27,8 @@ def add_worktree(repo_root: Path, path: Path, branch: str) -> Path:
     """Check `branch` out at `path`, clearing what a killed run may have left there first."""
     # A runner killed inside `git worktree add` leaves the entry locked ("initializing") and the branch
     # marked as checked out there; unlock, remove, prune, and let a doubled --force override the rest.
+    # That lock is provably stale, not merely present: the path is this task attempt's own and the caller
+    # holds the task's flock, which every earlier user of the path held until it died or finished.
     run_git(["worktree", "unlock", "--end-of-options", str(path)], repo_root, check=False)
     remove_worktree(repo_root, path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,14 +81,14 @@ def test_a_worse_adapter_is_refused_and_a_promoted_one_is_served(
     from pantheon_git.queue.tasks import load_specs
     from pantheon_git.schema.config import GatePolicy
     from pantheon_git.schema.models import DEFAULT_MODELS
-    from pantheon_git.tools.builtin import unsandboxed
+    from pantheon_git.tools.sandbox import run_sandboxed
 
     executors = executors_for(
         {"implementer"},
         BUILTIN_AGENTS,
         DEFAULT_MODELS,
         GatePolicy(),
-        sandbox=unsandboxed,
+        sandbox=run_sandboxed,  # the night's sandbox, as the runner would use
         adapters={"implementer": served},
     )
     context = NodeContext(
