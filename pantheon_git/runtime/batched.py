@@ -28,7 +28,7 @@ import warnings
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from pantheon_git.runtime.constrained import llg_tokenizer
 from pantheon_git.schema.models import ModelConfig
 
 
-class Finish(str, Enum):
+class Finish(StrEnum):
     """Why a sequence ended (the `finish_reason` of its Completion)."""
 
     STOP = "stop"  # end-of-generation token, or the constraint is complete
@@ -388,7 +388,7 @@ class BatchedEngine:
                     self._admit(admitted, free)
                 if self._active():
                     self._step()
-            except Exception as error:  # noqa: BLE001 - every caller must hear of it, not hang
+            except Exception as error:  # every caller must hear of it, not hang
                 self._fail_all(admitted, error)
         self._fail_all([], PantheonError("engine: closed while the request was running"))
         with self._lock:
