@@ -242,6 +242,7 @@ class BatchedEngine:
         self._waiting: deque[_Job] = deque()
         self._lock = threading.Condition()
         self._closed = False
+        self._clear_requests: list[threading.Event] = []
         self._tokenizer: Any = None
         self._tokenizer_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="pantheon-batched-engine", daemon=True)
@@ -303,6 +304,14 @@ class BatchedEngine:
             self._waiting.extend(jobs)
             self._lock.notify()
         return [job.future for job in jobs]
+
+    def clear_cache(self) -> None:
+        """Forget the prompts idle slots hold (waits until nothing runs): the next requests start cold."""
+        done = threading.Event()
+        with self._lock:
+            self._clear_requests.append(done)
+            self._lock.notify()
+        done.wait()
 
     def tokenize(self, text: str) -> list[int]:
         """The prompt tokens exactly as llama-cpp-python's completion makes them (BOS, special tokens)."""
@@ -377,10 +386,17 @@ class BatchedEngine:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._closed and not self._waiting and not self._active():
+                while not (self._closed or self._waiting or self._active() or self._clear_requests):
                     self._lock.wait()
                 if self._closed:
                     break
+                if self._clear_requests and not self._active():
+                    for slot in self._slots:
+                        slot.cached = []
+                    self._llama.llama_memory_clear(self.memory, True)
+                    for done in self._clear_requests:
+                        done.set()
+                    self._clear_requests.clear()
                 free = [slot for slot in self._slots if slot.job is None]
                 admitted = [self._waiting.popleft() for _ in range(min(len(free), len(self._waiting)))]
             try:
@@ -395,6 +411,8 @@ class BatchedEngine:
             for job in self._waiting:
                 job.future.set_exception(PantheonError("engine: closed before the request ran"))
             self._waiting.clear()
+            for done in self._clear_requests:
+                done.set()
 
     def _active(self) -> list[_Slot]:
         return [slot for slot in self._slots if slot.job is not None]
