@@ -566,11 +566,15 @@ class BatchedEngine:
             logits[~allowed] = -np.inf
         if job.request.temperature <= 0:
             return int(np.argmax(logits))
-        scaled = logits.astype(np.float64) / job.request.temperature
-        scaled -= scaled.max()
-        weights = np.exp(scaled)
-        weights /= weights.sum()
-        return int(job.rng.choice(self.n_vocab, p=weights))
+        # Softmax over the tokens within 20 temperatures of the best: the others have a probability below
+        # e^-20 of the best's each, and skipping them makes a step milliseconds cheaper on 262k logits.
+        temperature = job.request.temperature
+        best = float(logits.max())
+        candidates = np.flatnonzero(logits > best - 20.0 * temperature)
+        weights = np.exp((logits[candidates].astype(np.float64) - best) / temperature)
+        cumulative = np.cumsum(weights)
+        pick = int(np.searchsorted(cumulative, job.rng.random() * cumulative[-1], side="right"))
+        return int(candidates[min(pick, len(candidates) - 1)])
 
     def _finish(self, slot: _Slot, reason: Finish) -> None:
         job = slot.job
