@@ -179,7 +179,9 @@ def batched(engine: BatchedEngine, requests: list[Request], callers: int) -> Fig
     return figures
 
 
-def fan_out(engine: BatchedEngine, prompt: str, samples: int, max_tokens: int) -> tuple[float, float, int, int]:
+def fan_out(
+    engine: BatchedEngine, prompt: str, samples: int, max_tokens: int
+) -> tuple[float, float, int, int]:
     """Wall seconds of `samples` samples of one prompt in one batch, and of one sample (both cold)."""
     timings = []
     tokens = []
