@@ -398,7 +398,7 @@ class BatchedEngine:
                         done.set()
                     self._clear_requests.clear()
                 free = [slot for slot in self._slots if slot.job is None]
-                admitted = [self._waiting.popleft() for _ in range(min(len(free), len(self._waiting)))]
+                admitted = self._admissible(len(free))
             try:
                 if admitted:
                     self._admit(admitted, free)
@@ -413,6 +413,21 @@ class BatchedEngine:
             self._waiting.clear()
             for done in self._clear_requests:
                 done.set()
+
+    def _admissible(self, free: int) -> list[_Job]:
+        """Waiting jobs, first come first served, as many as there are free slots and as fit in the cache
+        at their full budget beside the running ones (one job alone always fits: checked at submission)."""
+        running = [slot.job for slot in self._slots if slot.job is not None]
+        reserved = sum(len(job.tokens) + job.request.max_tokens for job in running)
+        admitted: list[_Job] = []
+        while self._waiting and len(admitted) < free:
+            job = self._waiting[0]
+            need = len(job.tokens) + job.request.max_tokens
+            if reserved and reserved + need > self.n_ctx:
+                break
+            reserved += need
+            admitted.append(self._waiting.popleft())
+        return admitted
 
     def _active(self) -> list[_Slot]:
         return [slot for slot in self._slots if slot.job is not None]
