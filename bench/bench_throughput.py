@@ -257,6 +257,7 @@ def main() -> None:
             "one_sample_s": round(one, 2),
             "all_samples_s": round(many, 2),
             "ratio": round(many / one, 2),
+            "ratio_per_token": round((many / max(1, many_tokens)) / (one / max(1, one_tokens)), 2),
             "tokens": [one_tokens, many_tokens],
         },
     }
@@ -279,7 +280,7 @@ def main() -> None:
     print(
         f"{args.samples} samples of one prompt in one batch: {fan['all_samples_s']}s against "
         f"{fan['one_sample_s']}s for one sample = {fan['ratio']}x the time for {args.samples}x the samples "
-        f"({many_tokens} against {one_tokens} tokens)"
+        f"({many_tokens} against {one_tokens} tokens: {fan['ratio_per_token']}x the time per token)"
     )
     print("(a shared CPU moves the absolute figures; the ratios of one run are what to compare)")
 

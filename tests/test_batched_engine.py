@@ -31,7 +31,10 @@ PERSON = {
 }
 COLOURS = {
     "type": "object",
-    "properties": {"colour": {"enum": ["red", "green", "blue"]}, "tags": {"type": "array", "maxItems": 2}},
+    "properties": {
+        "colour": {"enum": ["red", "green", "blue"]},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 2},
+    },
     "required": ["colour"],
     "additionalProperties": False,
 }
@@ -90,7 +93,7 @@ def test_every_output_of_a_mixed_constrained_batch_holds_to_its_own_constraint(e
         Request("A person as JSON:\n", schema=PERSON, max_tokens=48, seed=seed, temperature=1.0)
         for seed in range(3)
     ] + [
-        Request("Pick a colour as JSON:\n", schema=COLOURS, max_tokens=48, seed=seed, temperature=1.0)
+        Request("Pick a colour as JSON:\n", schema=COLOURS, max_tokens=64, seed=seed, temperature=1.0)
         for seed in range(3)
     ]
     requests.append(Request("Is the sky green? Answer: ", grammar='start: "yes" | "no"', max_tokens=8))
@@ -101,7 +104,7 @@ def test_every_output_of_a_mixed_constrained_batch_holds_to_its_own_constraint(e
     for item in done[3:6]:
         value = json.loads(item.text)
         assert value["colour"] in {"red", "green", "blue"} and set(value) <= {"colour", "tags"}
-        assert len(value.get("tags", [])) <= 2
+        assert len(value.get("tags", [])) <= 2 and all(len(tag) <= 8 for tag in value.get("tags", []))
     assert done[6].text in {"yes", "no"}
     assert all(item.finish_reason == "stop" for item in done)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import threading
 import time
 import warnings
@@ -58,6 +59,10 @@ class Request:
     max_tokens: int = 256
     seed: int = 0
     temperature: float = 0.0  # 0 = greedy, exactly as LlamaRuntime
+    # Above 0, llama-cpp-python's defaults for create_completion (0 turns a filter off).
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
 
 
 @dataclass(slots=True)
@@ -356,6 +361,11 @@ class BatchedEngine:
             raise PantheonError(f"max_tokens: {request.max_tokens} is not a positive number")
         if request.temperature < 0:
             raise PantheonError(f"temperature: {request.temperature} is negative")
+        if not (0 < request.top_p <= 1 and 0 <= request.min_p < 1 and request.top_k >= 0):
+            raise PantheonError(
+                f"sampling: top_p {request.top_p} must be in (0, 1], min_p {request.min_p} in [0, 1), "
+                f"top_k {request.top_k} at least 0"
+            )
         tokens = self.tokenize(request.prompt)
         if not tokens:
             raise PantheonError("prompt: empty (no tokens to start from)")
@@ -579,14 +589,27 @@ class BatchedEngine:
             if allowed is None:
                 return None  # the constraint is complete: stop, as the schema processor's forced EOS
             logits[~allowed] = -np.inf
-        if job.request.temperature <= 0:
-            return int(np.argmax(logits))
-        # Softmax over the tokens within 20 temperatures of the best: the others have a probability below
-        # e^-20 of the best's each, and skipping them makes a step milliseconds cheaper on 262k logits.
         temperature = job.request.temperature
+        if temperature <= 0:
+            return int(np.argmax(logits))
+        # llama-cpp-python's sampler chain, computed only over the few tokens that can survive it:
+        # min_p keeps tokens whose probability is at least min_p of the best's (a logit threshold), then
+        # top_k, then top_p on the untempered probabilities, then the temperature and the seeded draw.
+        request = job.request
         best = float(logits.max())
-        candidates = np.flatnonzero(logits > best - 20.0 * temperature)
-        weights = np.exp((logits[candidates].astype(np.float64) - best) / temperature)
+        floor = best + math.log(request.min_p) if request.min_p > 0 else best - 20.0 * max(1.0, temperature)
+        candidates = np.flatnonzero(logits >= floor)
+        values = logits[candidates].astype(np.float64)
+        order = np.argsort(-values, kind="stable")
+        if request.top_k > 0:
+            order = order[: request.top_k]
+        candidates, values = candidates[order], values[order]
+        if request.top_p < 1.0:
+            probabilities = np.exp(values - best)
+            cumulative = np.cumsum(probabilities) / probabilities.sum()
+            keep = int(np.searchsorted(cumulative, request.top_p)) + 1
+            candidates, values = candidates[:keep], values[:keep]
+        weights = np.exp((values - best) / temperature)
         cumulative = np.cumsum(weights)
         pick = int(np.searchsorted(cumulative, job.rng.random() * cumulative[-1], side="right"))
         return int(candidates[min(pick, len(candidates) - 1)])
