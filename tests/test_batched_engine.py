@@ -197,10 +197,10 @@ def test_bad_requests_are_refused_before_anything_is_queued(engine) -> None:
 @pytest.mark.model
 def test_requests_beyond_the_cache_wait_their_turn_instead_of_failing(engine) -> None:
     prompts = [f"Count from {start}: {start}," for start in (1, 20, 300, 4000)]
-    roomy = engine.complete_many([Request(prompt, max_tokens=40) for prompt in prompts])
-    # Room for two sequences at their full budget (prompt + 40), not four.
-    with BatchedEngine.from_config("default", CONFIG.model_copy(update={"n_ctx": 128}), n_seq_max=4) as small:
-        tight = small.complete_many([Request(prompt, max_tokens=40) for prompt in prompts])
+    roomy = engine.complete_many([Request(prompt, max_tokens=16) for prompt in prompts])
+    # Room for two sequences at their full budget (prompt + 16), not four.
+    with BatchedEngine.from_config("default", CONFIG.model_copy(update={"n_ctx": 56}), n_seq_max=4) as small:
+        tight = small.complete_many([Request(prompt, max_tokens=16) for prompt in prompts])
         assert small.stats.requests == 4 and small.stats.mean_batch <= 2
     assert [item.text for item in tight] == [item.text for item in roomy]
     assert [item.tokens_out for item in tight] == [item.tokens_out for item in roomy]

@@ -101,13 +101,22 @@ class _Constraint:
         self.n_vocab = n_vocab
         self.mask = np.zeros((n_vocab + 31) // 32, dtype=np.int32)
 
-    def allowed(self) -> np.ndarray | None:
-        """The tokens allowed next, or None when the constraint is complete (only stopping is left)."""
+    def compute(self) -> bool:
+        """Compute the mask of the next token; False when the constraint is complete (only stopping is
+        left)."""
         if self.matcher.is_stopped() or self.matcher.is_error():
-            return None
+            return False
         self.matcher.unsafe_compute_mask_ptr(self.mask.ctypes.data, self.mask.nbytes)
+        return True
+
+    def allows(self, token: int) -> bool:
+        """One bit of the computed mask: cheaper than unpacking the whole vocabulary."""
+        return bool((int(self.mask[token >> 5]) >> (token & 31)) & 1)
+
+    def apply(self, logits: np.ndarray) -> None:
+        """Set the logits of every token the computed mask forbids to -inf."""
         bits = np.unpackbits(self.mask.view(np.uint8), bitorder="little")
-        return bits[: self.n_vocab].astype(bool)
+        logits[~bits[: self.n_vocab].astype(bool)] = -np.inf
 
     def consume(self, token: int) -> None:
         self.matcher.consume_token(token)
@@ -584,14 +593,18 @@ class BatchedEngine:
         """The next token of one sequence: its mask, then greedy or its own seeded sample."""
         logits = job.logits
         assert logits is not None
-        if job.constraint is not None:
-            allowed = job.constraint.allowed()
-            if allowed is None:
-                return None  # the constraint is complete: stop, as the schema processor's forced EOS
-            logits[~allowed] = -np.inf
+        constraint = job.constraint
+        if constraint is not None and not constraint.compute():
+            return None  # the constraint is complete: stop, as the schema processor's forced EOS
         temperature = job.request.temperature
         if temperature <= 0:
+            best = int(np.argmax(logits))
+            if constraint is None or constraint.allows(best):
+                return best  # the model's own choice is allowed: masking would not change the argmax
+            constraint.apply(logits)
             return int(np.argmax(logits))
+        if constraint is not None:
+            constraint.apply(logits)
         # llama-cpp-python's sampler chain, computed only over the few tokens that can survive it:
         # min_p keeps tokens whose probability is at least min_p of the best's (a logit threshold), then
         # top_k, then top_p on the untempered probabilities, then the temperature and the seeded draw.
