@@ -140,7 +140,17 @@ def baseline(runtime: LlamaRuntime, requests: list[Request]) -> Figures:
         choice = out["choices"][0]
         results.append((choice["text"], out["usage"]["completion_tokens"], choice["finish_reason"]))
     seconds = time.perf_counter() - start
-    return tally("LlamaRuntime, one at a time", seconds, time.process_time() - cpu, results)
+    figures = tally("LlamaRuntime, one at a time", seconds, time.process_time() - cpu, results)
+    # llama-cpp-python keeps the longest common prefix with the previous prompt (all but its last token).
+    total, reused, previous = 0, 0, []
+    for request in requests:
+        tokens = llama.tokenize(request.prompt.encode("utf-8"), special=True)
+        same = 0
+        while same < min(len(tokens), len(previous)) and tokens[same] == previous[same]:
+            same += 1
+        total, reused, previous = total + len(tokens), reused + min(same, len(tokens) - 1), tokens
+    figures.cache_share = reused / total
+    return figures
 
 
 def batched(engine: BatchedEngine, requests: list[Request], callers: int) -> Figures:
