@@ -49,7 +49,7 @@ def _common(a: list[int], b: list[int]) -> int:
 
 @pytest.fixture(scope="module")
 def engine():
-    with BatchedEngine.from_config("default", CONFIG.model_copy(update={"n_ctx": 4096}), n_seq_max=8) as made:
+    with BatchedEngine.from_config("default", CONFIG, n_seq_max=8, n_ctx=4096) as made:
         yield made
 
 
@@ -199,7 +199,7 @@ def test_requests_beyond_the_cache_wait_their_turn_instead_of_failing(engine) ->
     prompts = [f"Count from {start}: {start}," for start in (1, 20, 300, 4000)]
     roomy = engine.complete_many([Request(prompt, max_tokens=16) for prompt in prompts])
     # Room for two sequences at their full budget (prompt + 16), not four.
-    with BatchedEngine.from_config("default", CONFIG.model_copy(update={"n_ctx": 56}), n_seq_max=4) as small:
+    with BatchedEngine.from_config("default", CONFIG, n_seq_max=4, n_ctx=56) as small:
         tight = small.complete_many([Request(prompt, max_tokens=16) for prompt in prompts])
         assert small.stats.requests == 4 and small.stats.mean_batch <= 2
     assert [item.text for item in tight] == [item.text for item in roomy]

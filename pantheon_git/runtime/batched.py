@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import os
 import threading
 import time
 import warnings
@@ -263,8 +264,11 @@ class BatchedEngine:
         self._thread.start()
 
     @classmethod
-    def from_config(cls, name: str, config: ModelConfig, n_seq_max: int = 8) -> BatchedEngine:
-        """The engine for a models.toml entry (the embedded model or a GGUF path; no adapters yet)."""
+    def from_config(
+        cls, name: str, config: ModelConfig, n_seq_max: int = 8, n_ctx: int | None = None
+    ) -> BatchedEngine:
+        """The engine for a models.toml entry (the embedded model or a GGUF path; no adapters yet).
+        The cache is shared by all sequences: by default each gets the entry's n_ctx, as LlamaRuntime."""
         if config.adapter:
             raise PantheonError(f"models.{name}.adapter: the batched engine does not load adapters yet")
         if config.bundled:
@@ -274,8 +278,8 @@ class BatchedEngine:
             path, sha = Path(config.path), None
         return cls(
             path,
-            n_ctx=config.n_ctx,
-            n_threads=config.n_threads or 2,
+            n_ctx=n_ctx if n_ctx is not None else config.n_ctx * n_seq_max,
+            n_threads=config.n_threads or max(1, os.cpu_count() or 2),
             n_seq_max=n_seq_max,
             n_gpu_layers=config.n_gpu_layers,
             seed=config.seed,
