@@ -11,7 +11,12 @@ Printed: requests per hour, aggregate generated tokens/s, the share of prompt to
 KV cache, the mean batch, and the wall time of 8 greedy completions of one prompt in one batch relative
 to 1 (identical sequences: the same work each, so the ratio is the cost of batching). Every output
 is checked: it must parse and match the schema (a sample cut by max_tokens counts as truncated).
-On a shared machine the absolute figures move with the load: compare the ratios of one run.
+On a shared machine the absolute figures move with the load: compare the ratios of one run. With more
+runnable threads than cores, llama.cpp's two threads wait on each other (measured 4-10x slower per
+token than one thread at a load of 11 on 2 cores): there, run with --threads 1.
+Measured on 2 shared cores (1 thread): a decode step with logits costs ~9 ms plus ~20 ms per sequence
+for the 262k-row output layer, so batching gains at most ~1.5x on this CPU; without logits a batch of 8
+cost 6.5x one sequence less per token.
 Run: .venv/bin/python bench/bench_throughput.py [--threads 2] [--prompts 2] [--samples 8] [--json]
 """
 
