@@ -14,9 +14,10 @@ is checked: it must parse and match the schema (a sample cut by max_tokens count
 On a shared machine the absolute figures move with the load: compare the ratios of one run. With more
 runnable threads than cores, llama.cpp's two threads wait on each other (measured 4-10x slower per
 token than one thread at a load of 11 on 2 cores): there, run with --threads 1.
-Measured on 2 shared cores (1 thread): a decode step with logits costs ~9 ms plus ~20 ms per sequence
-for the 262k-row output layer, so batching gains at most ~1.5x on this CPU; without logits a batch of 8
-cost 6.5x one sequence less per token.
+Measured on 2 shared cores (1 thread): one sequence's step costs ~9 ms in the body of the model plus
+~20 ms in the 262k-row output layer, which every sequence needs and which batching does not amortize on
+a CPU; the body alone ran 1.2-1.6x cheaper per token in a batch of 8. So on this CPU batching gains
+little, and on a GPU (not measured here: no device for this task) it should gain much more.
 Run: .venv/bin/python bench/bench_throughput.py [--threads 2] [--prompts 2] [--samples 8] [--json]
 """
 
