@@ -12,14 +12,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
     from pantheon_git.queue.tasks import load_specs, resolve_id
-    from pantheon_git.review.gate import decide, signers_problem
+    from pantheon_git.review.gate import decide, gate_vote, signers_problem
     from pantheon_git.schema.config import load_config
     from pantheon_git.store.git import open_repo, work_tree
     from pantheon_git.store.layout import run_branch
     from pantheon_git.store.logview import log_votes
     from pantheon_git.store.runs import newest_run, recorded_steps
     from pantheon_git.store.signing import allowed_signers
-    from pantheon_git.store.votes import Vote, append_votes, read_votes
+    from pantheon_git.store.votes import append_votes, read_votes
 
     repo = open_repo()
     task_id = resolve_id(repo, args.id)
@@ -38,14 +38,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     policy = load_config(work_tree(repo)).gate
     decision = decide(policy, votes, trust_problem=signers_problem(signers, spec_base))
-    gate_vote = Vote(
-        kind="gate",
-        voter="gate",
-        verdict=decision.verdict,
-        reasons=decision.reasons,
-        evidence={"policy": policy.model_dump()},
-    )
-    append_votes(repo, head, [gate_vote])
-    log_votes(repo, head, [gate_vote])  # `git log` shows the new decision under the step
+    recorded = gate_vote(policy, decision)
+    append_votes(repo, head, [recorded])
+    log_votes(repo, head, [recorded])  # `git log` shows the new decision under the step
     print(f"gate: {decision.verdict} ({'; '.join(decision.reasons)})")
     return 0

@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
     from pantheon_git.queue.status import Status, task_states
     from pantheon_git.queue.tasks import resolve_id
-    from pantheon_git.review.merge import merge_task
+    from pantheon_git.review.merge import MergeResult, merge_task
     from pantheon_git.store.git import open_repo, work_tree
 
     if bool(args.ids) == args.all_passing:
@@ -34,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
     for state in picked:
         outcome = merge_task(repo, root, state, dry_run=args.dry_run)
         print(f"{outcome.task_id}: {outcome.result}: {outcome.detail}")
-        failures += outcome.result in ("refused", "conflict")
+        failures += outcome.result in (MergeResult.REFUSED, MergeResult.CONFLICT)
     return 1 if failures else 0

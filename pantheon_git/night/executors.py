@@ -20,7 +20,7 @@ from pantheon_git.agents.loop import run_agent
 from pantheon_git.agents.spec import AgentSpec
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
 from pantheon_git.night.policy import refuse_non_local
-from pantheon_git.review.gate import decide
+from pantheon_git.review.gate import decide, gate_vote
 from pantheon_git.runtime.openai_compat import url_is_local
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.models import ModelConfig
@@ -241,13 +241,7 @@ def gate_executor(policy: GatePolicy) -> NodeExecutor:
             allowed_signers(open_repo(context.worktree), context.spec.base), context.spec.base
         )
         decision = decide(policy, context.previous_votes, trust_problem=problem)
-        vote = Vote(
-            kind="gate",
-            voter="gate",
-            verdict=decision.verdict,
-            reasons=decision.reasons,
-            evidence={"policy": policy.model_dump()},
-        )
+        vote = gate_vote(policy, decision)
         return NodeResult(
             summary=f"{decision.verdict} ({'; '.join(decision.reasons)})",
             output={"verdict": decision.verdict, "reasons": decision.reasons},

@@ -31,7 +31,7 @@ from pantheon_git.store.locks import task_lock
 RUNNABLE = frozenset({Status.QUEUED, Status.CLAIMED, Status.RUNNING, Status.FAILED})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Skipped:
     task_id: str
     reason: str

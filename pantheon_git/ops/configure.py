@@ -22,7 +22,7 @@ from pantheon_git.store.layout import LOG_NOTES, PAYLOADS_NOTES, TRACES_NOTES, V
 SCAFFOLD = ("config.toml", "models.toml", "flows/default.toml", "agents/README.md")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConfigValue:
     """One value of a (possibly multi-valued) git config key that pantheon needs set."""
 

@@ -23,7 +23,7 @@ from pantheon_git.tools.builtin import ToolContext, deterministic
 from pantheon_git.tools.sandbox import require_sandbox, run_sandboxed
 
 
-@dataclass
+@dataclass(slots=True)
 class ReplayReport:
     commit: str
     agent: str

@@ -28,7 +28,7 @@ from pantheon_git.store.locks import held_since, pantheon_dir
 from pantheon_git.store.runs import parse_trailers
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claim:
     task_id: str
     owner: str

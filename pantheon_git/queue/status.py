@@ -76,7 +76,7 @@ def derive_status(*, cancelled: bool, claimed: bool, outcome: Status | None) -> 
     return Status.CLAIMED if claimed else Status.QUEUED
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskState:
     spec: Spec
     status: Status

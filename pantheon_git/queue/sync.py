@@ -40,7 +40,7 @@ MERGE_STRATEGY = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class SyncReport:
     fetched: bool = True
     merged: list[str] = field(default_factory=list)

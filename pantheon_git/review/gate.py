@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.store.signing import SETUP_HINT, AllowedSigners
-from pantheon_git.store.votes import Vote
+from pantheon_git.store.votes import Verdict, Vote, VoteKind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GateDecision:
-    verdict: str  # "approve" or "reject"
+    verdict: Verdict  # approve or reject; the gate never abstains
     reasons: list[str]
 
 
@@ -49,7 +49,7 @@ def signers_problem(signers: AllowedSigners, base: str | None = None) -> str | N
 def decide(policy: GatePolicy, votes: Iterable[Vote], *, trust_problem: str | None = None) -> GateDecision:
     """The verdict; `trust_problem` (from `signers_problem`) makes it a refusal whatever the votes say."""
     if trust_problem is not None:
-        return GateDecision("reject", [trust_problem])
+        return GateDecision(Verdict.REJECT, [trust_problem])
     latest = latest_per_voter(votes)
     reasons: list[str] = []
     acceptance = latest.get("acceptance")
@@ -66,7 +66,18 @@ def decide(policy: GatePolicy, votes: Iterable[Vote], *, trust_problem: str | No
     if len(approvals) < policy.min_approvals:
         reasons.append(f"{len(approvals)} of {policy.min_approvals} required approvals")
     if reasons:
-        return GateDecision("reject", reasons)
+        return GateDecision(Verdict.REJECT, reasons)
     return GateDecision(
         "approve", [f"acceptance passed; approved by {', '.join(sorted(approvals)) or 'nobody needed'}"]
+    )
+
+
+def gate_vote(policy: GatePolicy, decision: GateDecision) -> Vote:
+    """The gate's decision as the vote line recording it (the night's gate node, `git pantheon gate`)."""
+    return Vote(
+        kind=VoteKind.GATE,
+        voter="gate",
+        verdict=decision.verdict,
+        reasons=decision.reasons,
+        evidence={"policy": policy.model_dump()},
     )

@@ -108,15 +108,16 @@ def pre_push(repo: pygit2.Repository, root: Path, lines: Iterable[str], protecte
     return refusals
 
 
+def _pre_push_path(repo: pygit2.Repository) -> Path:
+    """Where git looks for this repository's pre-push hook (core.hooksPath honoured, as git does)."""
+    top = Path(repo.workdir or repo.path)
+    hooks_dir = Path(run_git(["rev-parse", "--git-path", "hooks"], top, repo_programs=True).stdout.strip())
+    return (hooks_dir if hooks_dir.is_absolute() else top / hooks_dir) / "pre-push"
+
+
 def install(repo: pygit2.Repository, force: bool = False) -> Path:
-    hooks_dir = Path(
-        run_git(
-            ["rev-parse", "--git-path", "hooks"], Path(repo.workdir or repo.path), repo_programs=True
-        ).stdout.strip()
-    )
-    if not hooks_dir.is_absolute():
-        hooks_dir = Path(repo.workdir or repo.path) / hooks_dir
-    target = hooks_dir / "pre-push"
+    target = _pre_push_path(repo)
+    hooks_dir = target.parent
     if target.exists() and MARK not in target.read_text(errors="replace") and not force:
         raise PantheonError(f"{target}: a pre-push hook of your own is there; chain ours from it, or --force")
     text = (hooks_source() / "pre-push").read_text()
@@ -128,14 +129,7 @@ def install(repo: pygit2.Repository, force: bool = False) -> Path:
 
 
 def uninstall(repo: pygit2.Repository) -> Path | None:
-    hooks_dir = Path(
-        run_git(
-            ["rev-parse", "--git-path", "hooks"], Path(repo.workdir or repo.path), repo_programs=True
-        ).stdout.strip()
-    )
-    if not hooks_dir.is_absolute():
-        hooks_dir = Path(repo.workdir or repo.path) / hooks_dir
-    target = hooks_dir / "pre-push"
+    target = _pre_push_path(repo)
     if target.exists() and MARK in target.read_text(errors="replace"):
         target.unlink()
         return target

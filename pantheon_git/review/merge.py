@@ -4,6 +4,7 @@ commit built in memory; a conflict aborts with nothing written. The merge is rec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import pygit2
@@ -16,10 +17,18 @@ from pantheon_git.store.signing import ALLOWED_SIGNERS, touches_allowed_signers
 from pantheon_git.store.votes import Vote, append_votes
 
 
-@dataclass(frozen=True)
+class MergeResult(StrEnum):
+    MERGED = "merged"
+    FAST_FORWARD = "fast-forward"
+    WOULD_MERGE = "would-merge"
+    REFUSED = "refused"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
 class MergeOutcome:
     task_id: str
-    result: str  # merged, fast-forward, would-merge, refused, conflict
+    result: MergeResult
     detail: str
 
 
@@ -37,7 +46,7 @@ def refusal(state: TaskState) -> str | None:
 def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run: bool) -> MergeOutcome:
     reason = refusal(state)
     if reason is not None:
-        return MergeOutcome(state.id, "refused", reason)
+        return MergeOutcome(state.id, MergeResult.REFUSED, reason)
     attempt = state.latest_attempt
     assert attempt is not None
     branch = run_branch(state.id, attempt).removeprefix("refs/heads/")
@@ -52,12 +61,12 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
     ]
     if edits:
         return MergeOutcome(
-            state.id, "refused", f"step {edits[0]} changes {ALLOWED_SIGNERS}; change it by hand"
+            state.id, MergeResult.REFUSED, f"step {edits[0]} changes {ALLOWED_SIGNERS}; change it by hand"
         )
     base_ref = f"refs/heads/{base}"
     base_tip = ref_commit(repo, base_ref)
     if base_tip is None:
-        return MergeOutcome(state.id, "refused", f"base {base} is not a branch here")
+        return MergeOutcome(state.id, MergeResult.REFUSED, f"base {base} is not a branch here")
     fast_forward = head.id == base_tip.id or repo.descendant_of(head.id, base_tip.id)
     if not fast_forward:
         index = repo.merge_commits(base_tip, head)
@@ -66,24 +75,30 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
                 {entry.path for entry in (c[1] or c[0] for c in index.conflicts) if entry is not None}
             )
             return MergeOutcome(
-                state.id, "conflict", f"conflicts with {base} in {', '.join(paths)}; nothing merged"
+                state.id, MergeResult.CONFLICT, f"conflicts with {base} in {', '.join(paths)}; nothing merged"
             )
     if dry_run:
         return MergeOutcome(
-            state.id, "would-merge", f"{branch} into {base}" + (" (fast-forward)" if fast_forward else "")
+            state.id,
+            MergeResult.WOULD_MERGE,
+            f"{branch} into {base}" + (" (fast-forward)" if fast_forward else ""),
         )
     checked_out = not repo.head_is_detached and not repo.head_is_unborn and repo.head.name == base_ref
     if checked_out:
         # The user's checkout must follow: let git move the branch and the work tree together.
         if run_git(["status", "--porcelain", "--untracked-files=no"], root).stdout.strip():
-            return MergeOutcome(state.id, "refused", f"{base} is checked out with uncommitted changes")
+            return MergeOutcome(
+                state.id, MergeResult.REFUSED, f"{base} is checked out with uncommitted changes"
+            )
         mode = (
             ["--ff-only"] if fast_forward else ["--no-ff", "--no-edit", "-m", f"Merge {branch} into {base}"]
         )
         proc = run_git(["merge", "--quiet", *mode, "--end-of-options", branch], root, check=False)
         if proc.returncode != 0:
             run_git(["merge", "--abort"], root, check=False)
-            return MergeOutcome(state.id, "conflict", f"git merge failed: {proc.stderr.strip()[:200]}")
+            return MergeOutcome(
+                state.id, MergeResult.CONFLICT, f"git merge failed: {proc.stderr.strip()[:200]}"
+            )
         new = repo.references[base_ref].target
     else:
         if fast_forward:
@@ -95,7 +110,7 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
                 None, sig, sig, f"Merge {branch} into {base}\n", tree, [base_tip.id, head.id]
             )
         if not set_ref(repo, base_ref, new, base_tip.id, f"pantheon: merge {branch}"):
-            return MergeOutcome(state.id, "refused", f"{base} moved while merging; run merge again")
+            return MergeOutcome(state.id, MergeResult.REFUSED, f"{base} moved while merging; run merge again")
     append_votes(
         repo,
         head.id,
@@ -109,5 +124,7 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
         ],
     )
     return MergeOutcome(
-        state.id, "fast-forward" if fast_forward else "merged", f"{branch} into {base} at {str(new)[:12]}"
+        state.id,
+        MergeResult.FAST_FORWARD if fast_forward else MergeResult.MERGED,
+        f"{branch} into {base} at {str(new)[:12]}",
     )

@@ -22,7 +22,7 @@ from pantheon_git.store.traces import read_trace
 from pantheon_git.store.votes import recorded_votes
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskReport:
     id: str
     title: str

@@ -20,7 +20,7 @@ from pantheon_git.store.redact import redact_all, redact_bytes
 from pantheon_git.store.signing import AllowedSigners, Trust, create_commit, signing_key, verify_commit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """What a step commit records about itself; every field becomes a trailer."""
 

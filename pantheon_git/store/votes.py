@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 import pygit2
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,9 +33,19 @@ from pantheon_git.store.signing import (
     verify_commit,
 )
 
-Verdict = Literal["approve", "reject", "abstain"]
-# vote: a reviewer, a test run or a person; gate: the gate's decision; merge: the branch was merged.
-VoteKind = Literal["vote", "gate", "merge"]
+
+class Verdict(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    ABSTAIN = "abstain"
+
+
+class VoteKind(StrEnum):
+    """vote: a reviewer, a test run or a person; gate: the gate's decision; merge: the branch was merged."""
+
+    VOTE = "vote"
+    GATE = "gate"
+    MERGE = "merge"
 
 
 def new_vote_id(now: datetime | None = None) -> str:
@@ -49,7 +60,7 @@ class Vote(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(default_factory=new_vote_id)
-    kind: VoteKind = "vote"
+    kind: VoteKind = VoteKind.VOTE
     voter: str = Field(min_length=1)
     verdict: Verdict
     reasons: list[str] = Field(default_factory=list)

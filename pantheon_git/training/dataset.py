@@ -43,7 +43,7 @@ def messages_of(agent_trace: dict[str, Any]) -> list[dict[str, str]]:
     return messages
 
 
-@dataclass
+@dataclass(slots=True)
 class Dataset:
     agent: str
     train: list[dict[str, Any]] = field(default_factory=list)

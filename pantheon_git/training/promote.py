@@ -34,7 +34,7 @@ from pantheon_git.tools.builtin import ToolContext
 from pantheon_git.tools.sandbox import require_sandbox, run_sandboxed
 
 
-@dataclass
+@dataclass(slots=True)
 class Evaluation:
     adapter: str  # "base" or the adapter's blob id
     tasks: list[str]
