@@ -1,4 +1,5 @@
-"""What every runtime offers the agent loop: one completion at a time, optionally held to a JSON schema."""
+"""What every runtime offers the agent loop: one completion at a time, optionally held to a JSON schema
+(a dict) or a Lark grammar (a str)."""
 
 from __future__ import annotations
 
@@ -38,5 +39,5 @@ class Runtime(Protocol):
     is_local: bool
 
     def complete(
-        self, prompt: str, *, schema: dict[str, Any] | None, max_tokens: int, seed: int | None = None
+        self, prompt: str, *, schema: dict[str, Any] | str | None, max_tokens: int, seed: int | None = None
     ) -> Completion: ...

@@ -76,7 +76,7 @@ class OpenAICompatibleRuntime:
         return http.client.HTTPConnection(parts.netloc, timeout=self.timeout), path
 
     def complete(
-        self, prompt: str, *, schema: dict[str, Any] | None, max_tokens: int, seed: int | None = None
+        self, prompt: str, *, schema: dict[str, Any] | str | None, max_tokens: int, seed: int | None = None
     ) -> Completion:
         body: dict[str, Any] = {
             "model": self.served_name,
@@ -85,7 +85,11 @@ class OpenAICompatibleRuntime:
             "temperature": 0,
             "seed": self.identity.seed,
         }
-        if schema is not None:
+        if isinstance(schema, str):
+            # A Lark grammar (the plain-text call format): vLLM reads `guided_grammar`; llama-server has
+            # no Lark, so there the turn is unconstrained and the loop's parser reports a bad call.
+            body["guided_grammar"] = schema
+        elif schema is not None:
             # llama-server reads `json_schema`, vLLM `guided_json`; both ignore what they do not know.
             body["json_schema"] = schema
             body["guided_json"] = schema

@@ -29,7 +29,7 @@ class ReplayRuntime:
         self.prompt_mismatches: list[int] = []
 
     def complete(
-        self, prompt: str, *, schema: dict[str, Any] | None, max_tokens: int, seed: int | None = None
+        self, prompt: str, *, schema: dict[str, Any] | str | None, max_tokens: int, seed: int | None = None
     ) -> Completion:
         if self.position >= len(self.completions):
             raise PantheonError(
