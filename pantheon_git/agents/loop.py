@@ -147,7 +147,8 @@ def run_agent(
     call_format = call_format or CallFormat(agent.call_format)
     tools = {name: TOOLS[name] for name in agent.tools}
     grammar = call_grammar(list(tools.values()), agent.output, call_format)
-    budget = getattr(runtime, "context_tokens", None) or DEFAULT_CONTEXT_TOKENS
+    budget = getattr(runtime, "context_tokens", None)
+    budget = DEFAULT_CONTEXT_TOKENS if budget is None else budget
     header = agent_header(
         agent, context, task, inputs, call_format=call_format, context_tokens=budget, examples=examples
     )

@@ -60,7 +60,7 @@ def agent_executor(agent: AgentSpec, config: ModelConfig, sandbox: Sandbox) -> N
             seconds_left=context.seconds_left,
         )
         spec = context.spec
-        task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance}
+        task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance, "files": spec.files}
         inputs = dict(context.inputs)
         if agent.name == "reviewer":
             inputs["diff"] = _diff(context.worktree, spec.base or "HEAD")
