@@ -142,16 +142,21 @@ def run_agent(
     seed: int | None = None,
     call_format: CallFormat | None = None,
     examples: Sequence[str] | None = None,
+    header: str | None = None,
 ) -> AgentRun:
-    """Run `agent` until it finishes validly, gives up after too many errors, or runs out of turns."""
+    """Run `agent` until it finishes validly, gives up after too many errors, or runs out of turns.
+
+    `header` replaces the prompt's header as built now (replay gives the recorded one: past examples
+    and the repository outline change as the repository does)."""
     call_format = call_format or CallFormat(agent.call_format)
     tools = {name: TOOLS[name] for name in agent.tools}
     grammar = call_grammar(list(tools.values()), agent.output, call_format)
     budget = getattr(runtime, "context_tokens", None)
     budget = DEFAULT_CONTEXT_TOKENS if budget is None else budget
-    header = agent_header(
-        agent, context, task, inputs, call_format=call_format, context_tokens=budget, examples=examples
-    )
+    if header is None:
+        header = agent_header(
+            agent, context, task, inputs, call_format=call_format, context_tokens=budget, examples=examples
+        )
     # A model with a chat template gets its prompts rendered through it; base models keep plain text.
     chat: ChatRenderer | None = getattr(runtime, "chat", None)
     run = AgentRun(
