@@ -97,6 +97,18 @@ def test_grammars_are_valid_for_llguidance() -> None:
     assert '"edit" " path=" value "\\n<<<<<<< SEARCH\\n" lines "=======\\n" lines ">>>>>>> REPLACE"' in edit
 
 
+def test_named_files_hold_the_edit_path_and_search_lines() -> None:
+    files = {"calc.py": 'def add(a, b):\n    return a + b\n\n=======\nx = "\\\\"\n', "empty.py": ""}
+    grammar = call_grammar([TOOLS["edit"], TOOLS["view"]], Implementation, CallFormat.CODE, files)
+    assert llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_lark(grammar)) == ""
+    edit_rule = next(line for line in grammar.splitlines() if line.startswith("call_0:"))
+    assert '" path=calc.py" "\\n<<<<<<< SEARCH\\n" file_0' in edit_rule and "empty.py" not in grammar
+    file_rule = next(line for line in grammar.splitlines() if line.startswith("file_0:"))
+    # Each distinct line once, a marker-like line never (it would end the block).
+    assert file_rule.count(' "\\n" ') == 1 and "=======" not in file_rule
+    assert file_rule.endswith(' | "x = \\"\\\\\\\\\\"\\n")+')
+
+
 def _big_repository(root: Path) -> None:
     """About 3,000 lines: 40 modules of 25 functions each, plus data files."""
     for number in range(40):
@@ -159,12 +171,13 @@ def test_prompt_carries_worked_examples_in_the_call_format_not_the_toy(tmp_path:
     header = agent_header(IMPLEMENTER, ToolContext(worktree=tmp_path), task, {})
     assert "notes.txt" not in header
     assert header.count("### Example") == 3
-    assert "Call: edit path=src/calc.py\n<<<<<<< SEARCH\ndef add(a, b):\n" in header
+    assert "Call: edit path=src/units.py\n<<<<<<< SEARCH\n    return miles * 1.609\n=======\n" in header
     assert "Call: create path=tests/test_shapes.py\n```python\n" in header
     assert header.index("### Repository") < header.index("### Task") < header.index("### Files")
     assert header.rstrip().endswith("calc.py (2 lines):\n1| def add(a, b):\n2|     return a + b")
     as_json = agent_header(IMPLEMENTER, ToolContext(worktree=tmp_path), task, {}, call_format=CallFormat.JSON)
-    assert 'Call: {"tool":"edit","args":{"path":"src/calc.py","search":"def add(a, b):\\n' in as_json
+    expected = 'Call: {"tool":"edit","args":{"path":"src/units.py","search":"    return miles * 1.609\\n'
+    assert expected in as_json
     assert len(worked_examples(REVIEWER, CallFormat.CODE)) == 1
 
 
@@ -238,7 +251,7 @@ def test_past_successes_come_from_approved_runs_nearest_first(repo_dir: Path) ->
     assert examples[0].endswith('Call: finish summary="added mul"')
     assert all("added div" not in example for example in examples)  # the gate rejected it
     header = agent_header(IMPLEMENTER, ToolContext(worktree=repo_dir), {"title": "Add pow to calc.py"}, {})
-    assert header.index("Title: Add a function mul to calc.py") < header.index("Make add in src/calc.py")
+    assert header.index("Title: Add a function mul to calc.py") < header.index("Make to_km in src/units.py")
     assert past_examples(repo_dir.parent, {"title": "x"}, IMPLEMENTER, CallFormat.CODE) == []  # not a repo
 
 

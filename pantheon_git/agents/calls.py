@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -119,16 +119,43 @@ def _lark_string(text: str) -> str:
     return json.dumps(text)
 
 
-def lark_grammar(calls: Sequence[Spec]) -> str:
-    """A Lark grammar (llguidance's dialect) for exactly one call in the CODE format."""
+MAX_SEARCH_LINES = 400  # distinct lines of a file offered as SEARCH alternatives (a bigger file: free)
+
+
+def _search_choices(files: Mapping[str, str]) -> tuple[list[str], str]:
+    """Rules and alternatives that hold an edit to one of `files` and its SEARCH to that file's lines.
+
+    A 270M model copies paths and lines from its examples; offering only the named files' own lines
+    makes the SEARCH text match by construction (a line at a time; their order is still the model's).
+    """
+    rules, options = [], []
+    for index, (path, text) in enumerate(sorted(files.items())):
+        marker = re.compile(r"(===|>>>|<<<|```)")  # such a line would end the block early: not offered
+        lines = list(dict.fromkeys(line + "\n" for line in text.splitlines() if not marker.match(line)))
+        if not lines or len(lines) > MAX_SEARCH_LINES:
+            continue
+        alternatives = " | ".join(json.dumps(line, ensure_ascii=False) for line in lines)
+        rules.append(f"file_{index}: ({alternatives})+")
+        head = _lark_string(" path=" + _value(path)) + " " + _lark_string(f"\n{SEARCH_OPEN}\n")
+        options.append(f"{head} file_{index}")
+    return rules, " | ".join(f"({option})" for option in options)
+
+
+def lark_grammar(calls: Sequence[Spec], files: Mapping[str, str] | None = None) -> str:
+    """A Lark grammar (llguidance's dialect) for exactly one call in the CODE format.
+
+    With `files` (path -> text, the files the task names), an edit must name one of them and its
+    SEARCH lines must be lines of that file."""
+    search_rules, search_options = _search_choices(files or {})
     rules = [
         "start: " + " | ".join(f"call_{index}" for index in range(len(calls))),
         'BARE: /[^\\s"][^\\s]*/',
         'QUOTED: /"([^"\\\\\\x00-\\x1f]|\\\\["\\\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})*"/',
         "INT: /[0-9]{1,9}/",
         "value: BARE | QUOTED",
-        # A code line is any line but the block's own markers (so the block always ends unambiguously).
-        "LINE: /[^\\n]*\\n/ & ~/(=======|>>>>>>>|```)[^\\n]*\\n/",
+        # A code line is any line but one that looks like a block marker (so the block always ends
+        # unambiguously, and a model writing `>>>>>> REPLACE` with one `>` short is steered to the real one).
+        "LINE: /[^\\n]*\\n/ & ~/(===|>>>|<<<|```)[^\\n]*\\n/",
         "lines: LINE*",
         "LANG: /[A-Za-z0-9_+-]+/",
     ]
@@ -148,7 +175,10 @@ def lark_grammar(calls: Sequence[Spec]) -> str:
                 part = f"{_lark_string(f' {field}=')} {value}"
                 parts.append(part if required else f"({part})?")
             block = block_of(args)
-            if block is Block.SEARCH_REPLACE:
+            if block is Block.SEARCH_REPLACE and search_options and [f for f, _, _ in fields] == ["path"]:
+                tail = f"{_lark_string(DIVIDER + chr(10))} lines {_lark_string(REPLACE_CLOSE)}"
+                parts[1:] = [f"({search_options}) {tail}"]
+            elif block is Block.SEARCH_REPLACE:
                 parts.append(
                     _lark_string(f"\n{SEARCH_OPEN}\n")
                     + f" lines {_lark_string(DIVIDER + chr(10))} lines {_lark_string(REPLACE_CLOSE)}"
@@ -157,7 +187,7 @@ def lark_grammar(calls: Sequence[Spec]) -> str:
                 parts.append(f'"\\n{FENCE}" LANG? "\\n" lines "{FENCE}"')
             body = " ".join(parts)
         rules.append(f"call_{index}: {body}")
-    return "\n".join(rules) + "\n"
+    return "\n".join(rules + search_rules) + "\n"
 
 
 def _scan_header(name: str, rest: str) -> dict[str, Any]:

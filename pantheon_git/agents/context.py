@@ -41,6 +41,19 @@ def named_files(task: Mapping[str, Any], inputs: Mapping[str, Any]) -> list[str]
     return list(seen)
 
 
+def editable_files(worktree: Path, paths: list[str]) -> dict[str, str]:
+    """path -> current text of the named files that exist inside the worktree (the edit grammar's)."""
+    found = {}
+    for path in paths:
+        try:
+            target = confined(worktree, path)
+            if target.is_file():
+                found[path] = target.read_text(encoding="utf-8")
+        except (ToolError, OSError, UnicodeDecodeError):
+            continue
+    return found
+
+
 def _repository_files(worktree: Path) -> list[Path]:
     root = worktree.resolve()
     found = []

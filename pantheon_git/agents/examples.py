@@ -32,30 +32,28 @@ PAST_EXAMPLES = 2  # at most this many past successes in a prompt
 RESULT_LINES = 8  # a past turn's result is cut to this many lines
 EXAMPLE_CHARS = 2400  # a past success longer than this is left out (it would crowd out the task)
 
-CALC = "def add(a, b):\n    return a + b\n"
-
 # (task, file shown to the agent as the prompt's Files section does, turns, finish arguments);
 # each turn is (tool, arguments, result).
 Worked = tuple[dict[str, Any], str, list[tuple[str, dict[str, Any], str]], dict[str, Any]]
 
 IMPLEMENTER_EXAMPLES: list[Worked] = [
     (
-        {"title": "Make add in src/calc.py accept an optional third number", "acceptance": ["pytest -q"]},
-        "src/calc.py (2 lines):\n1| def add(a, b):\n2|     return a + b",
+        {"title": "Make to_km in src/units.py round to 2 decimals", "acceptance": ["pytest -q"]},
+        "src/units.py (2 lines):\n1| def to_km(miles):\n2|     return miles * 1.609",
         [
             (
                 "edit",
                 {
-                    "path": "src/calc.py",
-                    "search": CALC,
-                    "replace": "def add(a, b, c=0):\n    return a + b + c\n",
+                    "path": "src/units.py",
+                    "search": "    return miles * 1.609\n",
+                    "replace": "    return round(miles * 1.609, 2)\n",
                 },
-                "edited src/calc.py: 2 lines replaced by 2 at line 1; it now reads:\n"
-                "1| def add(a, b, c=0):\n2|     return a + b + c",
+                "edited src/units.py: 1 lines replaced by 1 at line 2; it now reads:\n"
+                "1| def to_km(miles):\n2|     return round(miles * 1.609, 2)",
             ),
             ("run", {"command": "pytest -q"}, "exit 0 after 0.4s\n3 passed"),
         ],
-        {"summary": "add takes an optional third number"},
+        {"summary": "to_km rounds to 2 decimals"},
     ),
     (
         {

@@ -11,7 +11,7 @@ When the model carries a chat template, each turn's prompt is rendered through i
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from pantheon_git.agents import calls as call_formats
 from pantheon_git.agents.calls import DEFAULT_FORMAT, CallFormat
-from pantheon_git.agents.context import repository_context
+from pantheon_git.agents.context import editable_files, named_files, repository_context
 from pantheon_git.agents.examples import past_examples, worked_examples
 from pantheon_git.agents.prompt import CALL, ChatRenderer, chat_prompt, render_header, render_turn
 from pantheon_git.agents.redact import redact, redact_all
@@ -38,11 +38,18 @@ def call_schema(tools: list[Tool], output: type[BaseModel]) -> dict[str, Any]:
     return call_formats.json_schema([(tool.name, tool.args) for tool in tools] + [("finish", output)])
 
 
-def call_grammar(tools: list[Tool], output: type[BaseModel], call_format: CallFormat) -> dict[str, Any] | str:
-    """What a turn is decoded under: a JSON schema, or a Lark grammar (a str) for the CODE format."""
+def call_grammar(
+    tools: list[Tool],
+    output: type[BaseModel],
+    call_format: CallFormat,
+    files: Mapping[str, str] | None = None,
+) -> dict[str, Any] | str:
+    """What a turn is decoded under: a JSON schema, or a Lark grammar (a str) for the CODE format (in
+    which, given the named `files`' texts, an edit's path and SEARCH lines come from them)."""
     if call_format is CallFormat.JSON:
         return call_schema(tools, output)
-    return call_formats.lark_grammar([(tool.name, tool.args) for tool in tools] + [("finish", output)])
+    specs = [(tool.name, tool.args) for tool in tools] + [("finish", output)]
+    return call_formats.lark_grammar(specs, files)
 
 
 @dataclass
@@ -150,7 +157,8 @@ def run_agent(
     and the repository outline change as the repository does)."""
     call_format = call_format or CallFormat(agent.call_format)
     tools = {name: TOOLS[name] for name in agent.tools}
-    grammar = call_grammar(list(tools.values()), agent.output, call_format)
+    # The files the task names hold an edit's path and SEARCH lines (re-read each turn: edits change them).
+    named = named_files(task, inputs) if "edit" in tools and call_format is CallFormat.CODE else []
     budget = getattr(runtime, "context_tokens", None)
     budget = DEFAULT_CONTEXT_TOKENS if budget is None else budget
     if header is None:
@@ -177,13 +185,14 @@ def run_agent(
         if context.seconds_left() <= 0:
             run.error = f"out of time after {number - 1} turns"
             return run
-        turn_grammar, repeated = grammar, ""
+        kept, repeated = list(tools.values()), ""
         # A small model can loop on one call; after the same call twice in a row, that tool is left out
         # of the next turn's grammar, so decoding must choose something else (finish included).
         if len(calls) >= 2 and calls[-1] == calls[-2]:
             repeated = calls[-1]["tool"]
             kept = [t for t in tools.values() if t.name != repeated]
-            turn_grammar = call_grammar(kept, agent.output, call_format)
+        files = editable_files(context.worktree, named) if named else None
+        turn_grammar = call_grammar(kept, agent.output, call_format, files)
         prompt = chat_prompt(chat, header, run.turns) if chat is not None else transcript + CALL
         completion = runtime.complete(prompt, schema=turn_grammar, max_tokens=agent.max_tokens, seed=seed)
         text = completion.text.strip()
