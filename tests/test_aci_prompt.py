@@ -103,10 +103,12 @@ def test_named_files_hold_the_edit_path_and_search_lines() -> None:
     assert llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_lark(grammar)) == ""
     edit_rule = next(line for line in grammar.splitlines() if line.startswith("call_0:"))
     assert '" path=calc.py" "\\n<<<<<<< SEARCH\\n" file_0' in edit_rule and "empty.py" not in grammar
-    file_rule = next(line for line in grammar.splitlines() if line.startswith("file_0:"))
-    # Each distinct line once, a marker-like line never (it would end the block).
-    assert file_rule.count(' "\\n" ') == 1 and "=======" not in file_rule
-    assert file_rule.endswith(' | "x = \\"\\\\\\\\\\"\\n")+')
+    assert "file_0: file_0_0 | file_0_1 | file_0_2 | file_0_4" in grammar
+    # Consecutive lines only: each line may be followed by the next one; a marker-like line never
+    # appears (it would end the block), and so breaks the run.
+    assert 'file_0_0: "def add(a, b):\\n" file_0_1?' in grammar
+    assert 'file_0_2: "\\n"\n' in grammar and "=======" not in grammar.split("file_0")[-1]
+    assert 'file_0_4: "x = \\"\\\\\\\\\\"\\n"' in grammar
 
 
 def _big_repository(root: Path) -> None:

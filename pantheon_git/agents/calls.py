@@ -123,19 +123,30 @@ MAX_SEARCH_LINES = 400  # distinct lines of a file offered as SEARCH alternative
 
 
 def _search_choices(files: Mapping[str, str]) -> tuple[list[str], str]:
-    """Rules and alternatives that hold an edit to one of `files` and its SEARCH to that file's lines.
+    """Rules and alternatives that hold an edit to one of `files` and its SEARCH to a run of that
+    file's consecutive lines.
 
-    A 270M model copies paths and lines from its examples; offering only the named files' own lines
-    makes the SEARCH text match by construction (a line at a time; their order is still the model's).
+    A 270M model copies paths and lines from its examples, and repeats a line it likes; offering only
+    windows of the named file's own lines makes the SEARCH text occur in the file by construction.
     """
+    marker = re.compile(r"(===|>>>|<<<|```)")  # such a line would end the block early: never offered
     rules, options = [], []
     for index, (path, text) in enumerate(sorted(files.items())):
-        marker = re.compile(r"(===|>>>|<<<|```)")  # such a line would end the block early: not offered
-        lines = list(dict.fromkeys(line + "\n" for line in text.splitlines() if not marker.match(line)))
+        lines = text.splitlines()
         if not lines or len(lines) > MAX_SEARCH_LINES:
             continue
-        alternatives = " | ".join(json.dumps(line, ensure_ascii=False) for line in lines)
-        rules.append(f"file_{index}: ({alternatives})+")
+        starts = []
+        for number, line in enumerate(lines):
+            if marker.match(line):
+                continue
+            name = f"file_{index}_{number}"
+            follows = number + 1 < len(lines) and not marker.match(lines[number + 1])
+            rest = f" file_{index}_{number + 1}?" if follows else ""
+            rules.append(f"{name}: {json.dumps(line + chr(10), ensure_ascii=False)}{rest}")
+            starts.append(name)
+        if not starts:
+            continue
+        rules.append(f"file_{index}: {' | '.join(starts)}")
         head = _lark_string(" path=" + _value(path)) + " " + _lark_string(f"\n{SEARCH_OPEN}\n")
         options.append(f"{head} file_{index}")
     return rules, " | ".join(f"({option})" for option in options)
