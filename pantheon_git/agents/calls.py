@@ -162,7 +162,7 @@ def lark_grammar(calls: Sequence[Spec], files: Mapping[str, str] | None = None) 
         "start: " + " | ".join(f"call_{index}" for index in range(len(calls))),
         'BARE: /[^\\s"][^\\s]*/',
         'QUOTED: /"([^"\\\\\\x00-\\x1f]|\\\\["\\\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})*"/',
-        "INT: /[0-9]{1,9}/",
+        "INT: /[0-9]{1,5}/",
         "value: BARE | QUOTED",
         # A code line is any line but one that looks like a block marker (so the block always ends
         # unambiguously, and a model writing `>>>>>> REPLACE` with one `>` short is steered to the real one).

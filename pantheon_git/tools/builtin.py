@@ -213,7 +213,10 @@ def edit(args: EditArgs, ctx: ToolContext) -> str:
     offset = text.index(args.search)
     new = text[:offset] + args.replace + text[offset + len(args.search) :]
     if new == text:
-        return f"{args.path}: SEARCH and REPLACE are the same; nothing changed"
+        raise ToolError(
+            f"{args.path}: REPLACE is the same as SEARCH, so nothing changed; write the new code in REPLACE "
+            "(to add code after the SEARCH lines, repeat them and put the new lines below)"
+        )
     _write_checked(target, args.path, new)
     first = _line_of(new, offset)
     replaced = args.search.count("\n") + (not args.search.endswith("\n"))
