@@ -79,6 +79,8 @@ def test_edit_that_matches_nothing_shows_the_closest_lines(ctx: ToolContext) -> 
 def test_edit_that_matches_several_times_says_where(ctx: ToolContext) -> None:
     with pytest.raises(ToolError, match=r"occurs 2 times \(lines 1, 5\); include more lines"):
         edit(EditArgs(path="src/calc.py", search="(a, b):\n", replace="(a, b, c):\n"), ctx)
+    with pytest.raises(ToolError, match="REPLACE is the same as SEARCH, so nothing changed"):
+        edit(EditArgs(path="src/calc.py", search="    return a + b\n", replace="    return a + b\n"), ctx)
     with pytest.raises(ToolError, match="SEARCH is empty"):
         edit(EditArgs(path="src/calc.py", search="", replace="x = 1\n"), ctx)
     assert (ctx.worktree / "src/calc.py").read_text() == CALC
