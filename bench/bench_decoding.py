@@ -20,7 +20,8 @@ from pathlib import Path
 from common import verdict
 
 from pantheon_git.agents.builtin import IMPLEMENTER
-from pantheon_git.agents.loop import call_schema, rebuild_prompt, run_agent
+from pantheon_git.agents.calls import DEFAULT_FORMAT
+from pantheon_git.agents.loop import call_grammar, rebuild_prompt, run_agent
 from pantheon_git.runtime.constrained import SchemaProcessor
 from pantheon_git.runtime.llama import runtime_for
 from pantheon_git.schema.models import ModelConfig
@@ -104,7 +105,7 @@ def main() -> None:
     start = time.perf_counter()
     run = run_agent(IMPLEMENTER, runtime, ToolContext(worktree=workdir), TASK, {})
     loop_seconds = time.perf_counter() - start
-    schema = call_schema(SCHEMA_TOOLS, IMPLEMENTER.output)
+    schema = call_grammar(SCHEMA_TOOLS, IMPLEMENTER.output, DEFAULT_FORMAT)  # what the loop decodes under
     raw_tokens, raw_seconds = 0, 0.0
     runtime.llama.reset()
     for number in range(1, len(run.turns) + 1):

@@ -1,7 +1,8 @@
 """The built-in agents the default flow uses: planner, implementer, reviewer.
 
-Their examples are worked transcripts in our prompt format: a small base model learns the call syntax
-and the rhythm (look, act, finish) from them far better than from instructions alone.
+Their examples (agents/examples.py) are worked transcripts of real kinds of work in the agent's call
+format: a small base model learns the call syntax and the rhythm (look, act, check, finish) from them
+far better than from instructions alone.
 """
 
 from __future__ import annotations
@@ -32,61 +33,38 @@ class Review(BaseModel):
 
 PLANNER = AgentSpec(
     name="planner",
-    version="1",
+    version="2",
     role="You plan a small change to a git repository. Look at the files you need, then finish with a "
     "short plan and the files to change. You change nothing yourself.",
     output=Plan,
-    tools=("list_files", "read_file", "search"),
+    tools=("list_files", "view", "search"),
     max_iterations=5,
-    examples=(
-        "Title: Create notes.txt containing the word notes\n"
-        "Scope: One new file in the repository root.\n"
-        "Acceptance: grep -q notes notes.txt\n"
-        'Call: {"tool":"list_files","args":{"path":"."}}\n'
-        "Result: README.md\n"
-        'Call: {"tool":"finish","args":{"plan":"Write notes.txt with the content notes.",'
-        '"files":["notes.txt"]}}',
-    ),
+    context=("outline", "files"),
 )
 
 IMPLEMENTER = AgentSpec(
     name="implementer",
-    version="1",
-    role="You make a small change to a git repository with the tools: write the files the task needs, "
-    "run a check if one is given, then finish with a one-line summary.",
+    version="2",
+    role="You make a small change to a git repository with the tools. The files of the task are shown "
+    "with line numbers: change them with edit (copy the exact old lines into SEARCH), make new files "
+    "with create, run the acceptance check, then finish with a one-line summary.",
     output=Implementation,
-    tools=("write_file", "read_file", "list_files", "search", "run"),
+    tools=("view", "edit", "create", "list_files", "search", "run"),
     max_iterations=8,
-    examples=(
-        "Title: Create notes.txt containing the word notes\n"
-        "Scope: One new file in the repository root.\n"
-        "Acceptance: grep -q notes notes.txt\n"
-        'Inputs: {"plan": {"files": ["notes.txt"], "plan": "Write notes.txt with the content notes."}}\n'
-        'Call: {"tool":"write_file","args":{"path":"notes.txt","content":"notes\\n"}}\n'
-        "Result: wrote notes.txt (6 bytes, +1 -0 lines)\n"
-        'Call: {"tool":"run","args":{"command":"grep -q notes notes.txt","timeout_s":30}}\n'
-        "Result: exit 0 after 0.0s\n"
-        'Call: {"tool":"finish","args":{"summary":"created notes.txt containing notes"}}',
-    ),
+    max_tokens=512,
+    context=("files", "outline"),
+    learns_from_past=True,
 )
 
 REVIEWER = AgentSpec(
     name="reviewer",
-    version="1",
+    version="2",
     role="You review a change made to a git repository for the task below. Read the changed files and "
     "the acceptance results in the inputs, then finish with approve or reject and your reasons.",
     output=Review,
-    tools=("list_files", "read_file", "search"),
+    tools=("list_files", "view", "search"),
     max_iterations=5,
-    examples=(
-        "Title: Create notes.txt containing the word notes\n"
-        "Scope: One new file in the repository root.\n"
-        "Acceptance: grep -q notes notes.txt\n"
-        'Inputs: {"test": {"passed": true}}\n'
-        'Call: {"tool":"read_file","args":{"path":"notes.txt"}}\n'
-        "Result: notes\n"
-        'Call: {"tool":"finish","args":{"verdict":"approve","reasons":["notes.txt contains notes"]}}',
-    ),
+    context=("files",),
 )
 
 BUILTIN_AGENTS = {agent.name: agent for agent in (PLANNER, IMPLEMENTER, REVIEWER)}

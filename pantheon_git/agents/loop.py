@@ -1,53 +1,55 @@
-"""The tool-calling loop: one schema-constrained JSON call per turn, validated, executed, fed back.
+"""The tool-calling loop: one grammar-constrained call per turn, validated, executed, fed back.
 
-Decoding is held to the union of the agent's tools' argument schemas (plus `finish`, whose arguments
-are the agent's output model), so the model cannot emit malformed JSON; what still fails validation or
-a tool's own checks goes back to the model as an error, up to `retries` in a row. The loop ends on a
-valid `finish` or fails clearly at `max_iterations`. Decoding is greedy with the model's fixed seed, so
-a step can be replayed exactly.
+Decoding is held to the agent's tools (plus `finish`, whose arguments are the agent's output model) in
+the call format of agents/calls.py: by default code travels as plain lines under a Lark grammar, else
+as JSON under the union of the tools' schemas. What still fails validation or a tool's own checks goes
+back to the model as an error, up to `retries` in a row. The loop ends on a valid `finish` or fails
+clearly at `max_iterations`. Decoding is greedy with the model's fixed seed, so a step can be replayed.
+When the model carries a chat template, each turn's prompt is rendered through it (agents/prompt.py).
 """
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from pantheon_git.agents.prompt import CALL, render_header, render_turn
+from pantheon_git.agents import calls as call_formats
+from pantheon_git.agents.calls import DEFAULT_FORMAT, CallFormat
+from pantheon_git.agents.context import editable_files, named_files, repository_context
+from pantheon_git.agents.examples import past_examples, worked_examples
+from pantheon_git.agents.prompt import CALL, ChatRenderer, chat_prompt, render_header, render_turn
 from pantheon_git.agents.spec import AgentSpec
 from pantheon_git.runtime.base import Runtime
 from pantheon_git.store.redact import redact, redact_all
 from pantheon_git.tools.builtin import TOOLS, Tool, ToolContext
 from pantheon_git.tools.paths import ToolError
 
-PROMPT_FORMAT = "pantheon-plain-1"
-
-
-def _strip_titles(schema: Any) -> Any:
-    """pydantic's schemas carry titles that only cost grammar size."""
-    if isinstance(schema, dict):
-        return {key: _strip_titles(value) for key, value in schema.items() if key != "title"}
-    if isinstance(schema, list):
-        return [_strip_titles(item) for item in schema]
-    return schema
+PROMPT_FORMAT = "pantheon-plain-2"
+CHAT_FORMAT = "pantheon-chat-1"
+DEFAULT_CONTEXT_TOKENS = 1024  # when the runtime sets none (its models.toml `context_tokens`)
 
 
 def call_schema(tools: list[Tool], output: type[BaseModel]) -> dict[str, Any]:
     """JSON schema of one call: {"tool": <name>, "args": <that tool's arguments>}, any of the tools."""
-    options = []
-    for name, args in [(tool.name, tool.args) for tool in tools] + [("finish", output)]:
-        options.append(
-            {
-                "type": "object",
-                "properties": {"tool": {"const": name}, "args": _strip_titles(args.model_json_schema())},
-                "required": ["tool", "args"],
-                "additionalProperties": False,
-            }
-        )
-    return {"anyOf": options}
+    return call_formats.json_schema([(tool.name, tool.args) for tool in tools] + [("finish", output)])
+
+
+def call_grammar(
+    tools: list[Tool],
+    output: type[BaseModel],
+    call_format: CallFormat,
+    files: Mapping[str, str] | None = None,
+) -> dict[str, Any] | str:
+    """What a turn is decoded under: a JSON schema, or a Lark grammar (a str) for the CODE format (in
+    which, given the named `files`' texts, an edit's path and SEARCH lines come from them)."""
+    if call_format is CallFormat.JSON:
+        return call_schema(tools, output)
+    specs = [(tool.name, tool.args) for tool in tools] + [("finish", output)]
+    return call_formats.lark_grammar(specs, files)
 
 
 @dataclass
@@ -64,6 +66,8 @@ class AgentRun:
     tokens_out: int = 0
     tokens_evaluated: int = 0
     seconds: float = 0.0
+    call_format: CallFormat = DEFAULT_FORMAT
+    prompt_format: str = PROMPT_FORMAT
 
     def trace(self, agent: AgentSpec, runtime: Runtime) -> dict[str, Any]:
         """The loop as the trace note records it (secrets redacted)."""
@@ -72,7 +76,8 @@ class AgentRun:
             {
                 "agent": agent.name,
                 "agent_version": agent.version,
-                "format": PROMPT_FORMAT,
+                "format": self.prompt_format,
+                "call_format": self.call_format.value,
                 "model": {
                     "name": ident.name,
                     "engine": ident.engine,
@@ -94,24 +99,44 @@ class AgentRun:
         )
 
 
-def parse_call(text: str, tools: dict[str, Tool], output: type[BaseModel]) -> tuple[str, BaseModel]:
+def parse_call(
+    text: str,
+    tools: dict[str, Tool],
+    output: type[BaseModel],
+    call_format: CallFormat = CallFormat.JSON,
+) -> tuple[str, BaseModel]:
     """(tool name, validated arguments) of a completion, or ValueError with the reason."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
-    if not isinstance(data, dict) or set(data) != {"tool", "args"}:
-        raise ValueError('a call is {"tool": NAME, "args": {...}}')
-    name = data["tool"]
-    model = output if name == "finish" else tools[name].args if name in tools else None
-    if model is None:
-        raise ValueError(f"unknown tool {name!r}; the tools are {', '.join([*tools, 'finish'])}")
-    try:
-        return name, model.model_validate(data["args"])
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "args"
-        raise ValueError(f"{name}: {where}: {first['msg']}") from None
+    models = {name: tool.args for name, tool in tools.items()} | {"finish": output}
+    return call_formats.parse(text, models, call_format)
+
+
+def agent_header(
+    agent: AgentSpec,
+    context: ToolContext,
+    task: dict[str, Any],
+    inputs: dict[str, Any],
+    *,
+    call_format: CallFormat = DEFAULT_FORMAT,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+    examples: Sequence[str] | None = None,
+) -> str:
+    """Everything before the first call: role, tools, examples, repository context, the task."""
+    tools = [TOOLS[name] for name in agent.tools]
+    listed = [(t.name, t.description, t.args) for t in tools] + [
+        ("finish", "end the task with this result", agent.output)
+    ]
+    if examples is None:
+        examples = worked_examples(agent, call_format)
+        if agent.learns_from_past:
+            examples = [*past_examples(context.worktree, task, agent, call_format), *examples]
+    outline, files = "", ""
+    if agent.context:
+        outline, files = repository_context(
+            context.worktree, task, inputs, context_tokens, with_outline="outline" in agent.context
+        )
+    return render_header(
+        agent.role, listed, examples, task, inputs, call_format=call_format, outline=outline, files=files
+    )
 
 
 def run_agent(
@@ -122,19 +147,37 @@ def run_agent(
     inputs: dict[str, Any],
     *,
     seed: int | None = None,
+    call_format: CallFormat | None = None,
+    examples: Sequence[str] | None = None,
+    header: str | None = None,
 ) -> AgentRun:
-    """Run `agent` until it finishes validly, gives up after too many errors, or runs out of turns."""
+    """Run `agent` until it finishes validly, gives up after too many errors, or runs out of turns.
+
+    `header` replaces the prompt's header as built now (replay gives the recorded one: past examples
+    and the repository outline change as the repository does)."""
+    call_format = call_format or CallFormat(agent.call_format)
     tools = {name: TOOLS[name] for name in agent.tools}
-    schema = call_schema(list(tools.values()), agent.output)
-    header = render_header(
-        agent.role,
-        [(t.name, t.description, t.args) for t in tools.values()]
-        + [("finish", "end the task with this result", agent.output)],
-        agent.examples,
-        task,
-        inputs,
+    # The files the task names hold an edit's path and SEARCH lines (re-read each turn: edits change them).
+    named = named_files(task, inputs) if "edit" in tools and call_format is CallFormat.CODE else []
+    budget = getattr(runtime, "context_tokens", None)
+    budget = DEFAULT_CONTEXT_TOKENS if budget is None else budget
+    if header is None:
+        header = agent_header(
+            agent, context, task, inputs, call_format=call_format, context_tokens=budget, examples=examples
+        )
+    # A model with a chat template gets its prompts rendered through it; base models keep plain text.
+    chat: ChatRenderer | None = getattr(runtime, "chat", None)
+    run = AgentRun(
+        ok=False,
+        output=None,
+        error=None,
+        header=header,
+        task=task,
+        inputs=inputs,
+        seed=seed,
+        call_format=call_format,
+        prompt_format=CHAT_FORMAT if chat is not None else PROMPT_FORMAT,
     )
-    run = AgentRun(ok=False, output=None, error=None, header=header, task=task, inputs=inputs, seed=seed)
     transcript = header
     errors_in_row = 0
     calls: list[dict[str, Any]] = []
@@ -142,15 +185,16 @@ def run_agent(
         if context.seconds_left() <= 0:
             run.error = f"out of time after {number - 1} turns"
             return run
-        turn_schema, repeated = schema, ""
+        kept, repeated = list(tools.values()), ""
         # A small model can loop on one call; after the same call twice in a row, that tool is left out
-        # of the next turn's schema, so decoding must choose something else (finish included).
+        # of the next turn's grammar, so decoding must choose something else (finish included).
         if len(calls) >= 2 and calls[-1] == calls[-2]:
             repeated = calls[-1]["tool"]
-            turn_schema = call_schema([t for t in tools.values() if t.name != repeated], agent.output)
-        completion = runtime.complete(
-            transcript + CALL, schema=turn_schema, max_tokens=agent.max_tokens, seed=seed
-        )
+            kept = [t for t in tools.values() if t.name != repeated]
+        files = editable_files(context.worktree, named) if named else None
+        turn_grammar = call_grammar(kept, agent.output, call_format, files)
+        prompt = chat_prompt(chat, header, run.turns) if chat is not None else transcript + CALL
+        completion = runtime.complete(prompt, schema=turn_grammar, max_tokens=agent.max_tokens, seed=seed)
         text = completion.text.strip()
         run.tokens_in += completion.tokens_in
         run.tokens_out += completion.tokens_out
@@ -168,7 +212,10 @@ def run_agent(
         if repeated:
             turn["excluded_tool"] = repeated
         try:
-            name, args = parse_call(text, tools, agent.output)
+            if completion.finish_reason == "length":
+                cut = completion.tokens_out
+                raise ValueError(f"the call was cut off after {cut} tokens; make it shorter")
+            name, args = parse_call(text, tools, agent.output, call_format)
         except ValueError as invalid:
             result = f"error: {invalid}"
             turn["error"] = str(invalid)
@@ -201,7 +248,7 @@ def run_agent(
 
 
 def rebuild_prompt(header: str, turns: list[dict[str, Any]], number: int) -> str:
-    """The exact prompt turn `number` (1-based) was given, from a trace's header and turns."""
+    """The exact prompt turn `number` (1-based) was given, from a trace's header and turns (plain format)."""
     text = header
     for turn in turns[: number - 1]:
         text += render_turn(turn["completion"], turn["result"])

@@ -4,48 +4,58 @@ so the format is plain text with section headers, the same for every model, and 
     ### Role
     <agent role>
     ### Tools
-    - write_file {"path": string, "content": string}: create or replace a file …
+    - edit path=PATH + lines <<<<<<< SEARCH / … : replace one exact snippet …
     ### Example            (zero or more worked transcripts)
     …
+    ### Repository         (an outline: modules and their top-level names)
     ### Task
     Title: …
     Scope: …
     Acceptance: …
     Inputs: {…}
-    Call: {"tool": "list_files", "args": {"path": "."}}
-    Result: README.md
-    Call: {"tool": "finish", "args": {…}}
+    ### Files              (the files the task or plan names, with line numbers)
+    Call: view path=src/calc.py
+    Result: src/calc.py (12 lines), lines 1-12:
+      1| …
+    Call: finish summary=done
 
-Each turn the model completes the text after the last `Call: ` with one JSON object, held to the
-tools' schema during decoding; the loop appends `Result: …` and the next `Call: `. Turn N's prompt
-extends turn N-1's, so the KV cache is reused and only the new lines are evaluated.
+Each turn the model completes the text after the last `Call: ` with one call, held to the tools'
+grammar during decoding; the loop appends `Result: …` and the next `Call: `. Turn N's prompt extends
+turn N-1's, so the KV cache is reused and only the new lines are evaluated. A model whose GGUF carries a
+chat template gets the same text as chat messages instead (header and results as user turns, calls as
+assistant turns), rendered by the runtime's template.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
+
+from pantheon_git.agents.calls import CallFormat, usage
 
 CALL = "Call: "
 RESULT = "Result: "
 
 
+class ChatRenderer(Protocol):
+    """A runtime's chat template: messages in, the prompt text (ending in the assistant's turn) out."""
+
+    def render_chat(self, messages: Sequence[Mapping[str, str]]) -> str: ...
+
+
 def _fields(model: type[BaseModel]) -> str:
-    schema = model.model_json_schema()
-    parts = []
-    for name, prop in schema.get("properties", {}).items():
-        kind = prop.get("type") or "|".join(json.dumps(v) for v in prop.get("enum", [])) or "value"
-        if kind == "array":
-            kind = f"list of {prop.get('items', {}).get('type', 'value')}"
-        parts.append(f'"{name}": {kind}')
-    return "{" + ", ".join(parts) + "}"
+    return usage("", model, CallFormat.JSON)
 
 
-def render_tools(tools: Sequence[tuple[str, str, type[BaseModel]]]) -> str:
-    return "\n".join(f"- {name} {_fields(args)}: {description}" for name, description, args in tools)
+def render_tools(
+    tools: Sequence[tuple[str, str, type[BaseModel]]], call_format: CallFormat = CallFormat.JSON
+) -> str:
+    if call_format is CallFormat.JSON:
+        return "\n".join(f"- {name} {_fields(args)}: {description}" for name, description, args in tools)
+    return "\n".join(f"- {usage(name, args, call_format)}: {text}" for name, text, args in tools)
 
 
 def render_header(
@@ -54,17 +64,23 @@ def render_header(
     examples: Sequence[str],
     task: Mapping[str, Any],
     inputs: Mapping[str, Any],
+    *,
+    call_format: CallFormat = CallFormat.JSON,
+    outline: str = "",
+    files: str = "",
 ) -> str:
     """Everything before the first call; fixed for a whole step, so its KV cache is reused every turn."""
     lines = [
         "### Role",
         role.strip(),
         "### Tools",
-        render_tools(tools),
+        render_tools(tools, call_format),
         "Reply with exactly one call per turn. Call finish when the task is done.",
     ]
     for example in examples:
         lines += ["### Example", example.strip()]
+    if outline:
+        lines += ["### Repository", outline.rstrip()]
     lines += ["### Task", f"Title: {task['title']}"]
     if task.get("scope"):
         lines.append(f"Scope: {' '.join(str(task['scope']).split())}")
@@ -72,6 +88,8 @@ def render_header(
         lines.append(f"Acceptance: {check}")
     if inputs:
         lines.append("Inputs: " + json.dumps(inputs, ensure_ascii=False, sort_keys=True))
+    if files:
+        lines += ["### Files", files.rstrip()]
     return "\n".join(lines) + "\n"
 
 
@@ -79,3 +97,18 @@ def render_turn(call_text: str, result: str) -> str:
     """One finished turn: the call as the model wrote it, and what came back."""
     result_lines = result.strip().splitlines() or ["(empty)"]
     return f"{CALL}{call_text}\n{RESULT}" + "\n  ".join(result_lines) + "\n"
+
+
+def chat_messages(header: str, turns: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The loop so far as chat messages: the header, then each call and its result."""
+    messages = [{"role": "user", "content": header.rstrip()}]
+    for turn in turns:
+        messages.append({"role": "assistant", "content": CALL + turn["completion"]})
+        result_lines = str(turn["result"]).strip().splitlines() or ["(empty)"]
+        messages.append({"role": "user", "content": RESULT + "\n  ".join(result_lines)})
+    return messages
+
+
+def chat_prompt(chat: ChatRenderer, header: str, turns: Sequence[Mapping[str, Any]]) -> str:
+    """The next turn's prompt through a chat template: the assistant's turn opened with `Call: `."""
+    return chat.render_chat(chat_messages(header, turns)) + CALL

@@ -20,3 +20,8 @@ class AgentSpec:
     retries: int = 3  # invalid calls or tool errors in a row before the agent gives up
     max_tokens: int = 384  # per turn
     tags: tuple[str, ...] = field(default_factory=tuple)
+    call_format: str = "code"  # agents/calls.py CallFormat: "code" (code as plain lines) or "json"
+    # What the prompt carries without the agent asking: "files" (those the task or plan names, numbered)
+    # and "outline" (the repository's modules and their top-level names), cut to the model's budget.
+    context: tuple[str, ...] = ()
+    learns_from_past: bool = False  # show the nearest approved past runs of this agent as examples

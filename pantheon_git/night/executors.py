@@ -108,7 +108,7 @@ def agent_executor(
             seconds_left=context.seconds_left,
         )
         spec = context.spec
-        task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance}
+        task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance, "files": spec.files}
         inputs = dict(context.inputs)
         if agent.name == "reviewer":
             inputs["diff"] = review_diff(context)

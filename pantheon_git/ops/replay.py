@@ -12,6 +12,7 @@ from typing import Any
 
 import pygit2
 
+from pantheon_git.agents.calls import CallFormat
 from pantheon_git.agents.loop import rebuild_prompt, run_agent
 from pantheon_git.agents.registry import agents
 from pantheon_git.errors import PantheonError
@@ -68,6 +69,9 @@ def replay_step(repo: pygit2.Repository, root: Path, commit_ref: str) -> ReplayR
             recorded.get("task", {}),
             recorded.get("inputs", {}),
             seed=recorded.get("sampling_seed"),
+            # Traces from before the code call format have none and were JSON.
+            call_format=CallFormat(recorded.get("call_format", "json")),
+            header=recorded["prompt"],
         )
         for index in runtime.prompt_mismatches:
             report.mismatches.append(f"turn {index + 1}: the prompt differs from the recorded one")

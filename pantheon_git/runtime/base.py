@@ -1,4 +1,5 @@
-"""What every runtime offers the agent loop: one completion at a time, optionally held to a JSON schema."""
+"""What every runtime offers the agent loop: one completion at a time, optionally held to a JSON schema
+(a dict) or a Lark grammar (a str)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class Runtime(Protocol):
         self,
         prompt: str,
         *,
-        schema: dict[str, Any] | None,
+        schema: dict[str, Any] | str | None,
         max_tokens: int,
         seed: int | None = None,
         temperature: float = 0.0,

@@ -1,4 +1,7 @@
-"""Schema-constrained decoding for llama.cpp with llguidance: invalid JSON cannot be generated.
+"""Grammar-constrained decoding for llama.cpp with llguidance: an invalid call cannot be generated.
+
+A constraint is a JSON schema (a dict) or a Lark grammar in llguidance's dialect (a str), which holds a
+plain-text turn (a call header, then code as plain lines) as strictly as JSON.
 
 llama-cpp-python's own JSON-schema grammar masks the whole vocabulary (262,144 tokens for Gemma) on the
 CPU at every step and runs about 4x slower than free decoding; llguidance computes the allowed-token
@@ -17,6 +20,17 @@ import numpy as np
 _TOKENIZERS: dict[int, Any] = {}
 
 
+def llg_grammar(constraint: dict[str, Any] | str) -> str:
+    """llguidance's grammar for a JSON schema (dict) or a Lark grammar (str)."""
+    import llguidance
+
+    if isinstance(constraint, str):
+        return llguidance.LLMatcher.grammar_from_lark(constraint)
+    return llguidance.LLMatcher.grammar_from_json_schema(
+        json.dumps(constraint), defaults={"whitespace_flexible": False}
+    )
+
+
 def llg_tokenizer(llama: Any) -> Any:
     """llguidance's view of a loaded model's vocabulary (cached per model)."""
     key = id(llama)
@@ -32,15 +46,14 @@ def llg_tokenizer(llama: Any) -> Any:
 
 
 class SchemaProcessor:
-    """A llama-cpp-python logits processor that allows only tokens keeping the output valid for a schema."""
+    """A llama-cpp-python logits processor that allows only tokens keeping the output valid for a schema
+    (a dict) or a Lark grammar (a str)."""
 
-    def __init__(self, llama: Any, schema: dict[str, Any]) -> None:
+    def __init__(self, llama: Any, schema: dict[str, Any] | str) -> None:
         import llguidance
 
         tokenizer = llg_tokenizer(llama)
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(
-            json.dumps(schema), defaults={"whitespace_flexible": False}
-        )
+        grammar = llg_grammar(schema)
         self.matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
         if self.matcher.is_error():
             raise ValueError(f"schema rejected by llguidance: {self.matcher.get_error()}")

@@ -2,7 +2,8 @@
 
 A pool loads each (model file, adapter) once per process and hands the same instance to every agent and
 node. Consecutive prompts that extend each other reuse the KV cache (llama-cpp-python keeps the longest
-common prefix), so a loop's turn N evaluates only its new tokens.
+common prefix), so a loop's turn N evaluates only its new tokens. A GGUF that carries a chat template
+(`tokenizer.chat_template`, or models.toml `chat_template`) gets its prompts rendered through it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,25 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.runtime.base import Completion, ModelIdentity
 from pantheon_git.runtime.bundled import bundled_gguf, file_sha256
 from pantheon_git.schema.models import ModelConfig
+
+NO_TEMPLATE = "none"  # models.toml chat_template value that keeps the plain prompt format
+
+
+class ChatTemplate:
+    """A model's Jinja chat template (llama-cpp-python's formatter, as transformers renders it)."""
+
+    def __init__(self, template: str, bos_token: str, eos_token: str) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.template = template
+        self.bos_token = bos_token
+        self.formatter = Jinja2ChatFormatter(template, eos_token=eos_token, bos_token=bos_token)
+
+    def render_chat(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """The prompt for `messages`, opened for the assistant's reply (generation prompt added)."""
+        prompt = self.formatter(messages=[dict(message) for message in messages]).prompt
+        # llama.cpp adds BOS itself when it tokenizes the prompt; the template's would be a second one.
+        return prompt.removeprefix(self.bos_token) if self.bos_token else prompt
 
 
 class LlamaRuntime:
@@ -60,12 +81,27 @@ class LlamaRuntime:
             seed=config.seed,
             extra={"n_gpu_layers": config.n_gpu_layers, "n_ctx": config.n_ctx},
         )
+        fitted = config.n_ctx // 4  # leaves room for the role, tools, examples and the turns themselves
+        self.context_tokens = fitted if config.context_tokens is None else config.context_tokens
+        self.chat = self._chat_template(config)
+
+    def _token_text(self, token: int) -> str:
+        return self.llama._model.token_get_text(token) if token >= 0 else ""
+
+    def _chat_template(self, config: ModelConfig) -> ChatTemplate | None:
+        """The model's chat template (models.toml's wins over the GGUF's), or None for the plain format."""
+        template = config.chat_template or self.llama.metadata.get("tokenizer.chat_template")
+        if not template or template.strip().lower() == NO_TEMPLATE:
+            return None
+        return ChatTemplate(
+            template, self._token_text(self.llama.token_bos()), self._token_text(self.llama.token_eos())
+        )
 
     def complete(
         self,
         prompt: str,
         *,
-        schema: dict[str, Any] | None,
+        schema: dict[str, Any] | str | None,
         max_tokens: int,
         seed: int | None = None,
         temperature: float = 0.0,

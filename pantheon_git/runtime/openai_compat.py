@@ -79,7 +79,7 @@ class OpenAICompatibleRuntime:
         self,
         prompt: str,
         *,
-        schema: dict[str, Any] | None,
+        schema: dict[str, Any] | str | None,
         max_tokens: int,
         seed: int | None = None,
         temperature: float = 0.0,
@@ -93,7 +93,11 @@ class OpenAICompatibleRuntime:
         }
         if temperature <= 0:
             body["top_k"] = 1  # greedy on servers whose temperature 0 still samples (llama-server reads it)
-        if schema is not None:
+        if isinstance(schema, str):
+            # A Lark grammar (the plain-text call format): vLLM reads `guided_grammar`; llama-server has
+            # no Lark, so there the turn is unconstrained and the loop's parser reports a bad call.
+            body["guided_grammar"] = schema
+        elif schema is not None:
             # llama-server reads `json_schema`, vLLM `guided_json`; both ignore what they do not know.
             body["json_schema"] = schema
             body["guided_json"] = schema

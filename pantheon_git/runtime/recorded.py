@@ -35,7 +35,7 @@ class ReplayRuntime:
         self,
         prompt: str,
         *,
-        schema: dict[str, Any] | None,
+        schema: dict[str, Any] | str | None,
         max_tokens: int,
         seed: int | None = None,
         temperature: float = 0.0,

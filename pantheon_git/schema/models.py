@@ -27,7 +27,11 @@ class ModelConfig(BaseModel):
     n_ctx: int = Field(default=4096, ge=256)
     n_threads: int = Field(default=0, ge=0)  # 0: one per core
     seed: int = 0
+    # A Jinja chat template to render prompts through; unset: the GGUF's own `tokenizer.chat_template`
+    # when it has one; "none": always the plain prompt format.
     chat_template: str | None = None
+    # Tokens of repository context (named files, outline) a prompt may carry; unset: a quarter of n_ctx.
+    context_tokens: int | None = Field(default=None, ge=0)
     adapter: str | None = None  # a GGUF LoRA adapter
 
     @model_validator(mode="after")

@@ -54,6 +54,8 @@ class Spec(_Strict):
     base: str | None = None
     priority: int = Field(default=0, ge=-1000, le=1000)
     labels: list[NonEmpty] = Field(default_factory=list)
+    # Files the agents are shown with line numbers without asking (paths relative to the repository).
+    files: Annotated[list[NonEmpty], Field(max_length=20)] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
     created: Created | None = None
 
@@ -65,6 +67,14 @@ class Spec(_Strict):
             not value or value.startswith("-") or any(c.isspace() or ord(c) < 32 for c in value)
         ):
             raise ValueError("must be a branch or commit name (no leading '-', no spaces)")
+
+    @field_validator("files")
+    @classmethod
+    def _relative_paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            parts = path.replace("\\", "/").split("/")
+            if path.startswith(("/", "~")) or ".." in parts or parts[0] == ".git":
+                raise ValueError(f"{path!r}: give a path inside the repository (no '/', '~', '..' or .git)")
         return value
 
     @field_validator("id")
@@ -93,6 +103,7 @@ _FIELD_ORDER = (
     "priority",
     "labels",
     "scope",
+    "files",
     "acceptance",
     "limits",
     "created",

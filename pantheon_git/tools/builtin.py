@@ -1,11 +1,14 @@
-"""The built-in tools: read_file, write_file, list_files, search, run, finish.
+"""The built-in tools: view, edit, create, search, run (and the older read_file, write_file, list_files).
 
-Each tool has a pydantic argument model (its JSON schema is what decoding is held to) and a function
-`(args, context) -> str` whose text goes back to the model. Only these change the worktree.
+Each tool has a pydantic argument model (its schema is what decoding is held to) and a function
+`(args, context) -> str` whose text goes back to the model. Only these change the worktree. The editing
+tools follow SWE-agent's lessons for small models: a numbered window instead of a whole file, an edit
+that replaces one exact snippet and explains a miss, and a syntax check that refuses to break a file.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
 import re
@@ -22,6 +25,8 @@ from pantheon_git.tools.sandbox import CompletedRun, run_in_group
 MAX_READ = 6000
 MAX_LIST = 200
 MAX_MATCHES = 40
+MAX_VIEW = 100  # lines per view: a window the model can hold, as in SWE-agent
+EDIT_CONTEXT = 3  # lines shown around an edit in its result
 
 # (command, cwd, env, timeout_s) -> CompletedRun: the night runner passes the network sandbox.
 Sandbox = Callable[[str, Path, Mapping[str, str], float], CompletedRun]
@@ -62,6 +67,23 @@ class SearchArgs(_Args):
     path: str = Field(default=".", max_length=200)
 
 
+class ViewArgs(_Args):
+    path: str = Field(max_length=200)
+    start: int = Field(default=1, ge=1, le=1_000_000)
+    lines: int = Field(default=MAX_VIEW, ge=1, le=MAX_VIEW)
+
+
+class EditArgs(_Args):
+    path: str = Field(max_length=200)
+    search: str = Field(max_length=20000)
+    replace: str = Field(max_length=20000)
+
+
+class CreateArgs(_Args):
+    path: str = Field(max_length=200)
+    content: str = Field(max_length=20000)
+
+
 class RunArgs(_Args):
     command: str = Field(min_length=1, max_length=500)
     timeout_s: int = Field(default=60, ge=1, le=1800)
@@ -94,6 +116,127 @@ def write_file(args: WriteFileArgs, ctx: ToolContext) -> str:
         elif line.startswith("-") and not line.startswith("---"):
             removed += 1
     return f"wrote {args.path} ({len(args.content.encode())} bytes, +{added} -{removed} lines)"
+
+
+def numbered(lines: list[str], first: int) -> str:
+    """Lines prefixed with their 1-based numbers, the way view shows them (and the model quotes them)."""
+    width = len(str(first + len(lines) - 1))
+    return "\n".join(f"{number:>{width}}| {line}" for number, line in enumerate(lines, first))
+
+
+def _text_file(ctx: ToolContext, path: str) -> tuple[Path, str]:
+    target = confined(ctx.worktree, path)
+    if target.is_dir():
+        raise ToolError(f"{path}: is a directory; view shows files (list_files shows a directory)")
+    if not target.is_file():
+        raise ToolError(f"{path}: no such file (create makes a new one)")
+    try:
+        return target, target.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ToolError(f"{path}: not a UTF-8 text file") from None
+
+
+def syntax_error(path: str, text: str) -> str | None:
+    """Why `text` is not valid Python, as `line N: message`, or None (always None for other files)."""
+    if not path.endswith(".py"):
+        return None
+    try:
+        ast.parse(text, filename=path)
+    except SyntaxError as error:
+        return f"line {error.lineno}: {error.msg}"
+    return None
+
+
+def view(args: ViewArgs, ctx: ToolContext) -> str:
+    _, text = _text_file(ctx, args.path)
+    lines = text.splitlines()
+    if not lines:
+        return f"{args.path} is empty (0 lines)"
+    if args.start > len(lines):
+        raise ToolError(f"{args.path} has {len(lines)} lines; start={args.start} is past the end")
+    shown = lines[args.start - 1 : args.start - 1 + args.lines]
+    last = args.start + len(shown) - 1
+    head = f"{args.path} ({len(lines)} lines), lines {args.start}-{last}:"
+    tail = f"\n… {len(lines) - last} more lines (view start={last + 1})" if last < len(lines) else ""
+    return f"{head}\n{numbered(shown, args.start)}{tail}"
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _closest(text: str, snippet: str) -> str:
+    """The window of the file most like `snippet` (difflib ratio), numbered, to show where a miss was."""
+    lines, wanted = text.splitlines(), snippet.strip("\n").splitlines()
+    size = max(1, len(wanted))
+    best, best_at = -1.0, 0
+    matcher = difflib.SequenceMatcher(autojunk=False)
+    matcher.set_seq2("\n".join(wanted))
+    for start in range(max(1, len(lines) - size + 1)):
+        matcher.set_seq1("\n".join(lines[start : start + size]))
+        if matcher.real_quick_ratio() <= best or matcher.quick_ratio() <= best:
+            continue
+        ratio = matcher.ratio()
+        if ratio > best:
+            best, best_at = ratio, start
+    return numbered(lines[best_at : best_at + size], best_at + 1)
+
+
+def _write_checked(target: Path, path: str, new: str) -> None:
+    problem = syntax_error(path, new)
+    if problem is not None:
+        raise ToolError(f"{path}: refused, the result would not be valid Python ({problem}); file unchanged")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(new, encoding="utf-8")
+
+
+def edit(args: EditArgs, ctx: ToolContext) -> str:
+    target, text = _text_file(ctx, args.path)
+    if not args.search.strip():
+        raise ToolError(
+            f"{args.path}: SEARCH is empty; copy the exact lines to replace (to add code, copy the lines "
+            "it goes after and repeat them in REPLACE followed by the new code)"
+        )
+    count = text.count(args.search)
+    if count == 0:
+        raise ToolError(
+            f"{args.path}: the SEARCH text occurs 0 times; it must match the file exactly, spaces "
+            f"included. The closest lines are:\n{_closest(text, args.search)}"
+        )
+    if count > 1:
+        where, offset = [], text.find(args.search)
+        while offset != -1:
+            where.append(str(_line_of(text, offset)))
+            offset = text.find(args.search, offset + 1)
+        raise ToolError(
+            f"{args.path}: the SEARCH text occurs {count} times (lines {', '.join(where)}); "
+            "include more lines so it matches once"
+        )
+    offset = text.index(args.search)
+    new = text[:offset] + args.replace + text[offset + len(args.search) :]
+    if new == text:
+        raise ToolError(
+            f"{args.path}: REPLACE is the same as SEARCH, so nothing changed; write the new code in REPLACE "
+            "(to add code after the SEARCH lines, repeat them and put the new lines below)"
+        )
+    _write_checked(target, args.path, new)
+    first = _line_of(new, offset)
+    replaced = args.search.count("\n") + (not args.search.endswith("\n"))
+    added = args.replace.count("\n") + (bool(args.replace) and not args.replace.endswith("\n"))
+    lines = new.splitlines()
+    low, high = max(1, first - EDIT_CONTEXT), min(len(lines), first + added + EDIT_CONTEXT - 1)
+    return (
+        f"edited {args.path}: {replaced} lines replaced by {added} at line {first}; it now reads:\n"
+        + numbered(lines[low - 1 : high], low)
+    )
+
+
+def create(args: CreateArgs, ctx: ToolContext) -> str:
+    target = confined(ctx.worktree, args.path)
+    if target.exists() or target.is_symlink():
+        raise ToolError(f"{args.path}: already exists; create makes new files only (edit changes one)")
+    _write_checked(target, args.path, args.content)
+    return f"created {args.path} ({len(args.content.splitlines())} lines)"
 
 
 def _walk(ctx: ToolContext, start: Path) -> list[Path]:
@@ -155,6 +298,9 @@ class Tool:
 TOOLS: dict[str, Tool] = {
     tool.name: tool
     for tool in (
+        Tool("view", "show up to 100 numbered lines of a file from line `start`", ViewArgs, view),
+        Tool("edit", "replace one exact snippet of a file (SEARCH) with new text (REPLACE)", EditArgs, edit),
+        Tool("create", "create a new file with the given content", CreateArgs, create),
         Tool("read_file", "read a text file of the repository", ReadFileArgs, read_file),
         Tool("write_file", "create or replace a file with the given content", WriteFileArgs, write_file),
         Tool("list_files", "list the files under a directory", ListFilesArgs, list_files),
