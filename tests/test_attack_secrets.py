@@ -152,25 +152,26 @@ def test_agent_reads_and_writers_redact_through_the_real_trace_and_vote_writers(
     repo_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pantheon_git.agents.builtin import IMPLEMENTER
+    from pantheon_git.agents.calls import CallFormat, render
     from pantheon_git.agents.loop import run_agent
     from pantheon_git.runtime.recorded import ReplayRuntime
     from pantheon_git.store.runs import Step, make_step_commit, publish_step, start_run_branch, worktree_tree
     from pantheon_git.store.traces import write_trace
     from pantheon_git.store.votes import Vote, append_votes
-    from pantheon_git.tools.builtin import ToolContext
+    from pantheon_git.tools.builtin import TOOLS, ToolContext
 
     monkeypatch.setenv("KAGGLE_KEY", ENV_SECRETS["KAGGLE_KEY"])  # a known secret: redacted by value
     (repo_dir / "creds.txt").write_text(SECRET_TEXT + f"kaggle: {ENV_SECRETS['KAGGLE_KEY']}\n")
     repo = pygit2.Repository(str(repo_dir))
     ref = start_run_branch(repo, "t1", 1, repo.head.target)
     # The model reads the credentials file, then writes what it "remembers" and finishes quoting it.
-    completions = [
-        json.dumps({"tool": "read_file", "args": {"path": "creds.txt"}}),
-        json.dumps({"tool": "write_file", "args": {"path": "notes.md", "content": SECRET_TEXT}}),
-        json.dumps(
-            {"tool": "finish", "args": {"summary": f"used {GITHUB_PAT} with PGPASSWORD={PG_PASSWORD}"}}
-        ),
+    # (in the implementer's own call format: code travels as code)
+    calls = [
+        ("view", {"path": "creds.txt"}, TOOLS["view"].args),
+        ("create", {"path": "notes.md", "content": SECRET_TEXT}, TOOLS["create"].args),
+        ("finish", {"summary": f"used {GITHUB_PAT} with PGPASSWORD={PG_PASSWORD}"}, IMPLEMENTER.output),
     ]
+    completions = [render(name, args, model, CallFormat.CODE) for name, args, model in calls]
     run = run_agent(
         IMPLEMENTER,
         ReplayRuntime(completions),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pantheon_git.agents.builtin import IMPLEMENTER
+from pantheon_git.agents.builtin import IMPLEMENTER as BUILTIN_IMPLEMENTER
 from pantheon_git.night.attempt import SEED_STRIDE, PlannedNode, choose_attempt, run_attempt
 from pantheon_git.night.executors import (
     acceptance_executor,
@@ -56,6 +57,12 @@ inputs = ["test"]
 """
 
 needs_sandbox = pytest.mark.skipif(not sandbox_available(), reason="no `unshare -rn` here")
+
+# These tests are about the runner (repair rounds, replay), not the call format: the recorded completions
+# are JSON calls of the whole-file tool, so the implementer here takes JSON and has `write_file`.
+IMPLEMENTER = replace(
+    BUILTIN_IMPLEMENTER, call_format="json", tools=(*BUILTIN_IMPLEMENTER.tools, "write_file")
+)
 
 
 class ScriptedModel:

@@ -19,10 +19,11 @@ from pantheon_git.store.traces import write_trace
 from pantheon_git.tools.builtin import ToolContext, deterministic, unsandboxed
 from tests.conftest import pantheon
 
+# The built-in implementer's own calls (code as code), as replay runs the agent defined here now.
 CALLS = [
-    '{"tool":"write_file","args":{"path":"a.txt","content":"x\\n"}}',
-    '{"tool":"run","args":{"command":"grep -q x a.txt","timeout_s":30}}',
-    '{"tool":"finish","args":{"summary":"wrote a.txt"}}',
+    "create path=a.txt\n```\nx\n```",
+    'run command="grep -q x a.txt" timeout_s=30',
+    'finish summary="wrote a.txt"',
 ]
 
 

@@ -67,6 +67,7 @@ class Spec(_Strict):
             not value or value.startswith("-") or any(c.isspace() or ord(c) < 32 for c in value)
         ):
             raise ValueError("must be a branch or commit name (no leading '-', no spaces)")
+        return value
 
     @field_validator("files")
     @classmethod
