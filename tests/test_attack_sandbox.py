@@ -338,3 +338,17 @@ def test_a_check_cannot_point_the_worktree_at_a_git_dir_of_its_own(repo_dir: Pat
     removed = run_checks(worktree, ["rm -f .git || mv .git moved"])
     assert (worktree / ".git").read_text() == pointer
     assert redirected[0]["exit_code"] != 0 and removed[0]["exit_code"] != 0
+
+
+@needs_sandbox
+def test_a_check_cannot_read_the_runners_signing_key(repo_dir: Path) -> None:
+    # repo_dir has the runner's key (`init --signing-key`) under its git dir; a check that copies it out
+    # could sign approvals anywhere the repository is pushed.
+    key = repo_dir / ".git" / "pantheon" / "keys" / "runner"
+    assert key.is_file() and "PRIVATE KEY" in key.read_text()
+    worktree = night_worktree(repo_dir)
+    results = run_checks(worktree, [f"cat {key}", f"cp {key} stolen", f"ls {key.parent}"])
+    assert [r["exit_code"] for r in results[:2]] != [0, 0]
+    assert "PRIVATE KEY" not in "".join(str(r["log_tail"]) for r in results)
+    assert not (worktree / "stolen").exists()
+    assert results[2]["exit_code"] == 0 and str(results[2]["log_tail"]).strip() == ""  # an empty tmpfs

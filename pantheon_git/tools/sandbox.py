@@ -293,6 +293,12 @@ def bwrap_argv(binary: str, worktree: Path, env: Mapping[str, str], home: str) -
     argv += ["--bind", str(worktree), str(worktree)]
     for directory in (d for d in dirs if not _under(worktree, [d])):
         argv += ["--ro-bind", str(directory), str(directory)]
+    # The runner's signing key lives in the git dir: readable, a command could copy it into its output
+    # or a file and anyone holding it could sign approvals. It is hidden, not merely read-only.
+    for directory in dirs:
+        keys = directory / "pantheon" / "keys"
+        if keys.is_dir():
+            argv += ["--tmpfs", str(keys)]
     # The worktree's `.git` file says where its git dir is; rewritten to point at a git dir the command
     # made (whose config names a filter or other program), the runner's next git call in this worktree
     # would run that program outside the sandbox. So it is read-only too (and, a mount point, unremovable).
