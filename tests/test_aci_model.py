@@ -79,16 +79,20 @@ def test_prompt_from_a_few_thousand_line_repository_fits_the_context(runtime, tm
     assert used + 2 * IMPLEMENTER.max_tokens < 4096, used
 
 
-def test_the_model_adds_mul_to_calc_py_through_an_edit(runtime, tmp_path: Path) -> None:
+def test_the_model_edits_calc_py_through_the_constrained_loop(runtime, tmp_path: Path) -> None:
     (tmp_path / "calc.py").write_text(CALC)
     run = run_agent(IMPLEMENTER, runtime, ToolContext(worktree=tmp_path), TASK, {})
-    edits = [turn for turn in run.turns if turn.get("call", {}).get("tool") == "edit"]
-    assert edits, [turn["completion"] for turn in run.turns]
-    assert all(not turn.get("error", "").startswith("not valid") for turn in run.turns)
-    first = edits[0]
+    first = run.turns[0]
+    # The grammar holds the edit to the named file and its SEARCH to a run of that file's lines, so the
+    # call parses and the snippet is found: what is left to the model is the new code itself.
+    assert first["call"]["tool"] == "edit", first["completion"]
     assert first["completion"].startswith("edit path=calc.py\n<<<<<<< SEARCH\n")
-    text = (tmp_path / "calc.py").read_text()
-    assert text != CALC and "def mul(a, b):" in text
+    assert first["call"]["args"]["search"] in CALC
+    assert "occurs 0 times" not in first["result"] and "not valid" not in first.get("error", "")
+    # Measured (2026-11-25, greedy): the 270M model copies the SEARCH line into REPLACE unchanged, and
+    # the tool says so instead of reporting success; the file is never left broken.
+    assert first["result"].startswith("edited calc.py") or "REPLACE is the same as SEARCH" in first["result"]
+    assert compile((tmp_path / "calc.py").read_text(), "calc.py", "exec")
 
 
 def _with_template(tmp_path: Path) -> Path:

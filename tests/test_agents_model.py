@@ -30,10 +30,17 @@ TASK = {
 def runtime():
     from pantheon_git.runtime.llama import runtime_for
 
-    return runtime_for("default", ModelConfig(bundled="gemma3-270m", n_ctx=2048, n_threads=2))
+    # 4096: the implementer's prompt carries worked examples and the repository context.
+    return runtime_for("default", ModelConfig(bundled="gemma3-270m", n_ctx=4096, n_threads=2))
 
 
 @pytest.mark.model
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured 2026-11-25: with the real-work examples (no longer this very task as the example), "
+    "greedy Gemma 270M does not finish it: the CODE format's fenced block runs to max_tokens, the JSON "
+    "format runs out of turns (issue 11)",
+)
 def test_agent_writes_a_file_through_tool_calls_in_a_worktree(
     runtime, repo_dir: Path, tmp_path: Path
 ) -> None:
@@ -45,8 +52,9 @@ def test_agent_writes_a_file_through_tool_calls_in_a_worktree(
     assert "hello" in (worktree / "hello.txt").read_text()
     assert IMPLEMENTER.output.model_validate(run.output)
     calls = [turn["call"]["tool"] for turn in run.turns]
-    assert calls[0] == "write_file" and calls[-1] == "finish"
-    assert all(turn.get("error") is None for turn in run.turns)  # constrained decoding: no invalid JSON
+    assert calls[0] == "create" and calls[-1] == "finish"
+    assert run.turns[0]["completion"].startswith("create path=hello.txt\n```")  # code as code
+    assert all(turn.get("error") is None for turn in run.turns)  # constrained decoding: no invalid call
     # KV-cache reuse: after the first turn only the new lines are evaluated.
     assert run.turns[1]["tokens_evaluated"] < run.turns[1]["tokens_in"] / 3
     trace = run.trace(IMPLEMENTER, runtime)

@@ -194,7 +194,13 @@ def run_agent(
         files = editable_files(context.worktree, named) if named else None
         turn_grammar = call_grammar(kept, agent.output, call_format, files)
         prompt = chat_prompt(chat, header, run.turns) if chat is not None else transcript + CALL
-        completion = runtime.complete(prompt, schema=turn_grammar, max_tokens=agent.max_tokens, seed=seed)
+        try:
+            completion = runtime.complete(prompt, schema=turn_grammar, max_tokens=agent.max_tokens, seed=seed)
+        except ValueError as full:  # llama.cpp: the transcript outgrew the model's context window
+            if "context window" not in str(full):
+                raise
+            run.error = f"the transcript no longer fits the model's context after {number - 1} turns ({full})"
+            return run
         text = completion.text.strip()
         run.tokens_in += completion.tokens_in
         run.tokens_out += completion.tokens_out
