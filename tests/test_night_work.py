@@ -75,19 +75,16 @@ class ScriptedModel:
     def complete(self, prompt: str, **_: Any) -> Completion:
         self.prompts.append(prompt)
         task = prompt.rsplit("### Task", 1)[1]
-        found = re.search(r'"round": (\d+)', task)
-        round_number = int(found.group(1)) if found else 0
-        if not self.write or "Result:" in task:  # one edit per agent run, then finish
-            text = 'finish summary="answer() returns the answer"'
+        if not self.write or "Result: wrote" in task:
+            text = '{"tool":"finish","args":{"summary":"answer() returns the answer"}}'
         else:
             if self.stubborn:
-                old, new = (0, 100) if round_number == 0 else (99 + round_number, 100 + round_number)
+                found = re.search(r'"round": (\d+)', task)
+                value = 100 + (int(found.group(1)) if found else 0)
             else:
-                old, new = (41, 42) if "answer() returned 41" in task else (0, 41)
-            text = (
-                f"edit path=calc.py\n<<<<<<< SEARCH\n    return {old}\n=======\n    return {new}\n"
-                ">>>>>>> REPLACE"
-            )
+                value = 42 if "answer() returned 41" in task else 41
+            content = json.dumps(f"def answer():\n    return {value}\n")
+            text = f'{{"tool":"write_file","args":{{"path":"calc.py","content":{content}}}}}'
         return Completion(text=text, tokens_in=len(prompt), tokens_out=10, tokens_evaluated=0, seconds=0.0)
 
 
