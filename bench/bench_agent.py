@@ -153,9 +153,10 @@ def night_repo(problems: list[dict[str, Any]], samples: int, repairs: int, imple
         spec = Spec(
             id=f"he-{index:03d}",
             title=f"Implement {problem['entry_point']} in {path}",
-            scope=f"First read {path}: it holds the signature and docstring of `{problem['entry_point']}` "
-            "with `raise NotImplementedError` as its body. Then write the whole file again, keeping the "
-            "signature and docstring, with a body that does what the docstring says. Change only that file.",
+            scope=f"{path} holds the signature and docstring of `{problem['entry_point']}` with "
+            "`raise NotImplementedError` as its body: replace that body with code that does what the "
+            "docstring says. Change only that file.",
+            files=[path],
             acceptance=[f"timeout {CHECK_TIMEOUT_S} python3 checks/c{index:03d}.py"],
             flow="bench",
             priority=-index,  # in problem order

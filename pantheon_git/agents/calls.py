@@ -355,3 +355,20 @@ def usage(name: str, model: type[BaseModel], call_format: CallFormat = DEFAULT_F
     elif block is Block.FENCED:
         words.append("+ the whole file in a ``` block")
     return " ".join(words)
+
+
+def body_grammar() -> str:
+    """A function body completed as plain code: indented or blank lines, ended by the first character of
+    a line that is not (the next top-level statement, which is not kept). The placeholder a stub had is
+    not a body (a small model copies what it was just shown)."""
+    return (
+        "\n".join(
+            [
+                "start: BODY+ STOP",
+                "BODY: /([ \\t][^\\n]*)?\\n/ & ~PLACEHOLDER",
+                "PLACEHOLDER: /[ \\t]*(raise NotImplemented[^\\n]*|pass[ \\t]*|\\.\\.\\.[ \\t]*)\\n/",
+                "STOP: /[^ \\t\\n]/",
+            ]
+        )
+        + "\n"
+    )

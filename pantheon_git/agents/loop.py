@@ -15,14 +15,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from pantheon_git.agents import calls as call_formats
-from pantheon_git.agents.calls import DEFAULT_FORMAT, CallFormat
+from pantheon_git.agents.calls import (
+    DEFAULT_FORMAT,
+    DIVIDER,
+    REPLACE_CLOSE,
+    SEARCH_OPEN,
+    CallFormat,
+    body_grammar,
+)
 from pantheon_git.agents.context import editable_files, named_files, repository_context
 from pantheon_git.agents.examples import past_examples, worked_examples
 from pantheon_git.agents.prompt import CALL, ChatRenderer, chat_prompt, render_header, render_turn
 from pantheon_git.agents.spec import AgentSpec
+from pantheon_git.agents.stubs import Stub, find_stub
 from pantheon_git.runtime.base import Runtime
 from pantheon_git.store.redact import redact, redact_all
 from pantheon_git.tools.builtin import TOOLS, Tool, ToolContext
@@ -139,6 +147,10 @@ def agent_header(
     )
 
 
+# Tools whose success changes the worktree.
+CHANGING_TOOLS = frozenset({"edit", "create", "write_file"})
+
+
 def run_agent(
     agent: AgentSpec,
     runtime: Runtime,
@@ -181,10 +193,11 @@ def run_agent(
     transcript = header
     errors_in_row = 0
     calls: list[dict[str, Any]] = []
+    changed: list[str] = []  # paths a call changed successfully
     for number in range(1, agent.max_iterations + 1):
         if context.seconds_left() <= 0:
             run.error = f"out of time after {number - 1} turns"
-            return run
+            return _ended_after_changes(run, agent, changed)
         kept, repeated = list(tools.values()), ""
         # A small model can loop on one call; after the same call twice in a row, that tool is left out
         # of the next turn's grammar, so decoding must choose something else (finish included).
@@ -194,6 +207,11 @@ def run_agent(
         files = editable_files(context.worktree, named) if named else None
         turn_grammar = call_grammar(kept, agent.output, call_format, files)
         prompt = chat_prompt(chat, header, run.turns) if chat is not None else transcript + CALL
+        # A named file still holding a stub: the move is a code completion at the stub (agents/stubs.py),
+        # from the file itself as the prompt; the loop writes the edit call around the body it gets.
+        stub = first_stub(files) if files and "edit" in {t.name for t in kept} else None
+        if stub is not None:
+            prompt, turn_grammar = stub[1].prefix, body_grammar()
         try:
             completion = runtime.complete(prompt, schema=turn_grammar, max_tokens=agent.max_tokens, seed=seed)
         except ValueError as full:  # llama.cpp: the transcript outgrew the model's context window
@@ -201,7 +219,10 @@ def run_agent(
                 raise
             run.error = f"the transcript no longer fits the model's context after {number - 1} turns ({full})"
             return run
-        text = completion.text.strip()
+        text = completion.text
+        if stub is not None and not text.startswith("edit "):  # (a replayed turn was recorded as the call)
+            text = stub_edit(stub[0], stub[1], text)
+        text = text.strip()
         run.tokens_in += completion.tokens_in
         run.tokens_out += completion.tokens_out
         run.tokens_evaluated += completion.tokens_evaluated
@@ -215,6 +236,8 @@ def run_agent(
             "seconds": round(completion.seconds, 3),
         }
         run.turns.append(turn)
+        if stub is not None:
+            turn["stub"] = {"path": stub[0], "function": stub[1].name}
         if repeated:
             turn["excluded_tool"] = repeated
         try:
@@ -235,6 +258,8 @@ def run_agent(
             try:
                 result = tools[name].function(args, context)
                 errors_in_row = 0
+                if name in CHANGING_TOOLS:
+                    changed.append(str(getattr(args, "path", name)))
             except ToolError as refused:
                 result = f"error: {refused}"
                 turn["error"] = str(refused)
@@ -247,9 +272,24 @@ def run_agent(
         turn["result"] = result
         if errors_in_row > agent.retries:
             run.error = f"gave up after {errors_in_row} failed calls in a row; last: {turn.get('error')}"
-            return run
+            return _ended_after_changes(run, agent, changed)
         transcript += render_turn(text, result)
     run.error = f"no valid finish within {agent.max_iterations} turns"
+    return _ended_after_changes(run, agent, changed)
+
+
+def _ended_after_changes(run: AgentRun, agent: AgentSpec, changed: list[str]) -> AgentRun:
+    """A run that changed files and then lost its way (no finish) still hands its changes on: whether
+    they are right is the acceptance checks' to say, not the model's to announce. Only for agents whose
+    output is a summary; the run keeps its error in the trace."""
+    if not changed:
+        return run
+    summary = f"changed {', '.join(dict.fromkeys(changed))}; ended without finish ({run.error})"[:600]
+    try:
+        output = agent.output.model_validate({"summary": summary})
+    except ValidationError:
+        return run
+    run.ok, run.output = True, output.model_dump(mode="json")
     return run
 
 
@@ -259,3 +299,20 @@ def rebuild_prompt(header: str, turns: list[dict[str, Any]], number: int) -> str
     for turn in turns[: number - 1]:
         text += render_turn(turn["completion"], turn["result"])
     return text + CALL
+
+
+def first_stub(files: Mapping[str, str]) -> tuple[str, Stub] | None:
+    """(path, stub) of the first named Python file that holds a stub, or None."""
+    for path, text in files.items():
+        stub = find_stub(text) if path.endswith(".py") else None
+        if stub is not None:
+            return path, stub
+    return None
+
+
+def stub_edit(path: str, stub: Stub, completion: str) -> str:
+    """The edit call that puts a completed body in place of the stub's placeholder."""
+    body = completion[:-1] if completion and completion[-1] not in " \t\n" else completion  # STOP char
+    return (
+        f"edit path={path}\n{SEARCH_OPEN}\n{stub.whole}{DIVIDER}\n{stub.head}{body.rstrip()}\n{REPLACE_CLOSE}"
+    )

@@ -84,9 +84,14 @@ class CreateArgs(_Args):
     content: str = Field(max_length=20000)
 
 
+MAX_RUN_SECONDS = 1800.0
+
+
 class RunArgs(_Args):
     command: str = Field(min_length=1, max_length=500)
-    timeout_s: int = Field(default=60, ge=1, le=1800)
+    # No upper bound in the schema: a model asking for too long a run gets the step's time left, not a
+    # refusal it must understand (the 270M model asked for 10000 s again and again).
+    timeout_s: int = Field(default=60, ge=1)
 
 
 def read_file(args: ReadFileArgs, ctx: ToolContext) -> str:
@@ -281,7 +286,7 @@ def deterministic(text: str) -> str:
 
 
 def run(args: RunArgs, ctx: ToolContext) -> str:
-    timeout = min(float(args.timeout_s), max(1.0, ctx.seconds_left()))
+    timeout = min(float(args.timeout_s), MAX_RUN_SECONDS, max(1.0, ctx.seconds_left()))
     result = ctx.sandbox(args.command, ctx.worktree, ctx.env, timeout)
     state = "timed out" if result.timed_out else f"exit {result.exit_code}"
     return f"{state} after {result.duration_s:.1f}s\n{result.output_tail[-3000:]}"
