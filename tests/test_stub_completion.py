@@ -14,7 +14,7 @@ import pytest
 
 from pantheon_git.agents.builtin import IMPLEMENTER
 from pantheon_git.agents.calls import CallFormat, body_grammar, render
-from pantheon_git.agents.loop import run_agent
+from pantheon_git.agents.loop import rebuild_prompt, run_agent
 from pantheon_git.agents.stubs import find_stub
 from pantheon_git.runtime.recorded import ReplayRuntime
 from pantheon_git.tools.builtin import ToolContext
@@ -64,7 +64,12 @@ def test_the_loop_makes_the_edit_from_a_completed_body(tmp_path: Path) -> None:
     runtime = ReplayRuntime(completions)
     run = run_agent(IMPLEMENTER, runtime, ToolContext(worktree=tmp_path), TASK, {})
     assert run.ok, run.error
-    assert run.turns[0]["stub"] == {"path": "calc.py", "function": "mul"}
+    assert run.turns[0]["stub"]["path"] == "calc.py" and run.turns[0]["stub"]["function"] == "mul"
+    assert (
+        rebuild_prompt(run.header, run.turns, 1)
+        == run.turns[0]["stub"]["prompt"]
+        == CALC[: CALC.index("    raise")]
+    )
     assert run.turns[0]["completion"].startswith("edit path=calc.py")
     text = (tmp_path / "calc.py").read_text()
     assert "raise NotImplementedError" not in text and "    return a * b\n" in text
@@ -73,8 +78,19 @@ def test_the_loop_makes_the_edit_from_a_completed_body(tmp_path: Path) -> None:
     assert subprocess.run([sys.executable, "-c", check], cwd=tmp_path).returncode == 0
 
 
-def test_changes_then_no_finish_still_hand_the_change_on(tmp_path: Path) -> None:
+def test_a_filled_stub_ends_the_step_and_the_checks_judge_next(tmp_path: Path) -> None:
     (tmp_path / "calc.py").write_text(CALC)
+    run = run_agent(
+        IMPLEMENTER, ReplayRuntime(["    return a * b\n\nd"]), ToolContext(worktree=tmp_path), TASK, {}
+    )
+    assert run.ok and run.output == {"summary": "completed mul in calc.py"} and len(run.turns) == 1
+
+
+def test_changes_then_no_finish_still_hand_the_change_on(tmp_path: Path) -> None:
+    # Two stubs: the first is filled, then the model loses its way on the second.
+    (tmp_path / "calc.py").write_text(
+        CALC + '\n\ndef neg(a):\n    """Return -a."""\n    raise NotImplementedError\n'
+    )
     # A body, then calls that fail until the loop gives up: the change is kept for the checks to judge.
     bad = "edit path=calc.py\n<<<<<<< SEARCH\nnot there\n=======\nx\n>>>>>>> REPLACE"
     runtime = ReplayRuntime(["    return a * b\n\nd", *[bad] * (IMPLEMENTER.retries + 1)])

@@ -237,7 +237,8 @@ def run_agent(
         }
         run.turns.append(turn)
         if stub is not None:
-            turn["stub"] = {"path": stub[0], "function": stub[1].name}
+            # This turn's prompt is the file, not the transcript: recorded so replay can check it.
+            turn["stub"] = {"path": stub[0], "function": stub[1].name, "prompt": prompt}
         if repeated:
             turn["excluded_tool"] = repeated
         try:
@@ -260,6 +261,14 @@ def run_agent(
                 errors_in_row = 0
                 if name in CHANGING_TOOLS:
                     changed.append(str(getattr(args, "path", name)))
+                if stub is not None and first_stub(editable_files(context.worktree, named)) is None:
+                    # Every stub is filled: the step's work is done, and a small model left to itself
+                    # wanders (edits that change nothing, runs) until it runs out of turns; the
+                    # acceptance checks judge the code next.
+                    done = _ended_after_changes(run, agent, changed, f"completed {stub[1].name} in {stub[0]}")
+                    if done.ok:
+                        turn["result"] = redact(result)
+                        return done
             except ToolError as refused:
                 result = f"error: {refused}"
                 turn["error"] = str(refused)
@@ -278,13 +287,16 @@ def run_agent(
     return _ended_after_changes(run, agent, changed)
 
 
-def _ended_after_changes(run: AgentRun, agent: AgentSpec, changed: list[str]) -> AgentRun:
+def _ended_after_changes(
+    run: AgentRun, agent: AgentSpec, changed: list[str], summary: str | None = None
+) -> AgentRun:
     """A run that changed files and then lost its way (no finish) still hands its changes on: whether
     they are right is the acceptance checks' to say, not the model's to announce. Only for agents whose
     output is a summary; the run keeps its error in the trace."""
     if not changed:
         return run
-    summary = f"changed {', '.join(dict.fromkeys(changed))}; ended without finish ({run.error})"[:600]
+    summary = summary or f"changed {', '.join(dict.fromkeys(changed))}; ended without finish ({run.error})"
+    summary = summary[:600]
     try:
         output = agent.output.model_validate({"summary": summary})
     except ValidationError:
@@ -295,6 +307,8 @@ def _ended_after_changes(run: AgentRun, agent: AgentSpec, changed: list[str]) ->
 
 def rebuild_prompt(header: str, turns: list[dict[str, Any]], number: int) -> str:
     """The exact prompt turn `number` (1-based) was given, from a trace's header and turns (plain format)."""
+    if number <= len(turns) and "stub" in turns[number - 1]:
+        return str(turns[number - 1]["stub"]["prompt"])  # a code completion at a stub (agents/stubs.py)
     text = header
     for turn in turns[: number - 1]:
         text += render_turn(turn["completion"], turn["result"])

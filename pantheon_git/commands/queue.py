@@ -23,6 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flow", help="flow name (default: default)")
     parser.add_argument("--base", help="branch or commit to start from (default: the current branch)")
     parser.add_argument("--priority", type=int, help="higher runs first (default 0)")
+    parser.add_argument(
+        "--file",
+        action="append",
+        dest="named_files",
+        metavar="PATH",
+        help="a file the task changes (repeatable)",
+    )
     parser.add_argument("--label", action="append", dest="labels", metavar="LABEL", help="a tag (repeatable)")
     parser.add_argument("--id", dest="task_id", help="choose the id instead of generating one")
 
@@ -37,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         "base": args.base,
         "priority": args.priority,
         "labels": args.labels,
+        "files": args.named_files,
     }
     given = {key: value for key, value in flags.items() if value is not None}
     if args.files and given:

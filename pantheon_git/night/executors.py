@@ -25,7 +25,7 @@ from pantheon_git.runtime.openai_compat import url_is_local
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.store.git import run_git
-from pantheon_git.store.votes import Vote
+from pantheon_git.store.votes import Verdict, Vote
 from pantheon_git.tools.builtin import Sandbox, ToolContext
 from pantheon_git.tools.sandbox import CompletedRun, run_sandboxed
 
@@ -113,6 +113,11 @@ def agent_executor(
         if agent.name == "reviewer":
             inputs["diff"] = review_diff(context)
         run = run_agent(agent, runtime, tools, task, inputs, seed=context.seed)
+        if agent.name == "reviewer" and not run.ok:
+            # A reviewer that reaches no verdict abstains; it does not fail the run. The gate still needs
+            # its approvals (`min_approvals`), so nothing passes on a reviewer's silence.
+            run.ok = True
+            run.output = {"verdict": Verdict.ABSTAIN.value, "reasons": [f"no verdict: {run.error}"[:300]]}
         votes = []
         if run.ok and agent.name == "reviewer" and run.output:
             votes.append(
