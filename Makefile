@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml trainer/pyproject.toml Makefile
 	touch $@
 
 test: $(STAMP)
-	# `git pantheon --help` is tested end to end through man(1); CI images often lack it.
+	# `git pantheon --help` is tested end to end through man(1), and steps and votes are signed with
+	# ssh-keygen: install them where missing and we may (CI runs as root).
 	command -v man >/dev/null || (test "$$(id -u)" = 0 && apt-get update -qq && apt-get install -y -qq man-db >/dev/null) || true
+	command -v ssh-keygen >/dev/null || (test "$$(id -u)" = 0 && apt-get update -qq && apt-get install -y -qq openssh-client >/dev/null) || true
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

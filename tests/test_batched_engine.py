@@ -166,19 +166,19 @@ def test_common_prefixes_are_evaluated_once_and_a_longer_turn_reuses_its_slot(en
 def test_the_agent_loop_runs_on_the_engine_as_on_the_single_runtime(
     engine, single, repo_dir: Path, tmp_path: Path
 ) -> None:
-    task = {
-        "title": "Create hello.txt containing the word hello",
-        "scope": "Write one new file, hello.txt, in the repository root. Its content: hello",
-        "acceptance": ["grep -q hello hello.txt"],
-    }
+    # A task the embedded model does (a stub completed from its file, agents/stubs.py), the same way on both.
+    stub = 'def mul(a, b):\n    """Return the product of a and b."""\n    raise NotImplementedError\n'
+    task = {"title": "Implement mul in calc.py", "scope": "", "acceptance": ["true"], "files": ["calc.py"]}
     runs = []
     for name, runtime in (("batched", engine), ("single", single)):
         worktree = tmp_path / name
         git(repo_dir, "worktree", "add", "-q", "-b", name, str(worktree))
+        (worktree / "calc.py").write_text(stub)
         runs.append(run_agent(IMPLEMENTER, runtime, ToolContext(worktree=worktree), task, {}))
-        assert "hello" in (worktree / "hello.txt").read_text()
+        assert "raise NotImplementedError" not in (worktree / "calc.py").read_text()
     batched, alone = runs
     assert batched.ok, batched.error
+    assert (tmp_path / "batched" / "calc.py").read_text() == (tmp_path / "single" / "calc.py").read_text()
     assert [turn["call"] for turn in batched.turns] == [turn["call"] for turn in alone.turns]
 
 

@@ -303,9 +303,11 @@ class BatchedEngine:
     ) -> Completion:
         """One completion, decoded together with whatever else is running (the Runtime interface).
         Greedy by default, as LlamaRuntime; `seed` picks the sample when `temperature` > 0."""
+        # The loop gives a Lark grammar as a string (the code call format), a JSON schema as a dict.
         request = Request(
             prompt,
-            schema=schema,
+            schema=None if isinstance(schema, str) else schema,
+            grammar=schema if isinstance(schema, str) else None,
             max_tokens=max_tokens,
             seed=self.seed if seed is None else seed,
             temperature=temperature,
