@@ -42,6 +42,8 @@ class TaskReport:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     # Checks that passed on the base commit too: they do not test the task.
     untested_checks: list[str] = field(default_factory=list)
+    # "<step>: <adapter>" for each step of the newest attempt a LoRA adapter served (from Pantheon-Model).
+    adapters: list[str] = field(default_factory=list)
 
 
 UNTESTED = "passes without any change: does not test the task"
@@ -70,6 +72,18 @@ def parse_since(text: str) -> timedelta:
         raise PantheonError(f"--since {text}: use a span like 90m, 24h, 7d or 2w")
     unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
     return timedelta(**{unit: int(match.group(1))})
+
+
+def adapter_of(model: str) -> str:
+    """The adapter named in a Pantheon-Model trailer (`name@sha+<ref>-<blob>.gguf@sha`): its ref
+    (`implementer` or `implementer@tests`), or "" when the base model served."""
+    _, plus, adapter = model.partition("+")
+    if not plus:
+        return ""
+    name = adapter.split(".gguf", 1)[0]
+    ref, dash, blob = name.rpartition("-")
+    ref = ref if dash and len(blob) == 16 else name
+    return ref.replace(".", "@", 1) if "." in ref else ref
 
 
 def task_report(
@@ -110,6 +124,9 @@ def task_report(
                     ]
                     report.untested_checks = list(vote.evidence.get("passes_at_base", []))
         trailers = parse_trailers(commit.message)
+        served = adapter_of(trailers.get("Pantheon-Model", ""))
+        if served:
+            report.adapters.append(f"{trailers.get('Pantheon-Step')}: {served}")
         if trailers.get("Pantheon-Outcome") == "failed":
             report.failure = {
                 "commit": str(commit.id),
@@ -190,6 +207,11 @@ def render_markdown(reports: list[TaskReport], title: str) -> str:
         for r in untested:
             for command in r.untested_checks:
                 lines.append(f"- **{r.id}** `{command}`: {UNTESTED}")
+    served = [r for r in reports if r.adapters]
+    if served:
+        lines += ["", "## Adapters served", ""]
+        for r in served:
+            lines.append(f"- **{r.id}**: " + "; ".join(r.adapters))
     failures = [r for r in reports if r.failure]
     if failures:
         lines += ["", "## Red bin", ""]
