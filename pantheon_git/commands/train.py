@@ -35,15 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
-    from pantheon_git.store.git import open_repo
+    from pantheon_git.store.git import open_repo, work_tree
     from pantheon_git.store.layout import DATASETS_PREFIX
     from pantheon_git.training.dataset import record
+    from pantheon_git.training.nightly import mine_with_fixes
 
     repo = open_repo()
     _known_agent(repo, args.agent)
     where = DATASETS_PREFIX + args.agent
     if args.action == "dataset":
-        data = mine_with_fixes(repo, args.agent)
+        data = mine_with_fixes(repo, work_tree(repo), args.agent)
         commit, manifest = record(repo, data)
         counts = manifest["counts"]
         state = f"at {str(commit)[:12]}" if commit else "unchanged"
@@ -104,29 +105,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"wrote {exported['path']} ({exported['tensors']} tensors); models.toml takes it as `adapter = …`")
     return 0
-
-
-def mine_with_fixes(repo: Any, agent_name: str) -> Any:
-    """The night's steps of the agent, plus verified morning fixes when it can write them (view/edit/
-    create) and a sandbox exists to verify them in."""
-    from pantheon_git.agents.registry import agents
-    from pantheon_git.store.git import work_tree
-    from pantheon_git.tools.sandbox import sandbox_available
-    from pantheon_git.training.dataset import add_demonstrations, holdout, mine
-    from pantheon_git.training.fixes import demonstrations, find_fixes
-
-    data = mine(repo, agent_name)
-    root = work_tree(repo)
-    agent = agents(root).get(agent_name)
-    if agent is None or not {"view", "edit", "create"} <= set(agent.tools):
-        return data
-    if not sandbox_available():
-        data.skipped_fixes.extend(
-            f"{fix.commit[:12]} ({fix.task}): no sandbox here to verify it in" for fix in find_fixes(repo)
-        )
-        return data
-    add_demonstrations(data, demonstrations(repo, root, agent, holdout))
-    return data
 
 
 def _known_agent(repo: Any, name: str) -> None:

@@ -15,7 +15,8 @@ import pygit2
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.queue.status import Status, TaskState, checked_outcome, task_states
-from pantheon_git.store.layout import run_branch
+from pantheon_git.store.layout import DATASETS_PREFIX, EVALS_NOTES, run_branch
+from pantheon_git.store.notes import read_note
 from pantheon_git.store.runs import parse_trailers, recorded_steps, unverified_steps
 from pantheon_git.store.signing import AllowedSigners, allowed_signers
 from pantheon_git.store.traces import read_trace
@@ -179,7 +180,25 @@ def build_report(repo: pygit2.Repository, since: timedelta | None = None) -> lis
     return reports
 
 
-def render_markdown(reports: list[TaskReport], title: str) -> str:
+def training_outcomes(repo: pygit2.Repository) -> list[dict[str, Any]]:
+    """The newest nightly-training outcome of each agent: the note on its dataset ref's tip."""
+    found = []
+    for ref in sorted(repo.references):
+        if not ref.startswith(DATASETS_PREFIX):
+            continue
+        tip = repo.references[ref].peel(pygit2.Commit)
+        note = read_note(repo, EVALS_NOTES, tip.id)
+        if note:
+            try:
+                found.append(json.loads(note))
+            except ValueError:
+                continue  # not a training outcome: nothing to show
+    return found
+
+
+def render_markdown(
+    reports: list[TaskReport], title: str, training: list[dict[str, Any]] | None = None
+) -> str:
     lines = [f"# {title}", ""]
     counts: dict[str, int] = {}
     for report in reports:
@@ -212,6 +231,17 @@ def render_markdown(reports: list[TaskReport], title: str) -> str:
         lines += ["", "## Adapters served", ""]
         for r in served:
             lines.append(f"- **{r.id}**: " + "; ".join(r.adapters))
+    if training:
+        lines += ["", "## Nightly training", ""]
+        for outcome in training:
+            figures = outcome.get("training") or {}
+            cost = figures.get("seconds_per_step_per_1k_tokens")
+            lines.append(
+                f"- **{outcome.get('agent')}**: {outcome.get('outcome')}: {outcome.get('reason')} "
+                f"({outcome.get('rows')} rows, {outcome.get('fixes')} from morning fixes"
+                + (f", {cost} s/step per 1k tokens" if cost is not None else "")
+                + ")"
+            )
     failures = [r for r in reports if r.failure]
     if failures:
         lines += ["", "## Red bin", ""]
