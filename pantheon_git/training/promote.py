@@ -103,8 +103,17 @@ def decide(candidate: Evaluation, current: Evaluation, alpha: float | None = Non
 
 
 def evaluate(
-    repo: pygit2.Repository, root: Path, agent_name: str, adapter: Path | None, task_ids: Sequence[str]
+    repo: pygit2.Repository,
+    root: Path,
+    agent_name: str,
+    adapter: Path | None,
+    task_ids: Sequence[str],
+    *,
+    temperature: float = 0.0,
+    seed: int | None = None,
 ) -> Evaluation:
+    """Greedy by default (what the gate compares); with a temperature, sampled with `seed` (for spread)."""
+    from pantheon_git.night.executors import Sampled
     from pantheon_git.runtime.llama import runtime_for
 
     require_sandbox()  # the model's commands and the acceptance checks run in it, or nothing runs
@@ -118,6 +127,8 @@ def evaluate(
     if adapter is not None:
         config = config.model_copy(update={"adapter": str(adapter)})
     runtime = runtime_for(agent.model, config)
+    if temperature > 0:
+        runtime = Sampled(runtime, temperature)
     specs = {spec.id: spec for spec in load_specs(repo)}
     sandbox = run_sandboxed
     result = Evaluation("base" if adapter is None else str(adapter.stem), list(task_ids))
@@ -128,7 +139,8 @@ def evaluate(
         base = repo.revparse_single(spec.base or "HEAD").peel(pygit2.Commit).id
         with scratch_worktree(repo, root, base, f"eval/{task_id}") as workdir:
             task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance}
-            run = run_agent(agent, runtime, ToolContext(worktree=workdir, sandbox=sandbox), task, {})
+            context = ToolContext(worktree=workdir, sandbox=sandbox)
+            run = run_agent(agent, runtime, context, task, {}, seed=seed)
             checks = [sandbox(command, workdir, dict(os.environ), 120) for command in spec.acceptance]
             ok = run.ok and all(check.exit_code == 0 for check in checks)
         if ok:
