@@ -94,7 +94,7 @@ def bench_repo(problems: dict[int, dict[str, Any]], samples: int) -> Path:
             "signature and docstring, with a body that does what the docstring says. Change only that file.",
             acceptance=[f"timeout {CHECK_TIMEOUT_S} python3 checks/c{index:03d}.py"],
             flow="bench",
-            limits={"max_attempts": 64, "samples": samples, "max_minutes": 60},
+            limits={"max_attempts": 20, "samples": samples, "max_minutes": 60},
         )
         specs.append(stamp(spec, author="bench <bench@localhost>", base="main"))
     enqueue(open_repo(root), specs)
