@@ -102,6 +102,11 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"trained on {len(rows)} rows of {where} at {str(commit.id)[:12]}: loss {summary['first_loss']:.3f} "
         f"-> {summary['last_loss']:.3f} in {args.steps} steps"
+        + (
+            f", {summary['seconds_per_step_per_1k_tokens']} s per step per 1k tokens"
+            if summary.get("seconds_per_step_per_1k_tokens") is not None
+            else ""
+        )
     )
     print(f"wrote {exported['path']} ({exported['tensors']} tensors); models.toml takes it as `adapter = …`")
     return 0
