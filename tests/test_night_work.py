@@ -323,7 +323,7 @@ def test_best_of_n_stops_at_the_first_attempt_that_passes(repo_dir: Path) -> Non
         remote=None,
         max_tasks=5,
         claim_expiry_minutes=60,
-        flow_for=lambda _name: (nodes, executors),
+        flow_for=lambda _name, _labels=(): (nodes, executors),
         samples=1,  # the spec's limits.samples = 5 overrides it
     )
     results = run_tasks(repo, repo_dir, setup=setup)

@@ -35,7 +35,7 @@ def setup(max_tasks: int, remote: str | None) -> NightSetup:
         remote=remote,
         max_tasks=max_tasks,
         claim_expiry_minutes=60,
-        flow_for=lambda _name: (NODES, EXECUTORS),
+        flow_for=lambda _name, _labels=(): (NODES, EXECUTORS),
     )
 
 

@@ -7,10 +7,51 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="progress as JSON lines")
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="after the queue: mine, train a LoRA, evaluate it on the held-out tasks, promote it only if "
+        "better beyond noise (the next night serves it)",
+    )
+    parser.add_argument("--train-steps", type=int, default=None, help="LoRA steps for --train (default 60)")
+    parser.add_argument("--train-agent", default="implementer", help="the agent --train learns for")
 
 
 def run(args: argparse.Namespace) -> int:
-    return night(None, as_json=args.json)
+    if args.train_steps is not None and args.train_steps < 1:
+        from pantheon_git.errors import PantheonError
+
+        raise PantheonError(f"--train-steps: {args.train_steps}: must be at least 1")
+    code = night(None, as_json=args.json)
+    if args.train:
+        train(args.train_agent, args.train_steps, as_json=args.json)
+    return code
+
+
+def train(agent: str, steps: int | None, *, as_json: bool) -> None:
+    """The nightly trainer, after the queue; its outcome is printed and noted, never the night's exit."""
+    import json
+
+    from pantheon_git.store.git import open_repo, work_tree
+    from pantheon_git.training.nightly import DEFAULT_STEPS, train_night
+
+    repo = open_repo()
+    result = train_night(repo, work_tree(repo), agent, steps=steps or DEFAULT_STEPS)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "event": "training",
+                    "agent": agent,
+                    "outcome": result.outcome.value,
+                    "reason": result.reason,
+                    "rows": result.rows,
+                    "fixes": result.fixes,
+                }
+            )
+        )
+    else:
+        print(result.line())
 
 
 def night(ids: list[str] | None, *, as_json: bool, take_over: bool = False) -> int:

@@ -13,7 +13,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from pantheon_git.review.report import build_report, parse_since, render_json, render_markdown
+    from pantheon_git.review.report import (
+        build_report,
+        parse_since,
+        render_json,
+        render_markdown,
+        training_outcomes,
+    )
     from pantheon_git.store.git import open_repo
     from pantheon_git.store.locks import pantheon_dir
 
@@ -21,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     repo = open_repo()
     reports = build_report(repo, since)
     now = datetime.now(UTC)
-    markdown = render_markdown(reports, f"pantheon-git report, {now:%Y-%m-%d %H:%M} UTC")
+    title = f"pantheon-git report, {now:%Y-%m-%d %H:%M} UTC"
+    markdown = render_markdown(reports, title, training_outcomes(repo))
     folder = pantheon_dir(repo.path) / "reports"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{now:%Y-%m-%d}.md").write_text(markdown)

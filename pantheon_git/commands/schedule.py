@@ -11,6 +11,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--systemd", action="store_true", help="a systemd user timer instead of a crontab line"
     )
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="the night runs the nightly trainer after the queue (night --train)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     root = work_tree(repo).resolve()
     logs = pantheon_dir(repo.path).resolve() / "logs"
     if args.systemd:
-        units = systemd_units(root, logs, args.at)
+        units = systemd_units(root, logs, args.at, args.train)
         directory = systemd_dir()
         if args.action == "install":
             logs.mkdir(parents=True, exist_ok=True)
@@ -53,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     current = read_crontab()
     if args.action == "install":
         logs.mkdir(parents=True, exist_ok=True)
-        line = cron_line(root, logs, args.at)
+        line = cron_line(root, logs, args.at, args.train)
         write_crontab(with_line(current, root, line))
         print(f"installed: {line}")
     elif args.action == "remove":

@@ -35,22 +35,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pantheon_git.errors import PantheonError
-    from pantheon_git.store.git import open_repo
+    from pantheon_git.store.git import open_repo, work_tree
     from pantheon_git.store.layout import DATASETS_PREFIX
-    from pantheon_git.training.dataset import mine, record
+    from pantheon_git.training.dataset import record
+    from pantheon_git.training.nightly import mine_with_fixes
 
     repo = open_repo()
     _known_agent(repo, args.agent)
     where = DATASETS_PREFIX + args.agent
     if args.action == "dataset":
-        data = mine(repo, args.agent)
+        data = mine_with_fixes(repo, work_tree(repo), args.agent)
         commit, manifest = record(repo, data)
         counts = manifest["counts"]
         state = f"at {str(commit)[:12]}" if commit else "unchanged"
         print(
             f"{where} {state}: {counts['train']} train, {counts['holdout']} holdout, "
-            f"{counts['negatives']} negatives from {len(manifest['sources'])} steps"
+            f"{counts['negatives']} negatives from {len(manifest['sources'])} steps "
+            f"({counts['fixes']} train rows from morning fixes)"
         )
+        for skipped in manifest["skipped_fixes"]:
+            print(f"fix left out: {skipped}")
         if args.out:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
@@ -98,6 +102,11 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"trained on {len(rows)} rows of {where} at {str(commit.id)[:12]}: loss {summary['first_loss']:.3f} "
         f"-> {summary['last_loss']:.3f} in {args.steps} steps"
+        + (
+            f", {summary['seconds_per_step_per_1k_tokens']} s per step per 1k tokens"
+            if summary.get("seconds_per_step_per_1k_tokens") is not None
+            else ""
+        )
     )
     print(f"wrote {exported['path']} ({exported['tensors']} tensors); models.toml takes it as `adapter = …`")
     return 0

@@ -29,7 +29,8 @@ class NightSetup:
     remote: str | None
     max_tasks: int
     claim_expiry_minutes: int
-    flow_for: Callable[[str], tuple[list[PlannedNode], dict[str, NodeExecutor]]]
+    # (flow name, the task's labels) -> planned nodes and executors; labels route specialist adapters.
+    flow_for: Callable[[str, tuple[str, ...]], tuple[list[PlannedNode], dict[str, NodeExecutor]]]
     samples: int = 1  # best-of-N attempts per task per night (a spec's limits.samples overrides)
     sample_temperature: float = 0.8
 
@@ -105,15 +106,19 @@ def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
         return agents(root)
 
     @functools.cache
-    def flow_for(name: str) -> tuple[list[PlannedNode], dict[str, NodeExecutor]]:
+    def flow_for(
+        name: str, labels: tuple[str, ...] = ()
+    ) -> tuple[list[PlannedNode], dict[str, NodeExecutor]]:
         known = repository_agents()
         nodes = plan_nodes(root, name)
         used = {node.agent for node in nodes}
         models = load_models(root) if used - set(RUNNER_NODES) - {BASELINE} else {}
-        # The runner serves each agent's promoted adapter (refs/pantheon/adapters/<agent>), if any.
-        from pantheon_git.runtime.adapters import promoted_adapter
+        # Each agent is served the adapter whose recorded held-out score on these labels is best
+        # (refs/pantheon/adapters/<agent>[@label]); none promoted: the base model.
+        from pantheon_git.runtime.adapters import route_adapter
 
-        adapters = {agent: promoted_adapter(repo, agent) for agent in used if agent in known}
+        routed = {agent: route_adapter(repo, agent, labels) for agent in used if agent in known}
+        adapters = {agent: (choice.path if choice else None) for agent, choice in routed.items()}
         return nodes, executors_for(used, known, models, config.gate, adapters=adapters)
 
     return NightSetup(

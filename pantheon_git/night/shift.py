@@ -145,7 +145,7 @@ def _run_task(
     spec = state.spec
     task_id = state.id
     try:
-        nodes, executors = setup.flow_for(spec.flow)
+        nodes, executors = setup.flow_for(spec.flow, tuple(spec.labels))
     except PantheonError as refused:  # a bad flow, agent or models.toml: this task failed, not the night
         on_event({"event": "failed", "task": task_id, "reason": str(refused)})
         return [Refused(task_id, str(refused))]

@@ -36,7 +36,7 @@ def marker(root: Path) -> str:
     return cron_escape(f"{MARKER} {root}")
 
 
-def night_command(root: Path, logs: Path) -> str:
+def night_command(root: Path, logs: Path, train: bool = False) -> str:
     """The shell command cron runs: this interpreter, this repository, a dated log file (cron-escaped)."""
     for path in (root, logs, Path(sys.executable)):
         if "\n" in str(path) or "\r" in str(path):
@@ -45,12 +45,13 @@ def night_command(root: Path, logs: Path) -> str:
     path = cron_escape(shlex.quote(os.environ.get("PATH", "/usr/bin:/bin")))
     log = cron_escape(shlex.quote(str(logs))) + r"/night-$(date +\%Y-\%m-\%d).log"
     repo = cron_escape(shlex.quote(str(root)))
-    return f"cd {repo} && PATH={path} {python} -m pantheon_git night >> {log} 2>&1"
+    night = "night --train" if train else "night"  # --train: the nightly trainer after the queue
+    return f"cd {repo} && PATH={path} {python} -m pantheon_git {night} >> {log} 2>&1"
 
 
-def cron_line(root: Path, logs: Path, at: str) -> str:
+def cron_line(root: Path, logs: Path, at: str, train: bool = False) -> str:
     hour, minute = parse_time(at)
-    return f"{minute} {hour} * * * {night_command(root, logs)} {marker(root)}"
+    return f"{minute} {hour} * * * {night_command(root, logs, train)} {marker(root)}"
 
 
 def with_line(crontab: str, root: Path, line: str | None) -> str:
@@ -95,12 +96,12 @@ def unit_name(root: Path) -> str:
     return "pantheon-night-" + hashlib.sha256(str(root).encode()).hexdigest()[:10]
 
 
-def systemd_units(root: Path, logs: Path, at: str) -> dict[str, str]:
+def systemd_units(root: Path, logs: Path, at: str, train: bool = False) -> dict[str, str]:
     """A user service and timer for this repository (pure): file name -> content."""
     hour, minute = parse_time(at)
     name = unit_name(root)
     # Cron escapes % as \%; systemd as %% (specifiers) and $ as $$ (its own variable expansion).
-    command = night_command(root, logs).replace("$", "$$").replace("\\%", "%%")
+    command = night_command(root, logs, train).replace("$", "$$").replace("\\%", "%%")
     description = f"pantheon-git night shift in {root}".replace("%", "%%")
     service = (
         f"[Unit]\nDescription={description}\n\n"

@@ -15,7 +15,8 @@ import pygit2
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.queue.status import Status, TaskState, checked_outcome, task_states
-from pantheon_git.store.layout import run_branch
+from pantheon_git.store.layout import DATASETS_PREFIX, EVALS_NOTES, run_branch
+from pantheon_git.store.notes import read_note
 from pantheon_git.store.runs import parse_trailers, recorded_steps, unverified_steps
 from pantheon_git.store.signing import AllowedSigners, allowed_signers
 from pantheon_git.store.traces import read_trace
@@ -42,6 +43,8 @@ class TaskReport:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     # Checks that passed on the base commit too: they do not test the task.
     untested_checks: list[str] = field(default_factory=list)
+    # "<step>: <adapter>" for each step of the newest attempt a LoRA adapter served (from Pantheon-Model).
+    adapters: list[str] = field(default_factory=list)
 
 
 UNTESTED = "passes without any change: does not test the task"
@@ -70,6 +73,18 @@ def parse_since(text: str) -> timedelta:
         raise PantheonError(f"--since {text}: use a span like 90m, 24h, 7d or 2w")
     unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
     return timedelta(**{unit: int(match.group(1))})
+
+
+def adapter_of(model: str) -> str:
+    """The adapter named in a Pantheon-Model trailer (`name@sha+<ref>-<blob>.gguf@sha`): its ref
+    (`implementer` or `implementer@tests`), or "" when the base model served."""
+    _, plus, adapter = model.partition("+")
+    if not plus:
+        return ""
+    name = adapter.split(".gguf", 1)[0]
+    ref, dash, blob = name.rpartition("-")
+    ref = ref if dash and len(blob) == 16 else name
+    return ref.replace(".", "@", 1) if "." in ref else ref
 
 
 def task_report(
@@ -110,6 +125,9 @@ def task_report(
                     ]
                     report.untested_checks = list(vote.evidence.get("passes_at_base", []))
         trailers = parse_trailers(commit.message)
+        served = adapter_of(trailers.get("Pantheon-Model", ""))
+        if served:
+            report.adapters.append(f"{trailers.get('Pantheon-Step')}: {served}")
         if trailers.get("Pantheon-Outcome") == "failed":
             report.failure = {
                 "commit": str(commit.id),
@@ -162,7 +180,25 @@ def build_report(repo: pygit2.Repository, since: timedelta | None = None) -> lis
     return reports
 
 
-def render_markdown(reports: list[TaskReport], title: str) -> str:
+def training_outcomes(repo: pygit2.Repository) -> list[dict[str, Any]]:
+    """The newest nightly-training outcome of each agent: the note on its dataset ref's tip."""
+    found = []
+    for ref in sorted(repo.references):
+        if not ref.startswith(DATASETS_PREFIX):
+            continue
+        tip = repo.references[ref].peel(pygit2.Commit)
+        note = read_note(repo, EVALS_NOTES, tip.id)
+        if note:
+            try:
+                found.append(json.loads(note))
+            except ValueError:
+                continue  # not a training outcome: nothing to show
+    return found
+
+
+def render_markdown(
+    reports: list[TaskReport], title: str, training: list[dict[str, Any]] | None = None
+) -> str:
     lines = [f"# {title}", ""]
     counts: dict[str, int] = {}
     for report in reports:
@@ -190,6 +226,22 @@ def render_markdown(reports: list[TaskReport], title: str) -> str:
         for r in untested:
             for command in r.untested_checks:
                 lines.append(f"- **{r.id}** `{command}`: {UNTESTED}")
+    served = [r for r in reports if r.adapters]
+    if served:
+        lines += ["", "## Adapters served", ""]
+        for r in served:
+            lines.append(f"- **{r.id}**: " + "; ".join(r.adapters))
+    if training:
+        lines += ["", "## Nightly training", ""]
+        for outcome in training:
+            figures = outcome.get("training") or {}
+            cost = figures.get("seconds_per_step_per_1k_tokens")
+            lines.append(
+                f"- **{outcome.get('agent')}**: {outcome.get('outcome')}: {outcome.get('reason')} "
+                f"({outcome.get('rows')} rows, {outcome.get('fixes')} from morning fixes"
+                + (f", {cost} s/step per 1k tokens" if cost is not None else "")
+                + ")"
+            )
     failures = [r for r in reports if r.failure]
     if failures:
         lines += ["", "## Red bin", ""]

@@ -4,8 +4,11 @@ refs/pantheon/datasets/<agent>.
 Rows are `{"messages": [...]}` in chat form (TRL's SFTTrainer loads them unchanged): the prompt header
 as the user turn, each tool call exactly as the model produced it as an assistant turn, each tool result
 as a tool turn. Steps of runs that passed the gate (or were merged) are training rows; steps of failed
-runs go to negatives.jsonl. Rows are deduplicated; a task's rows go to train or holdout by a hash of
-its id, so a task never lands in both. The manifest names every source commit and a content hash.
+runs go to negatives.jsonl. Rows are deduplicated. The split is fixed by a hash of the task id (a
+training half and a held-out half): a held-out task's steps go to holdout.jsonl only, never to train or
+negatives, and its morning fixes are never turned into demonstrations, so training never sees a held-out
+task's prompt, solution or trace. The manifest writes the rule, the held-out task ids, every source commit
+and a content hash.
 """
 
 from __future__ import annotations
@@ -19,17 +22,21 @@ from typing import Any
 import pygit2
 
 from pantheon_git.queue.status import Status, run_outcome
+from pantheon_git.queue.tasks import load_specs
 from pantheon_git.store.git import append_commit, build_tree
 from pantheon_git.store.layout import DATASETS_PREFIX, PAYLOADS_NOTES, TRACES_NOTES
 from pantheon_git.store.notes import iter_notes
 from pantheon_git.store.runs import parse_trailers, run_heads
 from pantheon_git.store.votes import read_votes
 
-HOLDOUT_PERCENT = 20
+HOLDOUT_PERCENT = 50  # halves: one to learn from, one that only ever measures
+SPLIT_RULE = (
+    f"int(sha256(task id as UTF-8).hexdigest(), 16) % 100 < {HOLDOUT_PERCENT}: held out; else: training"
+)
 
 
 def holdout(task_id: str) -> bool:
-    """Deterministic split by task: the same task is always on the same side."""
+    """Deterministic split by task: the same task is always on the same side, on every machine."""
     return int(hashlib.sha256(task_id.encode()).hexdigest(), 16) % 100 < HOLDOUT_PERCENT
 
 
@@ -51,6 +58,12 @@ class Dataset:
     negatives: list[dict[str, Any]] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     holdout_tasks: list[str] = field(default_factory=list)
+    fixes: int = 0  # rows of train that are morning fixes (demonstrations), not the night's own attempts
+    skipped_fixes: list[str] = field(default_factory=list)  # "<commit>: <why>" of fixes not used
+
+    def add_holdout_task(self, task: str) -> None:
+        if task not in self.holdout_tasks:
+            self.holdout_tasks.append(task)
 
 
 def mine(repo: pygit2.Repository, agent: str) -> Dataset:
@@ -64,6 +77,9 @@ def mine(repo: pygit2.Repository, agent: str) -> Dataset:
             )
     payloads = dict(iter_notes(repo, PAYLOADS_NOTES))
     data = Dataset(agent)
+    for spec in load_specs(repo):
+        if spec.id is not None and holdout(spec.id):
+            data.add_holdout_task(spec.id)  # evaluated on, whether or not the night ever passed it
     seen: set[str] = set()
     for commit_id, blob_id in sorted(iter_notes(repo, TRACES_NOTES)):
         note = json.loads(repo.get(blob_id).data)
@@ -82,20 +98,35 @@ def mine(repo: pygit2.Repository, agent: str) -> Dataset:
         if key in seen:
             continue
         seen.add(key)
-        row["meta"] = {"task": task, "commit": commit_id, "ok": bool(note.get("ok"))}
-        if outcome in (Status.PASSED, Status.MERGED) and note.get("ok"):
-            if holdout(task):
+        row["meta"] = {"task": task, "commit": commit_id, "ok": bool(note.get("ok")), "source": "attempt"}
+        if holdout(task):
+            # Held out: whatever its outcome, nothing of it may reach training (negatives included).
+            data.add_holdout_task(task)
+            if outcome in (Status.PASSED, Status.MERGED) and note.get("ok"):
                 data.holdout.append(row)
-                if task not in data.holdout_tasks:
-                    data.holdout_tasks.append(task)
-            else:
-                data.train.append(row)
+                data.sources.append(commit_id)
+            continue
+        if outcome in (Status.PASSED, Status.MERGED) and note.get("ok"):
+            data.train.append(row)
         elif outcome == Status.FAILED or not note.get("ok"):
             data.negatives.append(row)
         else:
             continue  # still running: neither good nor bad yet
         data.sources.append(commit_id)
     return data
+
+
+def add_demonstrations(data: Dataset, shown: list[Any]) -> None:
+    """Verified morning fixes join the training rows (fixes.py has left held-out tasks out already)."""
+    for item in shown:
+        if item.row is None:
+            data.skipped_fixes.append(f"{item.fix.commit[:12]} ({item.fix.task}): {item.problem}")
+            continue
+        if holdout(item.fix.task):  # never, whoever called: the split is the one rule
+            continue
+        data.train.append(item.row)
+        data.fixes += 1
+        data.sources.append(item.fix.commit)
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
@@ -113,9 +144,15 @@ def record(repo: pygit2.Repository, data: Dataset) -> tuple[pygit2.Oid | None, d
     manifest = {
         "agent": data.agent,
         "content_sha256": content,
-        "counts": {"train": len(data.train), "holdout": len(data.holdout), "negatives": len(data.negatives)},
+        "counts": {
+            "train": len(data.train),
+            "holdout": len(data.holdout),
+            "negatives": len(data.negatives),
+            "fixes": data.fixes,
+        },
         "holdout_tasks": sorted(data.holdout_tasks),
-        "split": f"sha256(task id) % 100 < {HOLDOUT_PERCENT} goes to holdout",
+        "split": SPLIT_RULE,
+        "skipped_fixes": sorted(data.skipped_fixes),
         "sources": sorted(data.sources),
         "format": "chat messages (user: prompt header, assistant: tool call as produced, tool: result)",
     }

@@ -4,14 +4,19 @@
 the base model) and `eval.json`. Evaluating runs the agent alone on each held-out task, in a fresh
 worktree at the task's base, then the task's acceptance commands in the sandbox: the pass rate is the
 score; with no sandbox here, evaluation is refused (never run unsandboxed). Promotion appends a commit
-only if the candidate's rate is strictly higher than the current one's on the same tasks; rollback
+only if the candidate beats the current one on the same tasks: by rate (`train promote`), or, for the
+nightly trainer, beyond noise (`decide`: a one-sided exact sign test on the tasks where the two differ);
+the rule and its figures go into the eval note. A specialist is the same chain under
+`refs/pantheon/adapters/<agent>@<label>`, evaluated on that label's held-out tasks; rollback
 appends a commit restoring the version before. The runner reads the promoted adapter from the ref, so
 what runs at night is what the gate let through.
 """
 
 from __future__ import annotations
 
+import enum
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,9 +51,69 @@ class Evaluation:
         return len(self.passed) / len(self.tasks) if self.tasks else 0.0
 
 
+class Verdict(enum.StrEnum):
+    PROMOTE = "promote"
+    REFUSE = "refuse"
+
+
+NIGHT_ALPHA = 0.2  # the nightly trainer's noise level: at most a 1-in-5 chance a mere coin flip promotes
+
+
+@dataclass(slots=True)
+class Decision:
+    verdict: Verdict
+    rule: str
+    wins: int  # held-out tasks the candidate passes and the current one fails
+    losses: int  # the reverse
+    p_value: float | None
+    reason: str
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """One-sided exact sign test: P(at least `wins` of the differing tasks go to the candidate by chance)."""
+    n = wins + losses
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n if n else 1.0
+
+
+def decide(candidate: Evaluation, current: Evaluation, alpha: float | None = None) -> Decision:
+    """Promote or refuse. alpha None: a strictly higher pass rate; else: more wins than losses on the
+    paired tasks and a sign test p-value of at most alpha (better beyond noise)."""
+    if candidate.tasks != current.tasks or not candidate.tasks:
+        raise PantheonError("promotion needs both adapters evaluated on the same, non-empty held-out tasks")
+    won, lost = set(candidate.passed) - set(current.passed), set(current.passed) - set(candidate.passed)
+    wins, losses = len(won), len(lost)
+    figures = (
+        f"{len(candidate.passed)}/{len(candidate.tasks)} held-out tasks, the current {current.adapter} "
+        f"passed {len(current.passed)}/{len(current.tasks)} ({wins} won, {losses} lost)"
+    )
+    if alpha is None:
+        rule = "promote iff the candidate's held-out pass rate is strictly higher"
+        better, p_value = candidate.rate > current.rate, None
+    else:
+        rule = (
+            "promote iff the candidate wins more held-out tasks than it loses against the current adapter "
+            f"and a one-sided exact sign test over the differing tasks gives p <= {alpha}"
+        )
+        p_value = sign_test_p(wins, losses)
+        better = wins > losses and p_value <= alpha
+        figures += f", sign test p = {p_value:.3f}"
+    verdict = Verdict.PROMOTE if better else Verdict.REFUSE
+    reason = f"{'promoted' if better else 'adapter not promoted'}: it passed {figures}"
+    return Decision(verdict, rule, wins, losses, p_value, reason)
+
+
 def evaluate(
-    repo: pygit2.Repository, root: Path, agent_name: str, adapter: Path | None, task_ids: Sequence[str]
+    repo: pygit2.Repository,
+    root: Path,
+    agent_name: str,
+    adapter: Path | None,
+    task_ids: Sequence[str],
+    *,
+    temperature: float = 0.0,
+    seed: int | None = None,
 ) -> Evaluation:
+    """Greedy by default (what the gate compares); with a temperature, sampled with `seed` (for spread)."""
+    from pantheon_git.night.executors import Sampled
     from pantheon_git.runtime.llama import runtime_for
 
     require_sandbox()  # the model's commands and the acceptance checks run in it, or nothing runs
@@ -62,6 +127,8 @@ def evaluate(
     if adapter is not None:
         config = config.model_copy(update={"adapter": str(adapter)})
     runtime = runtime_for(agent.model, config)
+    if temperature > 0:
+        runtime = Sampled(runtime, temperature)
     specs = {spec.id: spec for spec in load_specs(repo)}
     sandbox = run_sandboxed
     result = Evaluation("base" if adapter is None else str(adapter.stem), list(task_ids))
@@ -72,29 +139,44 @@ def evaluate(
         base = repo.revparse_single(spec.base or "HEAD").peel(pygit2.Commit).id
         with scratch_worktree(repo, root, base, f"eval/{task_id}") as workdir:
             task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance}
-            run = run_agent(agent, runtime, ToolContext(worktree=workdir, sandbox=sandbox), task, {})
+            context = ToolContext(worktree=workdir, sandbox=sandbox)
+            run = run_agent(agent, runtime, context, task, {}, seed=seed)
             checks = [sandbox(command, workdir, dict(os.environ), 120) for command in spec.acceptance]
             ok = run.ok and all(check.exit_code == 0 for check in checks)
         if ok:
             result.passed.append(task_id)
-        result.details.append({"task": task_id, "finished": run.ok, "passed": ok, "turns": len(run.turns)})
+        result.details.append(
+            {
+                "task": task_id,
+                "labels": list(spec.labels),  # routing scores specialists per label from these
+                "finished": run.ok,
+                "passed": ok,
+                "turns": len(run.turns),
+            }
+        )
     return result
 
 
 def promote(
-    repo: pygit2.Repository, agent: str, adapter: Path, candidate: Evaluation, current: Evaluation
+    repo: pygit2.Repository,
+    agent: str,
+    adapter: Path,
+    candidate: Evaluation,
+    current: Evaluation,
+    *,
+    alpha: float | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> pygit2.Oid:
-    """Append the candidate to the agent's adapter chain if it beats the current one; else refuse."""
-    if candidate.tasks != current.tasks or not candidate.tasks:
-        raise PantheonError("promotion needs both adapters evaluated on the same, non-empty held-out tasks")
-    if candidate.rate <= current.rate:
-        raise PantheonError(
-            f"adapter not promoted: it passed {len(candidate.passed)}/{len(candidate.tasks)} held-out tasks, "
-            f"the current {current.adapter} passed {len(current.passed)}/{len(current.tasks)}"
-        )
+    """Append the candidate to the chain `refs/pantheon/adapters/<agent>` (`agent` may be `name@label`)
+    if `decide` lets it through; else refuse with the figures."""
+    decision = decide(candidate, current, alpha)
+    if decision.verdict is not Verdict.PROMOTE:
+        raise PantheonError(decision.reason)
     record = {
         "candidate": asdict(candidate),
         "current": asdict(current),
+        "decision": {**asdict(decision), "verdict": decision.verdict.value},
+        **(extra or {}),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     files = {"adapter.gguf": adapter.read_bytes(), "eval.json": json.dumps(record, indent=1).encode()}

@@ -116,6 +116,7 @@ def train_lora(
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     model.train()
     losses: list[float] = []
+    tokens = 0  # tokens through the model over all steps: the cost follows them, not the row count
     order = list(range(len(examples)))
     started = time.perf_counter()
     bar = tqdm(range(steps), desc=f"{method} r={rank}", disable=not progress)
@@ -123,6 +124,7 @@ def train_lora(
         if step % len(order) == 0:
             shuffle.shuffle(order)
         ids, positions, targets = _batch(examples[order[step % len(order)]], device)
+        tokens += int(ids.shape[1])
         logits = model(input_ids=ids, logits_to_keep=positions).logits[0]
         loss = torch.nn.functional.cross_entropy(logits.float(), targets)
         loss.backward()
@@ -146,6 +148,9 @@ def train_lora(
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "seconds_per_step": round(seconds / max(1, steps), 3),
+        "seconds": round(seconds, 3),
+        "tokens_per_step": round(tokens / max(1, steps), 1),
+        "seconds_per_step_per_1k_tokens": round(seconds / tokens * 1000, 3) if tokens else None,
         "device": device,
     }
     (out_dir / "training.json").write_text(json.dumps({**summary, "losses": losses}, indent=1))
