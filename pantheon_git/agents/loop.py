@@ -242,7 +242,9 @@ def run_agent(
         if repeated:
             turn["excluded_tool"] = repeated
         try:
-            if completion.finish_reason == "length":
+            # A body cut off at max_tokens is still a body (its last, partial line dropped, as raw
+            # completion would keep it); the edit's syntax check refuses it if it does not parse.
+            if completion.finish_reason == "length" and stub is None:
                 cut = completion.tokens_out
                 raise ValueError(f"the call was cut off after {cut} tokens; make it shorter")
             name, args = parse_call(text, tools, agent.output, call_format)
@@ -326,7 +328,9 @@ def first_stub(files: Mapping[str, str]) -> tuple[str, Stub] | None:
 
 def stub_edit(path: str, stub: Stub, completion: str) -> str:
     """The edit call that puts a completed body in place of the stub's placeholder."""
-    body = completion[:-1] if completion and completion[-1] not in " \t\n" else completion  # STOP char
+    if completion and completion[-1] not in " \t\n":  # the STOP character, or a line cut off
+        completion = completion[: completion.rfind("\n") + 1]
+    body = completion
     return (
         f"edit path={path}\n{SEARCH_OPEN}\n{stub.whole}{DIVIDER}\n{stub.head}{body.rstrip()}\n{REPLACE_CLOSE}"
     )
