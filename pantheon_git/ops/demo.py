@@ -16,15 +16,26 @@ from pathlib import Path
 from pantheon_git.store.git import run_git
 
 SAMPLE_FILES = {
-    "README.md": "# greetings\n\nA tiny sample project for the pantheon-git demo.\n",
-    "greet.py": 'def greet(name: str) -> str:\n    return "Hello, " + name\n',
+    "README.md": "# calc\n\nA tiny sample project for the pantheon-git demo.\n",
+    "calc.py": (
+        "def add(a: int, b: int) -> int:\n"
+        '    """Return the sum of a and b."""\n'
+        "    return a + b\n"
+        "\n"
+        "\n"
+        "def mul(a: int, b: int) -> int:\n"
+        '    """Return the product of a and b."""\n'
+        "    raise NotImplementedError\n"
+    ),
 }
 
+# A task the embedded 270M model can do: fill in a function stub the spec names (`files`).
 SPEC = """\
-id = "hello-file"
-title = "Create hello.txt containing the word hello"
-scope = "Write one new file, hello.txt, in the repository root. Its content: hello"
-acceptance = ["grep -q hello hello.txt"]
+id = "mul"
+title = "Implement mul in calc.py"
+scope = "calc.py has mul(a, b) as a stub: give it a body that returns the product of a and b."
+files = ["calc.py"]
+acceptance = ["python3 -c 'import calc; assert calc.mul(3, 4) == 12 and calc.mul(-2, 5) == -10'"]
 priority = 1
 labels = ["demo"]
 """
@@ -65,21 +76,19 @@ def main() -> int:
     sh(sample, "git", "pantheon", "init", "--signing-key")
     sh(sample, "git", "add", ".pantheon")
     sh(sample, "git", "commit", "-q", "-m", "pantheon: init")
-    (sample / "hello.spec.toml").write_text(SPEC)
-    sh(sample, "git", "pantheon", "queue", "hello.spec.toml")
+    (sample / "mul.spec.toml").write_text(SPEC)
+    sh(sample, "git", "pantheon", "queue", "mul.spec.toml")
     sh(sample, "git", "pantheon", "list")
     sh(sample, "git", "log", "--oneline", "refs/pantheon/tasks")
     night = sh(sample, "git", "pantheon", "night", check=False)
     # The morning report in git itself: a few lines per step (refs/notes/pantheon/log, the displayRef).
-    sh(sample, "git", "log", "--notes", "--pretty=pantheon", "main..pantheon/hello-file/1", check=False)
+    sh(sample, "git", "log", "--notes", "--pretty=pantheon", "main..pantheon/mul/1", check=False)
     # Every step is signed by the runner's key (.pantheon/allowed_signers says whose keys count).
-    sh(sample, "git", "log", "-1", "--show-signature", "--format=%h %s", "pantheon/hello-file/1", check=False)
+    sh(sample, "git", "log", "-1", "--show-signature", "--format=%h %s", "pantheon/mul/1", check=False)
     sh(sample, "git", "pantheon", "list")
     sh(sample, "git", "pantheon", "report")
     sh(sample, "git", "pantheon", "merge", "--all-passing", "--dry-run", check=False)
-    print(
-        f"\nthe sample repository stays at {sample}: try `git -C {sample} log --notes pantheon/hello-file/1`"
-    )
+    print(f"\nthe sample repository stays at {sample}: try `git -C {sample} log --notes pantheon/mul/1`")
     return night.returncode
 
 
