@@ -60,7 +60,7 @@ def call_grammar(
     return call_formats.lark_grammar(specs, files)
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentRun:
     ok: bool
     output: dict[str, Any] | None

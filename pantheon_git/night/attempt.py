@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,15 @@ SEED_STRIDE = 1_000_003  # attempt N samples with seed + (N-1) * stride: far fro
 NO_CHANGE = "no change: the step left every file as it was"
 
 
-@dataclass(frozen=True)
+class RunOutcome(StrEnum):
+    """How an attempt ended for the runner (whether it passed is the gate's, in the votes)."""
+
+    COMPLETED = "completed"  # every node ran (the gate may still have rejected)
+    FAILED = "failed"  # a node failed after its retries
+    SKIPPED = "skipped"  # the claim was lost mid-run
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedNode:
     """A flow node as the runner needs it; built from the flow definition by the caller."""
 
@@ -72,12 +81,12 @@ class PlannedNode:
     extra_inputs: Mapping[str, Any] | None = None  # e.g. a repair round's feedback
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskRun:
     task_id: str
     attempt: int
     branch: str
-    outcome: str  # "completed", "failed", "skipped"
+    outcome: RunOutcome
     detail: str = ""
     steps: list[str] = field(default_factory=list)
     passed: bool = False  # the run branch's head carries an approving gate vote
@@ -262,7 +271,7 @@ def run_attempt(
     for name, commit in done.items():  # oldest first, so a repair round's output replaces its node's
         trace = read_trace(repo, commit.id) or {}
         outputs[name] = outputs[flow_node_id(name)] = trace.get("output", {})
-    run = TaskRun(task_id, attempt, branch, "completed", steps=list(done))
+    run = TaskRun(task_id, attempt, branch, RunOutcome.COMPLETED, steps=list(done))
     deadline_all = time.monotonic() + spec.limits.max_minutes * 60
     by_id = {node.id: node for node in nodes}
     schedule = list(nodes)
@@ -277,7 +286,7 @@ def run_attempt(
                 schedule[index:index] = repair_steps(by_id, node, outputs.get(node.id, {}))
                 continue
             if not keep_alive():
-                run.outcome, run.detail = "skipped", "lost the task's claim to another runner"
+                run.outcome, run.detail = RunOutcome.SKIPPED, "lost the task's claim to another runner"
                 return run
             inputs = {name: outputs.get(name, {}) for name in node.inputs} | dict(node.extra_inputs or {})
             started = datetime.now(UTC)
@@ -336,7 +345,7 @@ def run_attempt(
                 }
             )
             if not result.ok:
-                run.outcome, run.detail = "failed", f"{node.id}: {result.error}"
+                run.outcome, run.detail = RunOutcome.FAILED, f"{node.id}: {result.error}"
                 return run
             schedule[index:index] = repair_steps(by_id, node, result.output)
         return run

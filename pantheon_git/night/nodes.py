@@ -16,7 +16,7 @@ from pantheon_git.schema.spec import Spec
 from pantheon_git.store.votes import Vote
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeContext:
     spec: Spec
     task_id: str
@@ -40,7 +40,7 @@ class NodeContext:
         return max(0.0, self.deadline - time.monotonic())
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeResult:
     summary: str
     output: dict[str, Any] = field(default_factory=dict)

@@ -23,7 +23,7 @@ from pantheon_git.schema.flow import evaluate_condition, load_flow, topological_
 from pantheon_git.schema.models import load_models
 
 
-@dataclass
+@dataclass(slots=True)
 class NightSetup:
     policy: dict[str, Any]
     remote: str | None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Completion:
     text: str
     tokens_in: int  # tokens in the prompt
@@ -17,7 +17,7 @@ class Completion:
     finish_reason: str = "stop"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModelIdentity:
     """What a trace records about the model that produced a completion."""
 

@@ -37,7 +37,7 @@ def unsandboxed(command: str, cwd: Path, env: Mapping[str, str], timeout_s: floa
     return run_in_group(["bash", "-c", command], cwd, env, timeout_s)
 
 
-@dataclass
+@dataclass(slots=True)
 class ToolContext:
     worktree: Path
     sandbox: Sandbox = unsandboxed
@@ -292,7 +292,7 @@ def run(args: RunArgs, ctx: ToolContext) -> str:
     return f"{state} after {result.duration_s:.1f}s\n{result.output_tail[-3000:]}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tool:
     name: str
     description: str
