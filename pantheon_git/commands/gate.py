@@ -10,23 +10,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.errors import PantheonError
-    from pantheon_git.queue.tasks import load_specs, resolve_id
+    from pantheon_git.queue.tasks import load_specs, resolve_newest_run
     from pantheon_git.review.gate import decide, gate_vote, signers_problem
     from pantheon_git.schema.config import load_config
     from pantheon_git.store.git import open_repo, work_tree
     from pantheon_git.store.layout import run_branch
     from pantheon_git.store.logview import log_votes
-    from pantheon_git.store.runs import newest_run, recorded_steps
+    from pantheon_git.store.runs import recorded_steps
     from pantheon_git.store.signing import allowed_signers
     from pantheon_git.store.votes import append_votes, read_votes
 
     repo = open_repo()
-    task_id = resolve_id(repo, args.id)
-    run = newest_run(repo, task_id)
-    if run is None:
-        raise PantheonError(f"task {task_id}: has no run for the gate to judge")
-    attempt, head = run
+    task_id, attempt, head = resolve_newest_run(repo, args.id, "for the gate to judge")
     ref = run_branch(task_id, attempt)
     spec_base = next((s.base for s in load_specs(repo) if s.id == task_id), None)
     signers = allowed_signers(repo, spec_base)

@@ -12,21 +12,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.errors import PantheonError
-    from pantheon_git.queue.tasks import resolve_id
+    from pantheon_git.queue.tasks import resolve_newest_run
     from pantheon_git.store.git import identity, open_repo
     from pantheon_git.store.layout import run_branch
     from pantheon_git.store.logview import log_votes
-    from pantheon_git.store.runs import newest_run
     from pantheon_git.store.signing import person_key
     from pantheon_git.store.votes import Vote, append_votes
 
     repo = open_repo()
-    task_id = resolve_id(repo, args.id)
-    run = newest_run(repo, task_id)
-    if run is None:
-        raise PantheonError(f"task {task_id}: has no run to vote on yet")
-    attempt, head = run
+    task_id, attempt, head = resolve_newest_run(repo, args.id, "to vote on")
     name, email = identity(repo)
     vote = Vote(voter=f"person:{name} <{email}>", verdict=args.verdict, reasons=args.message)
     key = person_key(repo)

@@ -26,7 +26,7 @@ from pantheon_git.schema.document import parse_toml
 from pantheon_git.schema.spec import Spec, validate_spec
 from pantheon_git.store.git import append_commit, build_tree, ref_commit
 from pantheon_git.store.layout import CANCELLED_DIR, TASKS_REF, claim_ref, spec_path
-from pantheon_git.store.runs import run_heads
+from pantheon_git.store.runs import newest_run, run_heads
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -202,3 +202,14 @@ def cancel(repo: pygit2.Repository, task_id: str, *, by: str, reason: str = "") 
     commit = append_commit(repo, TASKS_REF, build)
     assert commit is not None
     return commit
+
+
+def resolve_newest_run(repo: pygit2.Repository, given: str, purpose: str) -> tuple[str, int, pygit2.Oid]:
+    """(task id, attempt, head) of the newest run of the task `given` names; refused if it has none yet
+    (`purpose` says what the run was wanted for: "to vote on", "for the gate to judge")."""
+    task_id = resolve_id(repo, given)
+    run = newest_run(repo, task_id)
+    if run is None:
+        raise PantheonError(f"task {task_id}: has no run {purpose} yet")
+    attempt, head = run
+    return task_id, attempt, head
