@@ -64,8 +64,8 @@ def test_order_follows_inputs_not_file_order() -> None:
             "node a: duplicate node id",
         ),
         (
-            'entry = "nope"\n[[nodes]]\nid = "a"\nagent = "planner"\n',
-            "flows/x.toml: entry: 'nope' is not a node",
+            'output = "nope"\n[[nodes]]\nid = "a"\nagent = "planner"\n',
+            "flows/x.toml: output: 'nope' is not a node",
         ),
         (
             '[[nodes]]\nid = "a"\nagent = "planner"\ncolour = 1\n',

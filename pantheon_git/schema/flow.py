@@ -67,8 +67,7 @@ class Flow(BaseModel):
 
     name: str = ""
     description: str = ""
-    entry: str | None = None
-    output: str | None = None
+    output: str | None = None  # the gate node that ends the flow (default: the only gate)
     nodes: Annotated[list[Node], Field(min_length=1)]
 
 
@@ -142,10 +141,8 @@ def validate_flow(flow: Flow, source: str, known_agents: Iterable[str]) -> Flow:
         if node.repair is not None and node.repair not in node.inputs:
             raise PantheonError(f"{where}: repair: '{node.repair}' is not among its inputs")
     topological_order(flow, source)
-    for key in ("entry", "output"):
-        value = getattr(flow, key)
-        if value is not None and value not in ids:
-            raise PantheonError(f"{source}: {key}: '{value}' is not a node of this flow")
+    if flow.output is not None and flow.output not in ids:
+        raise PantheonError(f"{source}: output: '{flow.output}' is not a node of this flow")
     _check_it_ends(flow, source)
     return flow
 
