@@ -10,6 +10,16 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# A flow that needs no model: the acceptance checks, then the gate (tests of the night's machinery).
+CHECKS_FLOW = """\
+[[nodes]]
+id = "test"
+agent = "acceptance"
+[[nodes]]
+id = "gate"
+agent = "gate"
+inputs = ["test"]
+"""
 
 
 @pytest.fixture(autouse=True)

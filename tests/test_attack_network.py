@@ -17,7 +17,7 @@ import pytest
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.queue.claims import claim
-from tests.conftest import git, pantheon
+from tests.conftest import CHECKS_FLOW, git, pantheon
 
 
 def _netns_works() -> bool:
@@ -107,17 +107,6 @@ def test_localhost_subdomains_never_reach_a_dns_server() -> None:
 
 
 # --- remotes at night ------------------------------------------------------------------------------------
-
-CHECKS_FLOW = """\
-description = "Acceptance checks, then the gate; no model."
-[[nodes]]
-id = "test"
-agent = "acceptance"
-[[nodes]]
-id = "gate"
-agent = "gate"
-inputs = ["test"]
-"""
 
 
 def bare(tmp_path: Path, name: str) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from tests.conftest import git, pantheon
+from tests.conftest import CHECKS_FLOW, git, pantheon
 
 AWS_KEY_ID = "AKIAZ7Q3XW5R9T2Y4U6I"
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzQ8v3Nt5Rk"
@@ -76,16 +76,6 @@ ENV_VALUES = [
     "EnvDsnSecret-77",
 ]
 ENV_VALUES += [ENV_SECRETS["GITHUB_PAT"], ENV_SECRETS["AWS_SECRET_ACCESS_KEY"]]
-
-CHECKS_FLOW = """\
-[[nodes]]
-id = "test"
-agent = "acceptance"
-[[nodes]]
-id = "gate"
-agent = "gate"
-inputs = ["test"]
-"""
 
 
 def object_store(repo_dir: Path) -> bytes:

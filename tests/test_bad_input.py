@@ -14,17 +14,8 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from tests.conftest import git, pantheon
+from tests.conftest import CHECKS_FLOW, git, pantheon
 
-CHECKS_FLOW = """\
-[[nodes]]
-id = "test"
-agent = "acceptance"
-[[nodes]]
-id = "gate"
-agent = "gate"
-inputs = ["test"]
-"""
 GOOD_SPEC = 'title = "fine"\nacceptance = ["true"]\n'
 
 

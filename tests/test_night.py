@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, pantheon
+from tests.conftest import CHECKS_FLOW, git, pantheon
 
 # Three modules, each with a stub the task names (`--file`): the embedded model completes such a body
 # from the file itself (agents/stubs.py), and passes these three.
@@ -101,18 +101,6 @@ def test_replay_reproduces_a_recorded_step(night_repo) -> None:
     checks = git(repo, "log", "--format=%H", "--grep", "^Pantheon-Step: test$", "pantheon/mul/1").split()[0]
     no_model = pantheon(repo, "replay", checks)
     assert no_model.returncode == 2 and "ran no model agent" in no_model.stderr
-
-
-CHECKS_FLOW = """\
-description = "Acceptance checks, then the gate; no model."
-[[nodes]]
-id = "test"
-agent = "acceptance"
-[[nodes]]
-id = "gate"
-agent = "gate"
-inputs = ["test"]
-"""
 
 
 def with_checks_flow(repo_dir: Path, tmp_path: Path) -> Path:

@@ -38,7 +38,7 @@ from pantheon_git.store.git import open_repo
 from pantheon_git.store.traces import read_trace
 from pantheon_git.store.votes import Vote
 from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available
-from tests.conftest import git, pantheon
+from tests.conftest import CHECKS_FLOW, git, pantheon
 
 POLICY = {"local_only": True}
 CHECK = "python3 -c \"import calc; v = calc.answer(); assert v == 42, 'answer() returned %r' % v\""
@@ -243,17 +243,6 @@ def test_the_gate_approves_only_a_fixed_check_unless_configured() -> None:
     assert (
         decide(relaxed, [acceptance(baseline=True, fixed=[], passes_at_base=["true"])]).verdict == "approve"
     )
-
-
-CHECKS_FLOW = """\
-[[nodes]]
-id = "test"
-agent = "acceptance"
-[[nodes]]
-id = "gate"
-agent = "gate"
-inputs = ["test"]
-"""
 
 
 @needs_sandbox
