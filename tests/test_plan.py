@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -78,9 +79,7 @@ def test_night_refuses_a_flow_with_a_remote_model_before_anything_runs() -> None
     }
     agents = {
         **BUILTIN_AGENTS,
-        "reviewer": BUILTIN_AGENTS["reviewer"].__class__(
-            **{**BUILTIN_AGENTS["reviewer"].__dict__, "model": "cloud"}
-        ),
+        "reviewer": replace(BUILTIN_AGENTS["reviewer"], model="cloud"),
     }
     with pytest.raises(
         PantheonError, match=r"local-only; these agents use a non-local runtime: reviewer \(model cloud\)"

@@ -19,6 +19,7 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.night.attempt import PlannedNode, TaskRun, choose_attempt, run_attempt
 from pantheon_git.night.nodes import NodeExecutor
 from pantheon_git.night.setup import NightSetup, prepare_night
+from pantheon_git.night.worktrees import sweep_worktrees
 from pantheon_git.queue.claims import Claim, ClaimPushFailed, claim, heartbeat, read_claim, take_over
 from pantheon_git.queue.status import Status, TaskState, task_states
 from pantheon_git.queue.tasks import cancelled_ids, queue_tree, read_queue
@@ -103,6 +104,7 @@ def run_tasks(
     can be trusted); then each picked task runs, and whatever goes wrong with one is that task's failure.
     """
     setup = setup or prepare_night(repo, root)
+    sweep_worktrees(repo, root)  # what runners killed earlier left checked out
     on_event({"event": "night", "claims": setup.policy.get("claims", "claims local only")})
     results: list[TaskRun | Skipped | Refused] = []
     tree = queue_tree(repo)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.store.git import run_git
-from pantheon_git.store.locks import pantheon_dir
+from pantheon_git.store.locks import pantheon_dir, task_lock
 
 
 def worktree_path(git_dir: str, task_id: str, attempt: int) -> Path:
@@ -73,3 +73,19 @@ def scratch_worktree(repo: pygit2.Repository, root: Path, commit: pygit2.Oid, la
         finally:
             remove_worktree(root, workdir)
             repo.references.delete(branch)
+
+
+def sweep_worktrees(repo: pygit2.Repository, repo_root: Path) -> list[Path]:
+    """Remove task worktrees a killed runner left behind: those whose task no live runner holds (its
+    flock is free). A finished task is never resumed, so nothing else would ever remove them."""
+    folder = pantheon_dir(repo.path) / "worktrees"
+    swept = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        task_id, _, attempt = path.name.rpartition("-")
+        if not task_id or not attempt.isdigit():
+            continue
+        with task_lock(repo.path, task_id) as free:
+            if free:
+                remove_worktree(repo_root, path)
+                swept.append(path)
+    return swept
