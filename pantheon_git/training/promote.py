@@ -138,7 +138,12 @@ def evaluate(
             raise PantheonError(f"held-out task {task_id}: not in the queue here")
         base = repo.revparse_single(spec.base or "HEAD").peel(pygit2.Commit).id
         with scratch_worktree(repo, root, base, f"eval/{task_id}") as workdir:
-            task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance}
+            task = {
+                "title": spec.title,
+                "scope": spec.scope,
+                "acceptance": spec.acceptance,
+                "files": spec.files,
+            }
             context = ToolContext(worktree=workdir, sandbox=sandbox)
             run = run_agent(agent, runtime, context, task, {}, seed=seed)
             checks = [sandbox(command, workdir, dict(os.environ), 120) for command in spec.acceptance]

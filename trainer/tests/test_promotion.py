@@ -21,8 +21,13 @@ def sample_repo(tmp_path: Path) -> Path:
         ["init", "-q", "-b", "main"],
         ["config", "user.name", "T"],
         ["config", "user.email", "t@x"],
-        ["commit", "-q", "--allow-empty", "-m", "initial"],
     ):
+        subprocess.run(["git", *args], cwd=repo, check=True, env=env)
+    # A stub the embedded model completes (agents/stubs.py): the base model passes this task.
+    (repo / "calc.py").write_text(
+        'def mul(a, b):\n    """Return the product of a and b."""\n    raise NotImplementedError\n'
+    )
+    for args in (["add", "calc.py"], ["commit", "-q", "-m", "initial"]):
         subprocess.run(["git", *args], cwd=repo, check=True, env=env)
     queued = subprocess.run(
         [
@@ -31,13 +36,13 @@ def sample_repo(tmp_path: Path) -> Path:
             "pantheon_git",
             "queue",
             "--id",
-            "hello",
+            "mul",
             "--title",
-            "Create hello.txt containing the word hello",
-            "--scope",
-            "Write one new file, hello.txt, in the repository root. Its content: hello",
+            "Implement mul in calc.py",
+            "--file",
+            "calc.py",
             "--acceptance",
-            "grep -q hello hello.txt",
+            "python3 -c 'import calc; assert calc.mul(3, 4) == 12'",
         ],
         cwd=repo,
         capture_output=True,
@@ -58,9 +63,9 @@ def test_a_worse_adapter_is_refused_and_a_promoted_one_is_served(
     from pantheon_git.training.promote import Evaluation, evaluate, promote
 
     repo = open_repo(sample_repo)
-    base = evaluate(repo, sample_repo, "implementer", None, ["hello"])
-    candidate = evaluate(repo, sample_repo, "implementer", trained["gguf"], ["hello"])
-    assert base.passed == ["hello"]  # the base model does this one
+    base = evaluate(repo, sample_repo, "implementer", None, ["mul"])
+    candidate = evaluate(repo, sample_repo, "implementer", trained["gguf"], ["mul"])
+    assert base.passed == ["mul"]  # the base model does this one
     assert candidate.passed == []  # the secret-word adapter finishes without writing anything
     with pytest.raises(PantheonError, match="adapter not promoted: it passed 0/1 held-out tasks"):
         promote(repo, "implementer", trained["gguf"], candidate, base)
@@ -71,8 +76,8 @@ def test_a_worse_adapter_is_refused_and_a_promoted_one_is_served(
         repo,
         "implementer",
         trained["gguf"],
-        Evaluation("x", ["hello"], ["hello"]),
-        Evaluation("b", ["hello"]),
+        Evaluation("x", ["mul"], ["mul"]),
+        Evaluation("b", ["mul"]),
     )
     served = promoted_adapter(repo, "implementer")
     assert served is not None and served.read_bytes() == trained["gguf"].read_bytes()
@@ -93,7 +98,7 @@ def test_a_worse_adapter_is_refused_and_a_promoted_one_is_served(
     )
     context = NodeContext(
         spec=load_specs(repo)[0],
-        task_id="hello",
+        task_id="mul",
         attempt=1,
         node_id="implement",
         agent="implementer",
