@@ -15,24 +15,15 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import git, pantheon
+from tests.conftest import CHECKS_FLOW, git, pantheon
 
-FLOW = """\
-[[nodes]]
-id = "test"
-agent = "acceptance"
-[[nodes]]
-id = "gate"
-agent = "gate"
-inputs = ["test"]
-"""
 TASKS = [f"k{n:02d}" for n in range(12)]
 KILLS = 20
 
 
 def test_random_sigkills_never_repeat_a_finished_task(repo_dir: Path) -> None:
     assert pantheon(repo_dir, "init").returncode == 0
-    (repo_dir / ".pantheon" / "flows" / "quick.toml").write_text(FLOW)
+    (repo_dir / ".pantheon" / "flows" / "quick.toml").write_text(CHECKS_FLOW)
     config = repo_dir / ".pantheon" / "config.toml"
     # Model-free: nothing changes the files, so no check can go from failing to passing.
     relaxed = config.read_text().replace("min_approvals = 2", "min_approvals = 0")
