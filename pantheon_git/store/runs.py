@@ -23,7 +23,6 @@ from pantheon_git.store.locks import held_since
 from pantheon_git.store.redact import redact_all, redact_bytes
 from pantheon_git.store.signing import AllowedSigners, Trust, create_commit, signing_key, verify_commit
 
-
 STEP_TRAILER = "Pantheon-Step"
 # The fields folded into the Pantheon-Step line (`key=value` after the node), as the trailers code reads:
 # one trailer line a step instead of one a field keeps `git log` of a run on one screen.
