@@ -60,7 +60,7 @@ def cli_step(root: Path, ref: str, i: int, env: dict[str, str]) -> None:
     git("read-tree", parent)
     git("update-index", "--add", "--cacheinfo", f"100644,{blob},src/out.txt")
     tree = git("write-tree")
-    message = f"s{i}: step {i}\n\nPantheon-Task: bench\nPantheon-Step: s{i}\n"
+    message = f"s{i}: step {i}\n\nPantheon-Step: s{i} task=bench\n"
     commit = git("commit-tree", tree, "-p", parent, "-m", message)
     git("update-ref", ref, commit, parent)
     git("notes", "--ref", "pantheon/traces", "add", "-f", "-m", json.dumps(trace_for(i)), commit)
@@ -89,7 +89,7 @@ class FastImport:
     def step(self, i: int) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         who = f"committer Bench <bench@example.com> {int(time.time())} +0000\n".encode()
-        message = f"s{i}: step {i}\n\nPantheon-Task: bench\nPantheon-Step: s{i}\n"
+        message = f"s{i}: step {i}\n\nPantheon-Step: s{i} task=bench\n"
         vote = Vote(voter="tests", verdict="approve", reasons=[f"step {i}"]).to_line() + "\n"
         out = [b"commit %s\nmark :%d\n" % (self.ref.encode(), i + 1), who, self._data(message)]
         if self.first:

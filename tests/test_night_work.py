@@ -127,7 +127,7 @@ def steps_of(repo_dir: Path, branch: str) -> list[str]:
     log = git(
         repo_dir, "log", "--reverse", "--format=%(trailers:key=Pantheon-Step,valueonly)", f"main..{branch}"
     )
-    return log.split()
+    return [line.split()[0] for line in log.splitlines() if line.strip()]  # the node, then task, attempt
 
 
 @needs_sandbox
