@@ -35,7 +35,7 @@ def seed_notes(repo: pygit2.Repository, count: int) -> None:
     tree = repo.head.peel(pygit2.Commit).tree_id
     commits = [repo.create_commit(None, sig, sig, f"old step {i}", tree, []) for i in range(count)]
     note = json.dumps({"summary": "old step", "tokens": {"in": 900, "out": 120}}).encode()
-    update_notes(repo, TRACES_NOTES, {str(c): replace_with(note) for c in commits}, f"seed {count} notes")
+    update_notes(repo, TRACES_NOTES, {c: replace_with(note) for c in commits}, f"seed {count} notes")
 
 
 def trace_for(i: int) -> dict[str, object]:

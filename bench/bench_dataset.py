@@ -13,6 +13,7 @@ import json
 import subprocess
 import time
 
+import pygit2
 from common import scratch_repo, verdict
 
 from pantheon_git.store.git import open_repo
@@ -31,8 +32,8 @@ def main() -> None:
     root = scratch_repo()
     repo = open_repo(root)
     per_task = args.notes // args.tasks
-    traces: dict[str, NoteUpdate] = {}
-    payloads: dict[str, NoteUpdate] = {}
+    traces: dict[pygit2.Oid, NoteUpdate] = {}
+    payloads: dict[pygit2.Oid, NoteUpdate] = {}
     started = time.perf_counter()
     for task in range(args.tasks):
         task_id = f"t{task}"
@@ -54,7 +55,7 @@ def main() -> None:
                 ],
             }
             data = json.dumps(turns).encode()
-            blob = str(repo.create_blob(data))
+            blob = repo.create_blob(data)
             payloads[blob] = replace_with(data)
             note = {
                 "summary": "s",
@@ -62,9 +63,9 @@ def main() -> None:
                 "attempt": 1,
                 "agent": agent,
                 "ok": True,
-                "agent_trace": {"$blob": blob, "bytes": len(data), "json": True},
+                "agent_trace": {"$blob": str(blob), "bytes": len(data), "json": True},
             }
-            traces[str(head)] = replace_with(json.dumps(note).encode())
+            traces[head] = replace_with(json.dumps(note).encode())
         assert head is not None
         append_votes(
             repo, head, [Vote(kind="gate", voter="gate", verdict="approve" if task % 4 else "reject")]
