@@ -17,11 +17,11 @@ def run(args: argparse.Namespace) -> int:
     report = replay_step(repo, work_tree(repo), args.commit)
     if report.matches:
         print(
-            f"{report.commit[:12]}: {report.agent}, {report.turns} turns replayed: every tool result, the "
+            f"{str(report.commit)[:12]}: {report.agent}, {report.turns} turns replayed: every tool result, the "
             "output and the files match"
         )
         return 0
-    print(f"{report.commit[:12]}: {report.agent}: does not reproduce")
+    print(f"{str(report.commit)[:12]}: {report.agent}: does not reproduce")
     for line in report.mismatches:
         print(f"  {line}")
     return 1
