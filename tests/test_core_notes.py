@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pygit2
 
-from pantheon_git.store.git import open_repo
+from pantheon_git.store.git import open_repo, parse_oid
 from pantheon_git.store.layout import PAYLOADS_NOTES, TRACES_NOTES, VOTES_NOTES
 from pantheon_git.store.notes import iter_notes, read_note, set_note
 from pantheon_git.store.traces import INLINE_LIMIT, read_trace, write_trace
@@ -91,3 +91,11 @@ def test_votes_from_two_clones_merge_with_cat_sort_uniq(repo_dir: Path, tmp_path
     votes = read_all_votes(open_repo(repo_dir), head)
     assert [vote.voter for vote in votes].count("reviewer") == 2 and len(votes) == 3
     assert [vote.id for vote in votes] == sorted(vote.id for vote in votes)
+
+
+def test_hex_from_outside_the_store_is_an_object_id_only_when_whole() -> None:
+    full = "0123456789abcdef0123456789abcdef01234567"
+    assert parse_oid(full) == pygit2.Oid(hex=full) and parse_oid(f" {full.upper()}\n") == pygit2.Oid(hex=full)
+    # pygit2.Oid(hex="abc") is abc000…: a short id must not turn into another, valid-looking one.
+    assert str(pygit2.Oid(hex="abc")).startswith("abc000")
+    assert [parse_oid(text) for text in ("abc", full[:-1], "g" * 40, "", full + "0")] == [None] * 5
