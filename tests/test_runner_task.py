@@ -23,7 +23,7 @@ from pantheon_git.queue.tasks import enqueue
 from pantheon_git.schema.spec import Spec, stamp
 from pantheon_git.store.git import open_repo
 from pantheon_git.store.traces import read_trace
-from tests.conftest import git
+from tests.conftest import git, oid_of
 
 POLICY = {"local_only": True}
 
@@ -108,7 +108,7 @@ def test_failure_leaves_an_artifact_and_retries_restore_the_worktree(repo_dir: P
         "README.md",
         "junk3.txt",
     ]
-    note = read_trace(repo, git(repo_dir, "rev-parse", "pantheon/t1/1").strip())
+    note = read_trace(repo, oid_of(repo_dir, "pantheon/t1/1"))
     assert note is not None and note["error"] == "try 3 broke" and len(note["failed_tries"]) == 3
     assert any("git log --notes" in line for line in note["inspect"])
     assert {s.id: s.status.value for s in task_states(repo)} == {"t1": "failed"}

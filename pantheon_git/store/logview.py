@@ -107,7 +107,7 @@ def count_tool_calls(agent_trace: Mapping[str, Any] | None) -> int | None:
     return sum(1 for turn in agent_trace["turns"] if isinstance(turn, Mapping) and "result" in turn)
 
 
-def log_votes(repo: pygit2.Repository, commit: str | pygit2.Oid, votes: Sequence[Vote]) -> None:
+def log_votes(repo: pygit2.Repository, commit: pygit2.Oid, votes: Sequence[Vote]) -> None:
     """Votes cast after the step (people, a re-decided gate, a merge) join its log lines."""
     if votes:
         append_note_lines(repo, LOG_NOTES, commit, [vote_line(votes)], "pantheon: log votes")
