@@ -15,15 +15,13 @@ from pathlib import Path
 from tests.conftest import CHECKS_FLOW, enable_signing, git, pantheon
 
 
-def _setup(repo: Path, samples: int = 1) -> None:
+def _setup(repo: Path) -> None:
     assert pantheon(repo, "init").returncode == 0
     (repo / ".pantheon" / "flows" / "quick.toml").write_text(CHECKS_FLOW)
     config = repo / ".pantheon" / "config.toml"
     # Model-free: nothing changes the files, so no check can go from failing to passing.
     text = config.read_text().replace("min_approvals = 2", "min_approvals = 0")
     text = text.replace("require_fixed_check = true", "require_fixed_check = false")
-    if samples > 1:
-        text = text.replace("[night]\n", f"[night]\nsamples = {samples}\n", 1)
     config.write_text(text)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "pantheon with a model-free flow")
@@ -98,9 +96,9 @@ def test_jobs_run_every_task_with_the_notes_of_one_job(tmp_path: Path, repo_dir:
 
 
 def test_best_of_n_attempts_run_at_once_and_none_start_after_a_pass(repo_dir: Path) -> None:
-    _setup(repo_dir, samples=4)
-    _queue(repo_dir, "pass", "sleep 0.3", attempts=4)
-    _queue(repo_dir, "fail", "sleep 0.3; false", attempts=4)
+    _setup(repo_dir)
+    _queue(repo_dir, "pass", "sleep 0.3", samples=4, attempts=4)
+    _queue(repo_dir, "fail", "sleep 0.3; false", samples=4, attempts=4)
     night = pantheon(repo_dir, "night", "--jobs", "2", "--json")
     assert night.returncode == 0, night.stdout + night.stderr
     # Two attempts of `pass` ran together and both passed: the two left never started.
@@ -165,3 +163,17 @@ def test_random_sigkills_with_jobs_run_every_step_exactly_once(repo_dir: Path) -
     assert not list((repo_dir / ".git").rglob("*.lock")) or all(
         path.parent.name == "locks" for path in (repo_dir / ".git").rglob("*.lock")
     )
+
+
+def test_an_attempt_that_passed_beside_a_newer_failing_one_decides_the_task(repo_dir: Path) -> None:
+    _setup(repo_dir)
+    # Attempt 1 passes at once; attempt 2, running beside it, fails later: the newest run failed.
+    check = "case $PWD in *-1) true;; *) sleep 1; false;; esac"
+    _queue(repo_dir, "mix", check, samples=2, attempts=2)
+    night = pantheon(repo_dir, "night", "--jobs", "2", "--json")
+    assert night.returncode == 0, night.stdout + night.stderr
+    assert _branches(repo_dir) == ["pantheon/mix/1", "pantheon/mix/2"]
+    assert _statuses(repo_dir) == {"mix": "passed"}
+    merged = pantheon(repo_dir, "merge", "mix")
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    assert git(repo_dir, "rev-parse", "main") == git(repo_dir, "rev-parse", "pantheon/mix/1")
