@@ -3,7 +3,7 @@
 A small model decoding one sequence is memory-bound where compute is plentiful (a GPU): every token
 streams all the weights once, and several sequences in one `llama_batch` share that stream. On a small
 CPU the embedded model's output layer (262,144 vocabulary rows, most of its weights) is compute-bound
-and every sequence needs its logits, so there the gain is smaller (measured in bench/bench_throughput.py).
+and every sequence needs its logits, so there the gain is smaller (measured in bench/bench_engine.py; a whole night in bench/bench_throughput.py).
 Either way one scheduler keeps the model busy for all callers and evaluates shared prompts once. This engine
 holds `n_seq_max` sequence slots in one unified KV cache. Callers (the threads of a night with
 `--jobs N`, or `complete_many`) hand requests to one scheduler thread, the only thread that touches
