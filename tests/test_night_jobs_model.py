@@ -109,3 +109,49 @@ def test_two_jobs_share_one_engine_and_their_tool_calls_hold_to_the_grammar(repo
     assert {turn["call"]["tool"] for turn in turns} <= {"edit", "finish", "read_file", "create", "write_file"}
     # Both attempts' completions went through the one engine: as many requests as turns.
     assert runtime.stats.requests == len(turns)
+
+
+def _lora(path: Path, scale: float) -> Path:
+    """A real LoRA adapter GGUF for the embedded model (one layer's FFN gate); B = `scale` everywhere (0:
+    served, it changes nothing)."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(path, arch="gemma3")
+    writer.add_string("general.type", "adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", 16.0)
+    writer.add_tensor("blk.0.ffn_gate.weight.lora_a", np.full((8, 640), 0.01, dtype=np.float32))
+    writer.add_tensor("blk.0.ffn_gate.weight.lora_b", np.full((2048, 8), scale, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.model
+def test_the_engine_serves_an_adapter_and_refuses_a_bad_one_clearly(tmp_path: Path) -> None:
+    from pantheon_git.errors import PantheonError
+
+    config = ModelConfig(bundled="gemma3-270m", n_ctx=1024, n_threads=2, engine="batched", parallel=1)
+    zero = _lora(tmp_path / "zero.gguf", 0.0)
+    strong = _lora(tmp_path / "strong.gguf", 3.0)
+    plain = BatchedRuntime("default", config)
+    served = BatchedRuntime("default", config.model_copy(update={"adapter": str(zero)}))
+    changed = BatchedRuntime("default", config.model_copy(update={"adapter": str(strong)}))
+    try:
+        assert served.identity.adapter.startswith("zero.gguf@") and not plain.identity.adapter
+        assert served.identity.label().endswith("+" + served.identity.adapter)
+        prompt = "def add(a, b):\n"
+        texts = [
+            runtime.complete(prompt, schema=None, max_tokens=12).text for runtime in (plain, served, changed)
+        ]
+        assert texts[0] == texts[1] != texts[2], texts  # a zero adapter changes nothing; a real one does
+    finally:
+        for runtime in (plain, served, changed):
+            runtime.close()
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF trained on nothing")
+    with pytest.raises(PantheonError, match=r"^models\.default\.adapter: .*bad\.gguf is not a LoRA adapter"):
+        BatchedRuntime("default", config.model_copy(update={"adapter": str(bad)}))
