@@ -12,6 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from pantheon_git.errors import PantheonError
+from pantheon_git.night.executors import config_is_local
+from pantheon_git.night.setup import served_models
+from pantheon_git.schema.models import parse_models
+from pantheon_git.store.git import backoff
 from tests.conftest import CHECKS_FLOW, enable_signing, git, pantheon
 
 
@@ -184,6 +191,24 @@ def test_an_attempt_that_passed_beside_a_newer_failing_one_decides_the_task(repo
 def test_a_writer_waiting_out_a_stale_lock_keeps_backing_off() -> None:
     # Jobs killed mid-write leave a notes ref locked for STALE_LOCK_SECONDS; the writers of the next night
     # retry about a thousand times meanwhile, and the 1024th retry's backoff must still be a number.
-    from pantheon_git.store.git import backoff
-
     backoff(1025)
+
+
+def test_models_toml_names_the_batched_engine_and_jobs_serve_every_local_model_with_it() -> None:
+    models = parse_models(
+        '[models.a]\nbundled = "gemma3-270m"\n'
+        '[models.b]\nengine = "batched"\nbundled = "gemma3-270m"\nparallel = 2\nn_gpu_layers = -1\n'
+        '[models.c]\nengine = "openai-compatible"\nurl = "http://127.0.0.1:8080"\n',
+        "models.toml",
+    )
+    assert config_is_local(models["b"]) and models["b"].n_gpu_layers == -1
+    one = served_models(models, 1)
+    assert (one["a"].engine, one["b"].engine, one["b"].parallel) == ("llama.cpp", "batched", 2)
+    three = served_models(models, 3)
+    assert (three["a"].engine, three["a"].parallel) == ("batched", 4)  # idle slots keep prompts cached
+    assert three["b"].parallel == 2 and three["c"] == models["c"]
+    assert served_models(models, 8)["a"].parallel == 8
+    with pytest.raises(PantheonError, match=r"^models\.toml:3: models\.x\.parallel: input should be"):
+        parse_models('[models.x]\nbundled = "gemma3-270m"\nparallel = 0\n', "models.toml")
+    with pytest.raises(PantheonError, match="needs exactly one of `path` or `bundled`"):
+        parse_models('[models.x]\nengine = "batched"\n', "models.toml")
