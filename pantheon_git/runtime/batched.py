@@ -2,13 +2,13 @@
 
 A small model decoding one sequence is memory-bound where compute is plentiful (a GPU): every token
 streams all the weights once, and several sequences in one `llama_batch` share that stream. On a small
-CPU the embedded model's output layer (262,144 vocabulary rows, most of its weights) is compute-bound
-and every sequence needs its logits, so there the gain is smaller (measured in bench/bench_engine.py; a whole night in bench/bench_throughput.py).
-Either way one scheduler keeps the model busy for all callers and evaluates shared prompts once. This engine
-holds `n_seq_max` sequence slots in one unified KV cache. Callers (the threads of a night with
-`--jobs N`, or `complete_many`) hand requests to one scheduler thread, the only thread that touches
-llama.cpp; at every step it admits waiting requests into free slots, then decodes one token for every
-active sequence in a single `llama_decode`.
+CPU the embedded model's output layer (262,144 vocabulary rows, most of its weights) is compute-bound and
+every sequence needs its logits, so there the gain is smaller (measured in bench/bench_engine.py; a whole
+night with --jobs in bench/bench_throughput.py). Either way one scheduler keeps the model busy for all
+callers and evaluates shared prompts once. This engine holds `n_seq_max` sequence slots in one unified KV
+cache. Callers (the threads of a night with `--jobs N`, or `complete_many`) hand requests to one
+scheduler thread, the only thread that touches llama.cpp; at every step it admits waiting requests into
+free slots, then decodes one token for every active sequence in a single `llama_decode`.
 
 Prompt prefixes are evaluated once: a new request starts from the longest common token prefix it shares
 with a slot's cached tokens (its own slot's previous prompt: an agent loop's turn N extends turn N-1;
