@@ -212,3 +212,15 @@ def test_models_toml_names_the_batched_engine_and_jobs_serve_every_local_model_w
         parse_models('[models.x]\nbundled = "gemma3-270m"\nparallel = 0\n', "models.toml")
     with pytest.raises(PantheonError, match="needs exactly one of `path` or `bundled`"):
         parse_models('[models.x]\nengine = "batched"\n', "models.toml")
+
+
+def test_max_tasks_still_bounds_a_night_with_jobs(repo_dir: Path) -> None:
+    _setup(repo_dir)
+    config = repo_dir / ".pantheon" / "config.toml"
+    config.write_text(config.read_text().replace("max_tasks = 20", "max_tasks = 2"))
+    git(repo_dir, "commit", "-qam", "two tasks a night")
+    for task_id in ("ta", "tb", "tc", "td"):
+        _queue(repo_dir, task_id, "sleep 0.2")
+    night = pantheon(repo_dir, "night", "--jobs", "3")
+    assert night.returncode == 0, night.stdout + night.stderr
+    assert _statuses(repo_dir) == {"ta": "passed", "tb": "passed", "tc": "queued", "td": "queued"}
