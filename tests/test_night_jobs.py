@@ -156,9 +156,10 @@ def test_random_sigkills_with_jobs_run_every_step_exactly_once(repo_dir: Path) -
         time.sleep(moment)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    began = time.monotonic()
+    # A git command a killed night had started (worktree add, a push) outlives it by milliseconds; the
+    # next night starts after it, as a real one would, not inside it.
+    time.sleep(0.5)
     final = pantheon(repo_dir, "night", "--jobs", "3")
-    print("final night took", round(time.monotonic() - began, 1), "s")
     assert final.returncode == 0, final.stdout + final.stderr
     assert _statuses(repo_dir) == {**dict.fromkeys(TASKS, "passed"), "many": "failed"}, final.stdout
     expected = [f"pantheon/{task_id}/1" for task_id in TASKS] + [f"pantheon/many/{n}" for n in (1, 2, 3)]
