@@ -36,9 +36,10 @@ from bench_agent import load_problems, night_repo
 
 from pantheon_git.night.setup import prepare_night, served_models
 from pantheon_git.night.shift import Skipped, run_tasks
+from pantheon_git.ops.configure import setup_signing
 from pantheon_git.runtime.llama import runtime_for
 from pantheon_git.schema.models import load_models
-from pantheon_git.store.git import open_repo
+from pantheon_git.store.git import open_repo, run_git
 
 
 @dataclass(slots=True)
@@ -85,6 +86,12 @@ def night(
     slots = args.slots or jobs
     (root / ".pantheon" / "models.toml").write_text(models_toml(engine, args.threads, args.gpu_layers, slots))
     repo = open_repo(root)
+    # Signed steps and votes, so the gate can approve (without allowed signers no attempt can pass).
+    setup_signing(repo, root)
+    run_git(["add", ".pantheon/allowed_signers"], root)
+    run_git(
+        ["-c", "user.name=Bench", "-c", "user.email=bench@localhost", "commit", "-q", "-m", "signers"], root
+    )
     served = served_models(load_models(root), jobs)["default"]
     runtime = runtime_for("default", served)  # loaded (or reused) before the clock starts
     if engine == "batched":
@@ -144,10 +151,13 @@ def main() -> int:
     problems = load_problems(args.limit)
     log = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
 
+    plan = [] if args.no_baseline else [("baseline (llama.cpp, one at a time)", "llama.cpp", 1)]
+    plan += [(f"batched, --jobs {jobs}", "batched", jobs) for jobs in levels]
     rows = []
-    if not args.no_baseline:
-        rows.append(night("baseline (llama.cpp, one at a time)", "llama.cpp", 1, problems, args, log))
-    rows += [night(f"batched, --jobs {jobs}", "batched", jobs, problems, args, log) for jobs in levels]
+    for name, engine, jobs in plan:
+        rows.append(night(name, engine, jobs, problems, args, log))
+        # Each configuration's raw figures as soon as it ends (stderr), so a cut-off run keeps them.
+        print(json.dumps(asdict(rows[-1])), file=sys.stderr, flush=True)
     base = rows[0]
     one_attempt = base.seconds / base.attempts if base.attempts else 0.0
     summary = {
