@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from pantheon_git.queue.tasks import resolve_id
     from pantheon_git.store.git import open_repo
 
+    night.check_jobs(args)
     repo = open_repo()
     ids = [resolve_id(repo, given) for given in args.ids]
-    return night.night(ids, as_json=args.json, take_over=args.take_over)
+    return night.night(ids, as_json=args.json, take_over=args.take_over, jobs=args.jobs)

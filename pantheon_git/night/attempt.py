@@ -103,7 +103,17 @@ def choose_attempt(repo: pygit2.Repository, spec: Spec, samples: int = 1) -> tup
     if not attempts:
         return 1, False
     newest = max(attempts)
-    head = repo.get(attempts[newest])
+    if not attempt_finished(repo, spec, newest, attempts[newest]):
+        return newest, True
+    if newest >= max(spec.limits.max_attempts, samples):
+        return None
+    return newest + 1, False
+
+
+def attempt_finished(repo: pygit2.Repository, spec: Spec, attempt: int, head_id: pygit2.Oid) -> bool:
+    """Whether run `attempt` of `spec` (its head `head_id`) is over: never to be resumed."""
+    assert spec.id is not None
+    head = repo.get(head_id)
     # Any gate or merge record ends a run, counted or not: an unverified gate vote cannot make a run
     # pass, but the run is over (re-running it would decide nothing new).
     signers = allowed_signers(repo, spec.base)
@@ -113,12 +123,8 @@ def choose_attempt(repo: pygit2.Repository, spec: Spec, samples: int = 1) -> tup
     # A signing runner resumes only runs it can vouch for: an unfinished run branch with steps not
     # signed by an allowed signer (adopted from another machine) is never built upon; a new attempt starts.
     if not finished and signing_key(repo) is not None:
-        finished = bool(unverified_steps(repo, run_branch(spec.id, newest), signers))
-    if not finished:
-        return newest, True
-    if newest >= max(spec.limits.max_attempts, samples):
-        return None
-    return newest + 1, False
+        finished = bool(unverified_steps(repo, run_branch(spec.id, attempt), signers))
+    return finished
 
 
 def attempt_passed(repo: pygit2.Repository, ref: str) -> bool:

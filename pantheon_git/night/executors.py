@@ -34,7 +34,7 @@ BASELINE = "baseline"  # the step (and executor) that runs the acceptance checks
 
 
 def config_is_local(config: ModelConfig) -> bool:
-    return config.engine == "llama.cpp" or (config.url is not None and url_is_local(config.url))
+    return config.in_process or (config.url is not None and url_is_local(config.url))
 
 
 def _summary(output: Mapping[str, Any] | None) -> str:

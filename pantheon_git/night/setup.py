@@ -20,7 +20,7 @@ from pantheon_git.night.nodes import NodeExecutor
 from pantheon_git.night.policy import enter_night_mode
 from pantheon_git.schema.config import CONFIG_SOURCE, load_config
 from pantheon_git.schema.flow import evaluate_condition, load_flow, topological_order
-from pantheon_git.schema.models import load_models
+from pantheon_git.schema.models import ModelConfig, load_models
 
 
 @dataclass(slots=True)
@@ -33,6 +33,7 @@ class NightSetup:
     flow_for: Callable[[str, tuple[str, ...]], tuple[list[PlannedNode], dict[str, NodeExecutor]]]
     samples: int = 1  # best-of-N attempts per task per night (a spec's limits.samples overrides)
     sample_temperature: float = 0.8
+    jobs: int = 1  # attempts in flight at once (`--jobs`), all served by one batched engine per model
 
 
 DEFAULT_REPAIRS = 2
@@ -74,6 +75,20 @@ def plan_nodes(root: Path, flow_name: str) -> list[PlannedNode]:
     return planned
 
 
+def served_models(models: dict[str, ModelConfig], jobs: int) -> dict[str, ModelConfig]:
+    """The models as this night serves them: with more than one job every in-process model goes to the
+    batched engine (one load shared by all jobs; a one-at-a-time context cannot serve concurrent calls),
+    with its sequence slots fixed now so every task reaches the same pooled engine."""
+    from pantheon_git.runtime.batched_runtime import slots_for
+
+    served = {}
+    for name, config in models.items():
+        if config.in_process and (jobs > 1 or config.engine == "batched"):
+            config = config.model_copy(update={"engine": "batched", "parallel": slots_for(config, jobs)})
+        served[name] = config
+    return served
+
+
 CLAIMS_LOCAL_ONLY = "claims local only"
 
 
@@ -89,13 +104,16 @@ def claims_remote(repo: pygit2.Repository, allowed: list[str]) -> str | None:
     return allowed[0] if allowed else None
 
 
-def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
+def prepare_night(repo: pygit2.Repository, root: Path, jobs: int = 1) -> NightSetup:
     """Enter night mode (scrub credentials, block egress) and read the repository's configuration.
 
     A bad config.toml stops the night before anything is written (one line, exit 2): without it the gate
     policy is unknown. Flows, agent files and models.toml are read per task by `flow_for`, so a bad one
     fails only the tasks that use it (a flow without model agents never needs models.toml).
+    `jobs` attempts run at once (`--jobs`); above 1, models are served by the batched engine.
     """
+    if jobs < 1:
+        raise PantheonError(f"--jobs: {jobs}: must be at least 1")
     config = load_config(root)
     remote = claims_remote(repo, config.night.remotes)  # refused before night mode changes anything
     policy = enter_night_mode()
@@ -112,7 +130,7 @@ def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
         known = repository_agents()
         nodes = plan_nodes(root, name)
         used = {node.agent for node in nodes}
-        models = load_models(root) if used - set(RUNNER_NODES) - {BASELINE} else {}
+        models = served_models(load_models(root), jobs) if used - set(RUNNER_NODES) - {BASELINE} else {}
         # Each agent is served the adapter whose recorded held-out score on these labels is best
         # (refs/pantheon/adapters/<agent>[@label]); none promoted: the base model.
         from pantheon_git.runtime.adapters import route_adapter
@@ -129,4 +147,5 @@ def prepare_night(repo: pygit2.Repository, root: Path) -> NightSetup:
         flow_for=flow_for,
         samples=config.night.samples,
         sample_temperature=config.night.sample_temperature,
+        jobs=jobs,
     )

@@ -97,13 +97,18 @@ def run_tasks(
     on_event: Callable[[dict[str, Any]], None] = lambda _event: None,
     setup: NightSetup | None = None,
     take_over_expired: bool = False,
+    jobs: int | None = None,
 ) -> list[TaskRun | Skipped | Refused]:
-    """Run the picked tasks one after another; returns what happened to each.
+    """Run the picked tasks one after another (or `jobs` attempts at once); returns what happened to each.
 
     Broken specs in the queue are reported as failed first (they cannot be picked: nothing about them
     can be trusted); then each picked task runs, and whatever goes wrong with one is that task's failure.
+    `jobs` defaults to the setup's (`--jobs`); above 1 the attempts run as in `run_concurrently`.
     """
-    setup = setup or prepare_night(repo, root)
+    setup = setup or prepare_night(repo, root, jobs or 1)
+    jobs = setup.jobs if jobs is None else jobs
+    if jobs < 1:
+        raise PantheonError(f"--jobs: {jobs}: must be at least 1")
     sweep_worktrees(repo, root)  # what runners killed earlier left checked out
     on_event({"event": "night", "claims": setup.policy.get("claims", "claims local only")})
     results: list[TaskRun | Skipped | Refused] = []
@@ -118,6 +123,14 @@ def run_tasks(
     picked_ids = [task_id for task_id in ids or () if task_id not in {bad.task_id for bad in broken}]
     if ids and not picked_ids:
         return results
+    if jobs > 1:
+        from pantheon_git.night.jobs import run_concurrently
+
+        picked = pick_tasks(task_states(repo), picked_ids or None)
+        limit = None if ids else setup.max_tasks
+        return results + run_concurrently(
+            repo, root, picked, setup, on_event, take_over_expired, jobs=jobs, max_tasks=limit
+        )
     ran = 0  # attempts started or resumed: what max_tasks bounds (named tasks are not bounded)
     for state in pick_tasks(task_states(repo), picked_ids or None):
         if not ids and ran >= setup.max_tasks:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +24,18 @@ def worktree_path(git_dir: str, task_id: str, attempt: int) -> Path:
     return pantheon_dir(git_dir) / "worktrees" / f"{task_id}-{attempt}"
 
 
+# `git worktree add/remove/prune` edit one shared list under the git dir: the jobs of a night (threads)
+# take turns, so one job's prune never meets another's half-added worktree.
+_WORKTREES = threading.RLock()
+
+
 def add_worktree(repo_root: Path, path: Path, branch: str) -> Path:
     """Check `branch` out at `path`, clearing what a killed run may have left there first."""
+    with _WORKTREES:
+        return _add_worktree(repo_root, path, branch)
+
+
+def _add_worktree(repo_root: Path, path: Path, branch: str) -> Path:
     # A runner killed inside `git worktree add` leaves the entry locked ("initializing") and the branch
     # marked as checked out there; unlock, remove, prune, and let a doubled --force override the rest.
     # That lock is provably stale, not merely present: the path is this task attempt's own and the caller
@@ -50,6 +61,11 @@ def add_worktree(repo_root: Path, path: Path, branch: str) -> Path:
 
 def remove_worktree(repo_root: Path, path: Path) -> None:
     """Remove the worktree (its branch stays); tolerate one that git no longer knows."""
+    with _WORKTREES:
+        _remove_worktree(repo_root, path)
+
+
+def _remove_worktree(repo_root: Path, path: Path) -> None:
     run_git(
         ["worktree", "remove", "--force", "--force", "--end-of-options", str(path)], repo_root, check=False
     )

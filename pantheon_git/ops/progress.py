@@ -19,14 +19,17 @@ def describe(event: dict[str, Any], elapsed: float) -> str:
     if kind == "task":
         resumed = " (resumed)" if event.get("resume") else ""
         return f"{clock} task {event['task']} attempt {event['attempt']}{resumed}: {event.get('title', '')}"
+    # With --jobs, several attempts run at once: their node and step lines say whose they are.
+    job = f"{event['job']} " if event.get("job") else ""
     if kind == "node":
-        return f"{clock}   {event['node']} ({event['agent']}) …"
+        return f"{clock}   {job}{event['node']} ({event['agent']}) …"
     if kind == "step":
         tokens = event.get("tokens") or {}
         out = tokens.get("out", 0)
         rate = f", {out / event['seconds']:.1f} tok/s" if out and event.get("seconds") else ""
         state = "ok" if event.get("ok") else "FAILED"
-        return f"{clock}   {event['node']} {state} in {event['seconds']:.1f}s{rate} -> {event['commit'][:10]}"
+        took = f"{event['seconds']:.1f}s{rate}"
+        return f"{clock}   {job}{event['node']} {state} in {took} -> {event['commit'][:10]}"
     if kind == "done":
         detail = f": {event['detail']}" if event.get("detail") else ""
         return f"{clock} task {event['task']} {event['outcome']}{detail} (branch {event['branch']})"
@@ -51,7 +54,7 @@ class Progress:
         elapsed = time.monotonic() - self.start
         if self.as_json:
             self.stream.write(json.dumps({**event, "elapsed_s": round(elapsed, 3)}) + "\n")
-        elif self.tty and event.get("event") == "node":
+        elif self.tty and event.get("event") == "node" and not event.get("job"):
             self.stream.write("\r\033[K" + describe(event, elapsed))
             self.pending = True
         else:

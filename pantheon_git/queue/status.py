@@ -4,7 +4,8 @@ queued    the spec is in refs/pantheon/tasks and nothing else happened
 claimed   refs/pantheon/claims/<id> exists, no run branch yet
 running   the newest run branch exists and has no outcome yet (or its runner was interrupted)
 passed    the gate's newest counted vote on the run branch head approves, and every step commit of the
-          run is signed by an allowed signer (votes count only when signed: store/votes.py)
+          run is signed by an allowed signer (votes count only when signed: store/votes.py); the
+          newest run, or an older one that passed beside it (`--jobs` runs attempts at once)
 failed    the head is a failure artifact (trailer Pantheon-Outcome: failed) or the gate rejects
 merged    a merge record is among the head's votes
 cancelled a record under cancelled/ in the tasks tree (a merged task stays merged)
@@ -83,6 +84,7 @@ class TaskState:
     attempts: dict[int, pygit2.Oid] = field(default_factory=dict)
     claimed: bool = False
     votes: list[Vote] = field(default_factory=list)
+    decided: int | None = None  # the attempt the status describes (None: the newest)
 
     @property
     def id(self) -> str:
@@ -91,6 +93,10 @@ class TaskState:
 
     @property
     def latest_attempt(self) -> int | None:
+        """The attempt the status describes (what merge takes, what the report shows): the newest, or an
+        older one that passed while newer ones ran beside it (`--jobs`) and did not."""
+        if self.decided is not None:
+            return self.decided
         return max(self.attempts) if self.attempts else None
 
 
@@ -114,13 +120,25 @@ def queue_states(repo: pygit2.Repository) -> tuple[list[TaskState], list[BrokenS
         attempts = heads.get(spec.id, {})
         outcome = None
         votes: list[Vote] = []
+        decided: int | None = None
         if attempts:
             if spec.base not in signers:
                 signers[spec.base] = allowed_signers(repo, spec.base)
-            newest = max(attempts)
-            outcome, votes = checked_outcome(repo, spec.id, newest, attempts[newest], signers[spec.base])
+            decided = max(attempts)
+            outcome, votes = checked_outcome(repo, spec.id, decided, attempts[decided], signers[spec.base])
+            # Attempts of one task may run side by side (--jobs): a passed one is not hidden by a newer one
+            # that failed or still runs. One at a time, the newest attempt is the only one that can pass.
+            if outcome not in (Status.PASSED, Status.MERGED):
+                for older in sorted(attempts, reverse=True)[1:]:
+                    found = checked_outcome(repo, spec.id, older, attempts[older], signers[spec.base])
+                    if found[0] in (Status.PASSED, Status.MERGED):
+                        decided, (outcome, votes) = older, found
+                        break
         status = derive_status(cancelled=spec.id in cancelled, claimed=spec.id in claims, outcome=outcome)
-        states.append(TaskState(spec, status, dict(attempts), spec.id in claims, votes))
+        state = TaskState(spec, status, dict(attempts), spec.id in claims, votes)
+        if attempts and decided != max(attempts):
+            state.decided = decided
+        states.append(state)
     states.sort(
         # A synced spec may lack `created`: it sorts as the oldest instead of breaking the comparison.
         key=lambda state: (

@@ -2,13 +2,13 @@
 
 A small model decoding one sequence is memory-bound where compute is plentiful (a GPU): every token
 streams all the weights once, and several sequences in one `llama_batch` share that stream. On a small
-CPU the embedded model's output layer (262,144 vocabulary rows, most of its weights) is compute-bound
-and every sequence needs its logits, so there the gain is smaller (measured in bench/bench_throughput.py).
-Either way one scheduler keeps the model busy for all callers and evaluates shared prompts once. This engine
-holds `n_seq_max` sequence slots in one unified KV cache. Callers (the threads of a night with
-`--jobs N`, or `complete_many`) hand requests to one scheduler thread, the only thread that touches
-llama.cpp; at every step it admits waiting requests into free slots, then decodes one token for every
-active sequence in a single `llama_decode`.
+CPU the embedded model's output layer (262,144 vocabulary rows, most of its weights) is compute-bound and
+every sequence needs its logits, so there the gain is smaller (measured in bench/bench_engine.py; a whole
+night with --jobs in bench/bench_throughput.py). Either way one scheduler keeps the model busy for all
+callers and evaluates shared prompts once. This engine holds `n_seq_max` sequence slots in one unified KV
+cache. Callers (the threads of a night with `--jobs N`, or `complete_many`) hand requests to one
+scheduler thread, the only thread that touches llama.cpp; at every step it admits waiting requests into
+free slots, then decodes one token for every active sequence in a single `llama_decode`.
 
 Prompt prefixes are evaluated once: a new request starts from the longest common token prefix it shares
 with a slot's cached tokens (its own slot's previous prompt: an agent loop's turn N extends turn N-1;
@@ -198,6 +198,7 @@ class BatchedEngine:
         seed: int = 0,
         name: str = "default",
         sha256: str | None = None,
+        adapter: str | Path | None = None,
     ) -> None:
         import llama_cpp
         from llama_cpp._logger import set_verbose  # llama.cpp's own log lines off, as Llama(verbose=False)
@@ -241,6 +242,9 @@ class BatchedEngine:
         if not self.ctx:
             llama_cpp.llama_model_free(self.model)
             raise PantheonError(f"n_ctx: llama.cpp could not make a context of {n_ctx} tokens")
+        adapter_label = ""
+        if adapter is not None:
+            adapter_label = self._load_adapter(Path(adapter), name)
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_ctx = n_ctx
         self.n_batch = n_batch
@@ -251,6 +255,7 @@ class BatchedEngine:
             name=name,
             engine="llama.cpp",
             sha256=sha256 if sha256 is not None else file_sha256(path),
+            adapter=adapter_label,
             seed=seed,
             extra={"n_gpu_layers": n_gpu_layers, "n_ctx": n_ctx, "batched": n_seq_max},
         )
@@ -266,14 +271,37 @@ class BatchedEngine:
         self._thread = threading.Thread(target=self._run, name="pantheon-batched-engine", daemon=True)
         self._thread.start()
 
+    def _load_adapter(self, path: Path, name: str) -> str:
+        """Serve a LoRA adapter on every sequence of this context (one adapter per engine, as one per
+        LlamaRuntime); its label for the Pantheon-Model trailer. Refused clearly, never dropped."""
+        llama_cpp = self._llama
+        problem = "does not exist" if not path.is_file() else ""
+        lora = None
+        if not problem:
+            from llama_cpp._utils import suppress_stdout_stderr
+
+            with suppress_stdout_stderr(disable=False):
+                lora = llama_cpp.llama_adapter_lora_init(self.model, str(path).encode("utf-8"))
+            if not lora:
+                problem = "is not a LoRA adapter llama.cpp can load for this model"
+        if not problem:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(lora)
+            scales = (ctypes.c_float * 1)(1.0)
+            if llama_cpp.llama_set_adapters_lora(self.ctx, adapters, 1, scales) != 0:
+                problem = "llama.cpp could not apply it to the context"
+        if problem:
+            llama_cpp.llama_free(self.ctx)
+            llama_cpp.llama_model_free(self.model)
+            raise PantheonError(f"models.{name}.adapter: {path} {problem}")
+        self._adapter = lora  # freed with the model
+        return f"{path.name}@{file_sha256(path)[:12]}"
+
     @classmethod
     def from_config(
         cls, name: str, config: ModelConfig, n_seq_max: int = 8, n_ctx: int | None = None
     ) -> BatchedEngine:
-        """The engine for a models.toml entry (the embedded model or a GGUF path; no adapters yet).
+        """The engine for a models.toml entry (the embedded model or a GGUF path, its adapter if any).
         The cache is shared by all sequences: by default each gets the entry's n_ctx, as LlamaRuntime."""
-        if config.adapter:
-            raise PantheonError(f"models.{name}.adapter: the batched engine does not load adapters yet")
         if config.bundled:
             path, sha = bundled_gguf()
         else:
@@ -288,6 +316,7 @@ class BatchedEngine:
             seed=config.seed,
             name=name,
             sha256=sha,
+            adapter=config.adapter,
         )
 
     # The caller's side: any thread.
@@ -296,7 +325,7 @@ class BatchedEngine:
         self,
         prompt: str,
         *,
-        schema: dict[str, Any] | None,
+        schema: dict[str, Any] | str | None,
         max_tokens: int,
         seed: int | None = None,
         temperature: float = 0.0,
@@ -347,6 +376,25 @@ class BatchedEngine:
             buffer = (self._llama.llama_token * size)()
             count = self._llama.llama_tokenize(self.vocab, raw, len(raw), buffer, size, self.add_bos, True)
         return list(buffer[:count])
+
+    def metadata(self, key: str) -> str | None:
+        """A string of the GGUF's metadata (e.g. `tokenizer.chat_template`), None when it has none."""
+        size = 1 << 16
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            count = self._llama.llama_model_meta_val_str(self.model, key.encode("utf-8"), buffer, size)
+            if count < 0:
+                return None
+            if count < size:
+                return buffer.value.decode("utf-8", errors="replace")
+            size = count + 1
+
+    def token_text(self, token: int) -> str:
+        """A token's text as the vocabulary spells it ("" for none)."""
+        if token < 0:
+            return ""
+        text = self._llama.llama_vocab_get_text(self.vocab, token)
+        return text.decode("utf-8", errors="replace") if text else ""
 
     def detokenize(self, tokens: list[int]) -> str:
         buffer = ctypes.create_string_buffer(256)

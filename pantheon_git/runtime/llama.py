@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -84,6 +85,9 @@ class LlamaRuntime:
         fitted = config.n_ctx // 4  # leaves room for the role, tools, examples and the turns themselves
         self.context_tokens = fitted if config.context_tokens is None else config.context_tokens
         self.chat = self._chat_template(config)
+        # One context decodes one prompt at a time: concurrent callers (a replay beside a night, a
+        # misconfigured job) wait their turn instead of corrupting its KV cache.
+        self._busy = threading.Lock()
 
     def _token_text(self, token: int) -> str:
         return self.llama._model.token_get_text(token) if token >= 0 else ""
@@ -108,6 +112,17 @@ class LlamaRuntime:
     ) -> Completion:
         """Greedy at temperature 0; above it sampled, the draw fixed by `seed` (None: the model's seed);
         with `schema`, every generated token keeps the text valid JSON for it."""
+        with self._busy:
+            return self._complete(prompt, schema, max_tokens, seed, temperature)
+
+    def _complete(
+        self,
+        prompt: str,
+        schema: dict[str, Any] | str | None,
+        max_tokens: int,
+        seed: int | None,
+        temperature: float,
+    ) -> Completion:
         from llama_cpp import LogitsProcessorList
 
         tokens = self.llama.tokenize(prompt.encode("utf-8"), special=True)
@@ -157,19 +172,26 @@ def sampling_arguments(temperature: float, seed: int) -> dict[str, Any]:
 
 
 _POOL: dict[str, Any] = {}
+# The jobs of a night reach for their model at once: one of them loads it, the others wait for it.
+_POOL_LOCK = threading.Lock()
 
 
 def runtime_for(name: str, config: ModelConfig) -> Any:
     """The shared runtime of a model (loaded once per process per model, adapter and settings)."""
     key = json.dumps([name, config.model_dump()], sort_keys=True)
-    if key not in _POOL:
-        if config.engine == "llama.cpp":
-            _POOL[key] = LlamaRuntime(name, config)
-        else:
-            from pantheon_git.runtime.openai_compat import OpenAICompatibleRuntime
+    with _POOL_LOCK:
+        if key not in _POOL:
+            if config.engine == "llama.cpp":
+                _POOL[key] = LlamaRuntime(name, config)
+            elif config.engine == "batched":
+                from pantheon_git.runtime.batched_runtime import BatchedRuntime
 
-            _POOL[key] = OpenAICompatibleRuntime(name, config)
-    return _POOL[key]
+                _POOL[key] = BatchedRuntime(name, config)
+            else:
+                from pantheon_git.runtime.openai_compat import OpenAICompatibleRuntime
+
+                _POOL[key] = OpenAICompatibleRuntime(name, config)
+        return _POOL[key]
 
 
 def default_threads() -> int:

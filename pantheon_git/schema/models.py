@@ -18,7 +18,9 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: Literal["llama.cpp", "openai-compatible"] = "llama.cpp"
+    # "batched": llama.cpp in-process with many sequences decoded together (runtime/batched.py); a night
+    # with --jobs above 1 serves every in-process model this way.
+    engine: Literal["llama.cpp", "batched", "openai-compatible"] = "llama.cpp"
     path: str | None = None  # a GGUF file (llama.cpp)
     bundled: Literal["gemma3-270m"] | None = None  # the embedded default (llama.cpp)
     url: str | None = None  # base URL or unix:///path.sock (openai-compatible)
@@ -33,10 +35,13 @@ class ModelConfig(BaseModel):
     # Tokens of repository context (named files, outline) a prompt may carry; unset: a quarter of n_ctx.
     context_tokens: int | None = Field(default=None, ge=0)
     adapter: str | None = None  # a GGUF LoRA adapter
+    # Sequence slots of the batched engine, each with n_ctx tokens of cache; unset: the night's --jobs
+    # (at least 4, so idle slots keep other agents' prompts cached).
+    parallel: int | None = Field(default=None, ge=1, le=64)
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
-        if self.engine == "llama.cpp":
+        if self.in_process:
             if (self.path is None) == (self.bundled is None):
                 raise ValueError("a llama.cpp model needs exactly one of `path` or `bundled`")
             if self.url is not None:
@@ -44,6 +49,11 @@ class ModelConfig(BaseModel):
         elif self.url is None:
             raise ValueError("an openai-compatible model needs `url`")
         return self
+
+    @property
+    def in_process(self) -> bool:
+        """Loaded by llama.cpp in this process (one at a time or batched), not served over HTTP."""
+        return self.engine in ("llama.cpp", "batched")
 
 
 DEFAULT_MODELS = {"default": ModelConfig(bundled="gemma3-270m")}

@@ -207,7 +207,9 @@ def clear_stale_lock(
 
 def backoff(attempt: int) -> None:
     """Jittered exponential sleep so racing writers spread out instead of colliding again."""
-    time.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+    # The exponent is capped: a writer waiting out a stale lock retries ~1000 times, and 2**1024 is
+    # beyond a float.
+    time.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(attempt, 16))))
 
 
 def append_commit(
