@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pantheon_git.agents.context import named_files
 from pantheon_git.agents.loop import run_agent
 from pantheon_git.agents.spec import AgentSpec
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
@@ -24,7 +25,7 @@ from pantheon_git.review.gate import decide, gate_vote
 from pantheon_git.runtime.openai_compat import url_is_local
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.models import ModelConfig
-from pantheon_git.store.git import run_git
+from pantheon_git.store.git import open_repo, run_git
 from pantheon_git.store.votes import Verdict, Vote
 from pantheon_git.tools.builtin import Sandbox, ToolContext
 from pantheon_git.tools.sandbox import CompletedRun, run_sandboxed
@@ -52,6 +53,27 @@ def _diff(worktree: Path, base: str) -> str:
         check=False,
     ).stdout
     return text if len(text) <= DIFF_CHARS else text[:DIFF_CHARS] + "\n… (diff truncated)"
+
+
+def files_at_base(context: NodeContext, paths: list[str]) -> dict[str, str]:
+    """path -> text of the named files in the commit the run started from (those that exist there)."""
+    if not context.base:
+        return {}
+    import pygit2
+
+    try:
+        tree = open_repo(context.worktree).revparse_single(context.base).peel(pygit2.Commit).tree
+    except (KeyError, ValueError, pygit2.GitError):
+        return {}
+    found = {}
+    for path in paths:
+        try:
+            blob = tree[path]
+        except KeyError:
+            continue
+        if isinstance(blob, pygit2.Blob):
+            found[path] = blob.data.decode("utf-8", errors="replace")
+    return found
 
 
 def review_diff(context: NodeContext) -> str:
@@ -112,7 +134,9 @@ def agent_executor(
         inputs = dict(context.inputs)
         if agent.name == "reviewer":
             inputs["diff"] = review_diff(context)
-        run = run_agent(agent, runtime, tools, task, inputs, seed=context.seed)
+        # A repair round completes again the functions that were stubs when the attempt began.
+        base_files = files_at_base(context, named_files(task, inputs)) if "repair" in inputs else None
+        run = run_agent(agent, runtime, tools, task, inputs, seed=context.seed, base_files=base_files)
         if agent.name == "reviewer" and not run.ok:
             # A reviewer that reaches no verdict abstains; it does not fail the run. The gate still needs
             # its approvals (`min_approvals`), so nothing passes on a reviewer's silence.
