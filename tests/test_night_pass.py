@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pantheon_git.agents.builtin import IMPLEMENTER
-from pantheon_git.agents.loop import run_agent
+from pantheon_git.agents.loop import run_agent, stub_edit
 from pantheon_git.agents.stubs import find_stub, repair_prompt
 from pantheon_git.night.attempt import run_attempt
 from pantheon_git.night.executors import acceptance_executor, agent_executor, baseline_executor, gate_executor
@@ -164,7 +164,9 @@ def test_a_repair_round_fits_a_small_context_of_the_real_model(tmp_path: Path) -
     )
     prompt = run.turns[0]["stub"]["prompt"]
     assert runtime.count_tokens(prompt) + IMPLEMENTER.max_tokens <= 1024
-    assert run.turns[0]["tokens_in"] + IMPLEMENTER.max_tokens <= 1024 and "context" not in str(run.error)
+    # No turn of the round overflowed llama.cpp's window (the loop ends a turn that would, before it runs).
+    assert all(turn["tokens_in"] + IMPLEMENTER.max_tokens <= 1024 for turn in run.turns)
+    assert "transcript no longer fits" not in str(run.error)
     assert "AssertionError: expected True" in prompt
 
 
@@ -243,3 +245,18 @@ def test_the_night_repairs_a_filled_stub_from_the_check_output(repo_dir: Path) -
     assert "answer() returned 41" in model.prompts[1] and "### Role" not in model.prompts[1]
     assert model.prompts[1].endswith(CALC.removesuffix(PLACEHOLDER)) and len(model.prompts) == 2
     assert git(repo_dir, "show", "pantheon/fix/1:calc.py") == CALC.replace(PLACEHOLDER, "    return 42\n")
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "    return 1\n\n#print(f(2))\n",  # the next top-level line, decoded to its end
+        "    return 1\n\nd",  # its first character only
+        "    return 1\n    retu",  # cut off at max_tokens
+    ],
+)
+def test_the_edit_keeps_the_body_and_never_the_line_that_stopped_it(completion: str) -> None:
+    stub = find_stub('def f(x):\n    """One."""\n    raise NotImplementedError\n')
+    assert stub is not None
+    edit = stub_edit("p.py", stub, completion)
+    assert edit.split("=======\n", 1)[1] == 'def f(x):\n    """One."""\n    return 1\n>>>>>>> REPLACE'

@@ -397,9 +397,12 @@ def next_repair(
 
 def stub_edit(path: str, stub: Stub, completion: str) -> str:
     """The edit call that puts a completed body in place of the stub's placeholder."""
-    if completion and completion[-1] not in " \t\n":  # the STOP character, or a line cut off
-        completion = completion[: completion.rfind("\n") + 1]
-    body = completion
+    # The last line is not kept when it is the STOP line (the next top-level statement) or was cut off
+    # at max_tokens.
+    lines = completion.splitlines(keepends=True)
+    if lines and (not lines[-1].endswith("\n") or lines[-1][:1] not in " \t\n"):
+        lines.pop()
+    body = "".join(lines)
     return (
         f"edit path={path}\n{SEARCH_OPEN}\n{stub.whole}{DIVIDER}\n{stub.head}{body.rstrip()}\n{REPLACE_CLOSE}"
     )
