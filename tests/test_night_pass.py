@@ -56,15 +56,17 @@ class Recording:
         self.answers = answers
         self.prompts: list[str] = []
         self.max_tokens: list[int] = []
+        self.sampling: list[dict[str, Any]] = []
         if window is not None:
             self.context_window = window
 
     def count_tokens(self, text: str) -> int:
         return len(text) // 3 + 1  # a coarse tokenizer: what matters is that the loop budgets by it
 
-    def complete(self, prompt: str, *, max_tokens: int, **_: Any) -> Completion:
+    def complete(self, prompt: str, *, max_tokens: int, **kwargs: Any) -> Completion:
         self.prompts.append(prompt)
         self.max_tokens.append(max_tokens)
+        self.sampling.append(kwargs)
         text = self.answers[len(self.prompts) - 1]
         return Completion(text=text, tokens_in=1, tokens_out=1, tokens_evaluated=1, seconds=0.0)
 
@@ -81,6 +83,19 @@ def test_the_first_move_at_a_stub_sends_the_raw_completion_prompt(
     # Exactly the problem's prompt: no instructions, no outline, nothing the raw protocol does not send.
     assert model.prompts == [source]
     assert (tmp_path / "p.py").read_text() == source + "    return True\n"
+
+
+def test_a_refused_body_is_completed_again_by_sampling_not_by_repeating_greedy(tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text(CLOSE + PLACEHOLDER)
+    model = Recording(["    return any(\n\nd", "    return True\n\nd"], window=4096)
+    task = {"title": "t", "scope": "", "acceptance": ["true"], "files": ["p.py"]}
+    run = run_agent(IMPLEMENTER, model, ToolContext(worktree=tmp_path), task, {}, seed=7)
+    assert run.ok and "refused" in run.turns[0]["error"], run.turns
+    assert model.prompts == [CLOSE, CLOSE]
+    # The first try as the attempt asked (greedy, its seed); the second samples with a seed of its own.
+    assert model.sampling[0] == {"seed": 7, "schema": model.sampling[0]["schema"]}
+    assert model.sampling[1]["temperature"] > 0 and model.sampling[1]["seed"] != 7
+    assert (tmp_path / "p.py").read_text() == CLOSE + "    return True\n"
 
 
 def test_a_long_file_is_cut_from_the_top_to_fit_the_window(tmp_path: Path) -> None:

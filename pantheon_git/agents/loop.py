@@ -39,6 +39,7 @@ from pantheon_git.tools.paths import ToolError
 PROMPT_FORMAT = "pantheon-plain-2"
 CHAT_FORMAT = "pantheon-chat-1"
 DEFAULT_CONTEXT_TOKENS = 1024  # when the runtime sets none (its models.toml `context_tokens`)
+RETRY_TEMPERATURE = 0.8  # a code completion tried again in one step (its edit was refused) samples
 MIN_TURN_TOKENS = 64  # a turn with less room than this left in the context window is not worth decoding
 
 
@@ -204,6 +205,7 @@ def run_agent(
     errors_in_row = 0
     calls: list[dict[str, Any]] = []
     changed: list[str] = []  # paths a call changed successfully
+    tried: set[str] = set()  # code-completion prompts already sent in this step
     for number in range(1, agent.max_iterations + 1):
         if context.seconds_left() <= 0:
             run.error = f"out of time after {number - 1} turns"
@@ -241,8 +243,15 @@ def run_agent(
                 f"the prompt no longer fits the model's context ({window} tokens) after {number - 1} turns"
             )
             return _ended_after_changes(run, agent, changed)
+        sampling: dict[str, Any] = {"seed": seed}
+        if stub is not None and prompt in tried:
+            # The same code completion again (its edit was refused, say a body cut off mid-statement):
+            # greedy decoding would write the same body, so the retry samples with its own seed.
+            sampling = {"seed": (seed or 0) + number, "temperature": RETRY_TEMPERATURE}
+        if stub is not None:
+            tried.add(prompt)
         try:
-            completion = runtime.complete(prompt, schema=turn_grammar, max_tokens=max_tokens, seed=seed)
+            completion = runtime.complete(prompt, schema=turn_grammar, max_tokens=max_tokens, **sampling)
         except ValueError as full:  # llama.cpp: the transcript outgrew the model's context window
             if "context window" not in str(full):
                 raise
@@ -270,6 +279,8 @@ def run_agent(
             turn["stub"] = {"path": stub[0], "function": stub[1].name, "prompt": prompt}
             if repairing is not None:
                 turn["stub"]["repair"] = True
+            if "temperature" in sampling:
+                turn["sampling"] = sampling
         if repeated:
             turn["excluded_tool"] = repeated
         try:
