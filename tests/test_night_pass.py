@@ -25,6 +25,7 @@ from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.schema.spec import Spec, stamp
 from pantheon_git.store.git import open_repo
+from pantheon_git.store.traces import read_trace
 from pantheon_git.tools.builtin import ToolContext
 from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available
 from tests.conftest import git
@@ -117,25 +118,19 @@ FAILURE = "Traceback (most recent call last):\n" + "noise\n" * 2000 + "Assertion
 
 
 def repair_inputs(output: str) -> dict[str, Any]:
+    """A repair round's inputs as the night gives them: the failing checks and the stubs to complete."""
     failed = [{"command": "python3 check.py", "exit_code": 1, "output": output}]
-    return {"repair": {"round": 1, "instruction": "fix it", "failed_checks": failed}}
+    functions = [{"path": "p.py", "function": "has_close_elements"}]
+    return {"repair": {"round": 1, "instruction": "fix it", "failed_checks": failed, "functions": functions}}
 
 
 def test_a_repair_round_is_a_completion_at_the_failing_function_that_fits_the_context(tmp_path: Path) -> None:
     helpers = "".join(f"def helper_{n}(x):\n    return x + {n}\n\n\n" for n in range(400))
-    base = helpers + CLOSE + PLACEHOLDER
     (tmp_path / "p.py").write_text(helpers + CLOSE + FAILED_BODY)  # what the first round wrote
     window = IMPLEMENTER.max_tokens + 400
     model = Recording(["    return len(numbers) > 1\n\nd"], window=window)
     task = {"title": "t", "scope": "", "acceptance": ["python3 check.py"], "files": ["p.py"]}
-    run = run_agent(
-        IMPLEMENTER,
-        model,
-        ToolContext(worktree=tmp_path),
-        task,
-        repair_inputs(FAILURE),
-        base_files={"p.py": base},
-    )
+    run = run_agent(IMPLEMENTER, model, ToolContext(worktree=tmp_path), task, repair_inputs(FAILURE))
     assert run.ok and run.output == {"summary": "repaired has_close_elements in p.py"}, run.error
     [prompt] = model.prompts
     assert model.count_tokens(prompt) + model.max_tokens[0] <= window
@@ -173,10 +168,7 @@ def test_a_repair_round_fits_a_small_context_of_the_real_model(tmp_path: Path) -
     helpers = "".join(f"def helper_{n}(x):\n    return x + {n}\n\n\n" for n in range(300))
     (tmp_path / "p.py").write_text(helpers + CLOSE + FAILED_BODY)
     task = {"title": "t", "scope": "", "acceptance": ["python3 check.py"], "files": ["p.py"]}
-    base = {"p.py": helpers + CLOSE + PLACEHOLDER}
-    run = run_agent(
-        IMPLEMENTER, runtime, ToolContext(worktree=tmp_path), task, repair_inputs(FAILURE), base_files=base
-    )
+    run = run_agent(IMPLEMENTER, runtime, ToolContext(worktree=tmp_path), task, repair_inputs(FAILURE))
     prompt = run.turns[0]["stub"]["prompt"]
     assert runtime.count_tokens(prompt) + IMPLEMENTER.max_tokens <= 1024
     # No turn of the round overflowed llama.cpp's window (the loop ends a turn that would, before it runs).
@@ -260,6 +252,12 @@ def test_the_night_repairs_a_filled_stub_from_the_check_output(repo_dir: Path) -
     assert "answer() returned 41" in model.prompts[1] and "### Role" not in model.prompts[1]
     assert model.prompts[1].endswith(CALC.removesuffix(PLACEHOLDER)) and len(model.prompts) == 2
     assert git(repo_dir, "show", "pantheon/fix/1:calc.py") == CALC.replace(PLACEHOLDER, "    return 42\n")
+    # The round's trace names what it completed again (so replay can repeat it from the trace alone).
+    revs = git(repo_dir, "rev-list", "--reverse", "main..pantheon/fix/1").split()
+    repair = read_trace(repo, revs[3], expand=True)
+    assert repair is not None and repair["node"] == "implement.repair1"
+    functions = repair["agent_trace"]["inputs"]["repair"]["functions"]
+    assert functions == [{"path": "calc.py", "function": "answer"}]
 
 
 @pytest.mark.parametrize(

@@ -164,14 +164,14 @@ def run_agent(
     call_format: CallFormat | None = None,
     examples: Sequence[str] | None = None,
     header: str | None = None,
-    base_files: Mapping[str, str] | None = None,
 ) -> AgentRun:
     """Run `agent` until it finishes validly, gives up after too many errors, or runs out of turns.
 
     `header` replaces the prompt's header as built now (replay gives the recorded one: past examples
-    and the repository outline change as the repository does). `base_files` (the named files as the
-    attempt found them) tell a repair round (`inputs["repair"]`) which functions were stubs: each is
-    completed again from the file, with the failing checks' output, as a code completion."""
+    and the repository outline change as the repository does). A repair round (`inputs["repair"]`)
+    completes again each function its `functions` name (the stubs the attempt started from, see
+    night/executors.py), from the file with the failing checks' output above it, as a code completion;
+    being inputs, they are in the trace, and replay repeats the round."""
     call_format = call_format or CallFormat(agent.call_format)
     tools = {name: TOOLS[name] for name in agent.tools}
     # The files the task names hold an edit's path and SEARCH lines (re-read each turn: edits change them).
@@ -182,7 +182,7 @@ def run_agent(
     # and the turn's max_tokens fit its context window together (none: the runtime sets no window).
     window: int | None = getattr(runtime, "context_window", None)
     count = getattr(runtime, "count_tokens", None) or estimate_tokens
-    to_repair = repair_targets(inputs, base_files, named) if named else []
+    to_repair = repair_targets(inputs, named) if named else []
     failures = repair_outputs(inputs)
     if header is None:
         header = agent_header(
@@ -372,17 +372,27 @@ def first_stub(files: Mapping[str, str]) -> tuple[str, Stub] | None:
     return None
 
 
-def repair_targets(
-    inputs: Mapping[str, Any], base_files: Mapping[str, str] | None, named: Sequence[str]
-) -> list[tuple[str, str]]:
-    """(path, function) of each stub the attempt started from, in a repair round; [] otherwise."""
-    if not isinstance(inputs.get("repair"), Mapping) or not base_files:
+def repair_targets(inputs: Mapping[str, Any], named: Sequence[str]) -> list[tuple[str, str]]:
+    """(path, function) of each function a repair round completes again (in the named files); []
+    outside a repair round."""
+    repair = inputs.get("repair")
+    functions = repair.get("functions") if isinstance(repair, Mapping) else None
+    if not isinstance(functions, list):
         return []
     return [
-        (path, stub.name)
-        for path in named
-        if path.endswith(".py") and path in base_files
-        for stub in find_stubs(base_files[path])
+        (str(item["path"]), str(item["function"]))
+        for item in functions
+        if isinstance(item, Mapping) and item.get("path") in named and item.get("function")
+    ]
+
+
+def stub_functions(files: Mapping[str, str]) -> list[dict[str, str]]:
+    """Each stub of the given Python files as {"path", "function"} (what a repair round completes)."""
+    return [
+        {"path": path, "function": stub.name}
+        for path, text in files.items()
+        if path.endswith(".py")
+        for stub in find_stubs(text)
     ]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pantheon_git.agents.context import named_files
-from pantheon_git.agents.loop import run_agent
+from pantheon_git.agents.loop import run_agent, stub_functions
 from pantheon_git.agents.spec import AgentSpec
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
 from pantheon_git.night.policy import refuse_non_local
@@ -134,9 +134,11 @@ def agent_executor(
         inputs = dict(context.inputs)
         if agent.name == "reviewer":
             inputs["diff"] = review_diff(context)
-        # A repair round completes again the functions that were stubs when the attempt began.
-        base_files = files_at_base(context, named_files(task, inputs)) if "repair" in inputs else None
-        run = run_agent(agent, runtime, tools, task, inputs, seed=context.seed, base_files=base_files)
+        if isinstance(inputs.get("repair"), Mapping):
+            # A repair round completes again the functions that were stubs when the attempt began.
+            stubs = stub_functions(files_at_base(context, named_files(task, inputs)))
+            inputs["repair"] = {**inputs["repair"], "functions": stubs}
+        run = run_agent(agent, runtime, tools, task, inputs, seed=context.seed)
         if agent.name == "reviewer" and not run.ok:
             # A reviewer that reaches no verdict abstains; it does not fail the run. The gate still needs
             # its approvals (`min_approvals`), so nothing passes on a reviewer's silence.
