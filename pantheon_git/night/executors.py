@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pantheon_git.agents.loop import run_agent
+from pantheon_git.agents.context import named_files
+from pantheon_git.agents.loop import run_agent, stub_functions
 from pantheon_git.agents.spec import AgentSpec
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
 from pantheon_git.night.policy import refuse_non_local
@@ -24,7 +25,7 @@ from pantheon_git.review.gate import decide, gate_vote
 from pantheon_git.runtime.openai_compat import url_is_local
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.models import ModelConfig
-from pantheon_git.store.git import run_git
+from pantheon_git.store.git import open_repo, run_git
 from pantheon_git.store.votes import Verdict, Vote
 from pantheon_git.tools.builtin import Sandbox, ToolContext
 from pantheon_git.tools.sandbox import CompletedRun, run_sandboxed
@@ -52,6 +53,27 @@ def _diff(worktree: Path, base: str) -> str:
         check=False,
     ).stdout
     return text if len(text) <= DIFF_CHARS else text[:DIFF_CHARS] + "\n… (diff truncated)"
+
+
+def files_at_base(context: NodeContext, paths: list[str]) -> dict[str, str]:
+    """path -> text of the named files in the commit the run started from (those that exist there)."""
+    if not context.base:
+        return {}
+    import pygit2
+
+    try:
+        tree = open_repo(context.worktree).revparse_single(context.base).peel(pygit2.Commit).tree
+    except (KeyError, ValueError, pygit2.GitError):
+        return {}
+    found = {}
+    for path in paths:
+        try:
+            blob = tree[path]
+        except KeyError:
+            continue
+        if isinstance(blob, pygit2.Blob):
+            found[path] = blob.data.decode("utf-8", errors="replace")
+    return found
 
 
 def review_diff(context: NodeContext) -> str:
@@ -112,6 +134,10 @@ def agent_executor(
         inputs = dict(context.inputs)
         if agent.name == "reviewer":
             inputs["diff"] = review_diff(context)
+        if isinstance(inputs.get("repair"), Mapping):
+            # A repair round completes again the functions that were stubs when the attempt began.
+            stubs = stub_functions(files_at_base(context, named_files(task, inputs)))
+            inputs["repair"] = {**inputs["repair"], "functions": stubs}
         run = run_agent(agent, runtime, tools, task, inputs, seed=context.seed)
         if agent.name == "reviewer" and not run.ok:
             # A reviewer that reaches no verdict abstains; it does not fail the run. The gate still needs
