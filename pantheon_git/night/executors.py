@@ -83,6 +83,21 @@ def review_diff(context: NodeContext) -> str:
     return _diff(context.worktree, context.base)
 
 
+# Wall times differ from run to run: an agent shown them gets another prompt for the same work, and even
+# greedy decoding then diverges (two reviewers of one diff disagreed over 0.033 s against 0.081 s).
+# Traces and the report keep them; what a model is shown does not.
+VOLATILE_KEYS = frozenset({"seconds", "duration_s"})
+
+
+def steady(value: Any) -> Any:
+    """`value` without its wall-time fields, at any depth (pure)."""
+    if isinstance(value, Mapping):
+        return {key: steady(item) for key, item in value.items() if key not in VOLATILE_KEYS}
+    if isinstance(value, list):
+        return [steady(item) for item in value]
+    return value
+
+
 @dataclass(slots=True)
 class Sampled:
     """A runtime whose completions use a node's temperature; the loop passes the node's seed itself.
@@ -131,7 +146,7 @@ def agent_executor(
         )
         spec = context.spec
         task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance, "files": spec.files}
-        inputs = dict(context.inputs)
+        inputs = steady(dict(context.inputs))
         if agent.name == "reviewer":
             inputs["diff"] = review_diff(context)
         if isinstance(inputs.get("repair"), Mapping):
