@@ -4,7 +4,9 @@ Decoding is held to the agent's tools (plus `finish`, whose arguments are the ag
 the call format of agents/calls.py: by default code travels as plain lines under a Lark grammar, else
 as JSON under the union of the tools' schemas. What still fails validation or a tool's own checks goes
 back to the model as an error, up to `retries` in a row. The loop ends on a valid `finish` or fails
-clearly at `max_iterations`. Decoding is greedy with the model's fixed seed, so a step can be replayed.
+clearly at `max_iterations`. Decoding is greedy with the model's fixed seed, so a step can be replayed
+(a code completion retried in one step samples with a seed of its own). Every prompt and its turn's
+`max_tokens` fit the runtime's context window: a turn that would not is not decoded.
 When the model carries a chat template, each turn's prompt is rendered through it (agents/prompt.py).
 """
 
