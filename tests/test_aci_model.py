@@ -137,3 +137,22 @@ def test_a_chat_template_in_the_gguf_renders_the_prompt_and_stays_constrained(tm
     # A plain GGUF, and "none" in models.toml, keep the plain format.
     plain = LlamaRuntime("plain", ModelConfig(path=str(path), n_ctx=512, n_threads=2, chat_template="none"))
     assert plain.chat is None
+
+
+def test_a_bare_value_ends_within_its_bound_under_the_real_tokenizer(runtime) -> None:
+    """A path the model rambles in is closed by the grammar, so the call ends and the tool answers."""
+    import llguidance
+
+    from pantheon_git.agents.calls import MAX_BARE_CHARS
+
+    tools = [TOOLS[name] for name in IMPLEMENTER.tools]
+    grammar = llg_grammar(call_grammar(tools, Implementation, CallFormat.CODE))
+    tokenizer = llg_tokenizer(runtime.llama)
+
+    def accepted(text: str) -> bool:
+        matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
+        tokens = runtime.llama.tokenize(text.encode(), add_bos=False, special=False)
+        return all(matcher.consume_token(token) for token in tokens) and matcher.is_accepting()
+
+    assert accepted("view path=" + "a" * (MAX_BARE_CHARS - 3) + ".py")
+    assert not accepted("view path=" + "PATH:calc.py:5|1|" * 20)

@@ -119,6 +119,7 @@ def _lark_string(text: str) -> str:
     return json.dumps(text)
 
 
+MAX_BARE_CHARS = 200  # an unquoted value (a path, a word): longer is never a real one
 MAX_SEARCH_LINES = 400  # distinct lines of a file offered as SEARCH alternatives (a bigger file: free)
 
 
@@ -160,7 +161,10 @@ def lark_grammar(calls: Sequence[Spec], files: Mapping[str, str] | None = None) 
     search_rules, search_options = _search_choices(files or {})
     rules = [
         "start: " + " | ".join(f"call_{index}" for index in range(len(calls))),
-        'BARE: /[^\\s"][^\\s]*/',
+        # A bare value ends within MAX_BARE_CHARS: a small model that rambles inside a path (seen: 384
+        # tokens of `PATH:calc.py:5|1|…` four turns in a row) gets a call that ends and a tool's answer,
+        # not a call cut off at max_tokens.
+        f'BARE: /[^\\s"][^\\s]{{0,{MAX_BARE_CHARS - 1}}}/',
         'QUOTED: /"([^"\\\\\\x00-\\x1f]|\\\\["\\\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})*"/',
         "INT: /[0-9]{1,5}/",
         "value: BARE | QUOTED",
