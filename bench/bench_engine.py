@@ -229,6 +229,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--concurrency", default="1,4,8", help="caller threads of each batched run")
+    parser.add_argument(
+        "--gpu-layers", type=int, default=0, help="n_gpu_layers of both (-1: all, on a GPU build)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
     source, prompt_list = prompts(args.prompts)
@@ -237,12 +240,21 @@ def main() -> None:
     path, sha = bundled_gguf()
 
     # Both models loaded and warmed (llguidance's tokenizer is built once per model) before any timing.
-    runtime = LlamaRuntime("default", ModelConfig(bundled="gemma3-270m", n_ctx=2048, n_threads=args.threads))
+    runtime = LlamaRuntime(
+        "default",
+        ModelConfig(bundled="gemma3-270m", n_ctx=2048, n_threads=args.threads, n_gpu_layers=args.gpu_layers),
+    )
     runtime.llama.create_completion("warm up", max_tokens=1)
     SchemaProcessor(runtime.llama, SCHEMA)
     n_ctx = max(levels) * (max(len(p) for p in prompt_list) // 2 + args.max_tokens) + 1024
     engine = BatchedEngine(
-        path, n_ctx=n_ctx, n_threads=args.threads, n_seq_max=max(levels), sha256=sha, name="default"
+        path,
+        n_ctx=n_ctx,
+        n_threads=args.threads,
+        n_seq_max=max(levels),
+        sha256=sha,
+        name="default",
+        n_gpu_layers=args.gpu_layers,
     )
     engine.complete("warm up", schema=SCHEMA, max_tokens=1)
 
@@ -255,6 +267,7 @@ def main() -> None:
     summary = {
         "prompts": f"{len(prompt_list)} ({source}) x {args.samples} samples, max {args.max_tokens} tokens",
         "threads": args.threads,
+        "gpu_layers": args.gpu_layers,
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg()[0],
         "configurations": [

@@ -36,10 +36,9 @@ from bench_agent import load_problems, night_repo
 
 from pantheon_git.night.setup import prepare_night, served_models
 from pantheon_git.night.shift import Skipped, run_tasks
-from pantheon_git.ops.configure import setup_signing
 from pantheon_git.runtime.llama import runtime_for
 from pantheon_git.schema.models import load_models
-from pantheon_git.store.git import open_repo, run_git
+from pantheon_git.store.git import open_repo
 
 
 @dataclass(slots=True)
@@ -86,12 +85,7 @@ def night(
     slots = args.slots or jobs
     (root / ".pantheon" / "models.toml").write_text(models_toml(engine, args.threads, args.gpu_layers, slots))
     repo = open_repo(root)
-    # Signed steps and votes, so the gate can approve (without allowed signers no attempt can pass).
-    setup_signing(repo, root)
-    run_git(["add", ".pantheon/allowed_signers"], root)
-    run_git(
-        ["-c", "user.name=Bench", "-c", "user.email=bench@localhost", "commit", "-q", "-m", "signers"], root
-    )
+    # night_repo (bench_agent.py) already signs steps and votes, so the gate can approve.
     served = served_models(load_models(root), jobs)["default"]
     runtime = runtime_for("default", served)  # loaded (or reused) before the clock starts
     if engine == "batched":

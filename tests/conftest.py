@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pygit2
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +47,11 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout
+
+
+def oid_of(cwd: Path, name: str = "HEAD") -> pygit2.Oid:
+    """The object `name` resolves to, as the store takes ids (git's hex is only for the command line)."""
+    return pygit2.Oid(hex=git(cwd, "rev-parse", "--verify", name).strip())
 
 
 def enable_signing(path: Path) -> None:

@@ -58,8 +58,8 @@ def test_reviewers_diff_against_the_commit_the_run_started_from(repo_dir: Path) 
     seen, started_at = run_with_moving_base(repo_dir, "main")
     assert seen["base"] == started_at
     assert "a.txt" in seen["diff"] and "b.txt" not in seen["diff"]
-    first = git(repo_dir, "log", "-1", "--format=%(trailers:key=Pantheon-Base,valueonly)", "pantheon/t1/1~1")
-    assert first.strip() == started_at
+    first = git(repo_dir, "log", "-1", "--format=%(trailers:key=Pantheon-Step,valueonly)", "pantheon/t1/1~1")
+    assert f"base={started_at}" in first.split()  # folded into the first step's trailer line
     trace = json.loads(git(repo_dir, "notes", "--ref", "pantheon/traces", "show", "pantheon/t1/1"))
     assert trace["base"] == started_at
 

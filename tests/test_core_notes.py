@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pygit2
 
-from pantheon_git.store.git import open_repo
+from pantheon_git.store.git import open_repo, parse_oid
 from pantheon_git.store.layout import PAYLOADS_NOTES, TRACES_NOTES, VOTES_NOTES
 from pantheon_git.store.notes import iter_notes, read_note, set_note
 from pantheon_git.store.traces import INLINE_LIMIT, read_trace, write_trace
@@ -23,27 +23,27 @@ def new_commits(repo: pygit2.Repository, count: int) -> list[pygit2.Oid]:
 
 def test_trace_note_is_plain_git_readable_with_fanout(repo_dir: Path) -> None:
     repo = open_repo(repo_dir)
-    head = str(repo.head.target)
+    head = repo.head.target
     stored = write_trace(repo, head, {"summary": "wrote hello.txt", "tokens": {"in": 10, "out": 3}})
-    shown = git(repo_dir, "notes", "--ref", "pantheon/traces", "show", head)
+    shown = git(repo_dir, "notes", "--ref", "pantheon/traces", "show", str(head))
     assert json.loads(shown) == stored
     assert "wrote hello.txt" in git(repo_dir, "log", "-1", "--notes=pantheon/traces")
     # 2/38 fan-out: the note sits at ab/cdef… in the notes tree.
     paths = git(repo_dir, "ls-tree", "-r", "--name-only", TRACES_NOTES).split()
-    assert paths == [f"{head[:2]}/{head[2:]}"]
+    assert paths == [f"{str(head)[:2]}/{str(head)[2:]}"]
 
 
 def test_large_payloads_become_reachable_blobs(repo_dir: Path) -> None:
     repo = open_repo(repo_dir)
-    head = str(repo.head.target)
+    head = repo.head.target
     prompt = "You are a careful engineer.\n" * 200
     stored = write_trace(repo, head, {"summary": "s", "turns": [{"prompt": prompt, "completion": "{}"}]})
     ref = stored["turns"][0]["prompt"]
     assert set(ref) == {"$blob", "bytes", "preview"} and ref["bytes"] == len(prompt.encode()) > INLINE_LIMIT
-    assert len(git(repo_dir, "notes", "--ref", "pantheon/traces", "show", head)) < 1000
+    assert len(git(repo_dir, "notes", "--ref", "pantheon/traces", "show", str(head))) < 1000
     # The payload is a note on itself, so it is reachable from a ref and survives gc.
     assert git(repo_dir, "cat-file", "-p", ref["$blob"]) == prompt
-    assert read_note(repo, PAYLOADS_NOTES, ref["$blob"]) == prompt.encode()
+    assert read_note(repo, PAYLOADS_NOTES, pygit2.Oid(hex=ref["$blob"])) == prompt.encode()
     git(repo_dir, "gc", "-q", "--prune=now")
     assert read_trace(open_repo(repo_dir), head, expand=True)["turns"][0]["prompt"] == prompt
 
@@ -57,7 +57,7 @@ def test_reads_notes_git_wrote_and_git_reads_ours_mixed(repo_dir: Path) -> None:
     assert read_note(repo, TRACES_NOTES, commits[0]) == b"replaced\n"
     assert git(repo_dir, "notes", "--ref", "pantheon/traces", "show", str(commits[1])) == "from pantheon\n"
     git(repo_dir, "notes", "--ref", "pantheon/traces", "add", "-m", "git again", str(commits[2]))
-    assert dict(iter_notes(repo, TRACES_NOTES)).keys() == {str(c) for c in commits}
+    assert dict(iter_notes(repo, TRACES_NOTES)).keys() == set(commits)
     assert len(git(repo_dir, "notes", "--ref", "pantheon/traces", "list").splitlines()) == 3
 
 
@@ -67,7 +67,7 @@ def test_many_notes_keep_fanout_and_stay_readable(repo_dir: Path) -> None:
     from pantheon_git.store.notes import replace_with, update_notes
 
     update_notes(
-        repo, TRACES_NOTES, {str(c): replace_with(f"n{i}\n".encode()) for i, c in enumerate(commits)}, "bulk"
+        repo, TRACES_NOTES, {c: replace_with(f"n{i}\n".encode()) for i, c in enumerate(commits)}, "bulk"
     )
     top = git(repo_dir, "ls-tree", TRACES_NOTES).splitlines()
     assert all(line.split()[1] == "tree" and len(line.split("\t")[1]) == 2 for line in top)
@@ -77,7 +77,7 @@ def test_many_notes_keep_fanout_and_stay_readable(repo_dir: Path) -> None:
 
 def test_votes_from_two_clones_merge_with_cat_sort_uniq(repo_dir: Path, tmp_path: Path) -> None:
     assert pantheon(repo_dir, "init").returncode == 0
-    head = git(repo_dir, "rev-parse", "HEAD").strip()
+    head = open_repo(repo_dir).head.target
     append_votes(open_repo(repo_dir), head, [Vote(voter="tests", verdict="approve")])
     other = tmp_path / "other"
     git(tmp_path, "clone", "-q", str(repo_dir), str(other))
@@ -91,3 +91,11 @@ def test_votes_from_two_clones_merge_with_cat_sort_uniq(repo_dir: Path, tmp_path
     votes = read_all_votes(open_repo(repo_dir), head)
     assert [vote.voter for vote in votes].count("reviewer") == 2 and len(votes) == 3
     assert [vote.id for vote in votes] == sorted(vote.id for vote in votes)
+
+
+def test_hex_from_outside_the_store_is_an_object_id_only_when_whole() -> None:
+    full = "0123456789abcdef0123456789abcdef01234567"
+    assert parse_oid(full) == pygit2.Oid(hex=full) and parse_oid(f" {full.upper()}\n") == pygit2.Oid(hex=full)
+    # pygit2.Oid(hex="abc") is abc000…: a short id must not turn into another, valid-looking one.
+    assert str(pygit2.Oid(hex="abc")).startswith("abc000")
+    assert [parse_oid(text) for text in ("abc", full[:-1], "g" * 40, "", full + "0")] == [None] * 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -47,18 +48,52 @@ def test_in_memory_step_commits_and_trailers(repo_dir: Path) -> None:
     parsed = git(
         repo_dir, "log", "-1", "--format=%(trailers:key=Pantheon-Step,valueonly)", str(first)
     ).strip()
-    assert parsed == "implement"
+    assert parsed == "implement task=t1"  # git's own trailer parser reads the one folded line
     message = repo.get(first).message
-    assert message.startswith("implement: add hello\n\nlonger body\n\n")
-    assert parse_trailers(message) == {
-        "Pantheon-Task": "t1",
-        "Pantheon-Step": "implement",
-        "Pantheon-Agent": "implementer",
-        "Pantheon-Model": "gemma3-270m@abc123",
-    }
+    # The subject and the trailer line only: the summary's further lines are the trace note's.
+    assert message == "implement: add hello\n\nPantheon-Step: implement task=t1\n"
+    assert parse_trailers(message) == {"Pantheon-Task": "t1", "Pantheon-Step": "implement"}
     assert str(second) == git(repo_dir, "rev-parse", "pantheon/t1/1").strip()
     # The branch was never checked out: the user's work tree is untouched.
     assert not (repo_dir / "src").exists() and git(repo_dir, "status", "--porcelain") == ""
+
+
+def test_folded_fields_read_back_as_the_trailers_they_stand_for(repo_dir: Path) -> None:
+    extra = {"Pantheon-Attempt": "2", "Pantheon-Base": "ab" * 20, "Pantheon-Outcome": "failed"}
+    extra |= {"Pantheon-Log": "FAILED · implementer · 1.0 s", "Pantheon-Error": "tests\ncrashed"}
+    message = step("implement", "broke it", **extra).message()
+    assert message == (
+        f"implement: broke it\n\nPantheon-Step: implement task=t1 attempt=2 base={'ab' * 20} outcome=failed\n"
+        "Pantheon-Log: FAILED · implementer · 1.0 s\nPantheon-Error: tests crashed\n"
+    )
+    assert parse_trailers(message) == {
+        "Pantheon-Step": "implement",
+        "Pantheon-Task": "t1",
+        "Pantheon-Attempt": "2",
+        "Pantheon-Base": "ab" * 20,
+        "Pantheon-Outcome": "failed",
+        "Pantheon-Log": "FAILED · implementer · 1.0 s",
+        "Pantheon-Error": "tests crashed",
+    }
+    # git reads it as three trailers; a run recorded with one trailer a field still parses the same.
+    parsed = subprocess.run(
+        ["git", "interpret-trailers", "--parse"], input=message, capture_output=True, text=True, check=True
+    )
+    assert [line.split(": ")[0] for line in parsed.stdout.splitlines()] == [
+        "Pantheon-Step",
+        "Pantheon-Log",
+        "Pantheon-Error",
+    ]
+    old = "implement: x\n\nPantheon-Task: t1\nPantheon-Step: implement\n"
+    old += "Pantheon-Attempt: 2\nPantheon-Outcome: failed\n"
+    assert parse_trailers(old) == {
+        "Pantheon-Task": "t1",
+        "Pantheon-Step": "implement",
+        "Pantheon-Attempt": "2",
+        "Pantheon-Outcome": "failed",
+    }
+    # The baseline's summary already names its step: the subject does not repeat it.
+    assert step("baseline", "baseline: 0/1 checks pass").message().startswith("baseline: 0/1 checks pass\n\n")
 
 
 def test_run_branch_is_create_only(repo_dir: Path) -> None:

@@ -107,3 +107,7 @@ def test_pre_push_fails_closed_when_it_cannot_list_the_pushed_commits(repo_dir: 
     assert "cannot tell which commits this push carries" in guarded.stderr
     garbled = pantheon(repo_dir, "hooks", "pre-push", "origin", "url", input=f"refs/heads/main {head}\n")
     assert garbled.returncode != 0 and "cannot read git's ref line" in garbled.stderr
+    # git hands the hook whole ids; an abbreviated one is not guessed at (an Oid would pad it with zeros).
+    short = f"refs/heads/main {str(head)[:12]} refs/heads/main {'0' * 40}\n"
+    abbreviated = pantheon(repo_dir, "hooks", "pre-push", "origin", "url", input=short)
+    assert abbreviated.returncode != 0 and "cannot read git's ref line" in abbreviated.stderr

@@ -72,3 +72,95 @@ def test_only_the_git_layer_runs_git() -> None:
     ]
     assert offenders == []
     assert "import git" in (PACKAGE / "store" / "git.py").read_text()  # GitPython is that layer
+
+
+# Object ids are pygit2.Oid wherever they cross a module (store/__init__.py says why); hex is for the edges.
+_ID_NAMES = {"commit", "oid", "sha", "commit_id", "blob_id", "tree_id"}
+_ID_SUFFIXES = ("_commit", "_oid", "_sha")
+
+
+def _type_names(annotation: ast.expr) -> set[str]:
+    """The leaf types of an annotation, with `X | Y`, Optional[...], Union[...] and quoted ones flattened."""
+    if isinstance(annotation, ast.BinOp) and isinstance(annotation.op, ast.BitOr):
+        return _type_names(annotation.left) | _type_names(annotation.right)
+    if isinstance(annotation, ast.Subscript) and ast.unparse(annotation.value).split(".")[-1] in (
+        "Union",
+        "Optional",
+    ):
+        inner = annotation.slice
+        parts = inner.elts if isinstance(inner, ast.Tuple) else [inner]
+        return set().union(*(_type_names(part) for part in parts))
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        return _type_names(ast.parse(annotation.value, mode="eval").body)
+    return {ast.unparse(annotation).split(".")[-1]}
+
+
+def _public_annotations(body: list[ast.stmt], owner: str = "") -> list[tuple[int, str, str | None, ast.expr]]:
+    """(line, what, name, annotation) of the parameters and returns of public functions and methods, and
+    the annotated fields of public classes (dataclasses, pydantic models); private names are skipped."""
+    found: list[tuple[int, str, str | None, ast.expr]] = []
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not node.name.startswith("_"):
+            args = node.args
+            for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+                if arg is not None and arg.annotation is not None:
+                    found.append((node.lineno, f"{owner}{node.name}({arg.arg})", arg.arg, arg.annotation))
+            if node.returns is not None:
+                found.append((node.lineno, f"{owner}{node.name} return", None, node.returns))
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            found += _public_annotations(node.body, f"{node.name}.")
+        elif (
+            isinstance(node, ast.AnnAssign)
+            and owner
+            and isinstance(node.target, ast.Name)
+            and not node.target.id.startswith("_")
+        ):
+            found.append((node.lineno, f"{owner}{node.target.id}", node.target.id, node.annotation))
+    return found
+
+
+def object_id_problems(source: str, where: str) -> list[str]:
+    problems = []
+    for line, what, name, annotation in _public_annotations(ast.parse(source).body):
+        types = _type_names(annotation)
+        text = f"{where}:{line}: {what}: {ast.unparse(annotation)}"
+        if "Oid" in types and types & {"str", "bytes"}:
+            problems.append(f"{text} (an object id is a pygit2.Oid, not also hex)")
+        elif name is not None and (name in _ID_NAMES or name.endswith(_ID_SUFFIXES)) and "str" in types:
+            problems.append(f"{text} (an object id as hex; a pygit2.Oid at module boundaries)")
+    return problems
+
+
+def test_object_ids_have_one_type_at_module_boundaries() -> None:
+    problems = [
+        problem
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for problem in object_id_problems(path.read_text(), str(path.relative_to(REPO_ROOT)))
+    ]
+    assert problems == []
+
+
+def test_the_object_id_check_sees_unions_and_hex_ids() -> None:
+    source = """
+from typing import Optional, Union
+import pygit2
+
+def read(repo, commit: str | pygit2.Oid) -> None: ...
+def older(target: "Union[str, pygit2.Oid]") -> Optional[Union[pygit2.Oid, str]]: ...
+def hexed(base_commit: str | None, task_id: str, head: pygit2.Oid) -> pygit2.Oid | None: ...
+def _private(commit: str | pygit2.Oid) -> None: ...
+
+class Report:
+    commit: str
+    title: str
+    def method(self, sha: str) -> None: ...
+"""
+    whats = [problem.split(": ")[1] for problem in object_id_problems(source, "x.py")]
+    assert whats == [
+        "read(commit)",
+        "older(target)",
+        "older return",
+        "hexed(base_commit)",
+        "Report.commit",
+        "Report.method(sha)",
+    ]

@@ -1,4 +1,4 @@
-"""`git log --notes` of a run branch is the morning report: a few human lines per step, on one screen.
+"""`git log` of a run branch is the morning report: one human line per step, a six-step run on one screen.
 
 The model agents here are small fakes that return what a real loop returns (turns, tokens, a model
 label); the acceptance checks and the gate are the runner's real executors, and the note layout, the
@@ -22,6 +22,7 @@ from tests.conftest import git, pantheon
 from tests.test_runner_task import POLICY, queued
 
 MODEL = "gemma3-270m@1a2b3c4d5e6f"
+SHORT = "gemma3-270m"  # as the report line names it (the base model served: no +adapter)
 
 
 def agent(name: str):
@@ -69,22 +70,52 @@ def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo
     run = run_attempt(repo, repo_dir, spec, nodes, executors, attempt=1, resume=False, policy=POLICY)
     assert run.steps == ["baseline", "plan", "implement", "test", "review-a", "review-b", "gate"]
     log = git(repo_dir, "log", "--notes", "main..pantheon/t1/1")
-    # git's own layout of a commit (header, subject, five trailers) is 13 lines a step; the note adds
-    # one to three. With the JSON traces displayed it was 287 lines.
-    assert len(log.splitlines()) <= 7 * 16, log
-    assert "Notes (pantheon/log):" in log and '"policy"' not in log  # no JSON in the report
+    # git's layout of a step: commit, Author, Date, blank, subject, blank, two trailer lines (the folded
+    # Pantheon-Step and the Pantheon-Log report line) and the blank between commits: 9 lines, so six steps
+    # fit a 60-line screen. (A note costs 3 lines a step: blank, "Notes (…):", the line; with the JSON
+    # traces displayed it was 287 lines for these seven steps, 111 with five trailers and a note.)
+    assert len(log.splitlines()) <= 9 * len(run.steps) - 1, log
+    for args in (["--notes"], []):  # plain `git log` as well (init set notes.displayRef)
+        six = git(repo_dir, "log", *args, "-6", "pantheon/t1/1")
+        assert len(six.splitlines()) <= 60 and six.count("    Pantheon-Log: ") == 6, six
+    assert '"policy"' not in log  # no JSON in the report
     short = git(repo_dir, "log", "--notes", "--pretty=pantheon", "main..pantheon/t1/1")
-    assert len(short.splitlines()) <= 60, short
+    assert len(short.splitlines()) == 3 * len(run.steps) - 1, short  # subject, report line, blank
     assert short.splitlines()[0].endswith(
         "(pantheon/t1/1) gate: approve (acceptance passed; approved by reviewer:review-a, reviewer:review-b)"
     )
-    assert (
-        f"implement: ok · agent implementer · {MODEL}+base · 900+60 tokens · " in log
-        and " · 2 tool calls\n" in log
+    lines = {
+        step: git(
+            repo_dir, "log", "-1", "--format=%(trailers:key=Pantheon-Log,valueonly)", f"pantheon/t1/1~{back}"
+        ).strip()
+        for back, step in enumerate(reversed(run.steps))
+    }
+    assert short.splitlines()[1] == lines["gate"]
+    seconds = r"\d+\.\d s"
+    assert re.fullmatch(
+        rf"ok · implementer · {SHORT} · 900\+60 tokens · {seconds} · 2 tool calls", lines["implement"]
+    ), lines
+    assert re.fullmatch(rf"ok · acceptance · checks 1/1 passed · approve · {seconds}", lines["test"]), lines
+    assert re.fullmatch(rf"ok · baseline · checks 0/1 passed · {seconds}", lines["baseline"]), lines
+    assert re.fullmatch(
+        rf"ok · reviewer · approve: a.txt is there · {SHORT} · 900\+60 tokens · {seconds} · 2 tool calls",
+        lines["review-a"],
+    ), lines
+    reasons = "acceptance passed; approved by reviewer:review-a, reviewer:review-b"
+    assert re.fullmatch(rf"ok · gate · approve: {reasons} · {seconds}", lines["gate"]), lines
+    # The fields tools read back fold into one trailer line; the subject names the step once.
+    base = git(repo_dir, "rev-parse", "main").strip()
+    first = git(repo_dir, "log", "-1", "--format=%B", "pantheon/t1/1~6")
+    assert re.fullmatch(
+        rf"baseline: \d/1 checks pass[^\n]*\n\nPantheon-Step: baseline task=t1 attempt=1 base={base}\n"
+        rf"Pantheon-Log: ok · baseline · checks 0/1 passed · [^\n]*",
+        first.rstrip("\n"),
+    ), first
+    implement = git(repo_dir, "log", "-1", "--format=%B", "pantheon/t1/1~4")
+    assert implement.rstrip("\n") == (
+        f"implement: implementer finished\n\nPantheon-Step: implement task=t1 attempt=1\n"
+        f"Pantheon-Log: {lines['implement']}"
     )
-    assert "acceptance 1/1 passed" in log
-    assert "votes: reviewer:review-a approve (a.txt is there)" in log
-    assert "votes: gate approve (" in log
     # The JSON trace is still there for tools.
     trace = json.loads(git(repo_dir, "notes", "--ref", "pantheon/traces", "show", "pantheon/t1/1~4"))
     assert trace["node"] == "implement" and trace["tokens"]["out"] == 60
@@ -115,6 +146,32 @@ def test_a_failed_step_says_so_and_why_in_the_log(repo_dir: Path) -> None:
         policy=POLICY,
     )
     assert run.outcome == "failed"
-    note = git(repo_dir, "notes", "--ref", "pantheon/log", "show", "pantheon/t1/1").splitlines()
-    assert len(note) == 2 and re.fullmatch(r"implement: FAILED · agent b · \d+\.\d s", note[0]), note
-    assert note[1] == "error: write_file: path escapes the worktree"
+    message = git(repo_dir, "log", "-1", "--format=%B", "pantheon/t1/1")
+    assert re.fullmatch(
+        r"implement: failed: no file\n\nPantheon-Step: implement task=t1 attempt=1 base=[0-9a-f]{40} "
+        r"outcome=failed\nPantheon-Log: FAILED · b · \d+\.\d s\n"
+        r"Pantheon-Error: write_file: path escapes the worktree",
+        message.rstrip("\n"),
+    ), message
+
+
+def test_a_long_vote_reason_is_cut_not_the_verdict_and_the_adapter_is_named() -> None:
+    from pantheon_git.store.logview import LOG_CHARS, step_log
+
+    trace = {
+        "node": "review-b",
+        "agent": "reviewer",
+        "model": "gemma3-270m@0123456789ab",
+        "tokens": {"in": 5241, "out": 1536},
+        "duration_s": 46.43,
+        "output": {"verdict": "abstain"},
+    }
+    why = "no verdict: gave up after 4 failed calls in a row; last: the call was not valid JSON " * 3
+    line = step_log(trace, [Vote(voter="reviewer:review-b", verdict="abstain", reasons=[why])], tool_calls=4)
+    assert LOG_CHARS - 2 <= len(line) <= LOG_CHARS and "\n" not in line, line
+    assert line.startswith("ok · reviewer · abstain: no verdict: gave"), line
+    assert line.endswith("… · gemma3-270m · 5241+1536 tokens · 46.4 s · 4 tool calls"), line
+    served = {**trace, "model": "gemma3-270m@0123456789ab+reviewer.tests-fedcba9876543210.gguf@abcdef012345"}
+    assert step_log(served, [], tool_calls=1) == (
+        "ok · reviewer · gemma3-270m+reviewer@tests · 5241+1536 tokens · 46.4 s · 1 tool call"
+    )

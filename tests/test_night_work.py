@@ -38,7 +38,7 @@ from pantheon_git.store.git import open_repo
 from pantheon_git.store.traces import read_trace
 from pantheon_git.store.votes import Vote
 from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available
-from tests.conftest import CHECKS_FLOW, git, pantheon
+from tests.conftest import CHECKS_FLOW, git, oid_of, pantheon
 
 POLICY = {"local_only": True}
 CHECK = "python3 -c \"import calc; v = calc.answer(); assert v == 42, 'answer() returned %r' % v\""
@@ -127,7 +127,7 @@ def steps_of(repo_dir: Path, branch: str) -> list[str]:
     log = git(
         repo_dir, "log", "--reverse", "--format=%(trailers:key=Pantheon-Step,valueonly)", f"main..{branch}"
     )
-    return log.split()
+    return [line.split()[0] for line in log.splitlines() if line.strip()]  # the node, then task, attempt
 
 
 @needs_sandbox
@@ -150,16 +150,17 @@ def test_failing_checks_go_back_to_the_implementer_each_round_its_own_step(repo_
     assert '"round": 1' in repair_round[0] and "AssertionError" in repair_round[0]
     assert git(repo_dir, "show", "pantheon/fix/1:calc.py") == "def answer():\n    return 42\n"
     # Every step is its own commit with its own trace note.
-    revs = git(repo_dir, "rev-list", "--reverse", "main..pantheon/fix/1").split()
-    for name, rev in zip(steps, revs, strict=True):
-        note = read_trace(repo, rev, expand=True)
+    listed = git(repo_dir, "rev-list", "--reverse", "main..pantheon/fix/1").split()
+    revs = [oid_of(repo_dir, line) for line in listed]
+    for name, commit in zip(steps, revs, strict=True):
+        note = read_trace(repo, commit, expand=True)
         assert note is not None and note["node"] == name
     repair = read_trace(repo, revs[3], expand=True)
     assert repair is not None and repair["input"]["repair"]["failed_checks"][0]["command"] == CHECK
     test1 = read_trace(repo, revs[2])
     assert test1 is not None and test1["output"]["passed"] is False
     # The baseline left the base as it was; the gate saw a check go from failing to passing.
-    assert git(repo_dir, "diff", "--stat", "main", revs[0]) == ""
+    assert git(repo_dir, "diff", "--stat", "main", str(revs[0])) == ""
     gate = read_trace(repo, revs[-1])
     assert gate is not None and gate["output"]["verdict"] == "approve", gate
 
@@ -321,7 +322,7 @@ def test_best_of_n_stops_at_the_first_attempt_that_passes(repo_dir: Path) -> Non
     assert branches == ["pantheon/pick/1", "pantheon/pick/2", "pantheon/pick/3"]
     # The first attempt is greedy as the flow says; later ones sample with seeds from the attempt number.
     assert seen == [(1, None, 0.0), (2, SEED_STRIDE, 0.8), (3, 2 * SEED_STRIDE, 0.8)]
-    note = read_trace(repo, git(repo_dir, "rev-parse", "pantheon/pick/2~2").strip())
+    note = read_trace(repo, oid_of(repo_dir, "pantheon/pick/2~2"))
     assert note is not None and note["sampling"] == {"seed": SEED_STRIDE, "temperature": 0.8}
     assert {s.id: s.status.value for s in task_states(repo)} == {"pick": "passed"}
     report = build_report(repo)[0]
@@ -363,6 +364,6 @@ def test_a_retry_samples_instead_of_repeating_the_greedy_try(repo_dir: Path) -> 
     nodes = [PlannedNode("implement", "b", retries=2, seed=5)]
     run = run_attempt(repo, repo_dir, spec, nodes, {"b": once_wrong}, attempt=1, resume=False, policy=POLICY)
     assert run.outcome == "completed" and seen == [(5, 0.0), (6, 0.8)]
-    note = read_trace(repo, git(repo_dir, "rev-parse", "pantheon/retry/1").strip())
+    note = read_trace(repo, oid_of(repo_dir, "pantheon/retry/1"))
     assert note is not None and note["sampling"] == {"seed": 6, "temperature": 0.8}
     assert note["failed_tries"][0]["sampling"] == {"seed": 5, "temperature": 0.0}

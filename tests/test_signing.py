@@ -19,7 +19,7 @@ from pantheon_git.store.signing import (
     verify_commit,
 )
 from pantheon_git.store.votes import Vote, append_votes, read_all_votes, read_votes, recorded_votes
-from tests.conftest import git
+from tests.conftest import git, oid_of
 
 
 def test_signed_votes_from_two_machines_count_after_a_notes_merge(repo_dir: Path, tmp_path: Path) -> None:
@@ -28,7 +28,7 @@ def test_signed_votes_from_two_machines_count_after_a_notes_merge(repo_dir: Path
     with (repo_dir / ".pantheon" / "allowed_signers").open("a") as signers:
         signers.write(allowed_signers_line("runner@other", public) + "\n")
     git(repo_dir, "commit", "-q", "-am", "allow the other runner")
-    head = git(repo_dir, "rev-parse", "HEAD").strip()
+    head = oid_of(repo_dir)
     other = tmp_path / "other"
     git(tmp_path, "clone", "-q", str(repo_dir), str(other))
     append_votes(open_repo(repo_dir), head, [Vote(voter="reviewer-a", verdict="approve")])
@@ -61,20 +61,20 @@ def test_signed_votes_from_two_machines_count_after_a_notes_merge(repo_dir: Path
 
 
 def test_a_signed_reject_deleted_by_hand_still_counts_and_order_ignores_ids(repo_dir: Path) -> None:
-    head = git(repo_dir, "rev-parse", "HEAD").strip()
+    head = oid_of(repo_dir)
     repo = open_repo(repo_dir)
     append_votes(repo, head, [Vote(voter="reviewer", verdict="approve", id="99991231T000000.000000Z-aaaa")])
     append_votes(repo, head, [Vote(voter="reviewer", verdict="reject", id="19700101T000000.000000Z-bbbb")])
     latest = latest_per_voter(read_votes(repo, head))
     assert latest["reviewer"].verdict == "reject"  # signed later, whatever its id says
-    git(repo_dir, "notes", "--ref", "pantheon/votes", "add", "-f", "-m", "scrubbed", head)
+    git(repo_dir, "notes", "--ref", "pantheon/votes", "add", "-f", "-m", "scrubbed", str(head))
     assert read_all_votes(open_repo(repo_dir), head) == []
     assert latest_per_voter(read_votes(open_repo(repo_dir), head))["reviewer"].verdict == "reject"
 
 
 def test_a_tampered_signature_does_not_verify(repo_dir: Path) -> None:
     repo = open_repo(repo_dir)
-    head = git(repo_dir, "rev-parse", "HEAD").strip()
+    head = oid_of(repo_dir)
     notes_commit = append_votes(repo, head, [Vote(voter="reviewer", verdict="approve")])
     assert notes_commit is not None
     signers = allowed_signers(repo)
@@ -128,7 +128,7 @@ def test_init_signing_key_creates_a_private_runner_key_and_allows_it(unsigned_re
     )
     # Not yet committed on main: nothing verifies; once committed, the runner's commits do.
     repo = open_repo(repo_dir)
-    head = git(repo_dir, "rev-parse", "HEAD").strip()
+    head = oid_of(repo_dir)
     notes_commit = append_votes(repo, head, [Vote(voter="r", verdict="approve")])
     assert (
         notes_commit is not None

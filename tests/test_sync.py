@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pantheon_git.store.git import open_repo
 from pantheon_git.store.votes import Vote, append_votes, read_all_votes
-from tests.conftest import git, pantheon
+from tests.conftest import git, oid_of, pantheon
 
 
 def two_clones(repo_dir: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -28,7 +28,7 @@ def two_clones(repo_dir: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
 
 def test_votes_and_specs_from_two_clones_end_up_in_both(repo_dir: Path, tmp_path: Path) -> None:
     _, one, two = two_clones(repo_dir, tmp_path)
-    head = git(one, "rev-parse", "HEAD").strip()
+    head = oid_of(one)
     assert (
         pantheon(one, "queue", "--id", "from-one", "--title", "one", "--acceptance", "true").returncode == 0
     )

@@ -358,16 +358,19 @@ def usage(name: str, model: type[BaseModel], call_format: CallFormat = DEFAULT_F
 
 
 def body_grammar() -> str:
-    """A function body completed as plain code: indented or blank lines, ended by the first character of
-    a line that is not (the next top-level statement, which is not kept). The placeholder a stub had is
-    not a body (a small model copies what it was just shown)."""
+    """A function body completed as plain code: indented or blank lines, ended by a line that is not
+    (the next top-level statement, which is not kept: raw completion's stop rule). That line is decoded
+    to its end: were it only its first character, a token such as `#print` that the model prefers there
+    would be masked, and the model would go on with indented lines instead (measured: a right body
+    followed by 500 tokens of indented comments); a line left open would never end. The placeholder a
+    stub had is not a body (a small model copies what it was just shown)."""
     return (
         "\n".join(
             [
                 "start: BODY+ STOP",
                 "BODY: /([ \\t][^\\n]*)?\\n/ & ~PLACEHOLDER",
                 "PLACEHOLDER: /[ \\t]*(raise NotImplemented[^\\n]*|pass[ \\t]*|\\.\\.\\.[ \\t]*)\\n/",
-                "STOP: /[^ \\t\\n]/",
+                "STOP: /[^ \\t\\n][^\\n]*\\n/",
             ]
         )
         + "\n"

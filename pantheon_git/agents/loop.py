@@ -4,7 +4,9 @@ Decoding is held to the agent's tools (plus `finish`, whose arguments are the ag
 the call format of agents/calls.py: by default code travels as plain lines under a Lark grammar, else
 as JSON under the union of the tools' schemas. What still fails validation or a tool's own checks goes
 back to the model as an error, up to `retries` in a row. The loop ends on a valid `finish` or fails
-clearly at `max_iterations`. Decoding is greedy with the model's fixed seed, so a step can be replayed.
+clearly at `max_iterations`. Decoding is greedy with the model's fixed seed, so a step can be replayed
+(a code completion retried in one step samples with a seed of its own). Every prompt and its turn's
+`max_tokens` fit the runtime's context window: a turn that would not is not decoded.
 When the model carries a chat template, each turn's prompt is rendered through it (agents/prompt.py).
 """
 
@@ -26,11 +28,11 @@ from pantheon_git.agents.calls import (
     CallFormat,
     body_grammar,
 )
-from pantheon_git.agents.context import editable_files, named_files, repository_context
+from pantheon_git.agents.context import editable_files, estimate_tokens, named_files, repository_context
 from pantheon_git.agents.examples import past_examples, worked_examples
 from pantheon_git.agents.prompt import CALL, ChatRenderer, chat_prompt, render_header, render_turn
 from pantheon_git.agents.spec import AgentSpec
-from pantheon_git.agents.stubs import Stub, find_stub
+from pantheon_git.agents.stubs import Stub, find_function, find_stub, find_stubs, fit_prompt, repair_prompt
 from pantheon_git.runtime.base import Runtime
 from pantheon_git.store.redact import redact, redact_all
 from pantheon_git.tools.builtin import TOOLS, Tool, ToolContext
@@ -39,6 +41,8 @@ from pantheon_git.tools.paths import ToolError
 PROMPT_FORMAT = "pantheon-plain-2"
 CHAT_FORMAT = "pantheon-chat-1"
 DEFAULT_CONTEXT_TOKENS = 1024  # when the runtime sets none (its models.toml `context_tokens`)
+RETRY_TEMPERATURE = 0.8  # a code completion tried again in one step (its edit was refused) samples
+MIN_TURN_TOKENS = 64  # a turn with less room than this left in the context window is not worth decoding
 
 
 def call_schema(tools: list[Tool], output: type[BaseModel]) -> dict[str, Any]:
@@ -166,13 +170,22 @@ def run_agent(
     """Run `agent` until it finishes validly, gives up after too many errors, or runs out of turns.
 
     `header` replaces the prompt's header as built now (replay gives the recorded one: past examples
-    and the repository outline change as the repository does)."""
+    and the repository outline change as the repository does). A repair round (`inputs["repair"]`)
+    completes again each function its `functions` name (the stubs the attempt started from, see
+    night/executors.py), from the file with the failing checks' output above it, as a code completion;
+    being inputs, they are in the trace, and replay repeats the round."""
     call_format = call_format or CallFormat(agent.call_format)
     tools = {name: TOOLS[name] for name in agent.tools}
     # The files the task names hold an edit's path and SEARCH lines (re-read each turn: edits change them).
     named = named_files(task, inputs) if "edit" in tools and call_format is CallFormat.CODE else []
     budget = getattr(runtime, "context_tokens", None)
     budget = DEFAULT_CONTEXT_TOKENS if budget is None else budget
+    # Every prompt is budgeted in the runtime's own tokens where it can count them, so that the prompt
+    # and the turn's max_tokens fit its context window together (none: the runtime sets no window).
+    window: int | None = getattr(runtime, "context_window", None)
+    count = getattr(runtime, "count_tokens", None) or estimate_tokens
+    to_repair = repair_targets(inputs, named) if named else []
+    failures = repair_outputs(inputs)
     if header is None:
         header = agent_header(
             agent, context, task, inputs, call_format=call_format, context_tokens=budget, examples=examples
@@ -194,6 +207,7 @@ def run_agent(
     errors_in_row = 0
     calls: list[dict[str, Any]] = []
     changed: list[str] = []  # paths a call changed successfully
+    tried: set[str] = set()  # code-completion prompts already sent in this step
     for number in range(1, agent.max_iterations + 1):
         if context.seconds_left() <= 0:
             run.error = f"out of time after {number - 1} turns"
@@ -209,11 +223,37 @@ def run_agent(
         prompt = chat_prompt(chat, header, run.turns) if chat is not None else transcript + CALL
         # A named file still holding a stub: the move is a code completion at the stub (agents/stubs.py),
         # from the file itself as the prompt; the loop writes the edit call around the body it gets.
-        stub = first_stub(files) if files and "edit" in {t.name for t in kept} else None
+        can_edit = files and "edit" in {t.name for t in kept}
+        stub = first_stub(files) if can_edit else None
+        repairing = next_repair(files, to_repair) if can_edit and stub is None else None
+        max_tokens = agent.max_tokens
+        limit = window - max_tokens if window else None
         if stub is not None:
             prompt, turn_grammar = stub[1].prefix, body_grammar()
+            if limit is not None and count(prompt) > limit:  # a long file: the nearest code stays
+                prompt = fit_prompt(stub[1].before, "", stub[1].head, count, limit) or ""
+        elif repairing is not None:
+            # A repair round sends the failing function's file, its old body and the checks' output,
+            # never the whole header again: it fits the context by construction (agents/stubs.py).
+            stub = repairing
+            prompt = repair_prompt(stub[1], failures, count, limit or 10**9) or ""
+            turn_grammar = body_grammar()
+        elif window is not None:
+            max_tokens = min(max_tokens, window - count(prompt))
+        if not prompt or max_tokens < MIN_TURN_TOKENS:
+            run.error = (
+                f"the prompt no longer fits the model's context ({window} tokens) after {number - 1} turns"
+            )
+            return _ended_after_changes(run, agent, changed)
+        sampling: dict[str, Any] = {"seed": seed}
+        if stub is not None and prompt in tried:
+            # The same code completion again (its edit was refused, say a body cut off mid-statement):
+            # greedy decoding would write the same body, so the retry samples with its own seed.
+            sampling = {"seed": (seed or 0) + number, "temperature": RETRY_TEMPERATURE}
+        if stub is not None:
+            tried.add(prompt)
         try:
-            completion = runtime.complete(prompt, schema=turn_grammar, max_tokens=agent.max_tokens, seed=seed)
+            completion = runtime.complete(prompt, schema=turn_grammar, max_tokens=max_tokens, **sampling)
         except ValueError as full:  # llama.cpp: the transcript outgrew the model's context window
             if "context window" not in str(full):
                 raise
@@ -239,6 +279,10 @@ def run_agent(
         if stub is not None:
             # This turn's prompt is the file, not the transcript: recorded so replay can check it.
             turn["stub"] = {"path": stub[0], "function": stub[1].name, "prompt": prompt}
+            if repairing is not None:
+                turn["stub"]["repair"] = True
+            if "temperature" in sampling:
+                turn["sampling"] = sampling
         if repeated:
             turn["excluded_tool"] = repeated
         try:
@@ -263,11 +307,15 @@ def run_agent(
                 errors_in_row = 0
                 if name in CHANGING_TOOLS:
                     changed.append(str(getattr(args, "path", name)))
-                if stub is not None and first_stub(editable_files(context.worktree, named)) is None:
+                if stub is not None:  # a stub filled is not repaired again in this step
+                    to_repair = [target for target in to_repair if target != (stub[0], stub[1].name)]
+                now = editable_files(context.worktree, named) if stub is not None else {}
+                if stub is not None and first_stub(now) is None and next_repair(now, to_repair) is None:
                     # Every stub is filled: the step's work is done, and a small model left to itself
                     # wanders (edits that change nothing, runs) until it runs out of turns; the
                     # acceptance checks judge the code next.
-                    done = _ended_after_changes(run, agent, changed, f"completed {stub[1].name} in {stub[0]}")
+                    verb = "repaired" if repairing is not None else "completed"
+                    done = _ended_after_changes(run, agent, changed, f"{verb} {stub[1].name} in {stub[0]}")
                     if done.ok:
                         turn["result"] = redact(result)
                         return done
@@ -326,11 +374,58 @@ def first_stub(files: Mapping[str, str]) -> tuple[str, Stub] | None:
     return None
 
 
+def repair_targets(inputs: Mapping[str, Any], named: Sequence[str]) -> list[tuple[str, str]]:
+    """(path, function) of each function a repair round completes again (in the named files); []
+    outside a repair round."""
+    repair = inputs.get("repair")
+    functions = repair.get("functions") if isinstance(repair, Mapping) else None
+    if not isinstance(functions, list):
+        return []
+    return [
+        (str(item["path"]), str(item["function"]))
+        for item in functions
+        if isinstance(item, Mapping) and item.get("path") in named and item.get("function")
+    ]
+
+
+def stub_functions(files: Mapping[str, str]) -> list[dict[str, str]]:
+    """Each stub of the given Python files as {"path", "function"} (what a repair round completes)."""
+    return [
+        {"path": path, "function": stub.name}
+        for path, text in files.items()
+        if path.endswith(".py")
+        for stub in find_stubs(text)
+    ]
+
+
+def repair_outputs(inputs: Mapping[str, Any]) -> list[str]:
+    """The failing checks' output a repair round carries (`night/attempt.py` repair_feedback)."""
+    repair = inputs.get("repair")
+    if not isinstance(repair, Mapping):
+        return []
+    checks = repair.get("failed_checks") or []
+    return [str(check.get("output", "")) for check in checks if isinstance(check, Mapping)]
+
+
+def next_repair(
+    files: Mapping[str, str] | None, targets: Sequence[tuple[str, str]]
+) -> tuple[str, Stub] | None:
+    """(path, function as it is now) of the first repair target still to complete, or None."""
+    for path, name in targets:
+        function = find_function((files or {}).get(path, ""), name)
+        if function is not None:
+            return path, function
+    return None
+
+
 def stub_edit(path: str, stub: Stub, completion: str) -> str:
     """The edit call that puts a completed body in place of the stub's placeholder."""
-    if completion and completion[-1] not in " \t\n":  # the STOP character, or a line cut off
-        completion = completion[: completion.rfind("\n") + 1]
-    body = completion
+    # The last line is not kept when it is the STOP line (the next top-level statement) or was cut off
+    # at max_tokens.
+    lines = completion.splitlines(keepends=True)
+    if lines and (not lines[-1].endswith("\n") or lines[-1][:1] not in " \t\n"):
+        lines.pop()
+    body = "".join(lines)
     return (
         f"edit path={path}\n{SEARCH_OPEN}\n{stub.whole}{DIVIDER}\n{stub.head}{body.rstrip()}\n{REPLACE_CLOSE}"
     )

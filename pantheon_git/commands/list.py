@@ -17,14 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.queue.status import task_states
-    from pantheon_git.queue.tasks import read_queue
+    from pantheon_git.queue.status import queue_states
     from pantheon_git.store.git import open_repo
 
     repo = open_repo()
-    for broken in read_queue(repo)[1]:  # listed apart: a broken spec has no status to derive
+    states, broken_specs = queue_states(repo)
+    for broken in broken_specs:  # listed apart: a broken spec has no status to derive
         print(f"git pantheon list: {broken.reason}", file=sys.stderr)
-    states = task_states(repo)
     if args.status:
         states = [state for state in states if state.status == args.status]
     if args.json:

@@ -31,7 +31,7 @@ from pantheon_git.queue.status import Status, run_outcome
 from pantheon_git.schema.spec import Spec
 from pantheon_git.store.git import run_git
 from pantheon_git.store.layout import run_branch
-from pantheon_git.store.logview import count_tool_calls, step_log, write_step_log
+from pantheon_git.store.logview import LOG_TRAILER, count_tool_calls, step_log
 from pantheon_git.store.runs import (
     Step,
     make_step_commit,
@@ -454,16 +454,6 @@ def _record(
 ) -> pygit2.Oid:
     """The node's step commit (the worktree as it is) and its trace note; then publish the branch."""
     task_id = spec.id or ""
-    extra: dict[str, str] = {"Pantheon-Attempt": str(attempt)}
-    if base and not recorded_steps(repo, ref):
-        extra["Pantheon-Base"] = base  # on the run's first step: the commit it started from
-    if not result.ok:
-        extra["Pantheon-Outcome"] = "failed"
-        extra["Pantheon-Error"] = (result.error or "failed").splitlines()[0][:200]
-    step = Step(
-        task=task_id, step=node.id, agent=node.agent, model=result.model, summary=result.summary, extra=extra
-    )
-    commit, parent = make_step_commit(repo, ref, step, tree=worktree_tree(workdir))
     trace: dict[str, Any] = {
         "summary": result.summary,
         "task": task_id,
@@ -481,6 +471,18 @@ def _record(
         "input": inputs,
         "output": result.output,
     }
+    extra: dict[str, str] = {"Pantheon-Attempt": str(attempt)}
+    if base and not recorded_steps(repo, ref):
+        extra["Pantheon-Base"] = base  # on the run's first step: the commit it started from
+    # What `git log` shows for the step, one line in the commit itself: no published step lacks it.
+    extra[LOG_TRAILER] = step_log(trace, result.votes, count_tool_calls(result.trace))
+    if not result.ok:
+        extra["Pantheon-Outcome"] = "failed"
+        extra["Pantheon-Error"] = (result.error or "failed").splitlines()[0][:200]
+    step = Step(
+        task=task_id, step=node.id, agent=node.agent, model=result.model, summary=result.summary, extra=extra
+    )
+    commit, parent = make_step_commit(repo, ref, step, tree=worktree_tree(workdir))
     if not result.ok:
         branch = ref.removeprefix("refs/heads/")
         trace["error"] = result.error
@@ -499,8 +501,5 @@ def _record(
     write_trace(repo, commit, trace, detail_keys=("input", "agent_trace"))
     if result.votes:
         append_votes(repo, commit, result.votes)
-    # What `git log` shows for the step (notes.displayRef): a few lines, written before the step is
-    # published like the trace, so no published step lacks them.
-    write_step_log(repo, commit, step_log(trace, result.votes, count_tool_calls(result.trace)))
     publish_step(repo, ref, commit, parent)  # the worktree's HEAD follows: its index already matches
     return commit

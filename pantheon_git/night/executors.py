@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pantheon_git.agents.loop import run_agent
+from pantheon_git.agents.context import named_files
+from pantheon_git.agents.loop import run_agent, stub_functions
 from pantheon_git.agents.spec import AgentSpec
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
 from pantheon_git.night.policy import refuse_non_local
@@ -24,7 +25,7 @@ from pantheon_git.review.gate import decide, gate_vote
 from pantheon_git.runtime.openai_compat import url_is_local
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.models import ModelConfig
-from pantheon_git.store.git import run_git
+from pantheon_git.store.git import open_repo, run_git
 from pantheon_git.store.votes import Verdict, Vote
 from pantheon_git.tools.builtin import Sandbox, ToolContext
 from pantheon_git.tools.sandbox import CompletedRun, run_sandboxed
@@ -54,11 +55,47 @@ def _diff(worktree: Path, base: str) -> str:
     return text if len(text) <= DIFF_CHARS else text[:DIFF_CHARS] + "\n… (diff truncated)"
 
 
+def files_at_base(context: NodeContext, paths: list[str]) -> dict[str, str]:
+    """path -> text of the named files in the commit the run started from (those that exist there)."""
+    if not context.base:
+        return {}
+    import pygit2
+
+    try:
+        tree = open_repo(context.worktree).revparse_single(context.base).peel(pygit2.Commit).tree
+    except (KeyError, ValueError, pygit2.GitError):
+        return {}
+    found = {}
+    for path in paths:
+        try:
+            blob = tree[path]
+        except KeyError:
+            continue
+        if isinstance(blob, pygit2.Blob):
+            found[path] = blob.data.decode("utf-8", errors="replace")
+    return found
+
+
 def review_diff(context: NodeContext) -> str:
     """What a reviewer is shown: the run's changes since the commit it started from (never a branch name)."""
     if not context.base:
         raise NodeFailed("the run has no recorded base commit to diff against")
     return _diff(context.worktree, context.base)
+
+
+# Wall times differ from run to run: an agent shown them gets another prompt for the same work, and even
+# greedy decoding then diverges (two reviewers of one diff disagreed over 0.033 s against 0.081 s).
+# Traces and the report keep them; what a model is shown does not.
+VOLATILE_KEYS = frozenset({"seconds", "duration_s"})
+
+
+def steady(value: Any) -> Any:
+    """`value` without its wall-time fields, at any depth (pure)."""
+    if isinstance(value, Mapping):
+        return {key: steady(item) for key, item in value.items() if key not in VOLATILE_KEYS}
+    if isinstance(value, list):
+        return [steady(item) for item in value]
+    return value
 
 
 @dataclass(slots=True)
@@ -109,9 +146,13 @@ def agent_executor(
         )
         spec = context.spec
         task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance, "files": spec.files}
-        inputs = dict(context.inputs)
+        inputs = steady(dict(context.inputs))
         if agent.name == "reviewer":
             inputs["diff"] = review_diff(context)
+        if isinstance(inputs.get("repair"), Mapping):
+            # A repair round completes again the functions that were stubs when the attempt began.
+            stubs = stub_functions(files_at_base(context, named_files(task, inputs)))
+            inputs["repair"] = {**inputs["repair"], "functions": stubs}
         run = run_agent(agent, runtime, tools, task, inputs, seed=context.seed)
         if agent.name == "reviewer" and not run.ok:
             # A reviewer that reaches no verdict abstains; it does not fail the run. The gate still needs

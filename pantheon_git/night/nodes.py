@@ -47,7 +47,7 @@ class NodeResult:
     ok: bool = True
     error: str | None = None
     log_tail: str = ""
-    model: str = "-"  # for the Pantheon-Model trailer: name@sha256-prefix[+adapter]
+    model: str = "-"  # for the trace and the Pantheon-Log line: name@sha256-prefix[+adapter]
     trace: dict[str, Any] = field(default_factory=dict)  # the executor's own record (turns, calls, …)
     votes: list[Vote] = field(default_factory=list)  # votes to append on this step's commit
     tokens: dict[str, int] = field(default_factory=dict)  # {"in": n, "out": n}

@@ -87,8 +87,8 @@ def default_remote(repo: pygit2.Repository) -> str | None:
 
 # Pushed every notes ref, traces and payloads included; earlier versions of `init` set it.
 OLD_NOTES_PUSH = "refs/notes/pantheon/*:refs/notes/pantheon/*"
-# `git log --pretty=pantheon`: one line per commit plus its log lines, for a screen-sized report.
-PRETTY_PANTHEON = "format:%C(auto)%h%d %s%n%N"
+# `git log --pretty=pantheon`: one line per commit plus its step's report line and later votes.
+PRETTY_PANTHEON = "format:%C(auto)%h%d %s%n%(trailers:key=Pantheon-Log,valueonly)%N"
 
 
 def wanted_config(

@@ -81,7 +81,7 @@ def main() -> int:
     sh(sample, "git", "pantheon", "list")
     sh(sample, "git", "log", "--oneline", "refs/pantheon/tasks")
     night = sh(sample, "git", "pantheon", "night", check=False)
-    # The morning report in git itself: a few lines per step (refs/notes/pantheon/log, the displayRef).
+    # The morning report in git itself: each step's subject and its Pantheon-Log report line.
     sh(sample, "git", "log", "--notes", "--pretty=pantheon", "main..pantheon/mul/1", check=False)
     # Every step is signed by the runner's key (.pantheon/allowed_signers says whose keys count).
     sh(sample, "git", "log", "-1", "--show-signature", "--format=%h %s", "pantheon/mul/1", check=False)

@@ -26,7 +26,7 @@ from pantheon_git.tools.sandbox import require_sandbox, run_sandboxed
 
 @dataclass(slots=True)
 class ReplayReport:
-    commit: str
+    commit: pygit2.Oid
     agent: str
     turns: int
     mismatches: list[str] = field(default_factory=list)
@@ -59,7 +59,7 @@ def replay_step(repo: pygit2.Repository, root: Path, commit_ref: str) -> ReplayR
         [rebuild_prompt(recorded["prompt"], turns, n) for n in range(1, len(turns) + 1)],
         normalize=deterministic,
     )
-    report = ReplayReport(str(commit.id), agent.name, len(turns))
+    report = ReplayReport(commit.id, agent.name, len(turns))
     with scratch_worktree(repo, root, commit.parents[0].id, f"replay/{str(commit.id)[:12]}") as workdir:
         context = ToolContext(worktree=workdir, sandbox=run_sandboxed)
         run = run_agent(

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 import pygit2
 
-from pantheon_git.queue.tasks import cancelled_ids, load_specs, queue_tree
+from pantheon_git.queue.tasks import BrokenSpec, cancelled_ids, queue_tree, read_queue
 from pantheon_git.schema.spec import Spec
 from pantheon_git.store.layout import CLAIMS_PREFIX, run_branch
 from pantheon_git.store.runs import parse_trailers, run_heads, unverified_steps
@@ -102,8 +102,14 @@ class TaskState:
 
 def task_states(repo: pygit2.Repository) -> list[TaskState]:
     """Every queued spec with its derived status, highest priority first, then oldest first."""
+    return queue_states(repo)[0]
+
+
+def queue_states(repo: pygit2.Repository) -> tuple[list[TaskState], list[BrokenSpec]]:
+    """`task_states`, and the specs too broken to have a status, from one read of the queue (reading a
+    large queue's parsed-spec cache is most of what `list` costs)."""
     tree = queue_tree(repo)
-    specs = load_specs(repo, tree)
+    specs, broken = read_queue(repo, tree)
     cancelled = cancelled_ids(tree, repo)
     claims = {name.removeprefix(CLAIMS_PREFIX) for name in repo.references if name.startswith(CLAIMS_PREFIX)}
     heads = run_heads(repo)
@@ -141,4 +147,4 @@ def task_states(repo: pygit2.Repository) -> list[TaskState]:
             state.id,
         )
     )
-    return states
+    return states, broken

@@ -11,7 +11,7 @@ import pygit2
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.queue.status import Status, checked_outcome
-from pantheon_git.store.git import run_git
+from pantheon_git.store.git import parse_oid, run_git
 from pantheon_git.store.runs import parse_trailers, run_heads
 from pantheon_git.store.signing import (
     ALLOWED_SIGNERS,
@@ -40,36 +40,43 @@ def protected_branches(repo: pygit2.Repository, configured: list[str]) -> set[st
     }
 
 
-def ungated_commits(repo: pygit2.Repository, root: Path, local_sha: str, remote_sha: str) -> list[str]:
+def ungated_commits(
+    repo: pygit2.Repository, root: Path, local: pygit2.Oid, remote: pygit2.Oid | None
+) -> list[str]:
     """Run-branch commits about to be pushed whose run did not pass its gate: 'commit (task): why'.
 
     Passing means a counted (signed, allowed) gate approval and every step signed by an allowed signer
     of the protected branch as the remote has it (the local branch may just have merged a run that edits
     them), so a run branch and notes from another machine cannot vouch for themselves. Commits that are
     only on the remote's run branches are not taken as already reviewed, and a run commit that edits
-    .pantheon/allowed_signers is refused: people change who may vote, runs do not."""
-    if remote_sha == ZERO:
+    .pantheon/allowed_signers is refused: people change who may vote, runs do not. `remote` is None
+    when the remote has no such branch yet."""
+    if remote is None:
         exclude = ["--not", "--exclude=*/pantheon/*", "--remotes"]
         signers = allowed_signers(repo)
     else:
-        exclude = [f"^{remote_sha}"]
-        signers = allowed_signers_at(repo, remote_sha)
-    proc = run_git(["rev-list", "--end-of-options", local_sha, *exclude], root, check=False)
+        exclude = [f"^{remote}"]
+        signers = allowed_signers_at(repo, remote)
+    proc = run_git(["rev-list", "--end-of-options", str(local), *exclude], root, check=False)
     if proc.returncode != 0:
         # Fail closed: an empty listing would let every commit through (say, the remote's tip is a commit
         # this clone has not fetched).
         reason = (proc.stderr.strip().splitlines() or ["rev-list failed"])[-1]
         raise PantheonError(f"cannot tell which commits this push carries ({reason}); fetch, then push again")
-    listing = proc.stdout.split()
+    listing = [parse_oid(line) for line in proc.stdout.split()]
     heads = run_heads(repo)
     problems = []
     verdicts: dict[tuple[str, str], Status] = {}
-    for sha in listing:
-        trailers = parse_trailers(repo.get(sha).message)
+    for commit_id in listing:
+        if commit_id is None:
+            raise PantheonError("cannot read rev-list's listing of this push: refusing rather than guessing")
+        commit = repo.get(commit_id)
+        sha = str(commit_id)
+        trailers = parse_trailers(commit.message)
         task = trailers.get("Pantheon-Task")
         if not task:
             continue
-        if touches_allowed_signers(repo.get(sha)):
+        if touches_allowed_signers(commit):
             problems.append(f"{sha[:12]} (task {task}): a run commit changes {ALLOWED_SIGNERS}")
             continue
         attempt = trailers.get("Pantheon-Attempt", "")
@@ -95,15 +102,19 @@ def pre_push(repo: pygit2.Repository, root: Path, lines: Iterable[str], protecte
         parts = line.split()
         if not parts:
             continue
+        unreadable = f"cannot read git's ref line {line.strip()[:80]!r}: refusing rather than guessing"
         if len(parts) != 4:
-            refusals.append(
-                f"cannot read git's ref line {line.strip()[:80]!r}: refusing rather than guessing"
-            )
+            refusals.append(unreadable)
             continue
         _local_ref, local_sha, remote_ref, remote_sha = parts
         if local_sha == ZERO or remote_ref not in protected:
             continue
-        for problem in ungated_commits(repo, root, local_sha, remote_sha):
+        local = parse_oid(local_sha)
+        remote = None if remote_sha == ZERO else parse_oid(remote_sha)  # all zeros: a new branch there
+        if local is None or (remote is None and remote_sha != ZERO):
+            refusals.append(unreadable)
+            continue
+        for problem in ungated_commits(repo, root, local, remote):
             refusals.append(f"{remote_ref.removeprefix('refs/heads/')}: {problem}")
     return refusals
 

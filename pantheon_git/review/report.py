@@ -16,6 +16,7 @@ import pygit2
 from pantheon_git.errors import PantheonError
 from pantheon_git.queue.status import Status, TaskState, checked_outcome, task_states
 from pantheon_git.store.layout import DATASETS_PREFIX, EVALS_NOTES, run_branch
+from pantheon_git.store.logview import adapter_of
 from pantheon_git.store.notes import read_note
 from pantheon_git.store.runs import parse_trailers, recorded_steps, unverified_steps
 from pantheon_git.store.signing import AllowedSigners, allowed_signers
@@ -43,7 +44,7 @@ class TaskReport:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     # Checks that passed on the base commit too: they do not test the task.
     untested_checks: list[str] = field(default_factory=list)
-    # "<step>: <adapter>" for each step of the newest attempt a LoRA adapter served (from Pantheon-Model).
+    # "<step>: <adapter>" for each step of the newest attempt a LoRA adapter served (its trace's model).
     adapters: list[str] = field(default_factory=list)
 
 
@@ -73,18 +74,6 @@ def parse_since(text: str) -> timedelta:
         raise PantheonError(f"--since {text}: use a span like 90m, 24h, 7d or 2w")
     unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
     return timedelta(**{unit: int(match.group(1))})
-
-
-def adapter_of(model: str) -> str:
-    """The adapter named in a Pantheon-Model trailer (`name@sha+<ref>-<blob>.gguf@sha`): its ref
-    (`implementer` or `implementer@tests`), or "" when the base model served."""
-    _, plus, adapter = model.partition("+")
-    if not plus:
-        return ""
-    name = adapter.split(".gguf", 1)[0]
-    ref, dash, blob = name.rpartition("-")
-    ref = ref if dash and len(blob) == 16 else name
-    return ref.replace(".", "@", 1) if "." in ref else ref
 
 
 def task_report(
@@ -125,7 +114,8 @@ def task_report(
                     ]
                     report.untested_checks = list(vote.evidence.get("passes_at_base", []))
         trailers = parse_trailers(commit.message)
-        served = adapter_of(trailers.get("Pantheon-Model", ""))
+        # The model is in the trace; runs recorded before it left the message carry a Pantheon-Model trailer.
+        served = adapter_of(str(trace.get("model") or trailers.get("Pantheon-Model", "")))
         if served:
             report.adapters.append(f"{trailers.get('Pantheon-Step')}: {served}")
         if trailers.get("Pantheon-Outcome") == "failed":

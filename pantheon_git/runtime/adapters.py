@@ -35,7 +35,7 @@ class Routed:
 
 
 def _cached(repo: pygit2.Repository, name: str, blob: pygit2.Oid) -> Path:
-    # The file name carries the ref, so the Pantheon-Model trailer and the report say which one served.
+    # The file name carries the ref, so the trace, the step's report line and the report say which one served.
     path = cache_dir() / "adapters" / f"{name.replace(LABEL_SEPARATOR, '.')}-{str(blob)[:16]}.gguf"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ class ModelIdentity:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def label(self) -> str:
-        """For the Pantheon-Model trailer: name@sha256-prefix, plus the adapter if any."""
+        """For the trace's `model` and the step's report line: name@sha256-prefix, plus any adapter."""
         tag = f"{self.name}@{self.sha256[:12]}" if self.sha256 else self.name
         return f"{tag}+{self.adapter}" if self.adapter else tag
 

@@ -82,12 +82,17 @@ class LlamaRuntime:
             seed=config.seed,
             extra={"n_gpu_layers": config.n_gpu_layers, "n_ctx": config.n_ctx},
         )
+        self.context_window = config.n_ctx  # a prompt and its completion together, in tokens
         fitted = config.n_ctx // 4  # leaves room for the role, tools, examples and the turns themselves
         self.context_tokens = fitted if config.context_tokens is None else config.context_tokens
         self.chat = self._chat_template(config)
         # One context decodes one prompt at a time: concurrent callers (a replay beside a night, a
         # misconfigured job) wait their turn instead of corrupting its KV cache.
         self._busy = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes as a prompt (as `complete` tokenizes it, BOS included)."""
+        return len(self.llama.tokenize(text.encode("utf-8"), special=True))
 
     def _token_text(self, token: int) -> str:
         return self.llama._model.token_get_text(token) if token >= 0 else ""

@@ -26,6 +26,25 @@ from pantheon_git.store.redact import redact, redact_bytes
 pygit2.settings.enable_strict_object_creation(False)
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def parse_oid(text: str) -> pygit2.Oid | None:
+    """The object id spelled by a full hex id (SHA-1 or SHA-256) from text outside the object store (JSON
+    notes, a hook's stdin, a cache file), or None when it is not one.
+
+    pygit2.Oid(hex=...) would pad a short or truncated id with zeros into another, valid-looking id. A
+    SHA-256 id is None where this libgit2 is built without SHA-256 (it cannot open such a repository).
+    """
+    text = text.strip().lower()
+    if len(text) not in (40, 64) or not set(text) <= _HEX_DIGITS:
+        return None
+    try:
+        return pygit2.Oid(hex=text)
+    except ValueError:
+        return None
+
+
 def open_repo(path: str | os.PathLike[str] | None = None) -> pygit2.Repository:
     """The repository containing `path` (default: the current directory), or a one-line refusal."""
     start = os.fspath(path) if path is not None else os.getcwd()

@@ -17,7 +17,8 @@ VOTES_NOTES = "refs/notes/pantheon/votes"
 PAYLOADS_NOTES = "refs/notes/pantheon/payloads"
 # Evaluations of adapters on held-out tasks, one note per adapter commit.
 EVALS_NOTES = "refs/notes/pantheon/evals"
-# The few human lines per step that `git log` shows (notes.displayRef); the JSON stays in traces.
+# Votes cast after a step, a line each, that `git log` shows under it (notes.displayRef); the step's own
+# report line is its commit's Pantheon-Log trailer, the JSON stays in traces.
 LOG_NOTES = "refs/notes/pantheon/log"
 NOTES_REFS = (TRACES_NOTES, VOTES_NOTES, PAYLOADS_NOTES, EVALS_NOTES, LOG_NOTES)
 

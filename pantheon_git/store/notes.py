@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import pygit2
 
-from pantheon_git.store.git import append_commit, ref_commit
+from pantheon_git.store.git import append_commit, parse_oid, ref_commit
 from pantheon_git.store.redact import redact_bytes
 
 # Given the current note (None if absent), return the new one (None removes it).
@@ -48,12 +48,12 @@ def _locate(repo: pygit2.Repository, root: pygit2.Tree, hexid: str) -> tuple[lis
         return dirs, None
 
 
-def note_blob(repo: pygit2.Repository, root: pygit2.Tree, target: str | pygit2.Oid) -> pygit2.Oid | None:
+def note_blob(repo: pygit2.Repository, root: pygit2.Tree, target: pygit2.Oid) -> pygit2.Oid | None:
     """The blob id of `target`'s note in a notes tree `root` (any fan-out), or None."""
     return _locate(repo, root, str(target))[1]
 
 
-def read_note(repo: pygit2.Repository, notes_ref: str, target: str | pygit2.Oid) -> bytes | None:
+def read_note(repo: pygit2.Repository, notes_ref: str, target: pygit2.Oid) -> bytes | None:
     """The note `notes_ref` holds for object `target`, or None."""
     tip = ref_commit(repo, notes_ref)
     if tip is None:
@@ -62,7 +62,7 @@ def read_note(repo: pygit2.Repository, notes_ref: str, target: str | pygit2.Oid)
     return repo.get(blob_id).data if blob_id is not None else None
 
 
-def iter_notes(repo: pygit2.Repository, notes_ref: str) -> Iterator[tuple[str, pygit2.Oid]]:
+def iter_notes(repo: pygit2.Repository, notes_ref: str) -> Iterator[tuple[pygit2.Oid, pygit2.Oid]]:
     """Every (annotated object id, note blob id) in a notes ref, whatever its fan-out."""
     tip = ref_commit(repo, notes_ref)
     if tip is None:
@@ -70,7 +70,7 @@ def iter_notes(repo: pygit2.Repository, notes_ref: str) -> Iterator[tuple[str, p
     yield from iter_tree_notes(repo, tip.tree)
 
 
-def iter_tree_notes(repo: pygit2.Repository, root: pygit2.Tree) -> Iterator[tuple[str, pygit2.Oid]]:
+def iter_tree_notes(repo: pygit2.Repository, root: pygit2.Tree) -> Iterator[tuple[pygit2.Oid, pygit2.Oid]]:
     """Every (annotated object id, note blob id) in one notes tree, whatever its fan-out."""
     stack: list[tuple[str, pygit2.Tree]] = [("", root)]
     while stack:
@@ -81,22 +81,22 @@ def iter_tree_notes(repo: pygit2.Repository, root: pygit2.Tree) -> Iterator[tupl
                 continue  # git keeps non-note entries; they are not ours to read
             if entry.type_str == "tree" and len(entry.name) == 2 and len(name) < 40:
                 stack.append((name, repo.get(entry.id)))
-            elif entry.type_str == "blob" and len(name) in (40, 64):
-                yield name, entry.id
+            elif entry.type_str == "blob" and (target := parse_oid(name)) is not None:
+                yield target, entry.id
 
 
 def changed_notes(
     repo: pygit2.Repository, old: pygit2.Tree | None, new: pygit2.Tree
-) -> Iterator[tuple[str, pygit2.Oid]]:
+) -> Iterator[tuple[pygit2.Oid, pygit2.Oid]]:
     """(annotated object id, new note blob id) for each note added or changed from `old` to `new`."""
     if old is None:
         yield from iter_tree_notes(repo, new)
         return
     for delta in repo.diff(old, new).deltas:
         if delta.status_char() in ("A", "M"):
-            name = delta.new_file.path.replace("/", "")
-            if len(name) in (40, 64) and _is_hex(name):
-                yield name, delta.new_file.id
+            target = parse_oid(delta.new_file.path.replace("/", ""))
+            if target is not None:
+                yield target, delta.new_file.id
 
 
 def _write_note(
@@ -134,7 +134,7 @@ def _write_note(
 def update_notes(
     repo: pygit2.Repository,
     notes_ref: str,
-    updates: Mapping[str, NoteUpdate],
+    updates: Mapping[pygit2.Oid, NoteUpdate],
     message: str,
     *,
     redacted: bool = False,
@@ -152,7 +152,8 @@ def update_notes(
     def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str] | None:
         root = tip.tree if tip is not None else None
         changed = False
-        for hexid, update in updates.items():
+        for target, update in updates.items():
+            hexid = str(target)
             old = None
             if root is not None:
                 _, old_id = _locate(repo, root, hexid)
@@ -180,20 +181,20 @@ def replace_with(data: bytes) -> NoteUpdate:
 def set_note(
     repo: pygit2.Repository,
     notes_ref: str,
-    target: str | pygit2.Oid,
+    target: pygit2.Oid,
     data: bytes,
     message: str,
     *,
     redacted: bool = False,
 ) -> None:
     """Attach `data` as the note on `target`, replacing any note it had."""
-    update_notes(repo, notes_ref, {str(target): replace_with(data)}, message, redacted=redacted)
+    update_notes(repo, notes_ref, {target: replace_with(data)}, message, redacted=redacted)
 
 
 def append_note_lines(
     repo: pygit2.Repository,
     notes_ref: str,
-    target: str | pygit2.Oid,
+    target: pygit2.Oid,
     lines: list[str],
     message: str,
     *,
@@ -211,4 +212,4 @@ def append_note_lines(
             return old
         return ("\n".join(existing + fresh) + "\n").encode()
 
-    return update_notes(repo, notes_ref, {str(target): update}, message, redacted=redacted, sign=sign)
+    return update_notes(repo, notes_ref, {target: update}, message, redacted=redacted, sign=sign)

@@ -1,7 +1,11 @@
 """Run branches: one commit per flow step on refs/heads/pantheon/<task>/<attempt>, written without checkout.
 
-A step commit's message is the step's summary followed by `Pantheon-*` trailers, so `git log` and
-`git interpret-trailers --parse` read the run without pantheon installed.
+A step commit's message is the step's one-line summary and its `Pantheon-*` trailers, so `git log` and
+`git interpret-trailers --parse` read the run without pantheon installed, and a run's `git log` fits a
+screen: the fields code reads back fold into one line, `Pantheon-Step: <node> task=<id> attempt=<n>`
+(plus `base=<commit>` on a run's first step, `outcome=failed` on a failure, whose `Pantheon-Error`
+trailer says why), and `Pantheon-Log` is the step's report line (store/logview.py). The agent, the model
+and the summary's further lines are in the step's trace note.
 """
 
 from __future__ import annotations
@@ -19,10 +23,25 @@ from pantheon_git.store.locks import held_since
 from pantheon_git.store.redact import redact_all, redact_bytes
 from pantheon_git.store.signing import AllowedSigners, Trust, create_commit, signing_key, verify_commit
 
+STEP_TRAILER = "Pantheon-Step"
+# The fields folded into the Pantheon-Step line (`key=value` after the node), as the trailers code reads:
+# one trailer line a step instead of one a field keeps `git log` of a run on one screen.
+FOLDED = {
+    "task": "Pantheon-Task",
+    "attempt": "Pantheon-Attempt",
+    "base": "Pantheon-Base",
+    "outcome": "Pantheon-Outcome",
+}
+_FOLD_KEY = {trailer: key for key, trailer in FOLDED.items()}
+
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """What a step commit records about itself; every field becomes a trailer."""
+    """What a step commit records about itself.
+
+    `extra` trailers named in FOLDED join the Pantheon-Step line; any other is a trailer line of its own.
+    Agent and model are the caller's to record in the trace note (the message would only repeat them).
+    """
 
     task: str
     step: str
@@ -32,27 +51,31 @@ class Step:
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def message(self) -> str:
-        """Summary and trailers, secrets redacted (before whitespace is folded: rules see the lines)."""
+        """Subject and trailers, secrets redacted (before whitespace is folded: rules see the lines)."""
         # One search for the summary and every trailer value (the summary first, as the map's key order).
-        trailers = {
-            "Pantheon-Task": self.task,
-            "Pantheon-Step": self.step,
-            "Pantheon-Agent": self.agent,
-            "Pantheon-Model": self.model,
-            **self.extra,
-        }
-        cleaned = redact_all({"": self.summary, **{key: str(value) for key, value in trailers.items()}})
-        title, _, body = cleaned.pop("").strip().partition("\n")
-        lines = [f"{key}: {' '.join(value.split())}" for key, value in cleaned.items()]
-        parts = [f"{self.step}: {title or '(no summary)'}"]
-        if body.strip():
-            parts.append(body.strip())
-        parts.append("\n".join(lines))
-        return "\n\n".join(parts) + "\n"
+        values = {"Pantheon-Task": self.task, **{key: str(value) for key, value in self.extra.items()}}
+        cleaned = redact_all({"": self.summary, **values})
+        title = cleaned.pop("").strip().partition("\n")[0].strip() or "(no summary)"
+        folded = [self.step] + [
+            f"{_FOLD_KEY[key]}={'-'.join(value.split())}"
+            for key, value in cleaned.items()
+            if key in _FOLD_KEY
+        ]
+        lines = [f"{STEP_TRAILER}: {' '.join(folded)}"]
+        lines += [
+            f"{key}: {' '.join(value.split())}" for key, value in cleaned.items() if key not in _FOLD_KEY
+        ]
+        # The node names the subject once (the baseline's summary already starts with it).
+        subject = title if title.startswith(f"{self.step}: ") else f"{self.step}: {title}"
+        return f"{subject}\n\n" + "\n".join(lines) + "\n"
 
 
 def parse_trailers(message: str) -> dict[str, str]:
-    """The trailers of a commit message (its last paragraph of `Key: value` lines)."""
+    """The trailers of a commit message (its last paragraph of `Key: value` lines).
+
+    A folded Pantheon-Step line is read out into the trailers it stands for (Pantheon-Task, …), its
+    value left as the node; a run recorded with one trailer a field reads the same.
+    """
     paragraphs = message.strip().split("\n\n")
     if len(paragraphs) < 2:
         return {}
@@ -62,6 +85,13 @@ def parse_trailers(message: str) -> dict[str, str]:
         if not sep or " " in key:
             return {}
         trailers[key] = value.strip()
+    node, *fields = trailers.get(STEP_TRAILER, "").split() or [""]
+    if fields:
+        trailers[STEP_TRAILER] = node
+        for item in fields:
+            key, sep, value = item.partition("=")
+            if sep and key in FOLDED:
+                trailers.setdefault(FOLDED[key], value)
     return trailers
 
 

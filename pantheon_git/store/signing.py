@@ -23,7 +23,7 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.store.git import common_dir
+from pantheon_git.store.git import common_dir, parse_oid
 from pantheon_git.store.layout import RUN_BRANCH_PREFIX
 
 ALLOWED_SIGNERS = ".pantheon/allowed_signers"
@@ -116,10 +116,10 @@ def allowed_signers(repo: pygit2.Repository, base: str | None = None) -> Allowed
     return AllowedSigners("")
 
 
-def allowed_signers_at(repo: pygit2.Repository, commit: str | pygit2.Oid) -> AllowedSigners:
+def allowed_signers_at(repo: pygit2.Repository, commit: pygit2.Oid) -> AllowedSigners:
     """The allowed signers as committed in `commit` (empty when it has none or is not here)."""
     try:
-        found = repo.get(str(commit))
+        found = repo.get(commit)
         tree = found.peel(pygit2.Tree) if found is not None else None
         entry = tree[ALLOWED_SIGNERS] if tree is not None else None
     except (KeyError, ValueError, pygit2.GitError):
@@ -236,7 +236,7 @@ def signature_key(armored: str) -> tuple[str, str] | None:
 
 
 # (signers digest, commit id) -> (trust, principal): a commit's signature never changes.
-_VERIFIED: dict[tuple[str, str], tuple[Trust, str | None]] = {}
+_VERIFIED: dict[tuple[str, pygit2.Oid], tuple[Trust, str | None]] = {}
 # Verified commits are also remembered on disk, per allowed-signers content, so each signature costs one
 # ssh-keygen process once per repository rather than once per command. The file lives in the git dir:
 # whoever can write it can already move refs, so it adds no one to what is trusted.
@@ -259,12 +259,13 @@ def _load_cache(repo: pygit2.Repository, signers: AllowedSigners) -> None:
         return
     principals = set(signers.keys.values())
     for line in text.splitlines():
-        commit, _, principal = line.partition(" ")
-        if principal in principals:
+        hexid, _, principal = line.partition(" ")
+        commit = parse_oid(hexid)
+        if commit is not None and principal in principals:
             _VERIFIED[(signers.digest, commit)] = (Trust.VERIFIED, principal)
 
 
-def _remember(repo: pygit2.Repository, signers: AllowedSigners, commit: str, principal: str) -> None:
+def _remember(repo: pygit2.Repository, signers: AllowedSigners, commit: pygit2.Oid, principal: str) -> None:
     path = _cache_file(repo, signers)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,7 +276,7 @@ def _remember(repo: pygit2.Repository, signers: AllowedSigners, commit: str, pri
 
 
 def verify_commit(
-    repo: pygit2.Repository, commit: str | pygit2.Oid, signers: AllowedSigners
+    repo: pygit2.Repository, commit: pygit2.Oid, signers: AllowedSigners
 ) -> tuple[Trust, str | None]:
     """Whether `commit` carries a valid signature by an allowed signer: (trust, principal or None).
 
@@ -285,22 +286,20 @@ def verify_commit(
     if not signers:
         return _verify(repo, commit, signers)  # nothing can verify; no process is started
     _load_cache(repo, signers)
-    cache_key = (signers.digest, str(commit))
+    cache_key = (signers.digest, commit)
     known = _VERIFIED.get(cache_key)
     if known is not None:
         return known
     result = _verify(repo, commit, signers)
     _VERIFIED[cache_key] = result
     if result[0] == Trust.VERIFIED and result[1] is not None:
-        _remember(repo, signers, str(commit), result[1])
+        _remember(repo, signers, commit, result[1])
     return result
 
 
-def _verify(
-    repo: pygit2.Repository, commit: str | pygit2.Oid, signers: AllowedSigners
-) -> tuple[Trust, str | None]:
+def _verify(repo: pygit2.Repository, commit: pygit2.Oid, signers: AllowedSigners) -> tuple[Trust, str | None]:
     try:
-        found = repo.get(str(commit))
+        found = repo.get(commit)
         extracted = found.gpg_signature if isinstance(found, pygit2.Commit) else None
     except (pygit2.GitError, ValueError, KeyError):
         extracted = None

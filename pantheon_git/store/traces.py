@@ -22,12 +22,12 @@ INLINE_LIMIT = 1024
 PREVIEW_CHARS = 160
 
 
-def _externalize(repo: pygit2.Repository, value: Any, blobs: dict[str, bytes]) -> Any:
+def _externalize(repo: pygit2.Repository, value: Any, blobs: dict[pygit2.Oid, bytes]) -> Any:
     if isinstance(value, str) and len(value) > INLINE_LIMIT:
         data = value.encode()
-        blob_id = str(repo.create_blob(data))
+        blob_id = repo.create_blob(data)
         blobs[blob_id] = data
-        return {"$blob": blob_id, "bytes": len(data), "preview": value[:PREVIEW_CHARS]}
+        return {"$blob": str(blob_id), "bytes": len(data), "preview": value[:PREVIEW_CHARS]}
     if isinstance(value, Mapping):
         return {key: _externalize(repo, item, blobs) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -37,7 +37,7 @@ def _externalize(repo: pygit2.Repository, value: Any, blobs: dict[str, bytes]) -
 
 def write_trace(
     repo: pygit2.Repository,
-    commit: str | pygit2.Oid,
+    commit: pygit2.Oid,
     trace: Mapping[str, Any],
     *,
     detail_keys: tuple[str, ...] = (),
@@ -47,15 +47,15 @@ def write_trace(
     The values under `detail_keys` (say, the turn-by-turn record) go whole to one payload blob each, as
     JSON, so the note itself stays a short summary that reads well in `git log --notes`.
     """
-    blobs: dict[str, bytes] = {}
+    blobs: dict[pygit2.Oid, bytes] = {}
     # Redacted as structured values, before JSON escaping hides a PEM block's line breaks from the rules.
     outline = redact_all(dict(trace))
     for key in detail_keys:
         if key in outline:
             data = json.dumps(outline[key], ensure_ascii=False, indent=1).encode()
-            blob_id = str(repo.create_blob(data))
+            blob_id = repo.create_blob(data)
             blobs[blob_id] = data
-            outline[key] = {"$blob": blob_id, "bytes": len(data), "json": True}
+            outline[key] = {"$blob": str(blob_id), "bytes": len(data), "json": True}
     stored = _externalize(repo, outline, blobs)
     if blobs:
         # Payloads first: a trace note never points at a blob that is not reachable yet.
@@ -69,7 +69,7 @@ def write_trace(
 def _internalize(repo: pygit2.Repository, value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) >= {"$blob", "bytes"}:
-            data = repo.get(value["$blob"]).data.decode()
+            data = repo.get(pygit2.Oid(hex=value["$blob"])).data.decode()  # JSON keeps ids as hex
             return json.loads(data) if value.get("json") else data
         return {key: _internalize(repo, item) for key, item in value.items()}
     if isinstance(value, list):
@@ -77,9 +77,7 @@ def _internalize(repo: pygit2.Repository, value: Any) -> Any:
     return value
 
 
-def read_trace(
-    repo: pygit2.Repository, commit: str | pygit2.Oid, *, expand: bool = False
-) -> dict[str, Any] | None:
+def read_trace(repo: pygit2.Repository, commit: pygit2.Oid, *, expand: bool = False) -> dict[str, Any] | None:
     """The trace note of `commit` (None if it has none); `expand` puts payload blobs back inline."""
     raw = read_note(repo, TRACES_NOTES, commit)
     if raw is None:

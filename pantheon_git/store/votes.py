@@ -78,7 +78,7 @@ class RecordedVote:
     vote: Vote
     trust: Trust
     signer: str | None  # the allowed signer's principal when trust is VERIFIED
-    notes_commit: str | None  # the notes commit that added the line (None: not found in the history)
+    notes_commit: pygit2.Oid | None  # the notes commit that added the line (None: not found in the history)
     order: tuple[int, int]  # (signed commit time, position in the notes history): the vote's order
 
     @property
@@ -87,7 +87,7 @@ class RecordedVote:
 
 
 def append_votes(
-    repo: pygit2.Repository, commit: str | pygit2.Oid, votes: list[Vote], *, key: str | None = None
+    repo: pygit2.Repository, commit: pygit2.Oid, votes: list[Vote], *, key: str | None = None
 ) -> pygit2.Oid | None:
     """Append votes to `commit`'s votes note as one notes commit (CAS-safe against other writers),
     signed with `key` or else the configured signing key; with no key at all it is written unsigned
@@ -101,7 +101,7 @@ def append_votes(
     )
 
 
-def read_all_votes(repo: pygit2.Repository, commit: str | pygit2.Oid) -> list[Vote]:
+def read_all_votes(repo: pygit2.Repository, commit: pygit2.Oid) -> list[Vote]:
     """Every vote line on `commit` as the note has it now, verified or not (for display and transport)."""
     raw = read_note(repo, VOTES_NOTES, commit)
     return parse_votes(raw.decode(errors="replace") if raw else "")
@@ -132,7 +132,7 @@ class _VotesIndex:
     tip: pygit2.Oid | None = None
     seen: int = 0
     # target -> line -> [(notes commit, commit time, position in the notes history)]
-    origins: dict[str, dict[str, list[tuple[str, int, int]]]] = field(default_factory=dict)
+    origins: dict[pygit2.Oid, dict[str, list[tuple[pygit2.Oid, int, int]]]] = field(default_factory=dict)
 
 
 _INDEXES: dict[str, _VotesIndex] = {}
@@ -176,19 +176,19 @@ def _index(repo: pygit2.Repository) -> _VotesIndex:
             if added:
                 lines = index.origins.setdefault(target, {})
                 for line in added:
-                    lines.setdefault(line, []).append((str(commit.id), commit.commit_time, position))
+                    lines.setdefault(line, []).append((commit.id, commit.commit_time, position))
     index.tip = tip.id
     return index
 
 
-def line_origins(repo: pygit2.Repository, target: str | pygit2.Oid) -> dict[str, list[tuple[str, int, int]]]:
+def line_origins(repo: pygit2.Repository, target: pygit2.Oid) -> dict[str, list[tuple[pygit2.Oid, int, int]]]:
     """For each line ever in `target`'s votes note: the notes commits that added it (not in any parent),
     oldest first, as (commit id, commit time, position in a topological walk of the notes history)."""
-    return _index(repo).origins.get(str(target), {})
+    return _index(repo).origins.get(target, {})
 
 
 def recorded_votes(
-    repo: pygit2.Repository, commit: str | pygit2.Oid, signers: AllowedSigners
+    repo: pygit2.Repository, commit: pygit2.Oid, signers: AllowedSigners
 ) -> list[RecordedVote]:
     """Every vote on `commit`, each with its trust under `signers`, in order: counted votes by their
     signed notes commit, then the rest. Includes signed votes whose line a later commit removed."""
@@ -215,7 +215,7 @@ def recorded_votes(
 
 def read_votes(
     repo: pygit2.Repository,
-    commit: str | pygit2.Oid,
+    commit: pygit2.Oid,
     *,
     base: str | None = None,
     signers: AllowedSigners | None = None,

@@ -23,7 +23,7 @@ import pygit2
 
 from pantheon_git.queue.status import Status, run_outcome
 from pantheon_git.queue.tasks import load_specs
-from pantheon_git.store.git import append_commit, build_tree
+from pantheon_git.store.git import append_commit, build_tree, parse_oid
 from pantheon_git.store.layout import DATASETS_PREFIX, PAYLOADS_NOTES, TRACES_NOTES
 from pantheon_git.store.notes import iter_notes
 from pantheon_git.store.runs import parse_trailers, run_heads
@@ -56,7 +56,7 @@ class Dataset:
     train: list[dict[str, Any]] = field(default_factory=list)
     holdout: list[dict[str, Any]] = field(default_factory=list)
     negatives: list[dict[str, Any]] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
+    sources: list[pygit2.Oid] = field(default_factory=list)  # the step and fix commits of the rows
     holdout_tasks: list[str] = field(default_factory=list)
     fixes: int = 0  # rows of train that are morning fixes (demonstrations), not the night's own attempts
     skipped_fixes: list[str] = field(default_factory=list)  # "<commit>: <why>" of fixes not used
@@ -86,9 +86,10 @@ def mine(repo: pygit2.Repository, agent: str) -> Dataset:
         if note.get("agent") != agent or not isinstance(note.get("agent_trace"), dict):
             continue
         reference = note["agent_trace"]
-        if "$blob" not in reference or reference["$blob"] not in payloads:
+        payload = parse_oid(str(reference.get("$blob", "")))  # JSON keeps ids as hex
+        if payload is None or payload not in payloads:
             continue
-        record = json.loads(repo.get(reference["$blob"]).data)
+        record = json.loads(repo.get(payload).data)
         if not record.get("turns"):
             continue
         task = str(note.get("task", ""))
@@ -98,7 +99,8 @@ def mine(repo: pygit2.Repository, agent: str) -> Dataset:
         if key in seen:
             continue
         seen.add(key)
-        row["meta"] = {"task": task, "commit": commit_id, "ok": bool(note.get("ok")), "source": "attempt"}
+        meta = {"task": task, "commit": str(commit_id), "ok": bool(note.get("ok")), "source": "attempt"}
+        row["meta"] = meta
         if holdout(task):
             # Held out: whatever its outcome, nothing of it may reach training (negatives included).
             data.add_holdout_task(task)
@@ -120,7 +122,7 @@ def add_demonstrations(data: Dataset, shown: list[Any]) -> None:
     """Verified morning fixes join the training rows (fixes.py has left held-out tasks out already)."""
     for item in shown:
         if item.row is None:
-            data.skipped_fixes.append(f"{item.fix.commit[:12]} ({item.fix.task}): {item.problem}")
+            data.skipped_fixes.append(f"{str(item.fix.commit)[:12]} ({item.fix.task}): {item.problem}")
             continue
         if holdout(item.fix.task):  # never, whoever called: the split is the one rule
             continue
@@ -153,7 +155,7 @@ def record(repo: pygit2.Repository, data: Dataset) -> tuple[pygit2.Oid | None, d
         "holdout_tasks": sorted(data.holdout_tasks),
         "split": SPLIT_RULE,
         "skipped_fixes": sorted(data.skipped_fixes),
-        "sources": sorted(data.sources),
+        "sources": sorted(str(source) for source in data.sources),
         "format": "chat messages (user: prompt header, assistant: tool call as produced, tool: result)",
     }
     ref = DATASETS_PREFIX + data.agent

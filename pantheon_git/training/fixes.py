@@ -30,7 +30,7 @@ from pantheon_git.night.worktrees import scratch_worktree
 from pantheon_git.queue.status import Status, run_outcome
 from pantheon_git.queue.tasks import load_specs
 from pantheon_git.schema.spec import Spec
-from pantheon_git.store.git import run_git
+from pantheon_git.store.git import parse_oid, run_git
 from pantheon_git.store.redact import redact
 from pantheon_git.store.runs import parse_trailers, run_heads
 from pantheon_git.store.votes import read_votes
@@ -50,8 +50,8 @@ class FixSource(enum.StrEnum):
 @dataclass(slots=True)
 class Fix:
     task: str
-    commit: str  # the fix (its tree is what the demonstration must reproduce)
-    start: str  # the commit the demonstration starts from
+    commit: pygit2.Oid  # the fix (its tree is what the demonstration must reproduce)
+    start: pygit2.Oid  # the commit the demonstration starts from
     source: FixSource
 
 
@@ -89,7 +89,7 @@ def find_fixes(repo: pygit2.Repository, base_ref: str = "HEAD") -> list[Fix]:
             if not first_step.parents:
                 continue
             # From the task's base: the demonstration does the whole job, not just the repair.
-            found.append(Fix(task_id, str(head), str(first_step.parents[0].id), FixSource.RUN_BRANCH))
+            found.append(Fix(task_id, head, first_step.parents[0].id, FixSource.RUN_BRANCH))
     try:
         tip = repo.revparse_single(base_ref).peel(pygit2.Commit)
     except (KeyError, ValueError):
@@ -99,7 +99,7 @@ def find_fixes(repo: pygit2.Repository, base_ref: str = "HEAD") -> list[Fix]:
             break
         task_id = parse_trailers(commit.message).get(FIXES_TRAILER)
         if task_id and commit.parents:
-            found.append(Fix(task_id, str(commit.id), str(commit.parents[0].id), FixSource.TRAILER))
+            found.append(Fix(task_id, commit.id, commit.parents[0].id, FixSource.TRAILER))
     return found
 
 
@@ -173,8 +173,8 @@ def _replay(
 ) -> dict[str, Any]:
     """Run the calls with the real tools at the fix's start; the chat row, or PantheonError why not."""
     call_format = CallFormat(agent.call_format)
-    label = f"fix/{fix.task}/{fix.commit[:12]}"
-    with scratch_worktree(repo, root, pygit2.Oid(hex=fix.start), label) as workdir:
+    label = f"fix/{fix.task}/{str(fix.commit)[:12]}"
+    with scratch_worktree(repo, root, fix.start, label) as workdir:
         context = ToolContext(worktree=workdir, sandbox=run_sandboxed)
         header = agent_header(agent, context, task_of(spec), {}, call_format=call_format)
         record: dict[str, Any] = {"prompt": header, "turns": []}
@@ -189,10 +189,9 @@ def _replay(
             record["turns"].append(turn)
         run_git(["add", "-A"], workdir)
         tree = run_git(["write-tree"], workdir).stdout.strip()
-        if tree != str(repo.get(fix.commit).tree_id):
-            raise PantheonError(
-                f"replay: the tree is {tree[:12]}, the fix's is {str(repo.get(fix.commit).tree_id)[:12]}"
-            )
+        wanted = repo.get(fix.commit).tree_id
+        if parse_oid(tree) != wanted:
+            raise PantheonError(f"replay: the tree is {tree[:12]}, the fix's is {str(wanted)[:12]}")
         for command in spec.acceptance:
             check = run_sandboxed(command, workdir, dict(os.environ), CHECK_TIMEOUT_S)
             if check.exit_code != 0:
@@ -227,8 +226,8 @@ def demonstrate(repo: pygit2.Repository, root: Path, agent: AgentSpec, spec: Spe
             "messages": messages_of(record),
             "meta": {
                 "task": fix.task,
-                "commit": fix.commit,
-                "start": fix.start,
+                "commit": str(fix.commit),
+                "start": str(fix.start),
                 "source": f"fix:{fix.source}",
             },
         }

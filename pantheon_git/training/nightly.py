@@ -13,7 +13,7 @@ import enum
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,8 +53,8 @@ class NightTraining:
     training: dict[str, Any] = field(default_factory=dict)  # the trainer's figures (steps, seconds, loss)
     current_rate: float | None = None
     candidate_rate: float | None = None
-    adapter_commit: str | None = None
-    dataset_commit: str | None = None
+    adapter_commit: pygit2.Oid | None = None
+    dataset_commit: pygit2.Oid | None = None
 
     def line(self) -> str:
         return f"night training of {self.agent}: {self.outcome.value}: {self.reason}"
@@ -73,7 +73,8 @@ def mine_with_fixes(repo: pygit2.Repository, root: Path, agent_name: str) -> Dat
         return data
     if not sandbox_available():
         data.skipped_fixes.extend(
-            f"{fix.commit[:12]} ({fix.task}): no sandbox here to verify it in" for fix in find_fixes(repo)
+            f"{str(fix.commit)[:12]} ({fix.task}): no sandbox here to verify it in"
+            for fix in find_fixes(repo)
         )
         return data
     add_demonstrations(data, demonstrations(repo, root, agent, holdout))
@@ -97,7 +98,14 @@ def _record_outcome(repo: pygit2.Repository, result: NightTraining) -> None:
     """The night's training outcome as a note on its dataset commit, for `report`."""
     if result.dataset_commit is None:
         return
-    body = {**asdict(result), "outcome": result.outcome.value, "at": datetime.now(UTC).isoformat()}
+    # Ids are hex in JSON (asdict cannot copy a pygit2.Oid); the keys keep their place in the record.
+    ids = {"adapter_commit": result.adapter_commit, "dataset_commit": result.dataset_commit}
+    body = {
+        **asdict(replace(result, adapter_commit=None, dataset_commit=None)),
+        **{key: str(value) if value is not None else None for key, value in ids.items()},
+        "outcome": result.outcome.value,
+        "at": datetime.now(UTC).isoformat(),
+    }
     set_note(
         repo,
         EVALS_NOTES,
@@ -123,7 +131,7 @@ def train_night(
         data = mine_with_fixes(repo, root, agent)
         commit, manifest = record(repo, data)
         tip = ref_commit(repo, DATASETS_PREFIX + agent)
-        result.dataset_commit = str(commit or (tip.id if tip else "")) or None
+        result.dataset_commit = commit if commit is not None else (tip.id if tip is not None else None)
         result.rows, result.fixes = len(data.train), data.fixes
         tasks = list(manifest["holdout_tasks"])
         result.holdout_tasks = len(tasks)
@@ -132,7 +140,8 @@ def train_night(
         elif not tasks:
             result.reason = "no held-out task in the queue to evaluate on"
         else:
-            out = pantheon_dir(repo.path) / "adapters" / agent / (result.dataset_commit or "none")[:12]
+            label = str(result.dataset_commit)[:12] if result.dataset_commit is not None else "none"
+            out = pantheon_dir(repo.path) / "adapters" / agent / label
             started = time.perf_counter()
             result.training = trainer(data.train, out, steps)
             result.training.pop("losses", None)
@@ -149,7 +158,7 @@ def train_night(
             except PantheonError as refused:
                 result.outcome, result.reason = TrainOutcome.REFUSED, str(refused)
             else:
-                result.outcome, result.adapter_commit = TrainOutcome.PROMOTED, str(promoted)
+                result.outcome, result.adapter_commit = TrainOutcome.PROMOTED, promoted
     except Exception as broken:  # whatever broke, the night ends and yesterday's adapter serves
         result.outcome = TrainOutcome.FAILED
         result.reason = f"{type(broken).__name__}: {broken}; the previous adapter keeps serving"

@@ -108,4 +108,4 @@ def test_a_worse_adapter_is_refused_and_a_promoted_one_is_served(
     )
     result = executors["implementer"](context)
     assert result.trace["model"]["adapter"].startswith(served.name)  # recorded in the trace…
-    assert result.model.endswith("+" + result.trace["model"]["adapter"])  # …and the Pantheon-Model trailer
+    assert result.model.endswith("+" + result.trace["model"]["adapter"])  # …and the model label
