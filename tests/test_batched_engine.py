@@ -204,3 +204,17 @@ def test_requests_beyond_the_cache_wait_their_turn_instead_of_failing(engine) ->
         assert small.stats.requests == 4 and small.stats.mean_batch <= 2
     assert [item.text for item in tight] == [item.text for item in roomy]
     assert [item.tokens_out for item in tight] == [item.tokens_out for item in roomy]
+
+
+@pytest.mark.model
+def test_jobs_whose_prompts_are_cached_keep_them_when_the_cache_is_tight() -> None:
+    # Four attempts' transcripts sit in four slots; each comes back with its next turn. The cache holds all
+    # four at their full budget, but not the four budgets and the four cached transcripts again: the
+    # transcripts must be reused in place, not dropped and evaluated again (a whole prompt per turn).
+    prompts = [f"note {n}: the quick brown fox jumps over the lazy dog. " * 15 for n in range(4)]
+    with BatchedEngine.from_config("default", CONFIG, n_seq_max=4, n_ctx=1200) as tight:
+        lengths = [len(tight.tokenize(prompt)) for prompt in prompts]
+        assert sum(lengths) + 4 * 8 < 1200 < 2 * sum(lengths)
+        tight.complete_many([Request(prompt, max_tokens=1) for prompt in prompts])
+        turns = tight.complete_many([Request(prompt + " And", max_tokens=8) for prompt in prompts])
+        assert all(turn.tokens_evaluated <= 3 for turn in turns), [turn.tokens_evaluated for turn in turns]

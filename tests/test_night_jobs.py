@@ -42,9 +42,11 @@ def _queue(repo: Path, task_id: str, check: str, samples: int | None = None, att
 
 
 def _steps(repo: Path, branch: str) -> list[str]:
-    return git(
+    """The nodes of the branch's steps, oldest first (the folded Pantheon-Step line starts with it)."""
+    lines = git(
         repo, "log", "--reverse", "--format=%(trailers:key=Pantheon-Step,valueonly)", f"main..{branch}"
-    ).split()
+    )
+    return [line.split()[0] for line in lines.splitlines() if line.strip()]
 
 
 def _notes(repo: Path, branch: str) -> list[tuple[str, list[str], str, list[str]]]:
@@ -54,7 +56,7 @@ def _notes(repo: Path, branch: str) -> list[tuple[str, list[str], str, list[str]
         trace = json.loads(git(repo, "notes", "--ref", "pantheon/traces", "show", rev))
         votes = git(repo, "notes", "--ref", "pantheon/votes", "show", rev, check=False)
         verdicts = sorted(json.loads(line)["verdict"] for line in votes.splitlines() if line.strip())
-        assert git(repo, "notes", "--ref", "pantheon/log", "show", rev).strip()
+        assert git(repo, "log", "-1", "--format=%(trailers:key=Pantheon-Log,valueonly)", rev).strip()
         summary = str(trace["summary"]).split(" (")[0]
         rows.append((trace["node"], sorted(trace), summary, verdicts))
     return rows

@@ -564,18 +564,27 @@ class BatchedEngine:
 
     def _make_room(self, jobs: list[_Job], free: list[_Slot]) -> None:
         """Drop idle slots' caches (least recently used first) until every running and new sequence
-        can grow to its full budget. Counted without sharing: an upper bound, so decoding never fails."""
+        can grow to its full budget. Counted without sharing: an upper bound, so decoding never fails.
+
+        The slot each new job will take (as `_admit` picks it) is counted at the job's budget, which its
+        cached prefix is part of: dropping that cache would free nothing and cost the prompt again."""
+        taken: set[int] = set()
+        candidates = list(free)
+        for job in jobs:
+            slot = max(candidates, key=lambda s: (_common(s.cached, job.tokens), s.last_used))
+            candidates.remove(slot)
+            taken.add(slot.seq)
 
         def budget() -> int:
-            total = 0
+            total = sum(len(job.tokens) + job.request.max_tokens for job in jobs)
             for slot in self._slots:
                 if slot.job is not None:
                     total += len(slot.job.tokens) + slot.job.request.max_tokens
-                else:
+                elif slot.seq not in taken:
                     total += len(slot.cached)
-            return total + sum(len(job.tokens) + job.request.max_tokens for job in jobs)
+            return total
 
-        for slot in sorted(free, key=lambda s: s.last_used):
+        for slot in sorted(candidates, key=lambda s: s.last_used):
             if budget() <= self.n_ctx:
                 return
             self._llama.llama_memory_seq_rm(self.memory, slot.seq, 0, -1)
