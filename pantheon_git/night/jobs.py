@@ -37,7 +37,14 @@ from pantheon_git.night.attempt import (
 )
 from pantheon_git.night.nodes import NodeExecutor
 from pantheon_git.night.setup import NightSetup
-from pantheon_git.night.shift import Refused, Skipped, _take_over, samples_for
+from pantheon_git.night.shift import (
+    Refused,
+    Skipped,
+    done_event,
+    refused_by,
+    samples_for,
+    take_over_expired_claim,
+)
 from pantheon_git.queue.claims import Claim, ClaimPushFailed, claim, heartbeat
 from pantheon_git.queue.status import TaskState
 from pantheon_git.schema.spec import Spec
@@ -174,24 +181,13 @@ def run_concurrently(
                     task.results[attempt] = Skipped(task_id, str(refused))
                     task.stopped = True
                 return
-            events(
-                {
-                    "event": "done",
-                    "task": task_id,
-                    "attempt": attempt,
-                    "outcome": run.outcome,
-                    "detail": run.detail,
-                    "branch": run.branch,
-                    "passed": run.passed,
-                }
-            )
+            events(done_event(run))
             with state_lock:
                 task.results[attempt] = run
                 task.passed = task.passed or run.passed
                 task.stopped = task.stopped or run.outcome == RunOutcome.SKIPPED
         except Exception as crash:  # one attempt's crash fails that task, never the night
-            reason = (str(crash) if isinstance(crash, PantheonError) else f"crashed: {crash!r}").splitlines()
-            refused = Refused(task_id, reason[0] if reason else repr(crash))
+            refused = refused_by(task_id, crash)
             events({"event": "failed", "task": task_id, "reason": refused.reason})
             with state_lock:
                 task.results[attempt] = refused
@@ -209,8 +205,7 @@ def run_concurrently(
             try:
                 task = _open(repo, root, state, setup, events, take_over_expired)
             except Exception as crash:  # bad input in one task fails that task, never the night
-                reason = str(crash) if isinstance(crash, PantheonError) else f"crashed: {crash!r}"
-                refused = Refused(state.id, reason.splitlines()[0] if reason else repr(crash))
+                refused = refused_by(state.id, crash)
                 events({"event": "failed", "task": state.id, "reason": refused.reason})
                 outcomes[state.id] = [refused]
                 continue
@@ -278,7 +273,7 @@ def _open(
             stack.close()
             return [Skipped(task_id, str(failed))]
         if held is None:
-            held, reason = _take_over(repo, root, task_id, setup, take_over_expired)
+            held, reason = take_over_expired_claim(repo, root, task_id, setup, take_over_expired)
             if held is None:
                 on_event({"event": "skipped", "task": task_id, "reason": reason})
                 stack.close()

@@ -46,6 +46,25 @@ class Refused:
     reason: str
 
 
+def refused_by(task_id: str, crash: Exception) -> Refused:
+    """A task failed by an exception: our own errors say their line, anything else is a crash."""
+    reason = str(crash) if isinstance(crash, PantheonError) else f"crashed: {crash!r}"
+    return Refused(task_id, reason.splitlines()[0] if reason else repr(crash))
+
+
+def done_event(run: TaskRun) -> dict[str, Any]:
+    """What the progress line and `night --json` say when an attempt ends."""
+    return {
+        "event": "done",
+        "task": run.task_id,
+        "attempt": run.attempt,
+        "outcome": run.outcome,
+        "detail": run.detail,
+        "branch": run.branch,
+        "passed": run.passed,
+    }
+
+
 def pick_tasks(states: Sequence[TaskState], ids: Sequence[str] | None) -> list[TaskState]:
     """The tasks to try, in order (pure): the named ones, or every runnable one by priority.
 
@@ -66,7 +85,7 @@ def pick_tasks(states: Sequence[TaskState], ids: Sequence[str] | None) -> list[T
     return [state for state in states if state.status in RUNNABLE]
 
 
-def _take_over(
+def take_over_expired_claim(
     repo: pygit2.Repository, root: Path, task_id: str, setup: NightSetup, allowed: bool
 ) -> tuple[Claim | None, str]:
     """Take over another runner's claim if it expired and the user asked to; else why not."""
@@ -138,8 +157,7 @@ def run_tasks(
         try:
             outcome = _run_task(repo, root, state, setup, on_event, take_over_expired)
         except Exception as crash:  # bad input in one task fails that task, never the night
-            reason = str(crash) if isinstance(crash, PantheonError) else f"crashed: {crash!r}"
-            refused = Refused(state.id, reason.splitlines()[0] if reason else repr(crash))
+            refused = refused_by(state.id, crash)
             on_event({"event": "failed", "task": state.id, "reason": refused.reason})
             outcome = [refused]
         results += outcome
@@ -173,7 +191,7 @@ def _run_task(
             on_event({"event": "skipped", "task": task_id, "reason": str(failed)})
             return [Skipped(task_id, str(failed))]
         if held is None:
-            held, reason = _take_over(repo, root, task_id, setup, take_over_expired)
+            held, reason = take_over_expired_claim(repo, root, task_id, setup, take_over_expired)
             if held is None:
                 on_event({"event": "skipped", "task": task_id, "reason": reason})
                 return [Skipped(task_id, reason)]
@@ -238,17 +256,7 @@ def _best_of(
             runs.append(Skipped(task_id, str(refused)))
             break
         runs.append(run)
-        on_event(
-            {
-                "event": "done",
-                "task": task_id,
-                "attempt": attempt,
-                "outcome": run.outcome,
-                "detail": run.detail,
-                "branch": run.branch,
-                "passed": run.passed,
-            }
-        )
+        on_event(done_event(run))
         if run.passed or run.outcome == "skipped":
             break
     return runs
