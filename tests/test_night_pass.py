@@ -15,7 +15,7 @@ import pytest
 
 from pantheon_git.agents.builtin import IMPLEMENTER
 from pantheon_git.agents.loop import run_agent, stub_edit
-from pantheon_git.agents.stubs import find_stub, repair_prompt
+from pantheon_git.agents.stubs import BODY_MAX_TOKENS, find_stub, repair_prompt
 from pantheon_git.night.attempt import run_attempt
 from pantheon_git.night.executors import acceptance_executor, agent_executor, baseline_executor, gate_executor
 from pantheon_git.night.setup import plan_nodes
@@ -83,6 +83,8 @@ def test_the_first_move_at_a_stub_sends_the_raw_completion_prompt(
     assert run.ok and run.output == {"summary": f"completed {name} in p.py"}, run.error
     # Exactly the problem's prompt: no instructions, no outline, nothing the raw protocol does not send.
     assert model.prompts == [source]
+    # ... and raw completion's budget (bench_agent.RAW_MAX_TOKENS), not the agent's 512 per turn.
+    assert model.max_tokens == [BODY_MAX_TOKENS] and BODY_MAX_TOKENS == 300 < IMPLEMENTER.max_tokens
     assert (tmp_path / "p.py").read_text() == source + "    return True\n"
 
 

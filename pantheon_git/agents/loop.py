@@ -32,7 +32,15 @@ from pantheon_git.agents.context import editable_files, estimate_tokens, named_f
 from pantheon_git.agents.examples import past_examples, worked_examples
 from pantheon_git.agents.prompt import CALL, ChatRenderer, chat_prompt, render_header, render_turn
 from pantheon_git.agents.spec import AgentSpec
-from pantheon_git.agents.stubs import Stub, find_function, find_stub, find_stubs, fit_prompt, repair_prompt
+from pantheon_git.agents.stubs import (
+    BODY_MAX_TOKENS,
+    Stub,
+    find_function,
+    find_stub,
+    find_stubs,
+    fit_prompt,
+    repair_prompt,
+)
 from pantheon_git.runtime.base import Runtime
 from pantheon_git.store.redact import redact, redact_all
 from pantheon_git.tools.builtin import TOOLS, Tool, ToolContext
@@ -238,6 +246,8 @@ def run_agent(
             stub = repairing
             prompt = repair_prompt(stub[1], failures, count, limit or 10**9) or ""
             turn_grammar = body_grammar()
+        if stub is not None:
+            max_tokens = min(max_tokens, BODY_MAX_TOKENS)
         elif window is not None:
             max_tokens = min(max_tokens, window - count(prompt))
         if not prompt or max_tokens < MIN_TURN_TOKENS:

@@ -20,6 +20,11 @@ import ast
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+# A function body is completed within raw completion's budget (HumanEval's protocol, bench_agent.py): the
+# same greedy body as raw, and a body that rambles (seen: indented comments to 512 tokens, 10 s a round)
+# ends sooner; a longer body is cut to its last whole line, as raw's is.
+BODY_MAX_TOKENS = 300
+
 
 @dataclass(frozen=True, slots=True)
 class Stub:
