@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pygit2
@@ -93,4 +94,23 @@ def pantheon(cwd: Path, *args: str, input: str | None = None) -> subprocess.Comp
     """Run the real CLI in a subprocess, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "pantheon_git", *args], cwd=cwd, capture_output=True, text=True, input=input
+    )
+
+
+def in_private_netns(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run Python code in a new, empty network namespace of the test's own (loopback up)."""
+    return subprocess.run(
+        [
+            "unshare",
+            "-rn",
+            "bash",
+            "-c",
+            'ip link set lo up 2>/dev/null; exec "$0" -c "$1"',
+            sys.executable,
+            textwrap.dedent(code),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )

@@ -8,8 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pygit2
@@ -17,7 +15,7 @@ import pytest
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.queue.claims import claim
-from tests.conftest import CHECKS_FLOW, git, pantheon
+from tests.conftest import CHECKS_FLOW, git, in_private_netns, pantheon
 
 
 def _netns_works() -> bool:
@@ -28,24 +26,6 @@ needs_netns = pytest.mark.skipif(
     not _netns_works() and not os.environ.get("CI"),  # in CI a missing namespace fails loudly instead
     reason="unprivileged network namespaces (unshare -rn) are not available on this machine",
 )
-
-
-def in_private_netns(code: str) -> subprocess.CompletedProcess[str]:
-    """Run Python code in a new, empty network namespace of this test's own (loopback up)."""
-    return subprocess.run(
-        [
-            "unshare",
-            "-rn",
-            "bash",
-            "-c",
-            'ip link set lo up 2>/dev/null; exec "$0" -c "$1"',
-            sys.executable,
-            textwrap.dedent(code),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @needs_netns

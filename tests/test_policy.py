@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from pantheon_git.errors import PantheonError
 from pantheon_git.night.policy import is_local_address, is_local_name, refuse_non_local
 from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available, scrub_env
+from tests.conftest import in_private_netns
 
 # On a developer's machine without user namespaces these tests skip; in CI (CI set) they never do: a CI
 # image that cannot make the sandbox must fail loudly, not pass with the sandbox untested.
@@ -23,25 +22,6 @@ needs_netns = pytest.mark.skipif(
     and (shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0),
     reason="unprivileged network namespaces (unshare -rn) are not available on this machine",
 )
-
-
-def in_private_netns(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run Python code in a new, empty network namespace of this test's own."""
-    return subprocess.run(
-        [
-            "unshare",
-            "-rn",
-            "bash",
-            "-c",
-            'ip link set lo up 2>/dev/null; exec "$0" -c "$1"',
-            sys.executable,
-            textwrap.dedent(code),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def test_scrub_env_removes_cloud_credentials_only() -> None:
