@@ -94,3 +94,70 @@ def test_an_unknown_agent_is_refused_and_nothing_is_written(repo_dir: Path) -> N
     made = pantheon(repo_dir, "train", "dataset", "--agent", "doc-writer")
     assert made.returncode == 0, made.stderr
     assert "0 train, 0 holdout, 0 negatives" in made.stdout
+
+
+def test_a_code_completion_at_a_stub_is_a_prompt_completion_row(repo_dir: Path) -> None:
+    """The stub's body was completed from the file, not from the header: it is learned from the file."""
+    repo = open_repo(repo_dir)
+    task = next(f"stub{i}" for i in range(50) if not holdout(f"stub{i}"))
+    ref = start_run_branch(repo, task, 1, repo.head.target)
+    commit = commit_step(repo, ref, Step(task, "implement", "implementer", "m@0", "filled"))
+    prompt = 'def add(a, b):\n    """Sum."""\n'
+    record = {
+        "prompt": "### Task\nTitle: add\n",
+        "turns": [
+            {
+                "n": 1,
+                "completion": "edit path=m.py\n<<<<<<< SEARCH\n…",
+                "result": "edited m.py",
+                "stub": {"path": "m.py", "function": "add", "prompt": prompt, "body": "    return a + b\n"},
+            }
+        ],
+    }
+    write_trace(
+        repo,
+        commit,
+        {
+            "summary": "filled",
+            "task": task,
+            "attempt": 1,
+            "agent": "implementer",
+            "ok": True,
+            "agent_trace": record,
+        },
+        detail_keys=("agent_trace",),
+    )
+    append_votes(repo, commit, [Vote(kind="gate", voter="gate", verdict="approve")])
+    # A second run whose stub turn is followed by a call from the header: both rows.
+    ref2 = start_run_branch(repo, task, 2, repo.head.target)
+    commit2 = commit_step(repo, ref2, Step(task, "implement", "implementer", "m@0", "filled again"))
+    mixed = {
+        **record,
+        "turns": [
+            {**record["turns"][0], "stub": {**record["turns"][0]["stub"], "body": "    return b + a\n"}},
+            {"n": 2, "completion": "finish summary=done"},
+        ],
+    }
+    write_trace(
+        repo,
+        commit2,
+        {
+            "summary": "filled",
+            "task": task,
+            "attempt": 2,
+            "agent": "implementer",
+            "ok": True,
+            "agent_trace": mixed,
+        },
+        detail_keys=("agent_trace",),
+    )
+    append_votes(repo, commit2, [Vote(kind="gate", voter="gate", verdict="approve")])
+    made = pantheon(repo_dir, "train", "dataset", "--agent", "implementer", "--out", "ds")
+    assert made.returncode == 0, made.stderr
+    rows = [json.loads(line) for line in (repo_dir / "ds" / "train.jsonl").read_text().splitlines()]
+    completions = sorted((r["prompt"], r["completion"]) for r in rows if "prompt" in r)
+    assert completions == [(prompt, "    return a + b\n"), (prompt, "    return b + a\n")]
+    chats = [r for r in rows if "messages" in r]
+    assert len(chats) == 1 and chats[0]["messages"][-1]["content"] == "finish summary=done"
+    manifest = json.loads((repo_dir / "ds" / "manifest.json").read_text())
+    assert sorted(manifest["sources"]) == sorted([str(commit), str(commit2)])

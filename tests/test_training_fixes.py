@@ -196,3 +196,59 @@ def test_no_held_out_task_reaches_training(repo_dir: Path) -> None:
     assert manifest["holdout_tasks"] == sorted(HELD_IDS)
     assert "sha256" in manifest["split"] and "held out" in manifest["split"]
     assert HELD_IDS[1] in (repo_dir / "ds" / "holdout.jsonl").read_text()
+
+
+STUB_FILE = (
+    "import math\n\n\n"
+    "def hypot(a, b):\n"
+    '    """Length of the hypotenuse of a right triangle with legs a and b."""\n'
+    "    raise NotImplementedError\n"
+)
+STUB_BODY = "    return math.sqrt(a * a + b * b)\n"
+STUB_CHECK = "python3 -c 'import geo; assert geo.hypot(3, 4) == 5'"
+
+
+def test_a_fix_that_fills_a_stub_is_a_code_completion_row(repo_dir: Path, tmp_path: Path) -> None:
+    """The implementer's move at a stub is a code completion from the file itself; a morning fix of such
+    a task is learned the same way: prompt = the file up to the head, completion = the fix's body."""
+    (repo_dir / "geo.py").write_text(STUB_FILE)
+    git(repo_dir, "add", "geo.py")
+    git(repo_dir, "commit", "-q", "-m", "a stub")
+    spec = Spec(id="fix-0", title="hypot", scope="implement hypot", acceptance=[STUB_CHECK], files=["geo.py"])
+    enqueue(open_repo(repo_dir), [stamp(spec, author="a <a@b>", base="main")])
+    start = git(repo_dir, "rev-parse", "HEAD").strip()
+    fixed = STUB_FILE.replace("    raise NotImplementedError\n", STUB_BODY)
+    (repo_dir / "geo.py").write_text(fixed)
+    git(repo_dir, "commit", "-q", "-am", "hypot\n\nPantheon-Fixes: fix-0")
+    made = pantheon(repo_dir, "train", "dataset", "--agent", "implementer", "--out", "ds")
+    assert made.returncode == 0, made.stderr
+    [row] = [json.loads(line) for line in (repo_dir / "ds" / "train.jsonl").read_text().splitlines()]
+    assert "messages" not in row
+    assert row["prompt"] == STUB_FILE.removesuffix("    raise NotImplementedError\n")
+    assert row["completion"] == STUB_BODY
+    assert row["meta"]["stub"] == {"path": "geo.py", "function": "hypot"} and row["meta"]["start"] == start
+    # Replayed independently: the file from prompt + completion is the fix, and it passes acceptance.
+    workdir = tmp_path / "replay"
+    git(repo_dir, "worktree", "add", "-q", "--detach", str(workdir), start)
+    (workdir / "geo.py").write_text(row["prompt"] + row["completion"])
+    git(workdir, "add", "-A")
+    assert git(workdir, "write-tree").strip() == git(repo_dir, "rev-parse", "HEAD^{tree}").strip()
+    import subprocess
+
+    assert subprocess.run(["bash", "-c", STUB_CHECK], cwd=workdir).returncode == 0
+
+
+def test_a_stub_fix_that_fails_acceptance_is_left_out(repo_dir: Path) -> None:
+    (repo_dir / "geo.py").write_text(STUB_FILE)
+    git(repo_dir, "add", "geo.py")
+    git(repo_dir, "commit", "-q", "-m", "a stub")
+    spec = Spec(id="fix-0", title="hypot", scope="implement hypot", acceptance=[STUB_CHECK], files=["geo.py"])
+    enqueue(open_repo(repo_dir), [stamp(spec, author="a <a@b>", base="main")])
+    (repo_dir / "geo.py").write_text(
+        STUB_FILE.replace("    raise NotImplementedError\n", "    return a + b\n")
+    )
+    git(repo_dir, "commit", "-q", "-am", "hypot, wrong\n\nPantheon-Fixes: fix-0")
+    made = pantheon(repo_dir, "train", "dataset", "--agent", "implementer", "--out", "ds")
+    assert made.returncode == 0, made.stderr
+    assert (repo_dir / "ds" / "train.jsonl").read_text() == ""
+    assert "(fix-0): replay: acceptance" in made.stdout

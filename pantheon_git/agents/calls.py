@@ -367,11 +367,13 @@ def body_grammar() -> str:
     to its end: were it only its first character, a token such as `#print` that the model prefers there
     would be masked, and the model would go on with indented lines instead (measured: a right body
     followed by 500 tokens of indented comments); a line left open would never end. The placeholder a
-    stub had is not a body (a small model copies what it was just shown)."""
+    stub had is not a body (a small model copies what it was just shown). The STOP line is optional:
+    the end of the text (the model's end-of-sequence, as at the end of a file) also ends a body, as it ends
+    raw completion; an adapter trained on bodies that end the file learns to stop there."""
     return (
         "\n".join(
             [
-                "start: BODY+ STOP",
+                "start: BODY+ STOP?",
                 "BODY: /([ \\t][^\\n]*)?\\n/ & ~PLACEHOLDER",
                 "PLACEHOLDER: /[ \\t]*(raise NotImplemented[^\\n]*|pass[ \\t]*|\\.\\.\\.[ \\t]*)\\n/",
                 "STOP: /[^ \\t\\n][^\\n]*\\n/",

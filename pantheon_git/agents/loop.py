@@ -39,6 +39,7 @@ from pantheon_git.agents.stubs import (
     find_stub,
     find_stubs,
     fit_prompt,
+    kept_body,
     repair_prompt,
 )
 from pantheon_git.runtime.base import Runtime
@@ -270,7 +271,9 @@ def run_agent(
             run.error = f"the transcript no longer fits the model's context after {number - 1} turns ({full})"
             return run
         text = completion.text
+        body = None
         if stub is not None and not text.startswith("edit "):  # (a replayed turn was recorded as the call)
+            body = kept_body(text)
             text = stub_edit(stub[0], stub[1], text)
         text = text.strip()
         run.tokens_in += completion.tokens_in
@@ -289,6 +292,8 @@ def run_agent(
         if stub is not None:
             # This turn's prompt is the file, not the transcript: recorded so replay can check it.
             turn["stub"] = {"path": stub[0], "function": stub[1].name, "prompt": prompt}
+            if body is not None:  # what the model wrote from that prompt: a completion row to learn from
+                turn["stub"]["body"] = body
             if repairing is not None:
                 turn["stub"]["repair"] = True
             if "temperature" in sampling:
@@ -430,12 +435,5 @@ def next_repair(
 
 def stub_edit(path: str, stub: Stub, completion: str) -> str:
     """The edit call that puts a completed body in place of the stub's placeholder."""
-    # The last line is not kept when it is the STOP line (the next top-level statement) or was cut off
-    # at max_tokens.
-    lines = completion.splitlines(keepends=True)
-    if lines and (not lines[-1].endswith("\n") or lines[-1][:1] not in " \t\n"):
-        lines.pop()
-    body = "".join(lines)
-    return (
-        f"edit path={path}\n{SEARCH_OPEN}\n{stub.whole}{DIVIDER}\n{stub.head}{body.rstrip()}\n{REPLACE_CLOSE}"
-    )
+    body = kept_body(completion)
+    return f"edit path={path}\n{SEARCH_OPEN}\n{stub.whole}{DIVIDER}\n{stub.head}{body}{REPLACE_CLOSE}"

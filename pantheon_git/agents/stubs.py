@@ -118,6 +118,16 @@ def find_function(text: str, name: str) -> Stub | None:
     return None
 
 
+def kept_body(completion: str) -> str:
+    """The body a code completion at a stub leaves in the file: its last line is dropped when it is the
+    STOP line (the next top-level statement) or was cut off at max_tokens. The same text is what a
+    trace keeps as the completion's target, so training learns exactly what the edit applied."""
+    lines = completion.splitlines(keepends=True)
+    if lines and (not lines[-1].endswith("\n") or lines[-1][:1] not in " \t\n"):
+        lines.pop()
+    return "".join(lines).rstrip() + "\n"
+
+
 def _commented(text: str) -> str:
     return "".join(f"# {line}".rstrip() + "\n" for line in text.splitlines())
 

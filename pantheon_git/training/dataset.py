@@ -3,7 +3,11 @@ refs/pantheon/datasets/<agent>.
 
 Rows are `{"messages": [...]}` in chat form (TRL's SFTTrainer loads them unchanged): the prompt header
 as the user turn, each tool call exactly as the model produced it as an assistant turn, each tool result
-as a tool turn. Steps of runs that passed the gate (or were merged) are training rows; steps of failed
+as a tool turn. A code completion at a stub (agents/stubs.py) was prompted with the file itself, not the
+header, so it is a row of its own in prompt-completion form (`{"prompt": file up to the stub's head,
+"completion": the body}`, TRL's other standard form): an adapter learns a body from exactly the prompt
+the runner completes it from. A record whose every turn was such a completion gives no chat row.
+Steps of runs that passed the gate (or were merged) are training rows; steps of failed
 runs go to negatives.jsonl. Rows are deduplicated. The split is fixed by a hash of the task id (a
 training half and a held-out half): a held-out task's steps go to holdout.jsonl only, never to train or
 negatives, and its morning fixes are never turned into demonstrations, so training never sees a held-out
@@ -50,6 +54,20 @@ def messages_of(agent_trace: dict[str, Any]) -> list[dict[str, str]]:
     return messages
 
 
+def rows_of(agent_trace: dict[str, Any]) -> list[dict[str, Any]]:
+    """A loop's record as training rows: one completion row per code completion at a stub, and the chat
+    row when the model also made calls from the header."""
+    turns = agent_trace.get("turns", [])
+    rows: list[dict[str, Any]] = [
+        {"prompt": turn["stub"]["prompt"], "completion": turn["stub"]["body"]}
+        for turn in turns
+        if isinstance(turn.get("stub"), dict) and "body" in turn["stub"]
+    ]
+    if any(not isinstance(turn.get("stub"), dict) for turn in turns):
+        rows.append({"messages": messages_of(agent_trace)})
+    return rows
+
+
 @dataclass(slots=True)
 class Dataset:
     agent: str
@@ -94,27 +112,29 @@ def mine(repo: pygit2.Repository, agent: str) -> Dataset:
             continue
         task = str(note.get("task", ""))
         outcome = outcomes.get(f"{task}/{note.get('attempt')}")
-        row = {"messages": messages_of(record)}
-        key = hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()
-        if key in seen:
-            continue
-        seen.add(key)
-        meta = {"task": task, "commit": str(commit_id), "ok": bool(note.get("ok")), "source": "attempt"}
-        row["meta"] = meta
+        passed = outcome in (Status.PASSED, Status.MERGED) and bool(note.get("ok"))
         if holdout(task):
-            # Held out: whatever its outcome, nothing of it may reach training (negatives included).
             data.add_holdout_task(task)
-            if outcome in (Status.PASSED, Status.MERGED) and note.get("ok"):
-                data.holdout.append(row)
-                data.sources.append(commit_id)
-            continue
-        if outcome in (Status.PASSED, Status.MERGED) and note.get("ok"):
-            data.train.append(row)
-        elif outcome == Status.FAILED or not note.get("ok"):
-            data.negatives.append(row)
-        else:
-            continue  # still running: neither good nor bad yet
-        data.sources.append(commit_id)
+        for row in rows_of(record):
+            key = hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()
+            if key in seen:
+                continue
+            seen.add(key)
+            meta = {"task": task, "commit": str(commit_id), "ok": bool(note.get("ok")), "source": "attempt"}
+            row["meta"] = meta
+            if holdout(task):
+                # Held out: whatever its outcome, nothing of it may reach training (negatives included).
+                if passed:
+                    data.holdout.append(row)
+                    data.sources.append(commit_id)
+                continue
+            if passed:
+                data.train.append(row)
+            elif outcome == Status.FAILED or not note.get("ok"):
+                data.negatives.append(row)
+            else:
+                continue  # still running: neither good nor bad yet
+            data.sources.append(commit_id)
     return data
 
 
@@ -155,8 +175,9 @@ def record(repo: pygit2.Repository, data: Dataset) -> tuple[pygit2.Oid | None, d
         "holdout_tasks": sorted(data.holdout_tasks),
         "split": SPLIT_RULE,
         "skipped_fixes": sorted(data.skipped_fixes),
-        "sources": sorted(str(source) for source in data.sources),
-        "format": "chat messages (user: prompt header, assistant: tool call as produced, tool: result)",
+        "sources": sorted({str(source) for source in data.sources}),
+        "format": "chat messages (user: prompt header, assistant: tool call as produced, tool: result); "
+        "prompt-completion rows for code completions at stubs (prompt: the file up to the stub's head)",
     }
     ref = DATASETS_PREFIX + data.agent
 

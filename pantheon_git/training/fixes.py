@@ -8,6 +8,10 @@ and each result the tool's real output. A demonstration is kept only once verifi
 real tools in a scratch worktree at the commit the fix starts from, it must give exactly the fix's tree,
 and the task's acceptance checks must pass there in the sandbox. A fix that cannot be written with the
 agent's tools (a deleted or binary file) or that does not verify is reported and left out.
+
+A fix that only fills in a stub's body (agents/stubs.py) is the move the implementer makes there, a code
+completion from the file itself: its demonstration is a prompt-completion row (the file up to the stub's
+head, then the fix's body), verified the same way, by replaying the edit the loop would make of it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pygit2
 from pantheon_git.agents.calls import CallFormat, render
 from pantheon_git.agents.loop import agent_header
 from pantheon_git.agents.spec import AgentSpec
+from pantheon_git.agents.stubs import Stub, find_stub, kept_body
 from pantheon_git.errors import PantheonError
 from pantheon_git.night.worktrees import scratch_worktree
 from pantheon_git.queue.status import Status, run_outcome
@@ -158,6 +163,35 @@ def plan_calls(
     return calls
 
 
+def stub_fill(repo: pygit2.Repository, fix: Fix) -> tuple[str, Stub, str] | None:
+    """(path, stub, body) when the fix's whole change is a body written into the first stub of one
+    Python file (what the implementer's first move there completes), else None."""
+    diff = repo.diff(repo.get(fix.start).tree, repo.get(fix.commit).tree)
+    patches = list(diff)
+    if len(patches) != 1 or patches[0].delta.status_char() != "M":
+        return None
+    delta = patches[0].delta
+    if delta.is_binary or not delta.new_file.path.endswith(".py"):
+        return None
+    try:
+        old = repo.get(delta.old_file.id).data.decode("utf-8")
+        new = repo.get(delta.new_file.id).data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    stub = find_stub(old)
+    if stub is None or not old.startswith(stub.before + stub.whole):
+        return None
+    after = old[len(stub.before) + len(stub.whole) :]
+    start = stub.before + stub.head
+    if not (new.startswith(start) and new.endswith(after)) or len(new) < len(start) + len(after):
+        return None
+    body = new[len(start) : len(new) - len(after)]
+    lines = body.splitlines(keepends=True)
+    if not body.strip() or any(line.strip() and line[:1] not in " \t" for line in lines):
+        return None  # not only an indented body: the function's head or its neighbours changed too
+    return delta.new_file.path, stub, body
+
+
 def task_of(spec: Spec) -> dict[str, Any]:
     """The task as the night's executors hand it to an agent."""
     return {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance, "files": spec.files}
@@ -209,6 +243,29 @@ def demonstrate(repo: pygit2.Repository, root: Path, agent: AgentSpec, spec: Spe
     if missing:
         shown.problem = f"agent {agent.name} lacks the tools {', '.join(sorted(missing))}"
         return shown
+    filled = stub_fill(repo, fix)
+    if filled is not None:
+        path, stub, written = filled
+        body = kept_body(written)  # as the loop keeps a completed body: the edit it makes is replayed
+        calls = [("edit", {"path": path, "search": stub.whole, "replace": stub.head + body})]
+        try:
+            _replay(repo, root, agent, spec, fix, calls)
+        except PantheonError:
+            pass  # the body does not reproduce the fix as an edit (trailing text, say): a chat row
+        else:
+            shown.calls = calls
+            shown.row = {
+                "prompt": stub.prefix,
+                "completion": body,
+                "meta": {
+                    "task": fix.task,
+                    "commit": str(fix.commit),
+                    "start": str(fix.start),
+                    "source": f"fix:{fix.source}",
+                    "stub": {"path": path, "function": stub.name},
+                },
+            }
+            return shown
     last_problem = ""
     # Hunk-wise edits first (what a model should learn to write); a hunk that leaves the file invalid
     # Python half-way is refused by edit, so the whole file in one edit is the fallback.

@@ -5,12 +5,16 @@ The text is laid out by the runner's own functions (pantheon_git.agents.prompt: 
 `render_turn` for a call and its result), so what the adapter learns is exactly what the runner asks.
 Context between two calls is tokenized as one string, and every call starts a fresh piece right after
 `Call: `, as it does when the runner tokenizes its prompt and the model continues it.
+
+Prompt-completion rows (a code completion at a stub: the file up to the function's head, then its body)
+are tokenized the same way, prompt then completion, with the end-of-sequence token as the completion's
+last target: a body ends where the file does, which is where the runner's body grammar lets it stop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pantheon_git.agents.prompt import CALL, render_turn
 from pantheon_trainer.errors import TrainerError
@@ -60,3 +64,23 @@ def encode(
         labels += piece if target else [IGNORE] * len(piece)
     # The runner never prompts past its n_ctx, so the head of a row is what it saw: keep the head.
     return {"input_ids": ids[:max_length], "labels": labels[:max_length]}
+
+
+def encode_row(
+    tokenizer: PreTrainedTokenizerBase, row: Mapping[str, Any], max_length: int = 4096
+) -> dict[str, list[int]]:
+    """input_ids and labels of a chat row or a prompt-completion row."""
+    if "messages" in row:
+        return encode(tokenizer, row["messages"], max_length)
+    if not isinstance(row.get("prompt"), str) or not isinstance(row.get("completion"), str):
+        raise TrainerError("a row holds neither `messages` nor a `prompt` and `completion` string")
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    target = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
+    if eos is not None:
+        target = [*target, eos]
+    prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+    # The runner cuts a long file from the top (the code nearest the stub stays): so does this.
+    room = max(0, max_length - len(target) - (bos is not None))
+    prompt = prompt[len(prompt) - room :] if room else []
+    ids = ([bos] if bos is not None else []) + prompt
+    return {"input_ids": ids + target, "labels": [IGNORE] * len(ids) + target}

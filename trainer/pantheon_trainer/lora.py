@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pantheon_trainer.errors import TrainerError
-from pantheon_trainer.examples import IGNORE, encode
+from pantheon_trainer.examples import IGNORE, encode_row
 
 __all__ = ["TARGETS", "TrainerError", "read_rows", "train_lora"]
 
@@ -21,7 +21,7 @@ Row = Mapping[str, Any]
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The `{"messages": [...]}` rows of a JSONL file."""
+    """The rows of a JSONL file: `{"messages": [...]}` or `{"prompt": ..., "completion": ...}`."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if not rows:
         raise TrainerError(f"{path}: no rows to train on (mine some with `git pantheon train dataset`)")
@@ -92,7 +92,7 @@ def train_lora(
     torch.manual_seed(seed)
     shuffle = random.Random(seed)
     model, tokenizer, source = load_base(base, quantize_4bit=method == "qlora")
-    examples = [encode(tokenizer, row["messages"], max_length) for row in rows]
+    examples = [encode_row(tokenizer, row, max_length) for row in rows]
     examples = [example for example in examples if any(label != IGNORE for label in example["labels"])]
     if not examples:
         raise TrainerError("no row has an assistant message to learn from")

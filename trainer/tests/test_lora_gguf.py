@@ -108,3 +108,32 @@ def test_examples_put_the_loss_on_the_calls_only(converted: Path) -> None:
     assert encoded["input_ids"][:first_target] == vocab.tokenize(prompt, add_bos=True)
     with pytest.raises(TrainerError, match="role 'tool'"):
         encode(tokenizer, [{"role": "user", "content": PROMPT}, {"role": "tool", "content": "x"}])
+
+
+def test_a_completion_row_is_the_runners_stub_prompt_then_the_body_and_its_end(converted: Path) -> None:
+    """A code completion at a stub is learned from exactly what llama.cpp is fed there (BOS, the file up
+    to the function's head) with the loss on the body and the end-of-sequence token only."""
+    from llama_cpp import Llama
+    from pantheon_trainer.base import embedded_gguf
+    from pantheon_trainer.errors import TrainerError
+    from pantheon_trainer.examples import IGNORE, encode_row
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(converted))
+    prompt = 'def add(a, b):\n    """Return the sum of a and b."""\n'
+    body = "    return a + b\n"
+    encoded = encode_row(tokenizer, {"prompt": prompt, "completion": body})
+    first_target = next(i for i, label in enumerate(encoded["labels"]) if label != IGNORE)
+    vocab = Llama(model_path=str(embedded_gguf()[0]), vocab_only=True, verbose=False)
+    assert encoded["input_ids"][:first_target] == vocab.tokenize(prompt.encode(), add_bos=True)
+    targets = encoded["input_ids"][first_target:]
+    assert targets[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(targets[:-1]) == body
+    assert encoded["labels"][first_target:] == targets
+    # A file longer than the context keeps its end (the code nearest the stub), as the runner cuts it.
+    cut = encode_row(tokenizer, {"prompt": "x = 1\n" * 400 + prompt, "completion": body}, max_length=64)
+    assert len(cut["input_ids"]) == 64 and tokenizer.decode(cut["input_ids"]).endswith(
+        prompt + body + "<eos>"
+    )
+    with pytest.raises(TrainerError, match="neither"):
+        encode_row(tokenizer, {"prompt": prompt})
