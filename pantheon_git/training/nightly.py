@@ -89,7 +89,8 @@ def lora_trainer(rows: list[dict[str, Any]], out: Path, steps: int) -> dict[str,
         from pantheon_trainer.lora import train_lora
     except ImportError:
         raise PantheonError("the trainer is not installed: pip install -e trainer") from None
-    summary = train_lora(rows, out / "peft", steps=steps, progress=False)
+    # bf16 where the hardware has it: the night's budget is fixed, and the loss is the same (bench_training).
+    summary = train_lora(rows, out / "peft", steps=steps, progress=False, precision="auto")
     export_gguf_adapter(out / "peft", embedded_gguf()[0], out / "adapter.gguf")
     return summary
 

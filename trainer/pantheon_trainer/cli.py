@@ -25,6 +25,12 @@ def _parser() -> argparse.ArgumentParser:
     lora.add_argument("--lr", type=float, default=2e-4)
     lora.add_argument("--seed", type=int, default=0)
     lora.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    lora.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        default="fp32",
+        help="bf16: the forward pass under autocast; auto: bf16 where the hardware has it",
+    )
     lora.add_argument("--gguf", type=Path, help="also export the adapter here for llama.cpp")
     export = sub.add_parser("export", help="write a trained adapter as a GGUF LoRA adapter for llama.cpp")
     export.add_argument("--adapter", required=True, type=Path, help="a peft adapter directory")
@@ -52,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 learning_rate=args.lr,
                 seed=args.seed,
                 threads=args.threads,
+                precision=args.precision,
             )
             summary.pop("losses")
             if args.gguf:

@@ -67,3 +67,20 @@ def test_qlora_without_a_gpu_is_refused_in_one_line(tmp_path: Path) -> None:
     assert refused.stderr == (
         "pantheon-trainer: --method qlora needs a CUDA GPU and bitsandbytes; use --method lora on the CPU\n"
     )
+
+
+def test_bf16_autocast_learns_what_fp32_learns(converted: Path, tmp_path: Path) -> None:
+    """The forward pass under bfloat16 autocast gives the fp32 losses to within rounding; `auto` takes
+    bf16 exactly where the hardware computes it natively."""
+    from pantheon_trainer.lora import bf16_native, train_lora
+
+    rows = [{"prompt": 'def add(a, b):\n    """Sum."""\n', "completion": "    return a + b\n"}]
+    kwargs = {"base": converted, "rank": 4, "steps": 3, "learning_rate": 1e-3, "threads": 2}
+    kwargs["progress"] = False
+    fp32 = train_lora(rows, tmp_path / "fp32", precision="fp32", **kwargs)
+    bf16 = train_lora(rows, tmp_path / "bf16", precision="bf16", **kwargs)
+    auto = train_lora(rows, tmp_path / "auto", precision="auto", **{**kwargs, "steps": 1})
+    assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
+    assert all(abs(a - b) < 0.05 * max(1.0, a) for a, b in zip(fp32["losses"], bf16["losses"], strict=True))
+    assert fp32["losses"][-1] < fp32["losses"][0] and bf16["losses"][-1] < bf16["losses"][0]
+    assert auto["precision"] == ("bf16" if bf16_native("cpu") else "fp32")
