@@ -87,9 +87,9 @@ require_fixed_check = true
 """
 
 
-def models_toml(engine: str, threads: int, gpu_layers: int, slots: int) -> str:
+def models_toml(engine: str, threads: int, gpu_layers: int, slots: int, kv_cache: str = "unified") -> str:
     """The bench's models.toml: the embedded model on `engine` ("llama.cpp" or "batched")."""
-    parallel = f"parallel = {slots}\n" if engine == "batched" else ""
+    parallel = f'parallel = {slots}\nkv_cache = "{kv_cache}"\n' if engine == "batched" else ""
     return (
         f'[models.default]\nengine = "{engine}"\nbundled = "gemma3-270m"\nn_ctx = 4096\n'
         f"n_threads = {threads}\nn_gpu_layers = {gpu_layers}\nseed = 0\n{parallel}"
@@ -218,6 +218,7 @@ def main() -> int:
         help="the night's engine (raw completion always runs in-process, one at a time)",
     )
     parser.add_argument("--jobs", type=int, default=1, help="attempts in flight (the night's --jobs)")
+    parser.add_argument("--kv-cache", choices=["unified", "split"], default="unified", help="engine cache")
     parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: one per core)")
     parser.add_argument("--gpu-layers", type=int, default=-1, help="n_gpu_layers (-1: all, on a GPU build)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -226,7 +227,7 @@ def main() -> int:
     problems = load_problems(args.limit, args.ids)
     root = night_repo(problems, args.samples, args.repairs, args.implement_timeout)
     engine = "batched" if args.jobs > 1 else args.engine
-    toml = models_toml(engine, args.threads, args.gpu_layers, max(1, args.jobs))
+    toml = models_toml(engine, args.threads, args.gpu_layers, max(1, args.jobs), args.kv_cache)
     (root / ".pantheon" / "models.toml").write_text(toml)
     repo = open_repo(root)
     model = load_models(root)["default"]

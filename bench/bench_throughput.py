@@ -70,12 +70,19 @@ class Figures:
 
 
 def night(
-    name: str, engine: str, jobs: int, problems: list[dict[str, Any]], args: argparse.Namespace, log: Any
+    name: str,
+    engine: str,
+    jobs: int,
+    kv_cache: str,
+    problems: list[dict[str, Any]],
+    args: argparse.Namespace,
+    log: Any,
 ) -> Figures:
     """One configuration: a fresh scratch repository with every problem queued, one night over it."""
     root = night_repo(problems, args.samples, args.repairs, args.implement_timeout)
     slots = args.slots or jobs
-    (root / ".pantheon" / "models.toml").write_text(models_toml(engine, args.threads, args.gpu_layers, slots))
+    toml = models_toml(engine, args.threads, args.gpu_layers, slots, kv_cache)
+    (root / ".pantheon" / "models.toml").write_text(toml)
     repo = open_repo(root)
     # night_repo (bench_agent.py) already signs steps and votes, so the gate can approve.
     served = served_models(load_models(root), jobs)["default"]
@@ -131,17 +138,25 @@ def main() -> int:
     )
     parser.add_argument("--gpu-layers", type=int, default=0, help="n_gpu_layers (-1: all, on a GPU build)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the one-at-a-time LlamaRuntime")
+    parser.add_argument(
+        "--kv-cache", default="unified", help="the engine's KV cache: unified, split or both (unified,split)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     levels = [int(level) for level in args.jobs.split(",") if level]
     problems = load_problems(args.limit)
     log = (lambda text: None) if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
 
-    plan = [] if args.no_baseline else [("baseline (llama.cpp, one at a time)", "llama.cpp", 1)]
-    plan += [(f"batched, --jobs {jobs}", "batched", jobs) for jobs in levels]
+    caches = [cache for cache in args.kv_cache.split(",") if cache]
+    plan = [] if args.no_baseline else [("baseline (llama.cpp, one at a time)", "llama.cpp", 1, "unified")]
+    plan += [
+        (f"batched, --jobs {jobs}" + (f", {cache} cache" if len(caches) > 1 else ""), "batched", jobs, cache)
+        for cache in caches
+        for jobs in levels
+    ]
     rows = []
-    for name, engine, jobs in plan:
-        rows.append(night(name, engine, jobs, problems, args, log))
+    for name, engine, jobs, cache in plan:
+        rows.append(night(name, engine, jobs, cache, problems, args, log))
         # Each configuration's raw figures as soon as it ends (stderr), so a cut-off run keeps them.
         print(json.dumps(asdict(rows[-1])), file=sys.stderr, flush=True)
     base = rows[0]

@@ -47,9 +47,12 @@ def _common(a: list[int], b: list[int]) -> int:
     return same
 
 
-@pytest.fixture(scope="module")
-def engine():
-    with BatchedEngine.from_config("default", CONFIG, n_seq_max=8, n_ctx=4096) as made:
+@pytest.fixture(scope="module", params=["unified", "split"])
+def engine(request):
+    """Every engine test on both KV caches: one shared by all slots, or a stream per slot (each 4096)."""
+    config = CONFIG.model_copy(update={"kv_cache": request.param})
+    n_ctx = 4096 if request.param == "unified" else 8 * 4096
+    with BatchedEngine.from_config("default", config, n_seq_max=8, n_ctx=n_ctx) as made:
         yield made
 
 

@@ -199,6 +199,7 @@ class BatchedEngine:
         name: str = "default",
         sha256: str | None = None,
         adapter: str | Path | None = None,
+        split_cache: bool = False,
     ) -> None:
         import llama_cpp
         from llama_cpp._logger import set_verbose  # llama.cpp's own log lines off, as Llama(verbose=False)
@@ -232,8 +233,11 @@ class BatchedEngine:
         params.n_seq_max = n_seq_max
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
-        # One cache shared by all sequences: a copied prefix is the same cells, tagged with more ids.
-        params.kv_unified = True
+        # Unified: one cache shared by all sequences, a copied prefix is the same cells tagged with more
+        # ids, but every token attends over every cell any sequence holds (masked), so attention grows with
+        # all the cached prompts together. Split: a stream of n_ctx / n_seq_max cells per sequence; a token
+        # attends over its own stream only, and a copied prefix is copied data.
+        params.kv_unified = not split_cache
         # Sliding-window layers keep every cell, so a prefix stays reusable however long the prompt.
         params.swa_full = True
         params.no_perf = True
@@ -247,6 +251,8 @@ class BatchedEngine:
             adapter_label = self._load_adapter(Path(adapter), name)
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_ctx = n_ctx
+        self.split_cache = split_cache
+        self.slot_ctx = n_ctx // n_seq_max if split_cache else n_ctx  # what one sequence can hold
         self.n_batch = n_batch
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
@@ -317,6 +323,7 @@ class BatchedEngine:
             name=name,
             sha256=sha,
             adapter=config.adapter,
+            split_cache=config.kv_cache == "split",
         )
 
     # The caller's side: any thread.
@@ -435,9 +442,9 @@ class BatchedEngine:
         tokens = self.tokenize(request.prompt)
         if not tokens:
             raise PantheonError("prompt: empty (no tokens to start from)")
-        if len(tokens) + request.max_tokens > self.n_ctx:
+        if len(tokens) + request.max_tokens > self.slot_ctx:
             raise PantheonError(
-                f"prompt: {len(tokens)} tokens + max_tokens {request.max_tokens} exceed n_ctx {self.n_ctx}"
+                f"prompt: {len(tokens)} tokens + max_tokens {request.max_tokens} exceed n_ctx {self.slot_ctx}"
             )
         grammar = _grammar_of(request)
         constraint = None
@@ -499,8 +506,8 @@ class BatchedEngine:
         while self._waiting and len(admitted) < free:
             job = self._waiting[0]
             need = len(job.tokens) + job.request.max_tokens
-            if reserved and reserved + need > self.n_ctx:
-                break
+            if reserved and reserved + need > self.n_ctx and not self.split_cache:
+                break  # (split: each sequence has its own stream, which fits it: checked at submission)
             reserved += need
             admitted.append(self._waiting.popleft())
         return admitted
@@ -543,7 +550,7 @@ class BatchedEngine:
             from_leader = min(_common(leader.tokens, job.tokens), limit) if leader else 0
             self._llama.llama_memory_seq_rm(self.memory, slot.seq, own if source is slot else 0, -1)
             if source is not slot:
-                self._llama.llama_memory_seq_cp(self.memory, source.seq, slot.seq, 0, best)
+                self._copy_prefix(source.seq, slot.seq, best)
             if leader is not None and from_leader > best:
                 followers.append((job, leader, from_leader))
                 # Copied after the leader's prompt is in the cache; until then keep what we have.
@@ -555,19 +562,31 @@ class BatchedEngine:
         for job, leader, shared in followers:
             slot = self._slots[job.slot]
             self._llama.llama_memory_seq_rm(self.memory, slot.seq, 0, -1)
-            self._llama.llama_memory_seq_cp(self.memory, leader.slot, slot.seq, 0, shared)
+            self._copy_prefix(leader.slot, slot.seq, shared)
             slot.cached = job.tokens[:shared]
         self._evaluate([job for job, _, _ in followers])
         for job in jobs:
             self.stats.requests += 1
             self.stats.prompt_tokens += len(job.tokens)
 
+    def _copy_prefix(self, source: int, target: int, length: int) -> None:
+        """The first `length` cached tokens of sequence `source` become `target`'s (its cache emptied).
+        Across split streams llama.cpp copies only a whole sequence: copy it all, then cut the tail."""
+        if not self.split_cache:
+            self._llama.llama_memory_seq_cp(self.memory, source, target, 0, length)
+            return
+        self._llama.llama_memory_seq_cp(self.memory, source, target, -1, -1)
+        self._llama.llama_memory_seq_rm(self.memory, target, length, -1)
+
     def _make_room(self, jobs: list[_Job], free: list[_Slot]) -> None:
         """Drop idle slots' caches (least recently used first) until every running and new sequence
         can grow to its full budget. Counted without sharing: an upper bound, so decoding never fails.
 
         The slot each new job will take (as `_admit` picks it) is counted at the job's budget, which its
-        cached prefix is part of: dropping that cache would free nothing and cost the prompt again."""
+        cached prefix is part of: dropping that cache would free nothing and cost the prompt again.
+        With a split cache each sequence has its own stream: dropping another's frees nothing for it."""
+        if self.split_cache:
+            return
         taken: set[int] = set()
         candidates = list(free)
         for job in jobs:

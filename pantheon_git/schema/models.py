@@ -38,6 +38,10 @@ class ModelConfig(BaseModel):
     # Sequence slots of the batched engine, each with n_ctx tokens of cache; unset: the night's --jobs
     # (at least 4, so idle slots keep other agents' prompts cached).
     parallel: int | None = Field(default=None, ge=1, le=64)
+    # The batched engine's KV cache: "unified" (one cache all slots share: a shared prefix is stored once,
+    # but every token attends over all that is cached) or "split" (a stream per slot: a token attends over
+    # its own sequence only; a shared prefix is copied). bench/bench_throughput.py measures both.
+    kv_cache: Literal["unified", "split"] = "unified"
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
