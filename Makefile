@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_decoding.py
 	$(BIN)/python bench/bench_dataset.py
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_training.py
 	$(BIN)/python bench/bench_agent.py --limit 40
 
 demo: $(STAMP)
