@@ -144,6 +144,7 @@ def test_a_repair_round_is_a_completion_at_the_failing_function_that_fits_the_co
         "function": "has_close_elements",
         "prompt": prompt,
         "repair": True,
+        "body": "    return len(numbers) > 1\n",  # what the model wrote from that prompt: a completion row
     }
     assert (tmp_path / "p.py").read_text() == helpers + CLOSE + "    return len(numbers) > 1\n"
 
