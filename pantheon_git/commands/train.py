@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=["lora", "qlora"], default="lora")
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="lora: bf16 autocast where the CPU or GPU computes it natively (auto), or as asked",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         else pantheon_dir(repo.path) / "adapters" / args.agent / str(commit.id)[:12]
     )
     try:
-        summary = train_lora(rows, out / "peft", method=args.method, rank=args.rank, steps=args.steps)
+        summary = train_lora(
+            rows, out / "peft", method=args.method, rank=args.rank, steps=args.steps, precision=args.precision
+        )
     except TrainerError as exc:
         raise PantheonError(str(exc)) from None
     exported = export_gguf_adapter(out / "peft", embedded_gguf()[0], out / "adapter.gguf")
