@@ -100,58 +100,22 @@ def test_a_code_completion_at_a_stub_is_a_prompt_completion_row(repo_dir: Path) 
     """The stub's body was completed from the file, not from the header: it is learned from the file."""
     repo = open_repo(repo_dir)
     task = next(f"stub{i}" for i in range(50) if not holdout(f"stub{i}"))
-    ref = start_run_branch(repo, task, 1, repo.head.target)
-    commit = commit_step(repo, ref, Step(task, "implement", "implementer", "m@0", "filled"))
     prompt = 'def add(a, b):\n    """Sum."""\n'
-    record = {
-        "prompt": "### Task\nTitle: add\n",
-        "turns": [
-            {
-                "n": 1,
-                "completion": "edit path=m.py\n<<<<<<< SEARCH\n…",
-                "result": "edited m.py",
-                "stub": {"path": "m.py", "function": "add", "prompt": prompt, "body": "    return a + b\n"},
-            }
-        ],
-    }
-    write_trace(
-        repo,
-        commit,
-        {
-            "summary": "filled",
-            "task": task,
-            "attempt": 1,
-            "agent": "implementer",
-            "ok": True,
-            "agent_trace": record,
-        },
-        detail_keys=("agent_trace",),
-    )
-    append_votes(repo, commit, [Vote(kind="gate", voter="gate", verdict="approve")])
+
+    def passing_run(attempt: int, body: str, then: list[dict]) -> str:
+        ref = start_run_branch(repo, task, attempt, repo.head.target)
+        commit = commit_step(repo, ref, Step(task, "implement", "implementer", "m@0", f"filled {attempt}"))
+        stub = {"path": "m.py", "function": "add", "prompt": prompt, "body": body}
+        turn = {"n": 1, "completion": "edit path=m.py\n<<<<<<< SEARCH\n…", "result": "edited", "stub": stub}
+        record = {"prompt": "### Task\nTitle: add\n", "turns": [turn, *then]}
+        note = {"summary": "filled", "task": task, "attempt": attempt, "agent": "implementer", "ok": True}
+        write_trace(repo, commit, {**note, "agent_trace": record}, detail_keys=("agent_trace",))
+        append_votes(repo, commit, [Vote(kind="gate", voter="gate", verdict="approve")])
+        return str(commit)
+
+    commit = passing_run(1, "    return a + b\n", [])
     # A second run whose stub turn is followed by a call from the header: both rows.
-    ref2 = start_run_branch(repo, task, 2, repo.head.target)
-    commit2 = commit_step(repo, ref2, Step(task, "implement", "implementer", "m@0", "filled again"))
-    mixed = {
-        **record,
-        "turns": [
-            {**record["turns"][0], "stub": {**record["turns"][0]["stub"], "body": "    return b + a\n"}},
-            {"n": 2, "completion": "finish summary=done"},
-        ],
-    }
-    write_trace(
-        repo,
-        commit2,
-        {
-            "summary": "filled",
-            "task": task,
-            "attempt": 2,
-            "agent": "implementer",
-            "ok": True,
-            "agent_trace": mixed,
-        },
-        detail_keys=("agent_trace",),
-    )
-    append_votes(repo, commit2, [Vote(kind="gate", voter="gate", verdict="approve")])
+    commit2 = passing_run(2, "    return b + a\n", [{"n": 2, "completion": "finish summary=done"}])
     made = pantheon(repo_dir, "train", "dataset", "--agent", "implementer", "--out", "ds")
     assert made.returncode == 0, made.stderr
     rows = [json.loads(line) for line in (repo_dir / "ds" / "train.jsonl").read_text().splitlines()]
@@ -160,4 +124,4 @@ def test_a_code_completion_at_a_stub_is_a_prompt_completion_row(repo_dir: Path) 
     chats = [r for r in rows if "messages" in r]
     assert len(chats) == 1 and chats[0]["messages"][-1]["content"] == "finish summary=done"
     manifest = json.loads((repo_dir / "ds" / "manifest.json").read_text())
-    assert sorted(manifest["sources"]) == sorted([str(commit), str(commit2)])
+    assert sorted(manifest["sources"]) == sorted([commit, commit2])
