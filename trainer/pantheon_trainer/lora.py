@@ -53,6 +53,12 @@ def bf16_native(device: str) -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def _warm_cost(step_costs: list[tuple[float, int]]) -> float | None:
+    warm = step_costs[1:]
+    tokens = sum(count for _, count in warm)
+    return round(sum(seconds for seconds, _ in warm) / tokens * 1000, 3) if tokens else None
+
+
 def _batch(example: Mapping[str, list[int]], device: str) -> tuple[Any, Any, Any]:
     """Input ids, the positions whose next token is a target, and those targets.
 
@@ -134,12 +140,14 @@ def train_lora(
     model.train()
     losses: list[float] = []
     tokens = 0  # tokens through the model over all steps: the cost follows them, not the row count
+    step_costs: list[tuple[float, int]] = []  # (seconds, tokens) of each step
     order = list(range(len(examples)))
     started = time.perf_counter()
     bar = tqdm(range(steps), desc=f"{method} r={rank}", disable=not progress)
     for step in bar:
         if step % len(order) == 0:
             shuffle.shuffle(order)
+        step_started = time.perf_counter()
         ids, positions, targets = _batch(examples[order[step % len(order)]], device)
         tokens += int(ids.shape[1])
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -149,6 +157,7 @@ def train_lora(
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
+        step_costs.append((time.perf_counter() - step_started, int(ids.shape[1])))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     seconds = time.perf_counter() - started
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +178,8 @@ def train_lora(
         "seconds": round(seconds, 3),
         "tokens_per_step": round(tokens / max(1, steps), 1),
         "seconds_per_step_per_1k_tokens": round(seconds / tokens * 1000, 3) if tokens else None,
+        # Without the first step, which pays one-time allocations (seconds on a CPU): the steady cost.
+        "warm_seconds_per_step_per_1k_tokens": _warm_cost(step_costs),
         "device": device,
         "precision": precision,
     }
