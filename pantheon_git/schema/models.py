@@ -40,7 +40,7 @@ class ModelConfig(BaseModel):
     parallel: int | None = Field(default=None, ge=1, le=64)
     # The batched engine's KV cache: "unified" (one cache all slots share: a shared prefix is stored once,
     # but every token attends over all that is cached) or "split" (a stream per slot: a token attends over
-    # its own sequence only; a shared prefix is copied). bench/bench_throughput.py measures both.
+    # its own sequence only; a shared prefix is copied). bench/bench_kv_cache.py measures both.
     kv_cache: Literal["unified", "split"] = "unified"
 
     @model_validator(mode="after")
