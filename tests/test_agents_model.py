@@ -13,7 +13,7 @@ import pytest
 from pantheon_git.agents.builtin import IMPLEMENTER
 from pantheon_git.agents.loop import call_schema, parse_call, run_agent
 from pantheon_git.errors import PantheonError
-from pantheon_git.runtime.openai_compat import OpenAICompatibleRuntime, url_is_local
+from pantheon_git.runtime.openai_compat import OpenAICompatibleRuntime, evaluated_tokens, url_is_local
 from pantheon_git.schema.models import ModelConfig, parse_models
 from pantheon_git.tools.builtin import TOOLS, ToolContext
 from pantheon_git.tools.sandbox import run_sandboxed
@@ -112,6 +112,14 @@ def test_local_is_derived_from_the_url() -> None:
     assert not url_is_local("http://my-gpu-box:8080")
 
 
+def test_prompt_cache_accounting_of_each_server_dialect() -> None:
+    usage = {"prompt_tokens": 100, "completion_tokens": 3}
+    assert evaluated_tokens({"usage": usage, "timings": {"prompt_n": 12, "cache_n": 88}}) == 12
+    vllm = {**usage, "prompt_tokens_details": {"cached_tokens": 64}}
+    assert evaluated_tokens({"usage": vllm}) == 36
+    assert evaluated_tokens({"usage": usage}) == 100  # silent server: nothing assumed cached
+
+
 def test_openai_compatible_runtime_against_a_loopback_server() -> None:
     seen: list[dict] = []
 
@@ -125,6 +133,8 @@ def test_openai_compatible_runtime_against_a_loopback_server() -> None:
                         {"text": '{"tool":"finish","args":{"summary":"ok"}}', "finish_reason": "stop"}
                     ],
                     "usage": {"prompt_tokens": 7, "completion_tokens": 9},
+                    # llama-server's own account: 5 of the 7 prompt tokens came from its prompt cache
+                    "timings": {"prompt_n": 2, "cache_n": 5},
                 }
             ).encode()
             self.send_response(200)
@@ -144,6 +154,7 @@ def test_openai_compatible_runtime_against_a_loopback_server() -> None:
         schema = call_schema([], IMPLEMENTER.output)
         done = runtime.complete("Call: ", schema=schema, max_tokens=32)
         assert done.text.startswith('{"tool":"finish"') and done.tokens_out == 9
+        assert (done.tokens_in, done.tokens_evaluated) == (7, 2)
         assert seen[0]["path"] == "/v1/completions" and seen[0]["json_schema"] == schema
         assert seen[0]["temperature"] == 0
     finally:

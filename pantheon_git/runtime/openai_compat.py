@@ -40,7 +40,9 @@ def url_is_local(url: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
-class _UnixConnection(http.client.HTTPConnection):
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (llama-server listens on one when its --host ends in .sock)."""
+
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
         self.socket_path = path
@@ -49,6 +51,19 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(self.timeout)
         self.sock.connect(self.socket_path)
+
+
+def evaluated_tokens(data: dict[str, Any]) -> int:
+    """Prompt tokens the server evaluated, the rest served from its prompt cache: llama-server says so
+    in `timings.prompt_n`, OpenAI-style servers (vLLM) in `usage.prompt_tokens_details.cached_tokens`;
+    a server that says neither is taken to have evaluated the whole prompt."""
+    usage = data.get("usage") or {}
+    prompt_tokens = int(usage.get("prompt_tokens", 0))
+    timings = data.get("timings") or {}
+    if "prompt_n" in timings:
+        return int(timings["prompt_n"])
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    return prompt_tokens - int(cached) if cached is not None else prompt_tokens
 
 
 class OpenAICompatibleRuntime:
@@ -68,7 +83,7 @@ class OpenAICompatibleRuntime:
     def _connection(self) -> tuple[http.client.HTTPConnection, str]:
         parts = urlsplit(self.url)
         if parts.scheme in ("unix", "http+unix"):
-            return _UnixConnection(parts.path, self.timeout), "/v1/completions"
+            return UnixHTTPConnection(parts.path, self.timeout), "/v1/completions"
         base = parts.path.rstrip("/")
         path = base + ("/completions" if base.endswith("/v1") else "/v1/completions")
         if parts.scheme == "https":
@@ -120,7 +135,7 @@ class OpenAICompatibleRuntime:
             text=choice.get("text", ""),
             tokens_in=usage.get("prompt_tokens", 0),
             tokens_out=usage.get("completion_tokens", 0),
-            tokens_evaluated=usage.get("prompt_tokens", 0),
+            tokens_evaluated=evaluated_tokens(data),
             seconds=time.perf_counter() - start,
             finish_reason=choice.get("finish_reason") or "",
         )
