@@ -14,7 +14,9 @@ scratch repository set up by bench_agent.py's `night_repo` (problems/pNNN.py wit
    morning's fixes are simulated with HumanEval's canonical solution, committed on main with the trailer
    `Pantheon-Fixes: <task id>`, for that night's failed tasks; then the nightly trainer (`git pantheon
    night --train`'s code) mines passing attempts + verified fixes (as code completions at the stub, the
-   implementer's first move there), trains a LoRA (CPU), evaluates it on the held-out tasks against the
+   implementer's first move there), trains a LoRA (CPU; a fifth of the tasks its rows come from held out
+   of it to pick the step to keep, the lowest validation loss: step 0 means nothing carried over, and
+   the candidate is refused without an evaluation), evaluates it on the held-out tasks against the
    adapter in force and promotes it only when better beyond noise (a sign test). After it: held-out
    pass@1 of whatever is served now, greedy (the trainer's own evaluation of it) and per seed.
 
@@ -131,6 +133,9 @@ def main() -> int:
     log(
         f"before: held-out pass@1 greedy {before_greedy:.1%}, per seed {before_seeds} ({before_seconds:.0f}s)"
     )
+    # Sampling is seeded, so the same adapter on the same tasks gives the same figures: a night whose
+    # adapter was refused serves yesterday's, whose figures are reused rather than measured again.
+    measured_seeds: dict[str | None, list[float]] = {None: before_seeds}
     nights: list[dict[str, Any]] = []
     for night, batch in enumerate(batches, start=1):
         clock = time.perf_counter()
@@ -154,10 +159,13 @@ def main() -> int:
         greedy = trained.candidate_rate if trained.outcome.value == "promoted" else trained.current_rate
         if greedy is None:
             greedy = evaluate(repo, root, AGENT, adapter, held).rate
-        seeds = [
-            evaluate(repo, root, AGENT, adapter, held, temperature=TEMPERATURE, seed=seed).rate
-            for seed in args.seeds
-        ]
+        key = str(adapter) if adapter else None
+        if key not in measured_seeds:
+            measured_seeds[key] = [
+                evaluate(repo, root, AGENT, adapter, held, temperature=TEMPERATURE, seed=seed).rate
+                for seed in args.seeds
+            ]
+        seeds = measured_seeds[key]
         figures = trained.training
         row = {
             "night": night,
@@ -172,6 +180,9 @@ def main() -> int:
             "train_seconds": figures.get("seconds"),
             "seconds_per_step_per_1k_tokens": figures.get("seconds_per_step_per_1k_tokens"),
             "tokens_per_step": figures.get("tokens_per_step"),
+            "validation_rows": figures.get("validation_rows"),
+            "validation_losses": figures.get("validation_losses"),
+            "kept_step": figures.get("kept_step"),
             "heldout_greedy": greedy,
             "heldout_seeds": seeds,
             "night_seconds": round(night_seconds),
@@ -181,7 +192,8 @@ def main() -> int:
         log(
             f"night {night}: {len(passed)}/{len(batch)} passed at night, {fixes} fixed in the morning; "
             f"{trained.outcome.value} ({trained.reason}); rows {row['rows']}; "
-            f"train {row['train_seconds']}s, {row['seconds_per_step_per_1k_tokens']} s/step/1k tokens; "
+            f"train {row['train_seconds']}s, {row['seconds_per_step_per_1k_tokens']} s/step/1k tokens, "
+            f"kept step {row['kept_step']} of {args.steps} (validation {row['validation_losses']}); "
             f"held-out pass@1 greedy {greedy:.1%}, per seed {seeds}; night {night_seconds:.0f}s, "
             f"trainer (with its evaluations) {trainer_seconds:.0f}s"
         )
@@ -198,6 +210,8 @@ def main() -> int:
         "seconds_per_step_per_1k_tokens": [n["seconds_per_step_per_1k_tokens"] for n in nights],
         "tokens_per_step": [n["tokens_per_step"] for n in nights],
         "candidate_greedy": [n["candidate_greedy"] for n in nights],
+        "kept_step": [n["kept_step"] for n in nights],
+        "validation_losses": [n["validation_losses"] for n in nights],
         "passed_at_night": [n["passed_at_night"] for n in nights],
         "outcomes": [n["reason"] for n in nights],
         "night_seconds": [n["night_seconds"] for n in nights],

@@ -93,6 +93,26 @@ def test_a_failed_training_keeps_the_previous_adapter_and_says_why(repo_dir: Pat
     assert "implementer**: failed: MemoryError: out of memory at step 2" in report.stdout
 
 
+def test_an_adapter_that_learned_nothing_for_unseen_tasks_is_refused_unevaluated(repo_dir: Path) -> None:
+    night_repo(repo_dir)
+    repo = open_repo(repo_dir)
+    evaluated: list[Path | None] = []
+
+    def no_step_helped(rows: list[dict[str, Any]], out: Path, steps: int) -> dict[str, Any]:
+        summary = fake_trainer(rows, out, steps)
+        return {**summary, "validation_rows": 1, "validation_losses": [[0, 0.5], [3, 0.9]], "kept_step": 0}
+
+    def counting(repo: Any, root: Path, agent: str, adapter: Path | None, tasks: list[str]) -> Evaluation:
+        evaluated.append(adapter)
+        return Evaluation("any", tasks, passed=tasks)
+
+    result = train_night(repo, repo_dir, steps=3, trainer=no_step_helped, evaluator=counting)
+    assert result.outcome is TrainOutcome.REFUSED and evaluated == []
+    assert "no step lowered the loss on the 1 validation rows" in result.reason
+    assert route_adapter(repo, "implementer") is None
+    assert "implementer**: refused: no step lowered the loss" in pantheon(repo_dir, "report").stdout
+
+
 def test_night_train_from_the_cli_and_the_schedule(repo_dir: Path) -> None:
     ran = pantheon(repo_dir, "night", "--train")
     assert ran.returncode == 0, ran.stderr

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pantheon_git.training import VALIDATION_SHARE
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -36,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "fp32", "bf16"],
         default="auto",
         help="lora: bf16 autocast where the CPU or GPU computes it natively (auto), or as asked",
+    )
+    parser.add_argument(
+        "--validation-share",
+        type=float,
+        default=VALIDATION_SHARE,
+        help="lora: hold this share of the tasks out of training and keep the step where their loss is "
+        f"lowest (default {VALIDATION_SHARE}; 0: train on all, keep the last step)",
     )
 
 
@@ -102,7 +111,13 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         summary = train_lora(
-            rows, out / "peft", method=args.method, rank=args.rank, steps=args.steps, precision=args.precision
+            rows,
+            out / "peft",
+            method=args.method,
+            rank=args.rank,
+            steps=args.steps,
+            precision=args.precision,
+            validation_share=args.validation_share,
         )
     except TrainerError as exc:
         raise PantheonError(str(exc)) from None
@@ -110,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"trained on {len(rows)} rows of {where} at {str(commit.id)[:12]}: loss {summary['first_loss']:.3f} "
         f"-> {summary['last_loss']:.3f} in {args.steps} steps"
+        + (
+            f", kept step {summary['kept_step']} (lowest loss on {summary['validation_rows']} held-out rows)"
+            if summary.get("validation_rows")
+            else ""
+        )
         + (
             f", {summary['seconds_per_step_per_1k_tokens']} s per step per 1k tokens"
             if summary.get("seconds_per_step_per_1k_tokens") is not None

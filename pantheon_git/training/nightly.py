@@ -28,6 +28,7 @@ from pantheon_git.store.layout import DATASETS_PREFIX, EVALS_NOTES
 from pantheon_git.store.locks import pantheon_dir
 from pantheon_git.store.notes import set_note
 from pantheon_git.tools.sandbox import sandbox_available
+from pantheon_git.training import VALIDATION_SHARE
 from pantheon_git.training.dataset import Dataset, add_demonstrations, holdout, mine, record
 from pantheon_git.training.fixes import demonstrations, find_fixes
 from pantheon_git.training.promote import NIGHT_ALPHA, Evaluation, decide, evaluate, promote
@@ -90,7 +91,9 @@ def lora_trainer(rows: list[dict[str, Any]], out: Path, steps: int) -> dict[str,
     except ImportError:
         raise PantheonError("the trainer is not installed: pip install -e trainer") from None
     # bf16 where the hardware has it: the night's budget is fixed, and the loss is the same (bench_training).
-    summary = train_lora(rows, out / "peft", steps=steps, progress=False, precision="auto")
+    summary = train_lora(
+        rows, out / "peft", steps=steps, progress=False, precision="auto", validation_share=VALIDATION_SHARE
+    )
     export_gguf_adapter(out / "peft", embedded_gguf()[0], out / "adapter.gguf")
     return summary
 
@@ -114,6 +117,32 @@ def _record_outcome(repo: pygit2.Repository, result: NightTraining) -> None:
         json.dumps(body).encode() + b"\n",
         f"pantheon: night training {result.agent}",
     )
+
+
+def _evaluate_and_promote(
+    repo: pygit2.Repository,
+    root: Path,
+    agent: str,
+    adapter: Path,
+    tasks: list[str],
+    alpha: float,
+    evaluator: Evaluator,
+    result: NightTraining,
+) -> None:
+    """The candidate against the adapter in force on the held-out tasks; promoted only when better beyond
+    noise. The outcome, rates and reason go into `result`."""
+    current = evaluator(repo, root, agent, promoted_adapter(repo, agent), tasks)
+    candidate = evaluator(repo, root, agent, adapter, tasks)
+    result.current_rate, result.candidate_rate = current.rate, candidate.rate
+    decision = decide(candidate, current, alpha)
+    result.reason = decision.reason
+    extra = {"training": {**result.training, "rows": result.rows, "fixes": result.fixes}}
+    try:
+        promoted = promote(repo, agent, adapter, candidate, current, alpha=alpha, extra=extra)
+    except PantheonError as refused:
+        result.outcome, result.reason = TrainOutcome.REFUSED, str(refused)
+    else:
+        result.outcome, result.adapter_commit = TrainOutcome.PROMOTED, promoted
 
 
 def train_night(
@@ -147,19 +176,17 @@ def train_night(
             result.training = trainer(data.train, out, steps)
             result.training.pop("losses", None)
             result.training.setdefault("seconds", round(time.perf_counter() - started, 3))
-            adapter = out / "adapter.gguf"
-            current = evaluator(repo, root, agent, promoted_adapter(repo, agent), tasks)
-            candidate = evaluator(repo, root, agent, adapter, tasks)
-            result.current_rate, result.candidate_rate = current.rate, candidate.rate
-            decision = decide(candidate, current, alpha)
-            result.reason = decision.reason
-            extra = {"training": {**result.training, "rows": result.rows, "fixes": result.fixes}}
-            try:
-                promoted = promote(repo, agent, adapter, candidate, current, alpha=alpha, extra=extra)
-            except PantheonError as refused:
-                result.outcome, result.reason = TrainOutcome.REFUSED, str(refused)
+            if result.training.get("validation_rows") and result.training.get("kept_step") == 0:
+                # The untrained adapter changes nothing: evaluating it would only spend the night.
+                result.outcome = TrainOutcome.REFUSED
+                result.reason = (
+                    f"no step lowered the loss on the {result.training['validation_rows']} validation rows "
+                    "held out of training: nothing learned carries over; not evaluated"
+                )
             else:
-                result.outcome, result.adapter_commit = TrainOutcome.PROMOTED, promoted
+                _evaluate_and_promote(
+                    repo, root, agent, out / "adapter.gguf", tasks, alpha, evaluator, result
+                )
     except Exception as broken:  # whatever broke, the night ends and yesterday's adapter serves
         result.outcome = TrainOutcome.FAILED
         result.reason = f"{type(broken).__name__}: {broken}; the previous adapter keeps serving"

@@ -31,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
         default="fp32",
         help="bf16: the forward pass under autocast; auto: bf16 where the hardware has it",
     )
+    lora.add_argument(
+        "--validation-share",
+        type=float,
+        default=0.0,
+        help="hold this share of the tasks out of training and keep the step with their lowest loss",
+    )
     lora.add_argument("--gguf", type=Path, help="also export the adapter here for llama.cpp")
     export = sub.add_parser("export", help="write a trained adapter as a GGUF LoRA adapter for llama.cpp")
     export.add_argument("--adapter", required=True, type=Path, help="a peft adapter directory")
@@ -59,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 threads=args.threads,
                 precision=args.precision,
+                validation_share=args.validation_share,
             )
             summary.pop("losses")
             if args.gguf:

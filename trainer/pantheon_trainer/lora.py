@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -12,7 +13,7 @@ from typing import Any
 from pantheon_trainer.errors import TrainerError
 from pantheon_trainer.examples import IGNORE, encode_row
 
-__all__ = ["TARGETS", "TrainerError", "read_rows", "train_lora"]
+__all__ = ["TARGETS", "TrainerError", "read_rows", "split_validation", "train_lora"]
 
 # peft's default for gemma3 is only q_proj and v_proj; llama.cpp applies adapters to all seven.
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -26,6 +27,34 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     if not rows:
         raise TrainerError(f"{path}: no rows to train on (mine some with `git pantheon train dataset`)")
     return rows
+
+
+# Fewer tasks than this and none is spared for validation: one held-out task says nothing about the rest.
+VALIDATION_MIN_TASKS = 5
+EVAL_EVERY = 10  # steps between validation checkpoints
+
+
+def _task_key(row: Row) -> str:
+    """Rows of one task share their prompt (a stub's file up to its head, or an agent's header), so a
+    task's attempts and its morning fix land on the same side of the split."""
+    if "prompt" in row:
+        return str(row["prompt"])
+    messages = row.get("messages") or []
+    return str(messages[0].get("content", "")) if messages else json.dumps(row, sort_keys=True)
+
+
+def split_validation(rows: Sequence[Row], share: float) -> tuple[list[Row], list[Row]]:
+    """(rows to fit, rows to validate on): `share` of the tasks (at least one), whole, chosen by a hash of
+    their prompt (the same rows always split the same way); nothing held when there are fewer than
+    VALIDATION_MIN_TASKS tasks or `share` is 0."""
+    keys = list(dict.fromkeys(_task_key(row) for row in rows))
+    if share <= 0 or len(keys) < VALIDATION_MIN_TASKS:
+        return list(rows), []
+    ranked = sorted(keys, key=lambda key: hashlib.sha256(key.encode()).hexdigest())
+    held = set(ranked[: max(1, round(len(keys) * share))])
+    return [row for row in rows if _task_key(row) not in held], [
+        row for row in rows if _task_key(row) in held
+    ]
 
 
 def check_method(method: str) -> None:
@@ -90,6 +119,8 @@ def train_lora(
     max_length: int = 4096,
     progress: bool = True,
     precision: str = "fp32",
+    validation_share: float = 0.0,
+    eval_every: int = EVAL_EVERY,
 ) -> dict[str, Any]:
     """Train an adapter on a JSONL file or its rows and save it (peft format) in `out_dir`.
 
@@ -97,7 +128,12 @@ def train_lora(
     One row per step, rows shuffled with `seed`; returns the settings and the loss of every step.
     `precision`: "fp32", "bf16" (the forward pass under bfloat16 autocast; weights, LoRA parameters and
     optimizer stay fp32), or "auto": bf16 where the hardware has it (a CPU with AVX512-BF16 or AMX, a GPU
-    with bf16), else fp32 (bench/bench_training.py: 2.2x faster a step on a 2-core AVX512-BF16 CPU)."""
+    with bf16), else fp32 (bench/bench_training.py: 2.2x faster a step on a 2-core AVX512-BF16 CPU).
+    `validation_share`: that share of the tasks is held out of training (`split_validation`); their loss is
+    measured before the first step and every `eval_every` steps, and the adapter saved is the one of the
+    checkpoint with the lowest (step 0: the untrained adapter, which changes nothing). A few rows teach a
+    small model a shape within a few epochs and then only its training rows (measured: loss 0.69 -> 0.03
+    on 12 rows, and worse held-out bodies), so the steps worth keeping are chosen on tasks it never saw."""
     check_method(method)
     if precision not in ("fp32", "bf16", "auto"):
         raise TrainerError(f"--precision {precision}: not fp32, bf16 or auto")
@@ -108,6 +144,7 @@ def train_lora(
     from pantheon_trainer.base import load_base
 
     rows = read_rows(dataset) if isinstance(dataset, Path) else list(dataset)
+    rows, validation_rows = split_validation(rows, validation_share)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -117,6 +154,8 @@ def train_lora(
     examples = [example for example in examples if any(label != IGNORE for label in example["labels"])]
     if not examples:
         raise TrainerError("no row has an assistant message to learn from")
+    validation = [encode_row(tokenizer, row, max_length) for row in validation_rows]
+    validation = [example for example in validation if any(label != IGNORE for label in example["labels"])]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if precision == "auto":
         precision = "bf16" if bf16_native(device) else "fp32"
@@ -136,7 +175,35 @@ def train_lora(
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, config)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate)
+
+    def validation_loss() -> float:
+        model.eval()
+        total = 0.0
+        with (
+            torch.no_grad(),
+            torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16"),
+        ):
+            for example in validation:
+                ids, positions, targets = _batch(example, device)
+                logits = model(input_ids=ids, logits_to_keep=positions).logits[0]
+                total += torch.nn.functional.cross_entropy(logits.float(), targets).item()
+        model.train()
+        return total / len(validation)
+
+    checkpoints: list[tuple[int, float]] = []  # (step, validation loss)
+    kept: tuple[float, int, list[Any]] | None = None  # the best checkpoint: loss, step, LoRA weights
+
+    def checkpoint(step: int) -> None:
+        nonlocal kept
+        loss = validation_loss()
+        checkpoints.append((step, round(loss, 4)))
+        if kept is None or loss < kept[0]:
+            kept = (loss, step, [parameter.detach().clone() for parameter in trainable])
+
+    if validation:
+        checkpoint(0)
     model.train()
     losses: list[float] = []
     tokens = 0  # tokens through the model over all steps: the cost follows them, not the row count
@@ -159,6 +226,12 @@ def train_lora(
         losses.append(loss.item())
         step_costs.append((time.perf_counter() - step_started, int(ids.shape[1])))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if validation and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            checkpoint(step + 1)
+    if kept is not None:
+        with torch.no_grad():
+            for parameter, weights in zip(trainable, kept[2], strict=True):
+                parameter.copy_(weights)
     seconds = time.perf_counter() - started
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
@@ -182,6 +255,9 @@ def train_lora(
         "warm_seconds_per_step_per_1k_tokens": _warm_cost(step_costs),
         "device": device,
         "precision": precision,
+        "validation_rows": len(validation),
+        "validation_losses": checkpoints,
+        "kept_step": kept[1] if kept is not None else steps,
     }
     (out_dir / "training.json").write_text(json.dumps({**summary, "losses": losses}, indent=1))
     return {**summary, "losses": losses}
