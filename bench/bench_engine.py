@@ -261,11 +261,22 @@ def _post(socket_path: str, path: str, body: dict[str, Any] | None, timeout: flo
     return json.loads(payload)
 
 
+@dataclass(frozen=True, slots=True)
+class Server:
+    socket_path: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """The server process's CPU time so far (user + system, all its threads), from /proc."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def llama_server(
     binary: str, model: str, *, threads: int, slots: int, n_ctx: int, gpu_layers: int
-) -> Iterator[str]:
-    """A llama-server on a unix socket in a temporary directory, healthy; yields the socket's path."""
+) -> Iterator[Server]:
+    """A llama-server on a unix socket in a temporary directory, healthy."""
     with tempfile.TemporaryDirectory(prefix="bench-llama-server-") as directory:
         socket_path = os.path.join(directory, "llama.sock")  # the server reads a .sock host as a socket
         log = open(os.path.join(directory, "server.log"), "wb")  # noqa: SIM115 - closed below
@@ -306,7 +317,7 @@ def llama_server(
                 if time.monotonic() > deadline:
                     raise RuntimeError("llama-server not healthy within 120 s")
                 time.sleep(0.2)
-            yield socket_path
+            yield Server(socket_path, process.pid)
         finally:
             process.terminate()
             try:
@@ -323,8 +334,10 @@ def server_version(binary: str) -> str:
     return next((line.strip() for line in lines if line.startswith("version")), "unknown")
 
 
-def served(socket_path: str, requests: list[Request], callers: int) -> Figures:
-    """The requests through llama-server's `/completion`, `callers` at once, JSON schema by its grammar."""
+def served(server: Server, requests: list[Request], callers: int) -> Figures:
+    """The requests through llama-server's `/completion`, `callers` at once, JSON schema by its grammar.
+    CPU time is the server's and this process's together (the engine's figure is its process's)."""
+    socket_path = server.socket_path
     prompt_tokens, evaluated = [], []
 
     def answer(request: Request) -> Result:
@@ -349,9 +362,10 @@ def served(socket_path: str, requests: list[Request], callers: int) -> Figures:
         return data["content"], data["tokens_predicted"], finish
 
     _post(socket_path, "/completion", {"prompt": "warm up", "n_predict": 1, "cache_prompt": False})
-    cpu = time.process_time()
+    cpu = time.process_time() + server.cpu_seconds()
     seconds, results = concurrently(requests, callers, answer)
-    figures = tally(f"llama-server, {callers} concurrent", seconds, time.process_time() - cpu, results)
+    cpu = time.process_time() + server.cpu_seconds() - cpu
+    figures = tally(f"llama-server, {callers} concurrent", seconds, cpu, results)
     figures.cache_share = 1 - sum(evaluated) / max(1, sum(prompt_tokens))
     figures.mean_batch = 0.0  # the server does not report it
     return figures
@@ -427,8 +441,8 @@ def main() -> None:
                 slots=max(levels),
                 n_ctx=n_ctx,
                 gpu_layers=args.gpu_layers,
-            ) as socket_path:
-                rows.append(served(socket_path, requests, callers))
+            ) as server:
+                rows.append(served(server, requests, callers))
 
     base = rows[0]
     summary = {
