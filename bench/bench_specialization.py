@@ -99,7 +99,7 @@ def spread(values: list[float]) -> float | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=12, help="new training tasks per night")
-    parser.add_argument("--heldout", type=int, default=30, help="the first K held-out tasks (0: all 82)")
+    parser.add_argument("--heldout", type=int, default=30, help="the first K held-out tasks (0: all 80)")
     parser.add_argument("--nights", type=int, default=3)
     parser.add_argument("--samples", type=int, default=4, help="best-of-N attempts per training task")
     parser.add_argument("--steps", type=int, default=60, help="LoRA steps per night")
