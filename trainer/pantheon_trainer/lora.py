@@ -47,14 +47,13 @@ def split_validation(rows: Sequence[Row], share: float) -> tuple[list[Row], list
     """(rows to fit, rows to validate on): `share` of the tasks (at least one), whole, chosen by a hash of
     their prompt (the same rows always split the same way); nothing held when there are fewer than
     VALIDATION_MIN_TASKS tasks or `share` is 0."""
-    keys = list(dict.fromkeys(_task_key(row) for row in rows))
+    keyed = [(_task_key(row), row) for row in rows]
+    keys = list(dict.fromkeys(key for key, _ in keyed))
     if share <= 0 or len(keys) < VALIDATION_MIN_TASKS:
         return list(rows), []
     ranked = sorted(keys, key=lambda key: hashlib.sha256(key.encode()).hexdigest())
     held = set(ranked[: max(1, round(len(keys) * share))])
-    return [row for row in rows if _task_key(row) not in held], [
-        row for row in rows if _task_key(row) in held
-    ]
+    return [row for key, row in keyed if key not in held], [row for key, row in keyed if key in held]
 
 
 def check_method(method: str) -> None:
@@ -86,6 +85,16 @@ def _warm_cost(step_costs: list[tuple[float, int]]) -> float | None:
     warm = step_costs[1:]
     tokens = sum(count for _, count in warm)
     return round(sum(seconds for seconds, _ in warm) / tokens * 1000, 3) if tokens else None
+
+
+def _loss(model: Any, example: Mapping[str, list[int]], device: str, bf16: bool) -> tuple[Any, int]:
+    """The example's loss on its targets (a tensor, for backward) and the tokens it put through the model."""
+    import torch
+
+    ids, positions, targets = _batch(example, device)
+    with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=ids, logits_to_keep=positions).logits[0]
+    return torch.nn.functional.cross_entropy(logits.float(), targets), int(ids.shape[1])
 
 
 def _batch(example: Mapping[str, list[int]], device: str) -> tuple[Any, Any, Any]:
@@ -137,6 +146,8 @@ def train_lora(
     check_method(method)
     if precision not in ("fp32", "bf16", "auto"):
         raise TrainerError(f"--precision {precision}: not fp32, bf16 or auto")
+    if not 0 <= validation_share < 1:
+        raise TrainerError(f"--validation-share {validation_share}: must be at least 0 and below 1")
     import torch
     from peft import LoraConfig, get_peft_model
     from tqdm import tqdm
@@ -181,14 +192,9 @@ def train_lora(
     def validation_loss() -> float:
         model.eval()
         total = 0.0
-        with (
-            torch.no_grad(),
-            torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16"),
-        ):
+        with torch.no_grad():
             for example in validation:
-                ids, positions, targets = _batch(example, device)
-                logits = model(input_ids=ids, logits_to_keep=positions).logits[0]
-                total += torch.nn.functional.cross_entropy(logits.float(), targets).item()
+                total += _loss(model, example, device, precision == "bf16")[0].item()
         model.train()
         return total / len(validation)
 
@@ -215,16 +221,13 @@ def train_lora(
         if step % len(order) == 0:
             shuffle.shuffle(order)
         step_started = time.perf_counter()
-        ids, positions, targets = _batch(examples[order[step % len(order)]], device)
-        tokens += int(ids.shape[1])
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(input_ids=ids, logits_to_keep=positions).logits[0]
-        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+        loss, length = _loss(model, examples[order[step % len(order)]], device, precision == "bf16")
+        tokens += length
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
-        step_costs.append((time.perf_counter() - step_started, int(ids.shape[1])))
+        step_costs.append((time.perf_counter() - step_started, length))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if validation and ((step + 1) % eval_every == 0 or step + 1 == steps):
             checkpoint(step + 1)

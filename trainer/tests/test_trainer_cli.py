@@ -69,6 +69,17 @@ def test_qlora_without_a_gpu_is_refused_in_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_a_validation_share_that_leaves_nothing_to_train_on_is_refused_in_one_line(tmp_path: Path) -> None:
+    dataset = tmp_path / "train.jsonl"
+    dataset.write_text('{"prompt": "def f():\\n", "completion": "    return 1\\n"}\n')
+    refused = trainer(
+        "lora", "--dataset", str(dataset), "--out", str(tmp_path / "out"), "--validation-share", "1"
+    )
+    assert refused.returncode == 2
+    assert refused.stderr == "pantheon-trainer: --validation-share 1.0: must be at least 0 and below 1\n"
+    assert not (tmp_path / "out").exists()
+
+
 def test_bf16_autocast_learns_what_fp32_learns(converted: Path, tmp_path: Path) -> None:
     """The forward pass under bfloat16 autocast gives the fp32 losses to within rounding; `auto` takes
     bf16 exactly where the hardware computes it natively."""
