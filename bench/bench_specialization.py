@@ -178,6 +178,7 @@ def main() -> int:
             "fixes_committed": fixes,
             "candidate_greedy": trained.candidate_rate,
             "train_seconds": figures.get("seconds"),
+            "validation_seconds": figures.get("validation_seconds"),
             "seconds_per_step_per_1k_tokens": figures.get("seconds_per_step_per_1k_tokens"),
             "tokens_per_step": figures.get("tokens_per_step"),
             "validation_rows": figures.get("validation_rows"),
@@ -192,7 +193,8 @@ def main() -> int:
         log(
             f"night {night}: {len(passed)}/{len(batch)} passed at night, {fixes} fixed in the morning; "
             f"{trained.outcome.value} ({trained.reason}); rows {row['rows']}; "
-            f"train {row['train_seconds']}s, {row['seconds_per_step_per_1k_tokens']} s/step/1k tokens, "
+            f"train {row['train_seconds']}s ({row['validation_seconds']}s of it validation), "
+            f"{row['seconds_per_step_per_1k_tokens']} s/step/1k tokens, "
             f"kept step {row['kept_step']} of {args.steps} (validation {row['validation_losses']}); "
             f"held-out pass@1 greedy {greedy:.1%}, per seed {seeds}; night {night_seconds:.0f}s, "
             f"trainer (with its evaluations) {trainer_seconds:.0f}s"
@@ -207,6 +209,7 @@ def main() -> int:
         "promoted": [n["promoted"] for n in nights],
         "rows": [n["rows"] for n in nights],
         "train_seconds": [n["train_seconds"] for n in nights],
+        "validation_seconds": [n["validation_seconds"] for n in nights],
         "seconds_per_step_per_1k_tokens": [n["seconds_per_step_per_1k_tokens"] for n in nights],
         "tokens_per_step": [n["tokens_per_step"] for n in nights],
         "candidate_greedy": [n["candidate_greedy"] for n in nights],

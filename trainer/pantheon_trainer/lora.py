@@ -81,10 +81,14 @@ def bf16_native(device: str) -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def _cost(step_costs: list[tuple[float, int]]) -> float | None:
+    """Seconds per 1k tokens over these training steps (validation passes are not steps)."""
+    tokens = sum(count for _, count in step_costs)
+    return round(sum(seconds for seconds, _ in step_costs) / tokens * 1000, 3) if tokens else None
+
+
 def _warm_cost(step_costs: list[tuple[float, int]]) -> float | None:
-    warm = step_costs[1:]
-    tokens = sum(count for _, count in warm)
-    return round(sum(seconds for seconds, _ in warm) / tokens * 1000, 3) if tokens else None
+    return _cost(step_costs[1:])
 
 
 def _loss(model: Any, example: Mapping[str, list[int]], device: str, bf16: bool) -> tuple[Any, int]:
@@ -201,13 +205,18 @@ def train_lora(
     checkpoints: list[tuple[int, float]] = []  # (step, validation loss)
     kept: tuple[float, int, list[Any]] | None = None  # the best checkpoint: loss, step, LoRA weights
 
+    validation_seconds = 0.0  # apart from the steps': a step's cost must not depend on the held-out share
+
     def checkpoint(step: int) -> None:
-        nonlocal kept
+        nonlocal kept, validation_seconds
+        measured = time.perf_counter()
         loss = validation_loss()
+        validation_seconds += time.perf_counter() - measured
         checkpoints.append((step, round(loss, 4)))
         if kept is None or loss < kept[0]:
             kept = (loss, step, [parameter.detach().clone() for parameter in trainable])
 
+    started = time.perf_counter()
     if validation:
         checkpoint(0)
     model.train()
@@ -215,7 +224,6 @@ def train_lora(
     tokens = 0  # tokens through the model over all steps: the cost follows them, not the row count
     step_costs: list[tuple[float, int]] = []  # (seconds, tokens) of each step
     order = list(range(len(examples)))
-    started = time.perf_counter()
     bar = tqdm(range(steps), desc=f"{method} r={rank}", disable=not progress)
     for step in bar:
         if step % len(order) == 0:
@@ -250,10 +258,11 @@ def train_lora(
         "rows_skipped": len(rows) - len(examples),
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
-        "seconds_per_step": round(seconds / max(1, steps), 3),
-        "seconds": round(seconds, 3),
+        "seconds_per_step": round(sum(cost for cost, _ in step_costs) / max(1, steps), 3),
+        "seconds": round(seconds, 3),  # wall time: the steps and the validation passes
         "tokens_per_step": round(tokens / max(1, steps), 1),
-        "seconds_per_step_per_1k_tokens": round(seconds / tokens * 1000, 3) if tokens else None,
+        "validation_seconds": round(validation_seconds, 3),
+        "seconds_per_step_per_1k_tokens": _cost(step_costs),
         # Without the first step, which pays one-time allocations (seconds on a CPU): the steady cost.
         "warm_seconds_per_step_per_1k_tokens": _warm_cost(step_costs),
         "device": device,

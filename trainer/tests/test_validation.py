@@ -55,3 +55,7 @@ def test_the_adapter_kept_is_the_checkpoint_with_the_lowest_validation_loss(
     assert learned["kept_step"] > 0 and losses[learned["kept_step"]] == min(losses.values()) < losses[0]
     weights = load_file(str(tmp_path / "learned" / "adapter_model.safetensors"))
     assert any((value != 0).any() for key, value in weights.items() if "lora_B" in key)
+    # The validation passes are timed apart: a step's cost is the same whatever share is held out.
+    assert learned["validation_seconds"] > 0
+    steps_seconds = learned["seconds_per_step"] * learned["steps"]
+    assert steps_seconds + learned["validation_seconds"] <= learned["seconds"] + 0.01
