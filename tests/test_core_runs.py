@@ -26,9 +26,9 @@ from pantheon_git.store.votes import Vote, append_votes
 from tests.conftest import git, pantheon
 
 
-def step(name: str, summary: str = "did it", **extra: str) -> Step:
+def step(name: str, summary: str = "did it", task: str = "t1", **extra: str) -> Step:
     return Step(
-        task="t1", step=name, agent="implementer", model="gemma3-270m@abc123", summary=summary, extra=extra
+        task=task, step=name, agent="implementer", model="gemma3-270m@abc123", summary=summary, extra=extra
     )
 
 
@@ -48,11 +48,17 @@ def test_in_memory_step_commits_and_trailers(repo_dir: Path) -> None:
     parsed = git(
         repo_dir, "log", "-1", "--format=%(trailers:key=Pantheon-Step,valueonly)", str(first)
     ).strip()
-    assert parsed == "implement task=t1"  # git's own trailer parser reads the one folded line
+    # git's own trailer parser reads the one folded line; every step binds its task, attempt and base.
+    assert parsed == f"implement task=t1 attempt=1 base={base}"
     message = repo.get(first).message
     # The subject and the trailer line only: the summary's further lines are the trace note's.
-    assert message == "implement: add hello\n\nPantheon-Step: implement task=t1\n"
-    assert parse_trailers(message) == {"Pantheon-Task": "t1", "Pantheon-Step": "implement"}
+    assert message == f"implement: add hello\n\nPantheon-Step: implement task=t1 attempt=1 base={base}\n"
+    assert parse_trailers(message) == {
+        "Pantheon-Task": "t1",
+        "Pantheon-Step": "implement",
+        "Pantheon-Attempt": "1",
+        "Pantheon-Base": str(base),
+    }
     assert str(second) == git(repo_dir, "rev-parse", "pantheon/t1/1").strip()
     # The branch was never checked out: the user's work tree is untouched.
     assert not (repo_dir / "src").exists() and git(repo_dir, "status", "--porcelain") == ""
@@ -135,11 +141,11 @@ def test_status_is_derived_from_refs_and_notes(repo_dir: Path) -> None:
     base = repo.head.target
     repo.references.create(claim_ref("t2"), base)
     running = start_run_branch(repo, "t3", 1, base)
-    commit_step(repo, running, step("plan"))
+    commit_step(repo, running, step("plan", task="t3"))  # a step is bound to its branch's task
     failed = start_run_branch(repo, "t4", 1, base)
-    commit_step(repo, failed, step("implement", "error", **{"Pantheon-Outcome": "failed"}))
+    commit_step(repo, failed, step("implement", "error", task="t4", **{"Pantheon-Outcome": "failed"}))
     passed = start_run_branch(repo, "t5", 1, base)
-    head = commit_step(repo, passed, step("gate"))
+    head = commit_step(repo, passed, step("gate", task="t5"))
     append_votes(repo, head, [Vote(kind="gate", voter="gate", verdict="approve")])
     statuses = {state.id: state.status.value for state in task_states(repo)}
     assert statuses == {"t1": "queued", "t2": "claimed", "t3": "running", "t4": "failed", "t5": "passed"}

@@ -113,7 +113,7 @@ def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo
     ), first
     implement = git(repo_dir, "log", "-1", "--format=%B", "pantheon/t1/1~4")
     assert implement.rstrip("\n") == (
-        f"implement: implementer finished\n\nPantheon-Step: implement task=t1 attempt=1\n"
+        f"implement: implementer finished\n\nPantheon-Step: implement task=t1 attempt=1 base={base}\n"
         f"Pantheon-Log: {lines['implement']}"
     )
     # The JSON trace is still there for tools.

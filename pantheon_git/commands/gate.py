@@ -37,4 +37,10 @@ def run(args: argparse.Namespace) -> int:
     append_votes(repo, head, [recorded])
     log_votes(repo, head, [recorded])  # `git log` shows the new decision under the step
     print(f"gate: {decision.verdict} ({'; '.join(decision.reasons)})")
+    if decision.verdict == "approve":
+        from pantheon_git.review.trust import run_waits
+
+        waits = run_waits(repo, ref, spec_base)  # passed, but merge holds it for a person
+        if waits is not None:
+            print(f"waits: {waits}")
     return 0

@@ -35,4 +35,6 @@ def run(args: argparse.Namespace) -> int:
         outcome = merge_task(repo, root, state, dry_run=args.dry_run)
         print(f"{outcome.task_id}: {outcome.result}: {outcome.detail}")
         failures += outcome.result in (MergeResult.REFUSED, MergeResult.CONFLICT)
+        # A run waiting for a person is no failure of the unattended --all-passing, but is of `merge ID`.
+        failures += outcome.result == MergeResult.WAITS and not args.all_passing
     return 1 if failures else 0

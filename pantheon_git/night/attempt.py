@@ -35,6 +35,7 @@ from pantheon_git.store.logview import LOG_TRAILER, count_tool_calls, step_log
 from pantheon_git.store.runs import (
     Step,
     make_step_commit,
+    misbound_steps,
     parse_trailers,
     publish_step,
     recorded_steps,
@@ -124,7 +125,8 @@ def attempt_finished(repo: pygit2.Repository, spec: Spec, attempt: int, head_id:
     # signed by an allowed signer (adopted from another machine) is never built upon; a new attempt starts.
     if not finished and signing_key(repo) is not None:
         finished = bool(unverified_steps(repo, run_branch(spec.id, attempt), signers))
-    return finished
+    # Steps signed for another task or attempt (a branch pointed at them) are never built upon either.
+    return finished or bool(misbound_steps(repo, run_branch(spec.id, attempt)))
 
 
 def attempt_passed(repo: pygit2.Repository, ref: str) -> bool:

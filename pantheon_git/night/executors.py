@@ -278,6 +278,7 @@ def acceptance_executor(sandbox: Sandbox) -> NodeExecutor:
 def gate_executor(policy: GatePolicy) -> NodeExecutor:
     def execute(context: NodeContext) -> NodeResult:
         from pantheon_git.review.gate import signers_problem
+        from pantheon_git.review.trust import run_waits
         from pantheon_git.store.git import open_repo
         from pantheon_git.store.signing import allowed_signers
 
@@ -288,8 +289,13 @@ def gate_executor(policy: GatePolicy) -> NodeExecutor:
         )
         decision = decide(policy, context.previous_votes, trust_problem=problem)
         vote = gate_vote(policy, decision)
+        summary = f"{decision.verdict} ({'; '.join(decision.reasons)})"
+        if decision.verdict == Verdict.APPROVE:
+            # The step's subject is the run's line in `git log`: it says first why no merge takes it.
+            waits = run_waits(open_repo(context.worktree), context.run_ref, context.spec.base)
+            summary = f"waits: {waits} ({summary})" if waits else summary
         return NodeResult(
-            summary=f"{decision.verdict} ({'; '.join(decision.reasons)})",
+            summary=summary,
             output={"verdict": decision.verdict, "reasons": decision.reasons},
             votes=[vote],
         )

@@ -4,7 +4,8 @@ queued    the spec is in refs/pantheon/tasks and nothing else happened
 claimed   refs/pantheon/claims/<id> exists, no run branch yet
 running   the newest run branch exists and has no outcome yet (or its runner was interrupted)
 passed    the gate's newest counted vote on the run branch head approves, and every step commit of the
-          run is signed by an allowed signer (votes count only when signed: store/votes.py); the
+          run is signed by an allowed signer (votes count only when signed: store/votes.py) and bound
+          to this branch's task, attempt and base (store/runs.py `misbound_steps`); the
           newest run, or an older one that passed beside it (`--jobs` runs attempts at once)
 failed    the head is a failure artifact (trailer Pantheon-Outcome: failed) or the gate rejects
 merged    a merge record is among the head's votes
@@ -22,7 +23,7 @@ import pygit2
 from pantheon_git.queue.tasks import BrokenSpec, cancelled_ids, queue_tree, read_queue
 from pantheon_git.schema.spec import Spec
 from pantheon_git.store.layout import CLAIMS_PREFIX, run_branch
-from pantheon_git.store.runs import parse_trailers, run_heads, unverified_steps
+from pantheon_git.store.runs import misbound_steps, parse_trailers, run_heads, unverified_steps
 from pantheon_git.store.signing import AllowedSigners, allowed_signers
 from pantheon_git.store.votes import Vote, recorded_votes
 
@@ -62,6 +63,13 @@ def checked_outcome(
         # the run is over and did not pass; it must not look "running" night after night.
         outcome = Status.FAILED
     if outcome == Status.PASSED and unverified_steps(repo, run_branch(task_id, attempt), signers):
+        outcome = Status.FAILED
+    # A step counts only for the run it was signed for: a branch pointed at another task's (or
+    # attempt's) signed steps, or a run recorded without the binding, never passes; nor does a branch
+    # pointed at another task's merged run make this task merged (and never attempted again).
+    if outcome in (Status.PASSED, Status.MERGED) and misbound_steps(
+        repo, run_branch(task_id, attempt), with_base=outcome == Status.PASSED
+    ):
         outcome = Status.FAILED
     return outcome, votes
 

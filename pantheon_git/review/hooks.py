@@ -11,6 +11,8 @@ import pygit2
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.queue.status import Status, checked_outcome
+from pantheon_git.queue.tasks import cancelled_ids, queue_tree
+from pantheon_git.review.trust import person_approved, trust_edits, trust_paths_at, wait_reason
 from pantheon_git.store.git import parse_oid, run_git
 from pantheon_git.store.runs import parse_trailers, run_heads
 from pantheon_git.store.signing import (
@@ -18,6 +20,7 @@ from pantheon_git.store.signing import (
     allowed_signers,
     allowed_signers_at,
     touches_allowed_signers,
+    trusted_tip,
 )
 
 ZERO = "0" * 40
@@ -49,14 +52,19 @@ def ungated_commits(
     of the protected branch as the remote has it (the local branch may just have merged a run that edits
     them), so a run branch and notes from another machine cannot vouch for themselves. Commits that are
     only on the remote's run branches are not taken as already reviewed, and a run commit that edits
-    .pantheon/allowed_signers is refused: people change who may vote, runs do not. `remote` is None
+    .pantheon/allowed_signers is refused: people change who may vote, runs do not. A run commit that
+    changes a trust path (review/trust.py, the list as the remote has it) needs a person's signed
+    approval of its run, and a cancelled task's commits never go out. `remote` is None
     when the remote has no such branch yet."""
     if remote is None:
         exclude = ["--not", "--exclude=*/pantheon/*", "--remotes"]
         signers = allowed_signers(repo)
+        patterns = trust_paths_at(repo, trusted_tip(repo))
     else:
         exclude = [f"^{remote}"]
         signers = allowed_signers_at(repo, remote)
+        patterns = trust_paths_at(repo, remote)  # as the remote has them, like the allowed signers
+    cancelled = cancelled_ids(queue_tree(repo), repo)
     proc = run_git(["rev-list", "--end-of-options", str(local), *exclude], root, check=False)
     if proc.returncode != 0:
         # Fail closed: an empty listing would let every commit through (say, the remote's tip is a commit
@@ -67,6 +75,8 @@ def ungated_commits(
     heads = run_heads(repo)
     problems = []
     verdicts: dict[tuple[str, str], Status] = {}
+    run_head: dict[tuple[str, str], pygit2.Oid | None] = {}
+    approved: dict[tuple[str, str], bool] = {}
     for commit_id in listing:
         if commit_id is None:
             raise PantheonError("cannot read rev-list's listing of this push: refusing rather than guessing")
@@ -79,12 +89,16 @@ def ungated_commits(
         if touches_allowed_signers(commit):
             problems.append(f"{sha[:12]} (task {task}): a run commit changes {ALLOWED_SIGNERS}")
             continue
+        if task in cancelled:  # a cancelled task's work never goes out, however it got onto the branch
+            problems.append(f"{sha[:12]} (task {task}): the task is cancelled; its work is not to merge")
+            continue
         attempt = trailers.get("Pantheon-Attempt", "")
         key = (task, attempt)
         if key not in verdicts:
             attempts = heads.get(task, {})
             number = int(attempt) if attempt.isdigit() else (max(attempts) if attempts else None)
             head = attempts.get(number) if number is not None else None
+            run_head[key] = head
             verdicts[key] = (
                 checked_outcome(repo, task, number, head, signers)[0]
                 if head is not None and number is not None
@@ -92,6 +106,20 @@ def ungated_commits(
             )
         if verdicts[key] not in (Status.PASSED, Status.MERGED):
             problems.append(f"{sha[:12]} (task {task}): its run is {verdicts[key].value}, not gated")
+            continue
+        head = run_head[key]
+        if head is not None and head != commit_id and not repo.descendant_of(head, commit_id):
+            # Its trailers name a run that passed, but the run is not this commit: a gate's approval
+            # vouches for the commits of its own run only (one made elsewhere may copy any trailers).
+            problems.append(f"{sha[:12]} (task {task}): not a commit of its run {task}/{attempt or '?'}")
+            continue
+        # What decides (config, flows, agents, hooks, CI) changes only with a person's signed approval.
+        edits = trust_edits([commit], patterns)
+        if edits:
+            if key not in approved:
+                approved[key] = head is not None and person_approved(repo, head, signers)
+            if not approved[key]:
+                problems.append(f"{sha[:12]} (task {task}): waits: {wait_reason(task, edits)}")
     return problems
 
 

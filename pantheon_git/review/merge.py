@@ -10,6 +10,7 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.queue.status import Status, TaskState
+from pantheon_git.review.trust import run_waits
 from pantheon_git.store.git import ref_commit, run_git, set_ref, signature
 from pantheon_git.store.layout import run_branch
 from pantheon_git.store.runs import recorded_steps
@@ -23,6 +24,7 @@ class MergeResult(StrEnum):
     WOULD_MERGE = "would-merge"
     REFUSED = "refused"
     CONFLICT = "conflict"
+    WAITS = "waits"  # passed, but changes trust paths: needs a person's signed approval (review/trust.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,10 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
         return MergeOutcome(
             state.id, MergeResult.REFUSED, f"step {edits[0]} changes {ALLOWED_SIGNERS}; change it by hand"
         )
+    # A run that changes what decides (config, flows, agents, hooks, CI) is never merged unattended.
+    waits = run_waits(repo, run_branch(state.id, attempt), base)
+    if waits is not None:
+        return MergeOutcome(state.id, MergeResult.WAITS, waits)
     base_ref = f"refs/heads/{base}"
     base_tip = ref_commit(repo, base_ref)
     if base_tip is None:

@@ -15,10 +15,11 @@ import pygit2
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.queue.status import Status, TaskState, checked_outcome, task_states
+from pantheon_git.review.trust import run_waits
 from pantheon_git.store.layout import DATASETS_PREFIX, EVALS_NOTES, run_branch
 from pantheon_git.store.logview import adapter_of
 from pantheon_git.store.notes import read_note
-from pantheon_git.store.runs import parse_trailers, recorded_steps, unverified_steps
+from pantheon_git.store.runs import misbound_steps, parse_trailers, recorded_steps, unverified_steps
 from pantheon_git.store.signing import AllowedSigners, allowed_signers
 from pantheon_git.store.traces import read_trace
 from pantheon_git.store.votes import recorded_votes
@@ -46,6 +47,8 @@ class TaskReport:
     untested_checks: list[str] = field(default_factory=list)
     # "<step>: <adapter>" for each step of the newest attempt a LoRA adapter served (its trace's model).
     adapters: list[str] = field(default_factory=list)
+    # Why a passed run is not merged unattended ("waits: touches … — needs a person's signed approval").
+    waits: str | None = None
 
 
 UNTESTED = "passes without any change: does not test the task"
@@ -141,6 +144,18 @@ def task_report(
                 "the run never counts as passing",
                 "inspect": [f"git log --show-signature {report.branch}"],
             }
+    if state.status == Status.FAILED and report.failure is None and report.gate == "approve":
+        misbound = misbound_steps(repo, ref)
+        if misbound:
+            report.failure = {
+                "commit": str(misbound[0][1].id),
+                "step": misbound[0][0],
+                "error": f"{misbound[0][2]}: steps count only for the run they were signed for",
+                "inspect": [f"git log {report.branch}"],
+            }
+    if state.status == Status.PASSED:
+        waits = run_waits(repo, ref, state.spec.base)
+        report.waits = f"waits: {waits}" if waits is not None else None
     if state.status == Status.FAILED and report.failure is None and report.gate == "reject":
         report.failure = {
             "step": "gate",
@@ -232,6 +247,10 @@ def render_markdown(
                 + (f", {cost} s/step per 1k tokens" if cost is not None else "")
                 + ")"
             )
+    waiting = [r for r in reports if r.waits]
+    if waiting:
+        lines += ["", "## Waiting for a person", ""]
+        lines += [f"- **{r.id}** {r.waits}" for r in waiting]
     failures = [r for r in reports if r.failure]
     if failures:
         lines += ["", "## Red bin", ""]

@@ -57,11 +57,63 @@ class HooksConfig(_Section):
     protected: list[str] = Field(default_factory=list)
 
 
+# What decides what runs and who decides: the gate's config, flows, agents (Python the runner imports),
+# allowed signers; git's hooks and attributes (filters), submodules, pre-commit and CI. A run that
+# changes one of these waits for a person's signed approval (review/trust.py).
+ALWAYS_TRUSTED = ".pantheon/"  # held whatever the list says: the list itself lives there
+DEFAULT_TRUST_PATHS = (
+    ALWAYS_TRUSTED,
+    "hooks/",
+    ".githooks/",
+    ".husky/",
+    ".gitattributes",
+    ".gitmodules",
+    ".pre-commit-config.yaml",
+    ".pre-commit-hooks.yaml",
+    ".github/",
+    ".gitlab-ci.yml",
+    ".gitlab/",
+    ".ci/",
+    ".circleci/",
+    ".travis.yml",
+    "Jenkinsfile",
+    "azure-pipelines.yml",
+    ".azure-pipelines/",
+    "bitbucket-pipelines.yml",
+    ".buildkite/",
+    ".drone.yml",
+    ".woodpecker.yml",
+    ".woodpecker/",
+    ".forgejo/",
+    ".gitea/",
+    "appveyor.yml",
+    ".appveyor.yml",
+)
+
+
+class TrustConfig(_Section):
+    # Paths a run may change only with a person's signed approval. A name with no `/` (`.gitattributes`,
+    # `*.tf`) matches at any depth; one with a `/` is from the top (`hooks/`: the directory and all in
+    # it). `.pantheon/` is always held. Globs as fnmatch; matched case-insensitively (a checkout on a
+    # case-insensitive file system writes `.GitHub/` into `.github/`).
+    paths: list[str] = Field(default_factory=lambda: list(DEFAULT_TRUST_PATHS))
+
+    @field_validator("paths")
+    @classmethod
+    def _relative(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            parts = path.rstrip("/").split("/")
+            if not path.strip() or path.startswith("/") or "\\" in path or ".." in parts or "" in parts:
+                raise ValueError(f"{path!r} is not a path inside the repository (relative, no '..')")
+        return paths
+
+
 class Config(_Section):
     night: NightConfig = Field(default_factory=NightConfig)
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     gate: GatePolicy = Field(default_factory=GatePolicy)
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    trust: TrustConfig = Field(default_factory=TrustConfig)
 
 
 CONFIG_SOURCE = ".pantheon/config.toml"

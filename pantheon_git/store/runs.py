@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pygit2
 
@@ -159,6 +159,7 @@ def make_step_commit(
     tip = ref_commit(repo, ref)
     if tip is None:
         raise PantheonError(f"{ref}: no such run branch (start it at its base first)")
+    step = bind_step(repo, ref, step)
     if tree is None:
         tree = build_tree(repo, tip.tree, changes) if changes else tip.tree_id
     sig = signature(repo)
@@ -166,6 +167,68 @@ def make_step_commit(
     # against the base branch's allowed signers can pass (an unsigned run is kept, never merged).
     key = signing_key(repo)
     return create_commit(repo, sig, sig, step.message(), tree, [tip.id], key), tip.id
+
+
+def run_base(repo: pygit2.Repository, ref: str) -> str:
+    """The commit run branch `ref` started from: its first step's parent, or its tip before any step."""
+    steps = recorded_steps(repo, ref)
+    if steps:
+        first = steps[0][1]
+        return str(first.parents[0].id) if first.parents else ""
+    tip = ref_commit(repo, ref)
+    return str(tip.id) if tip is not None else ""
+
+
+def bind_step(repo: pygit2.Repository, ref: str, step: Step) -> Step:
+    """`step` with the run it belongs to in its trailers: task, attempt and base of branch `ref`.
+
+    The step commit is signed, so the binding is too: its approvals cannot be replayed on a branch of
+    another task, attempt or base (see `misbound_steps`). A step naming another run is refused.
+    """
+    parsed = parse_run_branch(ref)
+    if parsed is None:
+        raise PantheonError(f"{ref}: not a run branch (refs/heads/pantheon/<task>/<attempt>)")
+    binding = {
+        "Pantheon-Task": parsed[0],
+        "Pantheon-Attempt": str(parsed[1]),
+        "Pantheon-Base": run_base(repo, ref),
+    }
+    given = {"Pantheon-Task": step.task, **step.extra}
+    wrong = [f"{key} {given[key]}" for key, value in binding.items() if given.get(key, value) != value]
+    if wrong:
+        raise PantheonError(f"{ref}: a step with {', '.join(wrong)} cannot be bound to this run")
+    del binding["Pantheon-Task"]  # the step's own field
+    # The binding first, so every step's folded line reads `task= attempt= base=` in that order.
+    return replace(step, extra={**binding, **{k: v for k, v in step.extra.items() if k not in binding}})
+
+
+def misbound_steps(
+    repo: pygit2.Repository, ref: str, *, with_base: bool = True
+) -> list[tuple[str, pygit2.Commit, str]]:
+    """The step commits of run branch `ref` whose signed binding is not this branch's run: (step, commit,
+    why). A step counts only for the task, attempt and base it was signed for; every step of the run
+    must name the commit the run's first step starts from (a run recorded without these trailers, or
+    another run's steps a branch was pointed at, never counts). `with_base=False` compares the task and
+    attempt only: runs merged before every step named its base still read as merged."""
+    parsed = parse_run_branch(ref)
+    steps = recorded_steps(repo, ref)
+    if parsed is None or not steps:
+        return []
+    first = steps[0][1]
+    expected = (parsed[0], str(parsed[1]), str(first.parents[0].id) if first.parents else "")
+    compared = 3 if with_base else 2
+    found = []
+    for name, commit in steps:
+        trailers = parse_trailers(commit.message)
+        bound = tuple(trailers.get(key, "") for key in ("Pantheon-Task", "Pantheon-Attempt", "Pantheon-Base"))
+        if bound[:compared] != expected[:compared]:
+            why = (
+                f"step {name} is bound to task {bound[0] or '?'} attempt {bound[1] or '?'} "
+                f"base {bound[2][:12] or '?'}, not to {ref.removeprefix('refs/heads/')} "
+                f"(base {expected[2][:12]})"
+            )
+            found.append((name, commit, why))
+    return found
 
 
 def publish_step(repo: pygit2.Repository, ref: str, commit: pygit2.Oid, parent: pygit2.Oid) -> None:

@@ -32,6 +32,9 @@ NAMESPACE = "git"
 KEYS_DIR = "pantheon/keys"
 RUNNER_KEY_NAME = "runner"
 SSH_KEYGEN_TIMEOUT_S = 30.0
+# The principal `git pantheon init` gives a runner machine's key: what it signs is the
+# night's record, never a person's approval.
+RUNNER_PRINCIPAL_PREFIX = "pantheon-runner@"
 SETUP_HINT = f"run `git pantheon init --signing-key` and commit {ALLOWED_SIGNERS} on the base branch"
 _KEY_TYPE_PREFIXES = ("ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-")
 
@@ -95,6 +98,13 @@ def parse_allowed_signers(text: str) -> AllowedSigners:
 def allowed_signers(repo: pygit2.Repository, base: str | None = None) -> AllowedSigners:
     """The allowed signers committed on branch `base` (if it exists; else main, else master, else the
     branch checked out in the main worktree); empty when there is no such file there."""
+    tip = trusted_tip(repo, base)
+    return allowed_signers_at(repo, tip) if tip is not None else AllowedSigners("")
+
+
+def trusted_tip(repo: pygit2.Repository, base: str | None = None) -> pygit2.Oid | None:
+    """The commit whose committed `.pantheon/` is trusted for a task on `base`: branch `base` if it
+    exists, else main, else master, else the main worktree's branch; never a run branch."""
 
     # Run branches (refs/heads/pantheon/...) are written by runners and adopted from remotes: never a
     # source of trust, whatever base a (possibly synced) spec names or whatever is checked out.
@@ -112,8 +122,8 @@ def allowed_signers(repo: pygit2.Repository, base: str | None = None) -> Allowed
     for name in candidates:
         ref = repo.references.get(name) if trusted(name) else None
         if ref is not None:
-            return allowed_signers_at(repo, ref.peel(pygit2.Commit).id)
-    return AllowedSigners("")
+            return ref.peel(pygit2.Commit).id
+    return None
 
 
 def allowed_signers_at(repo: pygit2.Repository, commit: pygit2.Oid) -> AllowedSigners:
