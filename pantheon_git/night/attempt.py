@@ -27,10 +27,12 @@ import pygit2
 from pantheon_git.errors import PantheonError
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
 from pantheon_git.night.worktrees import add_worktree, remove_worktree, worktree_path
-from pantheon_git.queue.status import Status, run_outcome
+from pantheon_git.queue.status import Status, checked_outcome, run_outcome
+from pantheon_git.schema.flow import GATE_AGENT
 from pantheon_git.schema.spec import Spec
-from pantheon_git.store.git import run_git
+from pantheon_git.store.git import clear_stale_lock, run_git
 from pantheon_git.store.layout import run_branch
+from pantheon_git.store.locks import held_since
 from pantheon_git.store.logview import LOG_TRAILER, count_tool_calls, step_log
 from pantheon_git.store.runs import (
     Step,
@@ -94,21 +96,45 @@ class TaskRun:
 
 
 def choose_attempt(repo: pygit2.Repository, spec: Spec, samples: int = 1) -> tuple[int, bool] | None:
-    """(attempt, resume?) for the next run of `spec`, or None when its attempts are used up.
+    """(attempt, resume?) for the next run of `spec`, or None when it passed or its attempts are used up.
 
     The newest attempt is resumed if it has no outcome yet (its runner was interrupted); after a
-    finished one a new attempt starts while `limits.max_attempts` (or best-of-`samples`) allows.
+    finished one a new attempt starts while `limits.max_attempts` (or best-of-`samples`) allows, unless
+    an attempt already carries a counted gate approval. Decided from refs and notes as they are now, under
+    the task's lock: the status a night picked the task by may be stale (another runner on this machine,
+    say a night whose `git` was killed but not its runner, may have finished the task since).
     """
     assert spec.id is not None
     attempts = run_heads(repo).get(spec.id, {})
     if not attempts:
         return 1, False
+    if passed_attempt(repo, spec, attempts) is not None:
+        return None
     newest = max(attempts)
     if not attempt_finished(repo, spec, newest, attempts[newest]):
         return newest, True
     if newest >= max(spec.limits.max_attempts, samples):
         return None
     return newest + 1, False
+
+
+def passed_attempt(
+    repo: pygit2.Repository, spec: Spec, attempts: Mapping[int, pygit2.Oid] | None = None
+) -> int | None:
+    """The first attempt of `spec` that passed the gate (or was merged) as `git pantheon list` reads it,
+    or None: once there is one, the task is never attempted again (`attempts`: its run heads, if read).
+
+    A counted gate approval is the pass; steps not signed by an allowed signer, or signed for another
+    run (queue/status.py `checked_outcome`), pass nothing, so a branch made elsewhere blocks no task.
+    """
+    assert spec.id is not None
+    heads = run_heads(repo).get(spec.id, {}) if attempts is None else attempts
+    signers = allowed_signers(repo, spec.base)
+    for attempt in sorted(heads):
+        outcome, _ = checked_outcome(repo, spec.id, attempt, heads[attempt], signers)
+        if outcome in (Status.PASSED, Status.MERGED):
+            return attempt
+    return None
 
 
 def attempt_finished(repo: pygit2.Repository, spec: Spec, attempt: int, head_id: pygit2.Oid) -> bool:
@@ -283,6 +309,10 @@ def run_attempt(
     deadline_all = time.monotonic() + spec.limits.max_minutes * 60
     by_id = {node.id: node for node in nodes}
     schedule = list(nodes)
+    # A runner killed while it held the branch's ref lock left the lock file; checking the worktree out
+    # moves the branch (to where it is), so it would fail on it. Made before this runner took the task's
+    # lock, it is provably stale.
+    clear_stale_lock(repo, ref, made_before=held_since(repo.path, task_id))
     workdir = add_worktree(root, worktree_path(repo.path, task_id, attempt), ref)
     try:
         index = 0
@@ -290,6 +320,10 @@ def run_attempt(
             node = schedule[index]
             index += 1
             if node.id in done:
+                if node.agent == GATE_AGENT and not _gate_recorded(repo, spec, done[node.id].id):
+                    # Cut between the gate's published step and its vote: finish that step (the gate
+                    # decides again, from the counted votes only); a new attempt would replace it.
+                    _finish_gate(repo, spec, node, executors, workdir, attempt, ref, base, outputs)
                 # Decided from the recorded output alone: a resumed runner schedules the same rounds.
                 schedule[index:index] = repair_steps(by_id, node, outputs.get(node.id, {}))
                 continue
@@ -360,6 +394,36 @@ def run_attempt(
     finally:
         remove_worktree(root, workdir)
         run.passed = attempt_passed(repo, ref)
+
+
+def _gate_recorded(repo: pygit2.Repository, spec: Spec, commit: pygit2.Oid) -> bool:
+    """Whether the gate's step `commit` carries its decision (a gate vote, counted or not)."""
+    signers = allowed_signers(repo, spec.base)
+    return any(item.vote.kind == "gate" for item in recorded_votes(repo, commit, signers))
+
+
+def _finish_gate(
+    repo: pygit2.Repository,
+    spec: Spec,
+    node: PlannedNode,
+    executors: Mapping[str, NodeExecutor],
+    workdir: Path,
+    attempt: int,
+    ref: str,
+    base: str,
+    outputs: Mapping[str, Any],
+) -> None:
+    """Record the vote of a published gate step that has none: the gate decides again and its vote goes
+    on that same step commit, so the attempt ends as if it had never been cut (no step runs twice)."""
+    steps = dict(recorded_steps(repo, ref))
+    commit = steps[node.id].id
+    inputs = {name: outputs.get(name, {}) for name in node.inputs}
+    deadline = time.monotonic() + node.timeout_s
+    result, _, _ = _run_with_retries(
+        repo, spec, node, executors, workdir, inputs, attempt, ref, deadline, base, outputs
+    )
+    if result.votes:
+        append_votes(repo, commit, result.votes)
 
 
 def _run_with_retries(

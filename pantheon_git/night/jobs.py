@@ -33,6 +33,7 @@ from pantheon_git.night.attempt import (
     RunOutcome,
     TaskRun,
     attempt_finished,
+    passed_attempt,
     run_attempt,
 )
 from pantheon_git.night.nodes import NodeExecutor
@@ -41,6 +42,7 @@ from pantheon_git.night.shift import (
     Refused,
     Skipped,
     done_event,
+    nothing_to_attempt,
     refused_by,
     samples_for,
     take_over_expired_claim,
@@ -57,9 +59,12 @@ Result = TaskRun | Skipped | Refused
 def plan_attempts(repo: pygit2.Repository, spec: Spec, samples: int) -> list[tuple[int, bool]]:
     """(attempt, resume?) of every attempt this night may run of `spec`, in order: each unfinished run
     resumed (a night killed with several in flight left more than the newest), then new attempts while
-    best-of-`samples` and `limits.max_attempts` allow. One at a time, `choose_attempt` gives the same."""
+    best-of-`samples` and `limits.max_attempts` allow; none once an attempt carries a counted gate
+    approval. One at a time, `choose_attempt` gives the same."""
     assert spec.id is not None
     heads = run_heads(repo).get(spec.id, {})
+    if passed_attempt(repo, spec, heads) is not None:
+        return []  # picked as runnable, but another runner passed it since: never attempted again
     planned = [(n, True) for n in sorted(heads) if not attempt_finished(repo, spec, n, heads[n])]
     limit = max(spec.limits.max_attempts, samples)
     number = max(heads, default=0) + 1
@@ -282,8 +287,7 @@ def _open(
         planned = plan_attempts(repo, spec, samples)
         if not planned:
             stack.close()
-            limit = max(spec.limits.max_attempts, samples)
-            return [Skipped(task_id, f"all {limit} attempts used")]
+            return [Skipped(task_id, nothing_to_attempt(repo, spec, samples))]
     except BaseException:
         stack.close()
         raise

@@ -16,7 +16,7 @@ from typing import Any
 import pygit2
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.night.attempt import PlannedNode, TaskRun, choose_attempt, run_attempt
+from pantheon_git.night.attempt import PlannedNode, TaskRun, choose_attempt, passed_attempt, run_attempt
 from pantheon_git.night.nodes import NodeExecutor
 from pantheon_git.night.setup import NightSetup, prepare_night
 from pantheon_git.night.worktrees import sweep_worktrees
@@ -203,6 +203,14 @@ def samples_for(spec: Spec, setup: NightSetup) -> int:
     return spec.limits.samples or setup.samples
 
 
+def nothing_to_attempt(repo: pygit2.Repository, spec: Spec, samples: int) -> str:
+    """Why a picked task gets no attempt now: one passed (maybe since the night picked it), or none left."""
+    passed = passed_attempt(repo, spec)
+    if passed is not None:
+        return f"attempt {passed} passed the gate; not attempted again"
+    return f"all {max(spec.limits.max_attempts, samples)} attempts used"
+
+
 def _best_of(
     repo: pygit2.Repository,
     root: Path,
@@ -231,8 +239,7 @@ def _best_of(
         choice = choose_attempt(repo, spec, samples)
         if choice is None:
             if not runs:
-                limit = max(spec.limits.max_attempts, samples)
-                runs.append(Skipped(task_id, f"all {limit} attempts used"))
+                runs.append(Skipped(task_id, nothing_to_attempt(repo, spec, samples)))
             break
         attempt, resume = choice
         event = {"event": "task", "task": task_id, "attempt": attempt, "resume": resume, "title": spec.title}

@@ -53,7 +53,14 @@ def runner_id(repo: pygit2.Repository) -> str:
         made = f"{socket.gethostname()}:{os.urandom(4).hex()}"
         tmp = path.with_suffix(f".{os.getpid()}")
         tmp.write_text(made + "\n")
-        os.replace(tmp, path)
+        try:
+            # Create-only: of two first nights running at once, the first id stays. Replacing it would
+            # make the claims the other night already took look like another runner's.
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
         return path.read_text().strip()
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.errors import ConflictError, PantheonError
+from pantheon_git.store.faults import Boundary, fault_point, ref_kind
 from pantheon_git.store.redact import redact, redact_bytes
 
 # Every object pantheon links into a tree or commit was just written or read from this repository, so
@@ -244,7 +245,9 @@ def append_commit(
             commit = repo.create_commit(None, sig, sig, message, tree, parents)
         else:
             buffer = repo.create_commit_string(sig, sig, message, tree, parents)
-            commit = repo.create_commit_with_signature(buffer, sign(buffer))
+            signed = sign(buffer)
+            fault_point(Boundary.SIGNED, ref_kind(ref))
+            commit = repo.create_commit_with_signature(buffer, signed)
         if set_ref(repo, ref, commit, parents[0] if parents else None, message.splitlines()[0] or "pantheon"):
             return commit
         clear_stale_lock(repo, ref)
@@ -265,10 +268,12 @@ def set_ref(
         except (pygit2.GitError, OSError):  # another writer holds the ref's lock right now
             clear_stale_lock(repo, ref)
             return False
+        fault_point(Boundary.REF_LOCKED, ref_kind(ref))  # a kill here leaves the ref's lock file behind
         current = repo.references.get(ref)
         if (current.target if current is not None else None) != expected:
             return False
         txn.set_target(ref, new, message=message)
+    fault_point(Boundary.REF_MOVED, ref_kind(ref))
     return True
 
 

@@ -16,6 +16,7 @@ import shlex
 import struct
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.errors import PantheonError
+from pantheon_git.store.faults import Boundary, fault_point
 from pantheon_git.store.git import common_dir, parse_oid
 from pantheon_git.store.layout import RUN_BRANCH_PREFIX
 
@@ -224,7 +226,9 @@ def create_commit(
     if key is None:
         return repo.create_commit(None, author, committer, message, tree, parents)
     buffer = repo.create_commit_string(author, committer, message, tree, parents)
-    return repo.create_commit_with_signature(buffer, sign_buffer(key, buffer.encode()))
+    signed = sign_buffer(key, buffer.encode())
+    fault_point(Boundary.SIGNED, "commit")
+    return repo.create_commit_with_signature(buffer, signed)
 
 
 def signature_key(armored: str) -> tuple[str, str] | None:
@@ -282,7 +286,8 @@ def _remember(repo: pygit2.Repository, signers: AllowedSigners, commit: pygit2.O
         with path.open("a") as cache:  # one short line per write: appends do not interleave
             cache.write(f"{commit} {principal}\n")
     except OSError:
-        pass  # a read-only git dir (inside a sandbox): verify again next time
+        return  # a read-only git dir (inside a sandbox): verify again next time
+    fault_point(Boundary.CACHED, "verified")
 
 
 def verify_commit(
@@ -294,20 +299,34 @@ def verify_commit(
     content (in memory and in the git dir).
     """
     if not signers:
-        return _verify(repo, commit, signers)  # nothing can verify; no process is started
+        return _verify(repo, commit, signers) or (Trust.UNKNOWN_SIGNER, None)  # no process is started
     _load_cache(repo, signers)
     cache_key = (signers.digest, commit)
     known = _VERIFIED.get(cache_key)
     if known is not None:
         return known
     result = _verify(repo, commit, signers)
+    if result is None:  # ssh-keygen did not run (fork failed, timed out): try once more, never remember
+        time.sleep(UNCHECKED_RETRY_S)
+        result = _verify(repo, commit, signers)
+    if result is None:
+        # Not remembered: a remembered failure would make a passed run read as failed for the rest of
+        # the process, and a night would start a second attempt of a task that had passed.
+        return Trust.BAD_SIGNATURE, None
     _VERIFIED[cache_key] = result
     if result[0] == Trust.VERIFIED and result[1] is not None:
         _remember(repo, signers, commit, result[1])
     return result
 
 
-def _verify(repo: pygit2.Repository, commit: pygit2.Oid, signers: AllowedSigners) -> tuple[Trust, str | None]:
+# How long to wait before verifying again when ssh-keygen could not run at all.
+UNCHECKED_RETRY_S = 0.2
+
+
+def _verify(
+    repo: pygit2.Repository, commit: pygit2.Oid, signers: AllowedSigners
+) -> tuple[Trust, str | None] | None:
+    """(trust, principal), or None when ssh-keygen could not be run (nothing was decided)."""
     try:
         found = repo.get(commit)
         extracted = found.gpg_signature if isinstance(found, pygit2.Commit) else None
@@ -347,7 +366,7 @@ def _verify(repo: pygit2.Repository, commit: pygit2.Oid, signers: AllowedSigners
                 timeout=SSH_KEYGEN_TIMEOUT_S,
             )
         except (OSError, subprocess.TimeoutExpired):
-            return Trust.BAD_SIGNATURE, None
+            return None
     if proc.returncode != 0:
         return Trust.BAD_SIGNATURE, None
     return Trust.VERIFIED, principal
