@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from pantheon_git.commands.parser import VERBS, build_parser
-from pantheon_git.errors import PantheonError
+from pantheon_git.errors import PantheonError, shown
 
 __all__ = ["VERBS", "build_parser", "main"]
 
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except PantheonError as exc:
-        print(f"git pantheon {args.verb}: {exc}", file=sys.stderr)
+        print(f"git pantheon {args.verb}: {shown(exc)}", file=sys.stderr)  # messages quote data
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -11,6 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pantheon_git.errors import shown
     from pantheon_git.queue.tasks import cancel, resolve_id
     from pantheon_git.store.git import open_repo, signature
 
@@ -18,5 +19,5 @@ def run(args: argparse.Namespace) -> int:
     task_id = resolve_id(repo, args.id)
     sig = signature(repo)
     cancel(repo, task_id, by=f"{sig.name} <{sig.email}>", reason=args.message)
-    print(f"cancelled {task_id}")
+    print(f"cancelled {shown(task_id)}")
     return 0

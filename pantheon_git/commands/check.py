@@ -41,7 +41,7 @@ def check_file(path: Path, root: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.errors import PantheonError
+    from pantheon_git.errors import PantheonError, shown
     from pantheon_git.store.git import open_repo, work_tree
 
     root = work_tree(open_repo())
@@ -50,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
         try:
             check_file(Path(name), root)
         except PantheonError as exc:
-            print(f"git pantheon check: {exc}", file=sys.stderr)
+            print(f"git pantheon check: {shown(exc)}", file=sys.stderr)
             failed += 1
     return 2 if failed else 0

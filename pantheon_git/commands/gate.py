@@ -10,6 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pantheon_git.errors import shown
     from pantheon_git.queue.tasks import load_specs, resolve_newest_run
     from pantheon_git.review.gate import decide, gate_vote, signers_problem
     from pantheon_git.schema.config import load_config
@@ -36,11 +37,11 @@ def run(args: argparse.Namespace) -> int:
     recorded = gate_vote(policy, decision)
     append_votes(repo, head, [recorded])
     log_votes(repo, head, [recorded])  # `git log` shows the new decision under the step
-    print(f"gate: {decision.verdict} ({'; '.join(decision.reasons)})")
+    print(f"gate: {decision.verdict} ({shown('; '.join(decision.reasons))})")
     if decision.verdict == "approve":
         from pantheon_git.review.trust import run_waits
 
         waits = run_waits(repo, ref, spec_base)  # passed, but merge holds it for a person
         if waits is not None:
-            print(f"waits: {waits}")
+            print(f"waits: {shown(waits)}")
     return 0

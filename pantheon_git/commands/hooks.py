@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
 def guard_push(ref_lines: list[str]) -> int:
     """Refuse (exit 1) a push of a protected branch carrying run commits whose gate has not passed."""
+    from pantheon_git.errors import shown
     from pantheon_git.review.hooks import pre_push, protected_branches
     from pantheon_git.schema.config import load_config
     from pantheon_git.store.git import open_repo, work_tree
@@ -43,10 +44,10 @@ def guard_push(ref_lines: list[str]) -> int:
         protected = protected_branches(repo, load_config(root).hooks.protected)
         refusals = pre_push(repo, root, ref_lines, protected)
     except Exception as exc:  # fail closed: a guard that cannot decide refuses the push
-        print(f"pantheon pre-push: refusing the push, cannot decide: {exc}", file=sys.stderr)
+        print(f"pantheon pre-push: refusing the push, cannot decide: {shown(exc)}", file=sys.stderr)
         return 1
     for line in refusals:
-        print(f"pantheon pre-push: refusing {line}", file=sys.stderr)
+        print(f"pantheon pre-push: refusing {shown(line)}", file=sys.stderr)
     if refusals:
         print(
             "pantheon pre-push: merge run branches with `git pantheon merge` once their gate passes",

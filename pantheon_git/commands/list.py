@@ -17,13 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pantheon_git.errors import shown
     from pantheon_git.queue.status import queue_states
     from pantheon_git.store.git import open_repo
 
     repo = open_repo()
     states, broken_specs = queue_states(repo)
     for broken in broken_specs:  # listed apart: a broken spec has no status to derive
-        print(f"git pantheon list: {broken.reason}", file=sys.stderr)
+        print(f"git pantheon list: {shown(broken.reason)}", file=sys.stderr)
     if args.status:
         states = [state for state in states if state.status == args.status]
     if args.json:
@@ -51,5 +52,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for state in states:
         spec = state.spec
-        print(f"{state.id:<10} {state.status.value:<9} {spec.priority:>4}  {spec.flow:<10} {spec.title}")
+        # Titles and flow names are data (a spec may come from another machine): escaped, one row each.
+        print(
+            f"{shown(state.id):<10} {state.status.value:<9} {spec.priority:>4}  {shown(spec.flow):<10} "
+            f"{shown(spec.title)}"
+        )
     return 0

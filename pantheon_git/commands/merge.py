@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.errors import PantheonError
+    from pantheon_git.errors import PantheonError, shown
     from pantheon_git.queue.status import Status, task_states
     from pantheon_git.queue.tasks import resolve_id
     from pantheon_git.review.merge import MergeResult, merge_task
@@ -26,14 +26,19 @@ def run(args: argparse.Namespace) -> int:
     if args.all_passing:
         picked = [state for state in states.values() if state.status == Status.PASSED]
     else:
-        picked = [states[resolve_id(repo, given)] for given in args.ids]
+        picked = []
+        for given in args.ids:
+            task_id = resolve_id(repo, given)
+            if task_id not in states:  # its spec file is there but does not parse: nothing to merge
+                raise PantheonError(f"task {shown(task_id)}: its spec is broken (see `git pantheon list`)")
+            picked.append(states[task_id])
     if not picked:
         print("nothing passed the gate: nothing to merge")
         return 0
     failures = 0
     for state in picked:
         outcome = merge_task(repo, root, state, dry_run=args.dry_run)
-        print(f"{outcome.task_id}: {outcome.result}: {outcome.detail}")
+        print(f"{shown(outcome.task_id)}: {outcome.result}: {shown(outcome.detail)}")  # paths, git's words
         failures += outcome.result in (MergeResult.REFUSED, MergeResult.CONFLICT)
         # A run waiting for a person is no failure of the unattended --all-passing, but is of `merge ID`.
         failures += outcome.result == MergeResult.WAITS and not args.all_passing

@@ -68,7 +68,9 @@ def train(agent: str, steps: int | None, *, as_json: bool) -> None:
             )
         )
     else:
-        print(result.line())
+        from pantheon_git.errors import shown
+
+        print(shown(result.line()))
 
 
 def night(ids: list[str] | None, *, as_json: bool, take_over: bool = False, jobs: int = 1) -> int:

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.errors import PantheonError
+    from pantheon_git.errors import PantheonError, shown
     from pantheon_git.runtime.llama import runtime_for
     from pantheon_git.schema.models import load_models
     from pantheon_git.schema.spec import validate_spec
@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         Path(args.out).write_text(text)
         print(f"wrote {args.out}; edit it, then `git pantheon queue {args.out}`")
     else:
-        print(text, end="")
+        # The model's draft, line by line: its line breaks kept, any other control character escaped.
+        print("\n".join(shown(line) for line in text.split("\n")), end="")
     if not args.queue:
         return 0
     if not args.yes:
@@ -88,5 +89,5 @@ def run(args: argparse.Namespace) -> int:
     from pantheon_git.commands.queue import queue_specs
 
     for queued in queue_specs([(spec, "draft")]):
-        print(f"queued {queued.id}  {queued.title}")
+        print(f"queued {queued.id}  {shown(queued.title)}")
     return 0

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pantheon_git.errors import PantheonError
+from pantheon_git.errors import PantheonError, shown
 
 if TYPE_CHECKING:
     import pygit2
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise PantheonError("nothing to queue: give spec files, '-' for stdin, or --title and --acceptance")
     for spec in queue_specs(specs):
-        print(f"queued {spec.id}  {spec.title}")
+        print(f"queued {spec.id}  {shown(spec.title)}")
     return 0
 
 

@@ -10,6 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pantheon_git.errors import shown
     from pantheon_git.ops.replay import replay_step
     from pantheon_git.store.git import open_repo, work_tree
 
@@ -18,11 +19,11 @@ def run(args: argparse.Namespace) -> int:
     short = str(report.commit)[:12]
     if report.matches:
         print(
-            f"{short}: {report.agent}, {report.turns} turns replayed: every tool result, the "
+            f"{short}: {shown(report.agent)}, {report.turns} turns replayed: every tool result, the "
             "output and the files match"
         )
         return 0
-    print(f"{short}: {report.agent}: does not reproduce")
+    print(f"{short}: {shown(report.agent)}: does not reproduce")
     for line in report.mismatches:
-        print(f"  {line}")
+        print(f"  {shown(line)}")
     return 1

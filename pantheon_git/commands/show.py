@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.errors import PantheonError
+    from pantheon_git.errors import PantheonError, shown
     from pantheon_git.queue.status import task_states
     from pantheon_git.queue.tasks import resolve_id
     from pantheon_git.store.git import open_repo
@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     task_id = resolve_id(repo, args.id)
     state = next((s for s in task_states(repo) if s.id == task_id), None)
     if state is None:
-        raise PantheonError(f"task {args.id}: no such task")
+        raise PantheonError(f"task {task_id}: no such task, or its spec is broken (see `git pantheon list`)")
     runs = {attempt: run_branch(task_id, attempt).removeprefix("refs/heads/") for attempt in state.attempts}
     if args.json:
         print(
@@ -47,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"run  {runs[attempt]} at {str(state.attempts[attempt])[:12]}")
     for vote in state.votes:
         print(
-            f"vote {vote.kind} {vote.voter}: {vote.verdict}"
-            + (f" ({'; '.join(vote.reasons)})" if vote.reasons else "")
+            f"vote {vote.kind} {shown(vote.voter)}: {vote.verdict}"
+            + (f" ({shown('; '.join(vote.reasons))})" if vote.reasons else "")
         )
     print()
-    print(state.spec.to_toml(), end="")
+    # Line by line: the spec's own line breaks stay, any other control character in it is escaped.
+    print("\n".join(shown(line) for line in state.spec.to_toml().split("\n")), end="")
     return 0

@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.errors import PantheonError
+    from pantheon_git.errors import PantheonError, shown
     from pantheon_git.queue.sync import sync
     from pantheon_git.schema.config import load_config
     from pantheon_git.store.git import open_repo, work_tree
@@ -27,11 +27,11 @@ def run(args: argparse.Namespace) -> int:
     for line in report.merged:
         print(f"merged {line}")
     for line in report.adopted:
-        print(f"adopted {line}")
+        print(f"adopted {shown(line)}")  # ref names from another machine (git allows C1 controls in them)
     for line in report.conflicts:
-        print(f"conflict {line}")
+        print(f"conflict {shown(line)}")  # task ids from another machine's tree
     if report.pushed:
         print(f"pushed to {remote}")
         return 0
-    print(f"push to {remote} was rejected ({report.push_error}); run sync again to merge what arrived")
+    print(f"push to {remote} was rejected ({shown(report.push_error)}); run sync again to merge what arrived")
     return 1

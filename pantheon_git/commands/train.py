@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.errors import PantheonError
+    from pantheon_git.errors import PantheonError, shown
     from pantheon_git.store.git import open_repo, work_tree
     from pantheon_git.store.layout import DATASETS_PREFIX
     from pantheon_git.training.dataset import record
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             f"({counts['fixes']} train rows from morning fixes)"
         )
         for skipped in manifest["skipped_fixes"]:
-            print(f"fix left out: {skipped}")
+            print(f"fix left out: {shown(skipped)}")
         if args.out:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
@@ -162,7 +162,7 @@ def _known_agent(repo: Any, name: str) -> None:
 
 
 def _promote_or_rollback(repo: Any, args: argparse.Namespace) -> int:
-    from pantheon_git.errors import PantheonError
+    from pantheon_git.errors import PantheonError, shown
     from pantheon_git.runtime.adapters import promoted_adapter
     from pantheon_git.store.git import work_tree
     from pantheon_git.store.layout import DATASETS_PREFIX
@@ -170,9 +170,8 @@ def _promote_or_rollback(repo: Any, args: argparse.Namespace) -> int:
 
     if args.action == "rollback":
         commit = rollback(repo, args.agent)
-        print(
-            f"refs/pantheon/adapters/{args.agent} at {str(commit)[:12]}: {repo.get(commit).message.strip()}"
-        )
+        message = shown(repo.get(commit).message.strip())
+        print(f"refs/pantheon/adapters/{args.agent} at {str(commit)[:12]}: {message}")
         return 0
     if not args.adapter:
         raise PantheonError("promote: give --adapter PATH (a GGUF adapter from `git pantheon train lora`)")

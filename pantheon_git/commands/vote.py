@@ -12,6 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pantheon_git.errors import shown
     from pantheon_git.queue.tasks import resolve_newest_run
     from pantheon_git.store.git import identity, open_repo
     from pantheon_git.store.layout import run_branch
@@ -26,11 +27,11 @@ def run(args: argparse.Namespace) -> int:
     key = person_key(repo)
     append_votes(repo, head, [vote], key=key)
     log_votes(repo, head, [vote])  # `git log` shows it under the step it judges
-    print(f"voted {args.verdict} on {run_branch(task_id, attempt).removeprefix('refs/heads/')}")
+    print(f"voted {args.verdict} on {shown(run_branch(task_id, attempt).removeprefix('refs/heads/'))}")
     if key is None:
         print(
             "warning: no signing key (git config user.signingKey + gpg.format=ssh): the vote is recorded "
             "unsigned and does not count; add your key to .pantheon/allowed_signers on main (SECURITY.md)"
         )
-    print(f"re-evaluate the gate with `git pantheon gate {task_id}`")
+    print(f"re-evaluate the gate with `git pantheon gate {shown(task_id)}`")
     return 0

@@ -11,35 +11,39 @@ import sys
 import time
 from typing import Any, TextIO
 
+from pantheon_git.errors import shown
+
 
 def describe(event: dict[str, Any], elapsed: float) -> str:
-    """One human line for an event (pure)."""
+    """One human line for an event (pure). Every value in it comes through `shown`: titles, node names,
+    reasons and errors are data (a spec from a remote, a path a model asked for), never terminal codes."""
     clock = f"[{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}]"
     kind = event.get("event")
+    safe = {key: shown(value) for key, value in event.items()}
     if kind == "task":
         resumed = " (resumed)" if event.get("resume") else ""
-        return f"{clock} task {event['task']} attempt {event['attempt']}{resumed}: {event.get('title', '')}"
+        return f"{clock} task {safe['task']} attempt {safe['attempt']}{resumed}: {safe.get('title', '')}"
     # With --jobs, several attempts run at once: their node and step lines say whose they are.
-    job = f"{event['job']} " if event.get("job") else ""
+    job = f"{safe['job']} " if event.get("job") else ""
     if kind == "node":
-        return f"{clock}   {job}{event['node']} ({event['agent']}) …"
+        return f"{clock}   {job}{safe['node']} ({safe['agent']}) …"
     if kind == "step":
         tokens = event.get("tokens") or {}
         out = tokens.get("out", 0)
         rate = f", {out / event['seconds']:.1f} tok/s" if out and event.get("seconds") else ""
         state = "ok" if event.get("ok") else "FAILED"
         took = f"{event['seconds']:.1f}s{rate}"
-        return f"{clock}   {job}{event['node']} {state} in {took} -> {event['commit'][:10]}"
+        return f"{clock}   {job}{safe['node']} {state} in {took} -> {safe['commit'][:10]}"
     if kind == "done":
-        detail = f": {event['detail']}" if event.get("detail") else ""
-        return f"{clock} task {event['task']} {event['outcome']}{detail} (branch {event['branch']})"
+        detail = f": {safe['detail']}" if event.get("detail") else ""
+        return f"{clock} task {safe['task']} {safe['outcome']}{detail} (branch {safe['branch']})"
     if kind == "night":
-        return f"{clock} night mode: local-only, {event.get('claims', 'claims local only')}"
+        return f"{clock} night mode: local-only, {shown(event.get('claims', 'claims local only'))}"
     if kind == "failed":
-        return f"{clock} task {event['task']} failed: {event['reason']}"
+        return f"{clock} task {safe['task']} failed: {safe['reason']}"
     if kind == "skipped":
-        return f"{clock} task {event['task']} skipped: {event['reason']}"
-    return f"{clock} {json.dumps(event)}"
+        return f"{clock} task {safe['task']} skipped: {safe['reason']}"
+    return f"{clock} {json.dumps(event)}"  # ensure_ascii: control characters come out as \u escapes
 
 
 class Progress:

@@ -25,7 +25,7 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.store.git import clear_stale_lock, ref_commit, run_git, set_ref, signature
 from pantheon_git.store.layout import claim_ref
 from pantheon_git.store.locks import held_since, pantheon_dir
-from pantheon_git.store.runs import parse_trailers
+from pantheon_git.store.runs import commit_message, parse_trailers
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +79,12 @@ def read_claim(repo: pygit2.Repository, ref: str) -> Claim | None:
     commit = ref_commit(repo, ref)
     if commit is None:
         return None
-    trailers = parse_trailers(commit.message)
-    when = datetime.fromisoformat(trailers.get("Pantheon-Claim-Heartbeat", "1970-01-01T00:00:00+00:00"))
+    trailers = parse_trailers(commit_message(commit, ref) or "")
+    try:  # a claim may come from another machine: an unreadable heartbeat reads as the oldest one
+        when = datetime.fromisoformat(trailers.get("Pantheon-Claim-Heartbeat", "1970-01-01T00:00:00+00:00"))
+    except ValueError:
+        when = datetime.fromtimestamp(0, UTC)
+    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
     return Claim(ref.rsplit("/", 1)[-1], trailers.get("Pantheon-Claim-Owner", "?"), when, commit.id)
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pygit2
 
-from pantheon_git.store.git import ref_commit, run_git, set_ref, signature
+from pantheon_git.errors import warn_skipped
+from pantheon_git.store.git import GitCommandFailed, ref_commit, run_git, set_ref, signature
 from pantheon_git.store.layout import (
     CLAIMS_PREFIX,
     EVALS_NOTES,
@@ -140,13 +141,26 @@ def merge_notes(root: Path, repo: pygit2.Repository, remote: str) -> list[str]:
     merged = []
     for ref, strategy in MERGE_STRATEGY.items():
         theirs = _tracking(remote, ref)
-        if repo.references.get(theirs) is None:
+        if ref_commit(repo, theirs) is None:  # absent, or no notes commit (named on stderr)
             continue
         before = repo.references.get(ref)
-        run_git(
-            ["notes", "--ref", ref.removeprefix("refs/notes/"), "merge", "--quiet", "-s", strategy, theirs],
-            root,
-        )
+        try:
+            run_git(
+                [
+                    "notes",
+                    "--ref",
+                    ref.removeprefix("refs/notes/"),
+                    "merge",
+                    "--quiet",
+                    "-s",
+                    strategy,
+                    theirs,
+                ],
+                root,
+            )
+        except GitCommandFailed as failed:  # one notes ref that will not merge leaves the others to merge
+            warn_skipped(f"{theirs}", f"not merged: {failed}")
+            continue
         after = pygit2.Repository(repo.path).references.get(ref)
         if before is None or after is None or before.target != after.target:
             merged.append(ref)
@@ -165,6 +179,9 @@ def adopt_remote_refs(repo: pygit2.Repository, remote: str) -> list[str]:
             if name.startswith(tracking):
                 local = local_prefix + name.removeprefix(tracking)
                 target = repo.references[name].target
+                if not isinstance(repo.get(target), pygit2.Commit):  # claims and runs are commits
+                    warn_skipped(name, "does not point at a commit; not adopted")
+                    continue
                 current = repo.references.get(local)
                 if current is None:
                     if set_ref(repo, local, target, None, "pantheon: sync"):

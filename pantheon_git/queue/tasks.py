@@ -21,7 +21,7 @@ import pygit2
 import tomli_w
 
 from pantheon_git import __version__
-from pantheon_git.errors import PantheonError
+from pantheon_git.errors import PantheonError, shown, warn_skipped
 from pantheon_git.schema.document import parse_toml
 from pantheon_git.schema.spec import Spec, validate_spec
 from pantheon_git.store.git import append_commit, build_tree, ref_commit
@@ -30,6 +30,9 @@ from pantheon_git.store.runs import newest_run, run_heads
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
+
+# A spec is a page of TOML; a bigger blob in the queue came from elsewhere and is not parsed.
+MAX_SPEC_BYTES = 1 << 20
 
 
 def queue_tree(repo: pygit2.Repository) -> pygit2.Tree | None:
@@ -51,12 +54,18 @@ def parse_queued_spec(data: bytes, name: str) -> Spec:
     A queued spec's id must be set and match its file name: the queue, claims and run branches are keyed
     by it, and a synced blob may lack it.
     """
-    source = f"{TASKS_REF}:{name}"
+    source = f"{TASKS_REF}:{shown(name)}"
+    if len(data) > MAX_SPEC_BYTES:
+        raise PantheonError(f"{source}: {len(data)} bytes, over {MAX_SPEC_BYTES} (not a spec)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PantheonError(f"{source}: not UTF-8 text (byte {exc.start})") from None
-    spec = validate_spec(parse_toml(text, source), source, text)
+    try:
+        document = parse_toml(text, source)
+    except RecursionError:  # tomllib recurses per nesting level: a synced blob can go deeper
+        raise PantheonError(f"{source}: invalid TOML: nested too deeply") from None
+    spec = validate_spec(document, source, text)
     expected = name.removesuffix(".toml")
     if spec.id is None:
         raise PantheonError(f"{source}: id: required field is missing (a queued spec needs its id)")
@@ -82,10 +91,15 @@ def read_queue(
         for entry in tree
         if entry.name.endswith(".toml") and entry.type_str == "blob"
     ]
+    # A spec's name that is a directory (or a submodule) in a synced queue is a broken spec, named.
+    broken = [
+        BrokenSpec(entry.name.removesuffix(".toml"), f"{TASKS_REF}:{shown(entry.name)}: not a file")
+        for entry in tree
+        if entry.name.endswith(".toml") and entry.type_str != "blob"
+    ]
     cache_file = Path(repo.path) / "pantheon" / "cache" / f"specs-{__version__}.json"
     cache = _read_cache(cache_file)
     specs = []
-    broken = []
     fresh = False
     for name, blob_id in entries:
         spec = cache.get(blob_id)
@@ -134,6 +148,9 @@ def _write_cache(path: Path, specs: dict[str, Spec]) -> None:
 
 def cancelled_ids(tree: pygit2.Tree | None, repo: pygit2.Repository) -> set[str]:
     if tree is None or CANCELLED_DIR not in tree:
+        return set()
+    if tree[CANCELLED_DIR].type_str != "tree":  # a synced queue may hold anything under that name
+        warn_skipped(f"{TASKS_REF}:{CANCELLED_DIR}", "not a directory of cancellation records")
         return set()
     return {entry.name.removesuffix(".toml") for entry in repo.get(tree[CANCELLED_DIR].id)}
 

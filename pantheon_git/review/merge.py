@@ -45,6 +45,18 @@ def refusal(state: TaskState) -> str | None:
     return f"is {state.status.value}"
 
 
+def _undo(
+    repo: pygit2.Repository, root: Path, base_ref: str, old: pygit2.Oid, new: pygit2.Oid, checked_out: bool
+) -> bool:
+    """Put `base_ref` back from `new` to `old` (and the checkout with it); False if it moved on since."""
+    if not checked_out:
+        return set_ref(repo, base_ref, old, new, "pantheon: merge undone (its record failed)")
+    if repo.references[base_ref].target != new:
+        return False
+    # --keep moves the branch and the files git merge just changed; it refuses to touch local edits.
+    return run_git(["reset", "--quiet", "--keep", str(old)], root, check=False).returncode == 0
+
+
 def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run: bool) -> MergeOutcome:
     reason = refusal(state)
     if reason is not None:
@@ -73,7 +85,24 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
     base_tip = ref_commit(repo, base_ref)
     if base_tip is None:
         return MergeOutcome(state.id, MergeResult.REFUSED, f"base {base} is not a branch here")
-    fast_forward = head.id == base_tip.id or repo.descendant_of(head.id, base_tip.id)
+    if head.id == base_tip.id or repo.descendant_of(base_tip.id, head.id):
+        # Already in its base (an earlier merge killed before its record, or a person's `git merge`):
+        # nothing to merge again, only the record to catch up, so the base moves with a record at most once.
+        if dry_run:
+            return MergeOutcome(state.id, MergeResult.WOULD_MERGE, f"{branch} is in {base}: would record it")
+        return _record(
+            repo,
+            root,
+            state.id,
+            head.id,
+            branch,
+            base,
+            base_tip.id,
+            base_tip.id,
+            checked_out=False,
+            ff=head.id == base_tip.id,
+        )
+    fast_forward = repo.descendant_of(head.id, base_tip.id)
     if not fast_forward:
         index = repo.merge_commits(base_tip, head)
         if index.conflicts is not None:
@@ -117,20 +146,54 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
             )
         if not set_ref(repo, base_ref, new, base_tip.id, f"pantheon: merge {branch}"):
             return MergeOutcome(state.id, MergeResult.REFUSED, f"{base} moved while merging; run merge again")
-    append_votes(
+    return _record(
         repo,
-        head.id,
-        [
-            Vote(
-                kind="merge",
-                voter="merge",
-                verdict="approve",
-                evidence={"into": base, "commit": str(new), "fast_forward": fast_forward},
-            )
-        ],
-    )
-    return MergeOutcome(
+        root,
         state.id,
-        MergeResult.FAST_FORWARD if fast_forward else MergeResult.MERGED,
+        head.id,
+        branch,
+        base,
+        base_tip.id,
+        new,
+        checked_out=checked_out,
+        ff=fast_forward,
+    )
+
+
+def _record(
+    repo: pygit2.Repository,
+    root: Path,
+    task_id: str,
+    head: pygit2.Oid,
+    branch: str,
+    base: str,
+    old: pygit2.Oid,
+    new: pygit2.Oid,
+    *,
+    checked_out: bool,
+    ff: bool = False,
+) -> MergeOutcome:
+    """Record the merge of `head` into `base` (now at `new`, from `old`): a merge and its record are one
+    step, so when the record cannot be written the base (and its checkout) goes back to `old`."""
+    record = Vote(
+        kind="merge",
+        voter="merge",
+        verdict="approve",
+        evidence={"into": base, "commit": str(new), "fast_forward": ff},
+    )
+    try:
+        append_votes(repo, head, [record])
+    except Exception as failed:  # no record, so no merge
+        if new == old:
+            after = f"{base} unchanged"
+        elif _undo(repo, root, f"refs/heads/{base}", old, new, checked_out):
+            after = f"{base} put back at {str(old)[:12]}"
+        else:
+            after = f"{base} moved on meanwhile (run merge again to record it)"
+        why = " ".join(str(failed).split()) or type(failed).__name__
+        return MergeOutcome(task_id, MergeResult.REFUSED, f"recording the merge failed ({why}); {after}")
+    return MergeOutcome(
+        task_id,
+        MergeResult.FAST_FORWARD if ff else MergeResult.MERGED,
         f"{branch} into {base} at {str(new)[:12]}",
     )

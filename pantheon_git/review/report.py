@@ -13,9 +13,10 @@ from typing import Any
 
 import pygit2
 
-from pantheon_git.errors import PantheonError
+from pantheon_git.errors import PantheonError, shown, warn_skipped
 from pantheon_git.queue.status import Status, TaskState, checked_outcome, task_states
 from pantheon_git.review.trust import run_waits
+from pantheon_git.store.git import ref_commit
 from pantheon_git.store.layout import DATASETS_PREFIX, EVALS_NOTES, run_branch
 from pantheon_git.store.logview import adapter_of
 from pantheon_git.store.notes import read_note
@@ -71,6 +72,26 @@ def attempt_rows(repo: pygit2.Repository, state: TaskState, signers: AllowedSign
     return rows
 
 
+def _table(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _number(value: Any) -> float:
+    """A count or a duration from a note; anything else (text, NaN, a table) counts as 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return 0.0
+    return float(min(max(value, -1e15), 1e15))
+
+
+def _cell(value: Any) -> str:
+    """A data string as a markdown table cell: control characters escaped (`shown`), `|` kept in its cell."""
+    return shown(value).replace("|", "\\|")
+
+
 def parse_since(text: str) -> timedelta:
     match = re.fullmatch(r"(\d+)\s*([mhdw])", text.strip())
     if not match:
@@ -95,11 +116,12 @@ def task_report(
     for _, commit in recorded_steps(repo, ref):
         report.steps += 1
         trace = read_trace(repo, commit.id) or {}
-        tokens = trace.get("tokens") or {}
-        report.tokens_in += int(tokens.get("in", 0))
-        report.tokens_out += int(tokens.get("out", 0))
-        report.seconds += float(trace.get("duration_s", 0.0))
-        report.claims = (trace.get("policy") or {}).get("claims", report.claims)
+        # Trace notes may come from another machine: a field of the wrong shape counts as absent.
+        tokens = _table(trace.get("tokens"))
+        report.tokens_in += int(_number(tokens.get("in")))
+        report.tokens_out += int(_number(tokens.get("out")))
+        report.seconds += _number(trace.get("duration_s"))
+        report.claims = _table(trace.get("policy")).get("claims", report.claims)
         for recorded in recorded_votes(repo, commit.id, signers):
             vote = recorded.vote
             if not recorded.counts:
@@ -113,9 +135,12 @@ def task_report(
                 if vote.voter == "acceptance":
                     report.acceptance = [
                         {key: result.get(key) for key in ("command", "exit_code", "timed_out")}
-                        for result in vote.evidence.get("results", [])
+                        for result in _list(vote.evidence.get("results"))
+                        if isinstance(result, dict)
                     ]
-                    report.untested_checks = list(vote.evidence.get("passes_at_base", []))
+                    report.untested_checks = [
+                        str(item) for item in _list(vote.evidence.get("passes_at_base"))
+                    ]
         trailers = parse_trailers(commit.message)
         # The model is in the trace; runs recorded before it left the message carry a Pantheon-Model trailer.
         served = adapter_of(str(trace.get("model") or trailers.get("Pantheon-Model", "")))
@@ -126,7 +151,7 @@ def task_report(
                 "commit": str(commit.id),
                 "step": trailers.get("Pantheon-Step"),
                 "error": trace.get("error") or trailers.get("Pantheon-Error"),
-                "log_tail": (trace.get("log_tail") or "")[-600:],
+                "log_tail": str(trace.get("log_tail") or "")[-600:],
                 "inspect": [
                     f"git log --notes {report.branch}",
                     f"git show {str(commit.id)[:12]}",
@@ -165,6 +190,14 @@ def task_report(
     return report
 
 
+def _commit_moment(repo: pygit2.Repository, head: pygit2.Oid) -> datetime:
+    """When a run's head was committed; a time no datetime can hold (another machine's) reads as 1970."""
+    try:
+        return datetime.fromtimestamp(repo.get(head).commit_time, UTC)
+    except (OverflowError, ValueError, OSError):
+        return datetime.fromtimestamp(0, UTC)
+
+
 def build_report(repo: pygit2.Repository, since: timedelta | None = None) -> list[TaskReport]:
     """Reports for the tasks touched within `since` (their newest run, or their queueing)."""
     now = datetime.now(UTC)
@@ -172,9 +205,7 @@ def build_report(repo: pygit2.Repository, since: timedelta | None = None) -> lis
     reports = []
     for state in task_states(repo):
         if since is not None:
-            moments = [
-                datetime.fromtimestamp(repo.get(head).commit_time, UTC) for head in state.attempts.values()
-            ]
+            moments = [_commit_moment(repo, head) for head in state.attempts.values()]
             if state.spec.created is not None:
                 moments.append(state.spec.created.at)
             if not moments or max(moments) < now - since:
@@ -191,13 +222,17 @@ def training_outcomes(repo: pygit2.Repository) -> list[dict[str, Any]]:
     for ref in sorted(repo.references):
         if not ref.startswith(DATASETS_PREFIX):
             continue
-        tip = repo.references[ref].peel(pygit2.Commit)
-        note = read_note(repo, EVALS_NOTES, tip.id)
+        tip = ref_commit(repo, ref)  # None (named on stderr) when it holds no commit
+        note = read_note(repo, EVALS_NOTES, tip.id) if tip is not None else None
         if note:
             try:
-                found.append(json.loads(note))
-            except ValueError:
-                continue  # not a training outcome: nothing to show
+                outcome = json.loads(note)
+            except (ValueError, RecursionError):
+                outcome = None
+            if not isinstance(outcome, dict):
+                warn_skipped(f"{EVALS_NOTES}:{tip.id}", "not a JSON object (a training outcome)")
+                continue
+            found.append(outcome)
     return found
 
 
@@ -217,48 +252,54 @@ def render_markdown(
         "| task | status | attempts | gate | votes | acceptance | tokens in/out | time | branch |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    # Every string from data (titles, voters, commands, errors, another machine's notes) goes through
+    # `shown`/`_cell`: escapes cannot reach the terminal, nor can one cell hide or fake another's text.
     for r in reports:
-        acceptance = ", ".join(f"`{a['command']}` → {a['exit_code']}" for a in r.acceptance) or "–"
-        votes = "; ".join(r.votes) or "–"
+        acceptance = (
+            ", ".join(f"`{_cell(a['command'])}` → {_cell(a['exit_code'])}" for a in r.acceptance) or "–"
+        )
+        votes = "; ".join(_cell(vote) for vote in r.votes) or "–"
         attempts = ", ".join(f"#{row['attempt']} {row['status']}" for row in r.attempts) or "–"
         lines.append(
-            f"| {r.id}: {r.title} | {r.status} | {attempts} | {r.gate or '–'} | {votes} | {acceptance} "
-            f"| {r.tokens_in}/{r.tokens_out} | {r.seconds:.1f}s | {r.branch or '–'} |"
+            f"| {_cell(r.id)}: {_cell(r.title)} | {r.status} | {attempts} | {_cell(r.gate or '–')} | {votes} "
+            f"| {acceptance} | {r.tokens_in}/{r.tokens_out} | {r.seconds:.1f}s | {_cell(r.branch or '–')} |"
         )
     untested = [r for r in reports if r.untested_checks]
     if untested:
         lines += ["", "## Checks that test nothing", ""]
         for r in untested:
             for command in r.untested_checks:
-                lines.append(f"- **{r.id}** `{command}`: {UNTESTED}")
+                lines.append(f"- **{shown(r.id)}** `{shown(command)}`: {UNTESTED}")
     served = [r for r in reports if r.adapters]
     if served:
         lines += ["", "## Adapters served", ""]
         for r in served:
-            lines.append(f"- **{r.id}**: " + "; ".join(r.adapters))
+            lines.append(f"- **{shown(r.id)}**: " + "; ".join(shown(adapter) for adapter in r.adapters))
     if training:
         lines += ["", "## Nightly training", ""]
         for outcome in training:
-            figures = outcome.get("training") or {}
-            cost = figures.get("seconds_per_step_per_1k_tokens")
+            cost = _table(outcome.get("training")).get("seconds_per_step_per_1k_tokens")
             lines.append(
-                f"- **{outcome.get('agent')}**: {outcome.get('outcome')}: {outcome.get('reason')} "
-                f"({outcome.get('rows')} rows, {outcome.get('fixes')} from morning fixes"
-                + (f", {cost} s/step per 1k tokens" if cost is not None else "")
+                f"- **{shown(outcome.get('agent'))}**: {shown(outcome.get('outcome'))}: "
+                f"{shown(outcome.get('reason'))} ({shown(outcome.get('rows'))} rows, "
+                f"{shown(outcome.get('fixes'))} from morning fixes"
+                + (f", {shown(cost)} s/step per 1k tokens" if cost is not None else "")
                 + ")"
             )
     waiting = [r for r in reports if r.waits]
     if waiting:
         lines += ["", "## Waiting for a person", ""]
-        lines += [f"- **{r.id}** {r.waits}" for r in waiting]
+        lines += [f"- **{shown(r.id)}** {shown(r.waits)}" for r in waiting]
     failures = [r for r in reports if r.failure]
     if failures:
         lines += ["", "## Red bin", ""]
         for r in failures:
             failure = r.failure or {}
-            lines.append(f"- **{r.id}** failed at `{failure.get('step')}`: {failure.get('error')}")
+            lines.append(
+                f"- **{shown(r.id)}** failed at `{shown(failure.get('step'))}`: {shown(failure.get('error'))}"
+            )
             for command in failure.get("inspect", []):
-                lines.append(f"  - `{command}`")
+                lines.append(f"  - `{shown(command)}`")
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pygit2
 
-from pantheon_git.errors import ConflictError, PantheonError
+from pantheon_git.errors import ConflictError, PantheonError, warn_skipped
 from pantheon_git.store.faults import Boundary, fault_point, ref_kind
 from pantheon_git.store.redact import redact, redact_bytes
 
@@ -168,11 +168,17 @@ def signature(repo: pygit2.Repository) -> pygit2.Signature:
 
 
 def ref_commit(repo: pygit2.Repository, ref: str) -> pygit2.Commit | None:
-    """The commit `ref` points at, or None when the ref does not exist."""
-    found = repo.references.get(ref)
-    if found is None:
+    """The commit `ref` points at, or None when the ref does not exist or holds no commit.
+
+    Refs arrive from other machines (sync, fetch): one pointing at a blob or a tree is named on stderr
+    and read as absent, so no reader crashes on it (writers refuse it: `append_commit`).
+    """
+    try:
+        found = repo.references.get(ref)
+        return found.peel(pygit2.Commit) if found is not None else None
+    except (pygit2.GitError, ValueError, KeyError) as bad:
+        warn_skipped(ref, f"does not point at a commit ({' '.join(str(bad).split())[:120]})")
         return None
-    return found.peel(pygit2.Commit)
 
 
 # Ref locks are held for microseconds; one this old was left by a killed process and would block every
@@ -235,6 +241,11 @@ def append_commit(
     while time.monotonic() < deadline:
         attempt += 1
         tip = ref_commit(repo, ref)
+        if tip is None and repo.references.get(ref) is not None:
+            # Never overwritten: what is there may be someone's data; a person decides what to do.
+            raise PantheonError(
+                f"{ref}: does not point at a commit; fix or delete it (`git update-ref -d {ref}`)"
+            )
         built = build(tip)
         if built is None:
             return None

@@ -15,6 +15,7 @@ from typing import Any
 
 import pygit2
 
+from pantheon_git.errors import shown
 from pantheon_git.store.layout import LOG_NOTES
 from pantheon_git.store.notes import append_note_lines
 from pantheon_git.store.votes import Vote
@@ -26,7 +27,9 @@ LOG_CHARS = 100
 
 
 def _cut(text: str, limit: int = LINE_CHARS) -> str:
-    text = " ".join(text.split())
+    # `git log` prints these lines as they are: a voter's name or a model's reason in them is data, so its
+    # control characters are escaped here, before the line is written (and cut to fit after).
+    text = shown(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 

@@ -8,10 +8,13 @@ safe and the result is what plain `git notes --ref … show` and `git log --note
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import pygit2
 
+from pantheon_git.errors import warn_skipped
 from pantheon_git.store.git import append_commit, parse_oid, ref_commit
 from pantheon_git.store.redact import redact_bytes
 
@@ -19,6 +22,9 @@ from pantheon_git.store.redact import redact_bytes
 NoteUpdate = Callable[[bytes | None], bytes | None]
 
 _HEX = frozenset("0123456789abcdef")
+# No note pantheon writes comes near this (payloads are blobs of their own); a bigger one arrived from
+# elsewhere and is skipped rather than read into memory and parsed.
+MAX_NOTE_BYTES = 8 << 20
 
 
 def _is_hex(name: str) -> bool:
@@ -53,13 +59,44 @@ def note_blob(repo: pygit2.Repository, root: pygit2.Tree, target: pygit2.Oid) ->
     return _locate(repo, root, str(target))[1]
 
 
+def note_data(repo: pygit2.Repository, blob_id: pygit2.Oid | None, where: str) -> bytes | None:
+    """The bytes of note blob `blob_id`, or None (named on stderr) when it is no blob or is too large:
+    notes arrive from other machines, so their shape is checked before anything reads them."""
+    if blob_id is None:
+        return None
+    found = repo.get(blob_id)
+    if not isinstance(found, pygit2.Blob):
+        warn_skipped(f"{where} {blob_id}", "not a blob")
+        return None
+    if found.size > MAX_NOTE_BYTES:
+        warn_skipped(f"{where} {blob_id}", f"{found.size} bytes, over {MAX_NOTE_BYTES}")
+        return None
+    return found.data
+
+
+def json_object(data: bytes | None, where: str) -> dict[str, Any] | None:
+    """`data` (a note, a payload, a manifest) parsed as one JSON object, or None, named on stderr, when it
+    is not one: not UTF-8, not JSON, nested too deep, or a JSON value of another kind."""
+    if data is None:
+        return None
+    try:
+        value = json.loads(data)  # bytes: JSON's own encoding detection; bad UTF-8 is a ValueError
+    except (ValueError, RecursionError) as bad:
+        warn_skipped(where, f"not JSON ({' '.join(str(bad).split())[:80]})")
+        return None
+    if not isinstance(value, dict):
+        warn_skipped(where, f"a JSON {type(value).__name__}, not an object")
+        return None
+    return value
+
+
 def read_note(repo: pygit2.Repository, notes_ref: str, target: pygit2.Oid) -> bytes | None:
-    """The note `notes_ref` holds for object `target`, or None."""
+    """The note `notes_ref` holds for object `target`, or None (also for a note that is not a blob)."""
     tip = ref_commit(repo, notes_ref)
     if tip is None:
         return None
     _, blob_id = _locate(repo, tip.tree, str(target))
-    return repo.get(blob_id).data if blob_id is not None else None
+    return note_data(repo, blob_id, f"{notes_ref}:{target}")
 
 
 def iter_notes(repo: pygit2.Repository, notes_ref: str) -> Iterator[tuple[pygit2.Oid, pygit2.Oid]]:
@@ -157,7 +194,8 @@ def update_notes(
             old = None
             if root is not None:
                 _, old_id = _locate(repo, root, hexid)
-                old = repo.get(old_id).data if old_id is not None else None
+                # A note that is no blob (or too large) is replaced by the update, never read.
+                old = note_data(repo, old_id, f"{notes_ref}:{hexid}")
             new = update(old)
             if new is not None and not redacted:
                 new = redact_bytes(new)  # every note is pushed with its ref: no secret may be in one
@@ -205,11 +243,13 @@ def append_note_lines(
     the notes commit that added them (None if all were there)."""
 
     def update(old: bytes | None) -> bytes | None:
-        existing = old.decode().splitlines() if old else []
+        # Lines already there are kept byte for byte, whatever their encoding (another machine's lines
+        # are not ours to repair; surrogateescape round-trips bytes that are not UTF-8).
+        existing = old.decode(errors="surrogateescape").splitlines() if old else []
         known = set(existing)
         fresh = [line for line in lines if line not in known]
         if not fresh:
             return old
-        return ("\n".join(existing + fresh) + "\n").encode()
+        return ("\n".join(existing + fresh) + "\n").encode(errors="surrogateescape")
 
     return update_notes(repo, notes_ref, {target: update}, message, redacted=redacted, sign=sign)

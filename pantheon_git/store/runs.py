@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import pygit2
 
-from pantheon_git.errors import ConflictError, PantheonError
+from pantheon_git.errors import ConflictError, PantheonError, shown, warn_skipped
 from pantheon_git.store.git import build_tree, clear_stale_lock, ref_commit, set_ref, signature
 from pantheon_git.store.layout import RUN_BRANCH_PREFIX, parse_run_branch, run_branch
 from pantheon_git.store.locks import held_since
@@ -55,15 +55,19 @@ class Step:
         # One search for the summary and every trailer value (the summary first, as the map's key order).
         values = {"Pantheon-Task": self.task, **{key: str(value) for key, value in self.extra.items()}}
         cleaned = redact_all({"": self.summary, **values})
-        title = cleaned.pop("").strip().partition("\n")[0].strip() or "(no summary)"
+        # `git log` prints the message as it is: control characters in a summary, an error or a log line
+        # (model output, a check's output) are escaped, so no step can drive its reader's terminal.
+        title = shown(cleaned.pop("").strip().partition("\n")[0].strip()) or "(no summary)"
         folded = [self.step] + [
-            f"{_FOLD_KEY[key]}={'-'.join(value.split())}"
+            f"{_FOLD_KEY[key]}={shown('-'.join(value.split()))}"
             for key, value in cleaned.items()
             if key in _FOLD_KEY
         ]
         lines = [f"{STEP_TRAILER}: {' '.join(folded)}"]
         lines += [
-            f"{key}: {' '.join(value.split())}" for key, value in cleaned.items() if key not in _FOLD_KEY
+            f"{key}: {shown(' '.join(value.split()))}"
+            for key, value in cleaned.items()
+            if key not in _FOLD_KEY
         ]
         # The node names the subject once (the baseline's summary already starts with it).
         subject = title if title.startswith(f"{self.step}: ") else f"{self.step}: {title}"
@@ -95,6 +99,17 @@ def parse_trailers(message: str) -> dict[str, str]:
     return trailers
 
 
+def commit_message(commit: pygit2.Commit, where: str) -> str | None:
+    """`commit`'s message, or None (named on stderr) when it cannot be read: pygit2 decodes a message
+    with the encoding its header names, and a commit from another machine may name one that is no
+    encoding at all (a LookupError on every read of `.message`)."""
+    try:
+        return commit.message
+    except (LookupError, ValueError) as bad:
+        warn_skipped(f"{where} {commit.id}", f"unreadable commit message ({bad})")
+        return None
+
+
 def attempts(repo: pygit2.Repository, task_id: str) -> list[int]:
     """The attempt numbers that have a run branch for `task_id`, ascending."""
     return sorted(run_heads(repo).get(task_id, {}))
@@ -107,8 +122,20 @@ def run_heads(repo: pygit2.Repository) -> dict[str, dict[int, pygit2.Oid]]:
         if not ref.name.startswith(RUN_BRANCH_PREFIX):
             continue
         parsed = parse_run_branch(ref.name)
-        if parsed is not None:
-            heads.setdefault(parsed[0], {})[parsed[1]] = ref.resolve().target
+        if parsed is None:
+            continue
+        # Run branches are adopted from other machines: one that holds no commit is named and skipped.
+        try:
+            target = ref.resolve().target
+            head = repo.get(target)
+        except (KeyError, ValueError, pygit2.GitError):
+            head = None
+        if not isinstance(head, pygit2.Commit):
+            warn_skipped(ref.name, "does not point at a commit")
+            continue
+        if commit_message(head, ref.name) is None:
+            continue
+        heads.setdefault(parsed[0], {})[parsed[1]] = target
     return heads
 
 
@@ -268,8 +295,9 @@ def recorded_steps(repo: pygit2.Repository, ref: str) -> list[tuple[str, pygit2.
     steps: list[tuple[str, pygit2.Commit]] = []
     commit = ref_commit(repo, ref)
     while commit is not None:
-        name = parse_trailers(commit.message).get("Pantheon-Step")
-        if not name:
+        message = commit_message(commit, ref)
+        name = parse_trailers(message).get("Pantheon-Step") if message is not None else None
+        if not name:  # the base, or (named on stderr) a commit whose message cannot be read: no step
             break
         steps.append((name, commit))
         commit = commit.parents[0] if commit.parents else None

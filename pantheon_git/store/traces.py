@@ -13,8 +13,10 @@ from typing import Any
 
 import pygit2
 
+from pantheon_git.errors import warn_skipped
+from pantheon_git.store.git import parse_oid
 from pantheon_git.store.layout import PAYLOADS_NOTES, TRACES_NOTES
-from pantheon_git.store.notes import read_note, replace_with, set_note, update_notes
+from pantheon_git.store.notes import json_object, note_data, read_note, replace_with, set_note, update_notes
 from pantheon_git.store.redact import redact_all
 
 # Strings longer than this go to a payload blob; the note keeps the first characters as a preview.
@@ -66,11 +68,28 @@ def write_trace(
     return stored
 
 
+def _payload(repo: pygit2.Repository, value: dict[str, Any]) -> Any:
+    """What a payload reference stands for; the reference itself when the payload is missing or bad."""
+    where = f"{PAYLOADS_NOTES} {str(value['$blob'])[:64]}"
+    blob_id = parse_oid(str(value["$blob"]))  # JSON keeps ids as hex
+    if blob_id is None or blob_id not in repo:
+        warn_skipped(where, "no such payload blob")
+        return value
+    data = note_data(repo, blob_id, where)  # named on stderr when it is no blob or too large
+    if data is None:
+        return value
+    try:
+        text = data.decode()
+        return json.loads(text) if value.get("json") else text
+    except ValueError as bad:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        warn_skipped(where, f"not {'JSON' if value.get('json') else 'UTF-8 text'} ({bad})")
+        return value
+
+
 def _internalize(repo: pygit2.Repository, value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) >= {"$blob", "bytes"}:
-            data = repo.get(pygit2.Oid(hex=value["$blob"])).data.decode()  # JSON keeps ids as hex
-            return json.loads(data) if value.get("json") else data
+            return _payload(repo, value)
         return {key: _internalize(repo, item) for key, item in value.items()}
     if isinstance(value, list):
         return [_internalize(repo, item) for item in value]
@@ -79,8 +98,8 @@ def _internalize(repo: pygit2.Repository, value: Any) -> Any:
 
 def read_trace(repo: pygit2.Repository, commit: pygit2.Oid, *, expand: bool = False) -> dict[str, Any] | None:
     """The trace note of `commit` (None if it has none); `expand` puts payload blobs back inline."""
-    raw = read_note(repo, TRACES_NOTES, commit)
-    if raw is None:
+    # Another machine's note may be anything: not a JSON object is named on stderr and read as none.
+    trace = json_object(read_note(repo, TRACES_NOTES, commit), f"{TRACES_NOTES}:{commit}")
+    if trace is None:
         return None
-    trace = json.loads(raw)
     return _internalize(repo, trace) if expand else trace

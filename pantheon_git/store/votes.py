@@ -20,9 +20,10 @@ from typing import Any
 import pygit2
 from pydantic import BaseModel, ConfigDict, Field
 
+from pantheon_git.errors import warn_skipped
 from pantheon_git.store.git import ref_commit
 from pantheon_git.store.layout import VOTES_NOTES
-from pantheon_git.store.notes import append_note_lines, changed_notes, note_blob, read_note
+from pantheon_git.store.notes import append_note_lines, changed_notes, note_blob, note_data, read_note
 from pantheon_git.store.redact import redact_all
 from pantheon_git.store.signing import (
     AllowedSigners,
@@ -116,13 +117,14 @@ def parse_votes(text: str) -> list[Vote]:
     return votes
 
 
-def _parse(line: str) -> Vote | None:
+def _parse(line: str, where: str = VOTES_NOTES) -> Vote | None:
     if not line.strip():
         return None
     try:
         return Vote.model_validate_json(line)
-    except ValueError:
-        return None  # hand edits that are not votes
+    except ValueError as bad:  # hand edits, or another machine's lines, that are not votes
+        warn_skipped(f"{where}: line {line[:60]!r}", f"not a vote ({' '.join(str(bad).split())[:100]})")
+        return None
 
 
 @dataclass(slots=True)
@@ -139,9 +141,8 @@ _INDEXES: dict[str, _VotesIndex] = {}
 
 
 def _lines(repo: pygit2.Repository, blob: pygit2.Oid | None) -> set[str]:
-    if blob is None:
-        return set()
-    return {line for line in repo.get(blob).data.decode(errors="replace").splitlines() if line}
+    data = note_data(repo, blob, VOTES_NOTES)  # a note that is no blob, or too large, holds no vote
+    return {line for line in data.decode(errors="replace").splitlines() if line} if data else set()
 
 
 def _index(repo: pygit2.Repository) -> _VotesIndex:
@@ -196,7 +197,7 @@ def recorded_votes(
     present = set((read_note(repo, VOTES_NOTES, commit) or b"").decode(errors="replace").splitlines())
     recorded: list[RecordedVote] = []
     for line, adders in origins.items():
-        vote = _parse(line)
+        vote = _parse(line, f"{VOTES_NOTES}:{commit}")
         if vote is None:
             continue
         chosen: RecordedVote | None = None

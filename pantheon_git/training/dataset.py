@@ -25,11 +25,12 @@ from typing import Any
 
 import pygit2
 
+from pantheon_git.errors import warn_skipped
 from pantheon_git.queue.status import Status, run_outcome
 from pantheon_git.queue.tasks import load_specs
 from pantheon_git.store.git import append_commit, build_tree, parse_oid
 from pantheon_git.store.layout import DATASETS_PREFIX, PAYLOADS_NOTES, TRACES_NOTES
-from pantheon_git.store.notes import iter_notes
+from pantheon_git.store.notes import iter_notes, json_object, note_data
 from pantheon_git.store.runs import parse_trailers, run_heads
 from pantheon_git.store.votes import read_votes
 
@@ -100,22 +101,27 @@ def mine(repo: pygit2.Repository, agent: str) -> Dataset:
             data.add_holdout_task(spec.id)  # evaluated on, whether or not the night ever passed it
     seen: set[str] = set()
     for commit_id, blob_id in sorted(iter_notes(repo, TRACES_NOTES)):
-        note = json.loads(repo.get(blob_id).data)
-        if note.get("agent") != agent or not isinstance(note.get("agent_trace"), dict):
+        note = json_object(note_data(repo, blob_id, TRACES_NOTES), f"{TRACES_NOTES}:{commit_id}")
+        if note is None or note.get("agent") != agent or not isinstance(note.get("agent_trace"), dict):
             continue
         reference = note["agent_trace"]
         payload = parse_oid(str(reference.get("$blob", "")))  # JSON keeps ids as hex
         if payload is None or payload not in payloads:
             continue
-        record = json.loads(repo.get(payload).data)
-        if not record.get("turns"):
+        record = json_object(note_data(repo, payload, PAYLOADS_NOTES), f"{PAYLOADS_NOTES} {payload}")
+        if record is None or not record.get("turns"):
             continue
         task = str(note.get("task", ""))
         outcome = outcomes.get(f"{task}/{note.get('attempt')}")
         passed = outcome in (Status.PASSED, Status.MERGED) and bool(note.get("ok"))
         if holdout(task):
             data.add_holdout_task(task)
-        for row in rows_of(record):
+        try:
+            rows = rows_of(record)
+        except (KeyError, TypeError, AttributeError) as bad:  # a record of another shape: no rows
+            warn_skipped(f"{PAYLOADS_NOTES} {payload}", f"not a loop record ({type(bad).__name__}: {bad})")
+            continue
+        for row in rows:
             key = hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()
             if key in seen:
                 continue
@@ -183,7 +189,8 @@ def record(repo: pygit2.Repository, data: Dataset) -> tuple[pygit2.Oid | None, d
 
     def build(tip: pygit2.Commit | None) -> tuple[pygit2.Oid, str] | None:
         if tip is not None and "manifest.json" in tip.tree:
-            previous = json.loads(repo.get(tip.tree["manifest.json"].id).data)
+            where = f"{ref}:manifest.json"
+            previous = json_object(note_data(repo, tip.tree["manifest.json"].id, where), where) or {}
             if previous.get("content_sha256") == content:
                 return None
         stamped = {**manifest, "built": datetime.now(UTC).isoformat(timespec="seconds")}
