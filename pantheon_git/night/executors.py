@@ -203,6 +203,8 @@ def _run_checks(sandbox: Sandbox, context: NodeContext) -> list[dict[str, Any]]:
                 "log_tail": done.output_tail[-1500:],
             }
         )
+        if done.limit is not None:  # the sandbox limit it reached, named in the vote too
+            results[-1]["limit"] = done.limit
     return results
 
 
@@ -243,7 +245,11 @@ def acceptance_executor(sandbox: Sandbox) -> NodeExecutor:
         failing = [result["command"] for result in results if result["exit_code"] != 0]
         evidence: dict[str, Any] = {"results": results}
         reasons = [f"{len(results) - len(failing)}/{len(results)} checks passed"]
-        reasons += [f"failed: {command}" for command in failing]
+        reasons += [
+            f"failed: {r['command']}" + (f" (sandbox limit: {r['limit']})" if r.get("limit") else "")
+            for r in results
+            if r["exit_code"] != 0
+        ]
         baseline = context.upstream.get(BASELINE)
         if isinstance(baseline, Mapping) and "passing" in baseline:
             at_base = set(baseline["passing"])

@@ -21,6 +21,7 @@ from pantheon_git.night.policy import enter_night_mode
 from pantheon_git.schema.config import CONFIG_SOURCE, load_config
 from pantheon_git.schema.flow import evaluate_condition, load_flow, topological_order
 from pantheon_git.schema.models import ModelConfig, load_models
+from pantheon_git.tools.sandbox import run_sandboxed
 
 
 @dataclass(slots=True)
@@ -137,7 +138,9 @@ def prepare_night(repo: pygit2.Repository, root: Path, jobs: int = 1) -> NightSe
 
         routed = {agent: route_adapter(repo, agent, labels) for agent in used if agent in known}
         adapters = {agent: (choice.path if choice else None) for agent, choice in routed.items()}
-        return nodes, executors_for(used, known, models, config.gate, adapters=adapters)
+        # Limits as the person's checkout sets them (a run's copy of config.toml is never read).
+        sandbox = functools.partial(run_sandboxed, limits=config.sandbox)
+        return nodes, executors_for(used, known, models, config.gate, sandbox, adapters=adapters)
 
     return NightSetup(
         policy=policy,

@@ -21,7 +21,7 @@ from pantheon_git.runtime.recorded import ReplayRuntime
 from pantheon_git.store.runs import worktree_tree
 from pantheon_git.store.traces import read_trace
 from pantheon_git.tools.builtin import ToolContext, deterministic
-from pantheon_git.tools.sandbox import require_sandbox, run_sandboxed
+from pantheon_git.tools.sandbox import configured_sandbox, require_sandbox
 
 
 @dataclass(slots=True)
@@ -61,7 +61,7 @@ def replay_step(repo: pygit2.Repository, root: Path, commit_ref: str) -> ReplayR
     )
     report = ReplayReport(commit.id, agent.name, len(turns))
     with scratch_worktree(repo, root, commit.parents[0].id, f"replay/{str(commit.id)[:12]}") as workdir:
-        context = ToolContext(worktree=workdir, sandbox=run_sandboxed)
+        context = ToolContext(worktree=workdir, sandbox=configured_sandbox(root))
         run = run_agent(
             agent,
             runtime,

@@ -108,11 +108,27 @@ class TrustConfig(_Section):
         return paths
 
 
+class SandboxConfig(_Section):
+    # Limits on every command the night runs in its sandbox (tools/sandbox.py). The defaults are far above
+    # what a normal test suite needs; a command that reaches one fails, the limit named in its output.
+    # Memory: writable memory per process (RLIMIT_DATA), in MiB.
+    memory_mb: int = Field(default=8192, ge=16)
+    # Processes and threads at once in one sandbox (RLIMIT_NPROC; the kernel does not apply it to root).
+    processes: int = Field(default=4096, ge=8)
+    # The largest file a command may write, in MiB (RLIMIT_FSIZE); no core dumps.
+    file_size_mb: int = Field(default=4096, ge=1)
+    # Output (stdout and stderr) a command may print, in MiB; only its tail is kept, in memory.
+    output_mb: int = Field(default=256, ge=1)
+    # Size of each of the sandbox's tmpfs mounts (/tmp, /var/tmp, /run, $HOME), in MiB.
+    tmpfs_mb: int = Field(default=1024, ge=1)
+
+
 class Config(_Section):
     night: NightConfig = Field(default_factory=NightConfig)
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     gate: GatePolicy = Field(default_factory=GatePolicy)
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     trust: TrustConfig = Field(default_factory=TrustConfig)
 
 

@@ -12,6 +12,8 @@ Each secret becomes `[REDACTED:<type>]`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import os
@@ -135,7 +137,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     # NAME=value / NAME: value / "name": "value" where NAME says it is a credential
     (
         re.compile(
-            r"(?i)(?:password|passwd|_pwd|secret|token|api_?key|"
+            r"(?i)(?:password|passwd|smtp_?pass|_pwd|secret|token|api_?key|"
             r"access_?key(?:_id)?|private_?key|secret_?key|_pat|_dsn|credentials?|passphrase|auth)"
             rf"['\"]?\s*[=:]\s*['\"]?{_NOT_YET}(?P<v>[^\s'\",;\\]{{6,}})"
         ),
@@ -151,7 +153,31 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"), "aws-access-key"),
     (re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), "google-api-key"),
     (re.compile(r"(?i)\bbearer\s+(?P<v>[A-Za-z0-9._~+/=-]{16,})"), "bearer-token"),
+    # git's credential forms. A token as the whole user part of a URL (`https://ghp_…@github.com`,
+    # `[url "https://TOKEN@host/"] insteadOf`): the user:password form is caught above.
+    (re.compile(rf"(?<=://){_NOT_YET}(?P<v>[^/\s:@'\"\\\[\]]{{20,}})(?=@)"), "url-token"),
+    # An HTTP authorization header, whatever its scheme (`AUTHORIZATION: basic …`, `Authorization: token
+    # …`, `Proxy-Authorization: Bearer …`), as curl -v, a config dump or GIT_CONFIG_VALUE_n print it.
+    (
+        re.compile(
+            r"(?i)\b(?:proxy-)?authorization\s*[:=]\s*(?:[A-Za-z][A-Za-z0-9-]*\s+)?"
+            rf"{_NOT_YET}(?P<v>[A-Za-z0-9._~+/=:-]{{6,}})(?!\s*\[REDACTED)"
+        ),
+        "authorization-header",
+    ),
+    # git's `http.<url>.extraheader` (what CI checkouts leave in .git/config): any header it sends, such
+    # as GitLab's `PRIVATE-TOKEN: …`, is a credential.
+    (
+        re.compile(
+            r"(?i)\bextraheader\s*[=:]?\s*\"?[A-Za-z0-9-]+\s*:\s*(?:[A-Za-z][A-Za-z0-9-]*\s+)?"
+            rf"{_NOT_YET}(?P<v>[^\s'\"\\]{{6,}})"
+        ),
+        "git-extraheader",
+    ),
 ]
+# `basic <base64 of user:password>` anywhere (an extraheader's value printed alone): only values that
+# decode to `user:password` count, so `basic functionality` stays.
+_BASIC = re.compile(rf"(?i)\bbasic\s+{_NOT_YET}(?P<v>[A-Za-z0-9+/]{{8,}}={{0,2}})")
 
 _CANDIDATE = re.compile(
     r"(?i)[A-Za-z0-9+/=_-]{20,}|passw|pass\b|pwd|secre?t|token|key\b|api.?key|auth|cred|://|@"
@@ -193,6 +219,15 @@ def _unescape(text: str) -> str:
     return text.replace("\\n", "\n").replace('\\"', '"').replace("\\t", "\t").replace("\\\\", "\\")
 
 
+def _is_basic_credential(value: str) -> bool:
+    """Whether `value` is base64 of `user:password` (printable text with a colon), as HTTP basic sends."""
+    try:
+        decoded = base64.b64decode(value + "=" * (-len(value) % 4), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return False
+    return ":" in decoded and decoded.isprintable()
+
+
 def _found(view: str) -> dict[str, str]:
     """Every secret value in `view` -> its type: the rules' values, PEM body lines, the plugins' finds."""
     found: dict[str, str] = {}
@@ -206,6 +241,9 @@ def _found(view: str) -> dict[str, str]:
         named = "v" in pattern.groupindex
         for match in pattern.finditer(view):
             found.setdefault(match.group("v") if named else match.group(0), kind)
+    for match in _BASIC.finditer(view):
+        if _is_basic_credential(match.group("v")):
+            found.setdefault(match.group("v"), "basic-auth")
     # The plugins only see lines that could hold a secret: some of their patterns are slow (the keyword
     # plugin alone costs ~20 ms on a 13 KB trace), and a line with no long token, no credential word and
     # no URL cannot match any of them.

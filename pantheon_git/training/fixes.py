@@ -40,7 +40,7 @@ from pantheon_git.store.redact import redact
 from pantheon_git.store.runs import parse_trailers, run_heads
 from pantheon_git.store.votes import read_votes
 from pantheon_git.tools.builtin import TOOLS, ToolContext, ToolError
-from pantheon_git.tools.sandbox import require_sandbox, run_sandboxed
+from pantheon_git.tools.sandbox import configured_sandbox, require_sandbox
 
 FIXES_TRAILER = "Pantheon-Fixes"
 MAX_BASE_COMMITS = 1000  # how far back the base branch is searched for fix trailers
@@ -209,7 +209,8 @@ def _replay(
     call_format = CallFormat(agent.call_format)
     label = f"fix/{fix.task}/{str(fix.commit)[:12]}"
     with scratch_worktree(repo, root, fix.start, label) as workdir:
-        context = ToolContext(worktree=workdir, sandbox=run_sandboxed)
+        sandbox = configured_sandbox(root)
+        context = ToolContext(worktree=workdir, sandbox=sandbox)
         header = agent_header(agent, context, task_of(spec), {}, call_format=call_format)
         record: dict[str, Any] = {"prompt": header, "turns": []}
         for number, (name, args) in enumerate(calls, start=1):
@@ -227,7 +228,7 @@ def _replay(
         if parse_oid(tree) != wanted:
             raise PantheonError(f"replay: the tree is {tree[:12]}, the fix's is {str(wanted)[:12]}")
         for command in spec.acceptance:
-            check = run_sandboxed(command, workdir, dict(os.environ), CHECK_TIMEOUT_S)
+            check = sandbox(command, workdir, dict(os.environ), CHECK_TIMEOUT_S)
             if check.exit_code != 0:
                 raise PantheonError(f"replay: acceptance `{command}` exits {check.exit_code}")
     return record

@@ -36,7 +36,7 @@ from pantheon_git.store.git import append_commit, build_tree
 from pantheon_git.store.layout import ADAPTERS_PREFIX, EVALS_NOTES
 from pantheon_git.store.notes import set_note
 from pantheon_git.tools.builtin import ToolContext
-from pantheon_git.tools.sandbox import require_sandbox, run_sandboxed
+from pantheon_git.tools.sandbox import configured_sandbox, require_sandbox
 
 
 @dataclass(slots=True)
@@ -130,7 +130,7 @@ def evaluate(
     if temperature > 0:
         runtime = Sampled(runtime, temperature)
     specs = {spec.id: spec for spec in load_specs(repo)}
-    sandbox = run_sandboxed
+    sandbox = configured_sandbox(root)
     result = Evaluation("base" if adapter is None else str(adapter.stem), list(task_ids))
     for task_id in task_ids:
         spec = specs.get(task_id)
