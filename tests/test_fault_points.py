@@ -4,10 +4,11 @@ A clean night with `PANTHEON_FAULT_LOG` lists every boundary it reaches (each re
 the run branch, the claim and the notes refs; each signature; each append to the signature cache under
 .git/pantheon/: store/faults.py), in order. Then, for each one, a fresh copy of the same repository runs
 a night killed exactly there (`PANTHEON_FAULT_AT=<point>:<count>`), and a night to the end. Whatever the
-kill left, the result must be the clean night's: the task one attempt (one run branch), each step once
-with its trace note and its log line, the same status, no worktree left.
+kill left, the result must be the clean night's: each task one attempt (one run branch), each step once
+with its trace note, its log line and its votes, the same status, no worktree left.
 
-One task: its run reaches every kind of boundary, and each kill point costs two nights.
+`make test` kills at the run's start and at every point of the gate's step (between them every kind of
+boundary) for one task; `pytest -m slow` kills at every point of a night of two tasks (74, minutes).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from tests.conftest import CHECKS_FLOW, git, oid_of, pantheon
 needs_sandbox = pytest.mark.skipif(not sandbox_available(), reason="no `unshare -rn` here")
 
 TASKS = ["f1"]
+TWO_TASKS = ["f1", "f2"]  # the slow sweep: kills after one task is done, before the next is claimed
 STEPS = ["baseline", "test", "gate"]
 
 
@@ -136,19 +138,21 @@ def age_note_locks(repo_dir: Path) -> None:
         os.utime(lock, (past, past))
 
 
-def clean_night(repo_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, object], list[str]]:
+def clean_night(
+    repo_dir: Path, tmp_path: Path, tasks: list[str] = TASKS
+) -> tuple[Path, dict[str, object], list[str]]:
     """The queue copied as it is before any night (a template), the outcome of a night without kills,
     and every write boundary that night reached, in order (`<point>:<count>`)."""
-    model_free_repo(repo_dir, TASKS)
+    model_free_repo(repo_dir, tasks)
     template = tmp_path / "template"
     shutil.copytree(repo_dir, template, symlinks=True)
     log = tmp_path / "points.log"
     clean = night(repo_dir, PANTHEON_FAULT_LOG=str(log))
     assert clean.returncode == 0, clean.stdout + clean.stderr
     expected = outcome(repo_dir)
-    assert expected["status"] == dict.fromkeys(TASKS, "passed")
-    assert expected["branches"] == [f"pantheon/{task_id}/1" for task_id in TASKS]
-    assert expected["steps"] == {f"pantheon/{task_id}/1": STEPS for task_id in TASKS}
+    assert expected["status"] == dict.fromkeys(tasks, "passed")
+    assert expected["branches"] == [f"pantheon/{task_id}/1" for task_id in tasks]
+    assert expected["steps"] == {f"pantheon/{task_id}/1": STEPS for task_id in tasks}
     # The test step's vote and the gate's approval, each once, each counted.
     assert [len(step) for step in expected["votes"]["pantheon/f1/1"]] == [0, 1, 1], expected["votes"]
     assert expected["missing"] == [] and expected["worktrees"] == []
@@ -209,7 +213,7 @@ def test_a_kill_at_the_start_or_in_the_gate_changes_nothing(repo_dir: Path, tmp_
 
 @pytest.mark.slow
 def test_a_kill_at_every_write_boundary_changes_nothing(repo_dir: Path, tmp_path: Path) -> None:
-    template, expected, points = clean_night(repo_dir, tmp_path)
+    template, expected, points = clean_night(repo_dir, tmp_path, TWO_TASKS)
     print(f"{len(points)} kill points:", " ".join(points))
     wrong = sweep(template, tmp_path, expected, points)
     assert wrong == [], "\n".join(wrong)
@@ -343,3 +347,47 @@ def test_a_run_whose_steps_do_not_verify_passes_nothing_and_blocks_no_task(repo_
     # Not passed, so the task is not done: the night attempts it again.
     assert {state.id: state.status.value for state in task_states(repo)} == {"s1": "failed"}
     assert choose_attempt(repo, spec) == (2, False)
+
+
+class Killed(BaseException):
+    """The runner dying where a test says (a BaseException: nothing in the night catches it)."""
+
+
+@needs_sandbox
+def test_a_gate_step_redone_as_the_very_same_commit_after_a_kill_decides_once(
+    repo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pantheon_git.night import attempt
+    from pantheon_git.store import runs
+
+    # Within one second a redone step is the same commit: same tree, same message (durations round to
+    # 0.1 s in it), and the same SSH signature. Pin both so this is so on a loaded machine too.
+    when = int(time.time())
+    monkeypatch.setattr(runs, "signature", lambda repo: pygit2.Signature("Night Tester", "n@e.com", when, 0))
+    real_log = attempt.step_log
+    monkeypatch.setattr(
+        attempt, "step_log", lambda trace, *rest: real_log({**trace, "duration_s": 0.0}, *rest)
+    )
+    real_publish = attempt.publish_step
+    cut: list[pygit2.Oid] = []
+
+    def killed_before_the_gate_is_published(
+        repo: pygit2.Repository, ref: str, commit: pygit2.Oid, parent: pygit2.Oid
+    ) -> None:
+        if repo.get(commit).message.startswith("gate") and not cut:
+            cut.append(commit)
+            raise Killed  # after the gate's trace and vote were written, before its branch moved
+        real_publish(repo, ref, commit, parent)
+
+    monkeypatch.setattr(attempt, "publish_step", killed_before_the_gate_is_published)
+    repo = _queue_one(repo_dir)
+    with pytest.raises(Killed):
+        run_tasks(repo, repo_dir, setup=_checks_setup())
+    assert [vote.kind for vote in read_votes(repo, cut[0], base="main")] == ["gate"]
+    results = run_tasks(repo, repo_dir, setup=_checks_setup())
+    assert [(run.attempt, run.passed) for run in results if isinstance(run, TaskRun)] == [(1, True)]
+    head = oid_of(repo_dir, "pantheon/s1/1")
+    assert head == cut[0]  # the redone gate step is the commit cut before
+    assert [(vote.kind, vote.verdict) for vote in read_votes(repo, head, base="main")] == [
+        ("gate", "approve")
+    ]

@@ -48,7 +48,7 @@ from pantheon_git.store.runs import (
 )
 from pantheon_git.store.signing import allowed_signers, signing_key
 from pantheon_git.store.traces import read_trace, write_trace
-from pantheon_git.store.votes import append_votes, read_votes, recorded_votes
+from pantheon_git.store.votes import Vote, append_votes, read_votes, recorded_votes
 
 LOG_TAIL_CHARS = 4000
 REPAIR_MARK = ".repair"  # step ids of repair rounds: `<node>.repair<round>` (flow node ids have no dot)
@@ -396,6 +396,26 @@ def run_attempt(
         run.passed = attempt_passed(repo, ref)
 
 
+def _unrecorded_votes(
+    repo: pygit2.Repository, spec: Spec, commit: pygit2.Oid, votes: Sequence[Vote]
+) -> list[Vote]:
+    """The `votes` not already counted on `commit` (same kind, voter and verdict).
+
+    A step redone after a kill between its votes and its publication can be the very same commit (same
+    tree and message within the same second, and an SSH signature is deterministic): its votes are on
+    it already, and a second copy would make the step decide twice.
+    """
+    if not votes:
+        return []
+    signers = allowed_signers(repo, spec.base)
+    counted = {
+        (item.vote.kind, item.vote.voter, item.vote.verdict)
+        for item in recorded_votes(repo, commit, signers)
+        if item.counts
+    }
+    return [vote for vote in votes if (vote.kind, vote.voter, vote.verdict) not in counted]
+
+
 def _gate_recorded(repo: pygit2.Repository, spec: Spec, commit: pygit2.Oid) -> bool:
     """Whether the gate's step `commit` carries its decision (a gate vote, counted or not)."""
     signers = allowed_signers(repo, spec.base)
@@ -565,7 +585,8 @@ def _record(
     # The note keeps the summary; what the node was given and its turn-by-turn record go to one payload
     # blob each, so `git log --notes` stays readable.
     write_trace(repo, commit, trace, detail_keys=("input", "agent_trace"))
-    if result.votes:
-        append_votes(repo, commit, result.votes)
+    fresh = _unrecorded_votes(repo, spec, commit, result.votes)
+    if fresh:
+        append_votes(repo, commit, fresh)
     publish_step(repo, ref, commit, parent)  # the worktree's HEAD follows: its index already matches
     return commit
