@@ -11,12 +11,15 @@ from __future__ import annotations
 import ast
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from pantheon_git.store.worktree import UnreadableFile, read_regular
 from pantheon_git.tools.builtin import numbered
-from pantheon_git.tools.paths import ToolError, confined
+from pantheon_git.tools.paths import ToolError, confined, read_text
 
 # Directories no outline needs: version control, caches, environments, build output.
 SKIPPED_DIRS = frozenset(
@@ -48,7 +51,7 @@ def editable_files(worktree: Path, paths: list[str]) -> dict[str, str]:
         try:
             target = confined(worktree, path)
             if target.is_file():
-                found[path] = target.read_text(encoding="utf-8")
+                found[path] = read_text(target, path, errors="strict")  # never blocks on a FIFO
         except (ToolError, OSError, UnicodeDecodeError):
             continue
     return found
@@ -62,7 +65,11 @@ def _repository_files(worktree: Path) -> list[Path]:
         for name in sorted(files):
             if name == ".git" or name.endswith((".pyc", ".pyo")):
                 continue
-            found.append(Path(directory, name).relative_to(root))
+            path = Path(directory, name)
+            with suppress(OSError):
+                # A FIFO, socket or device a check left is no file of the repository: not listed.
+                if stat.S_ISREG(path.lstat().st_mode) or path.is_symlink():
+                    found.append(path.relative_to(root))
     return found
 
 
@@ -110,8 +117,9 @@ def repository_outline(worktree: Path, task: Mapping[str, Any], named: list[str]
         entry = str(path)
         if path.suffix == ".py":
             try:
-                text = (worktree / path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
+                # The one worktree open: a FIFO named *.py is refused at once instead of hanging the night.
+                text = read_regular(worktree / path).decode("utf-8")
+            except (UnreadableFile, UnicodeDecodeError):
                 text = ""
             entry += "".join(f"\n  {line}" for line in python_outline(text))
         cost = estimate_tokens(entry) + 1
@@ -134,11 +142,14 @@ def file_excerpts(worktree: Path, paths: list[str], budget_tokens: int) -> str:
         except ToolError as refused:
             parts.append(f"{path}: {refused}")
             continue
-        if not target.is_file():
+        if not os.path.lexists(target):
             parts.append(f"{path}: does not exist yet (create makes it)")
             continue
         try:
-            lines = target.read_text(encoding="utf-8").splitlines()
+            lines = read_text(target, path, errors="strict").splitlines()
+        except ToolError as refused:
+            parts.append(str(refused))
+            continue
         except UnicodeDecodeError:
             parts.append(f"{path}: not a text file")
             continue

@@ -316,6 +316,9 @@ def run_agent(
             if name == "finish":
                 run.ok, run.output = True, args.model_dump(mode="json")
                 return run
+            if context.seconds_left() <= 0:  # the runner stopped waiting for this node: change nothing
+                run.error = f"out of time after {number} turns"
+                return _ended_after_changes(run, agent, changed)
             started = time.perf_counter()
             try:
                 result = tools[name].function(args, context)

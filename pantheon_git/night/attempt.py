@@ -13,6 +13,7 @@ attempt after the first samples (its own seed, derived from the attempt number) 
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +31,7 @@ from pantheon_git.night.worktrees import add_worktree, remove_worktree, worktree
 from pantheon_git.queue.status import Status, checked_outcome, run_outcome
 from pantheon_git.schema.flow import GATE_AGENT
 from pantheon_git.schema.spec import Spec
-from pantheon_git.store.git import clear_stale_lock, run_git
+from pantheon_git.store.git import clear_stale_lock
 from pantheon_git.store.layout import run_branch
 from pantheon_git.store.locks import held_since
 from pantheon_git.store.logview import LOG_TRAILER, count_tool_calls, step_log
@@ -49,6 +50,7 @@ from pantheon_git.store.runs import (
 from pantheon_git.store.signing import allowed_signers, signing_key
 from pantheon_git.store.traces import read_trace, write_trace
 from pantheon_git.store.votes import Vote, append_votes, read_votes, recorded_votes
+from pantheon_git.store.worktree import remove_nested_repositories, restore_worktree, worktree_changed
 
 LOG_TAIL_CHARS = 4000
 REPAIR_MARK = ".repair"  # step ids of repair rounds: `<node>.repair<round>` (flow node ids have no dot)
@@ -235,8 +237,9 @@ def repair_steps(
 
 def _changed(worktree: Path) -> bool:
     """Whether the worktree differs from its last step commit (new files included)."""
-    status = run_git(["status", "--porcelain", "--untracked-files=all"], worktree, check=False)
-    return bool(status.stdout.strip())
+    # libgit2, not `git status`: the git command line would run what a repository inside the tree
+    # configures (a clean filter, fsmonitor), outside the sandbox.
+    return worktree_changed(worktree)
 
 
 def _base_commit(repo: pygit2.Repository, spec: Spec) -> pygit2.Oid:
@@ -262,11 +265,44 @@ def recorded_base(repo: pygit2.Repository, ref: str) -> str:
 
 def _restore(worktree: Path) -> None:
     """Put the worktree back to its last committed step (a failed try leaves no half-edits behind)."""
-    run_git(["reset", "--quiet", "--hard"], worktree, check=False)
-    run_git(["clean", "-q", "-fd"], worktree, check=False)
+    restore_worktree(worktree)
+
+
+# How long past a node's deadline the runner waits for the node's own work (building a prompt, reading
+# the tree, a diff, a model call under way) before it fails the node as timed out and goes on.
+OVERRUN_GRACE_S = 30.0
 
 
 def _execute(executor: NodeExecutor, context: NodeContext) -> NodeResult:
+    """The executor's result, bounded by the node's deadline, after refusing what it left in the tree.
+
+    The executor runs in a worker thread: the sandbox times the commands out, but the runner's own work
+    for the node must end too, so a worker still busy OVERRUN_GRACE_S past the deadline is told to stop
+    (its `seconds_left()` is 0 from then on) and left behind, and the node fails as timed out.
+    Nested repositories made during the node are removed before anything reads the tree, and fail it.
+    """
+    box: list[NodeResult] = []
+    worker = threading.Thread(
+        target=lambda: box.append(_call(executor, context)), name=f"node {context.node_id}", daemon=True
+    )
+    worker.start()
+    worker.join(context.seconds_left() + OVERRUN_GRACE_S)
+    if worker.is_alive():
+        context.cancelled.set()
+        error = f"timed out: the node's work was still running {OVERRUN_GRACE_S:.0f} s past its deadline"
+        result = NodeResult(summary="timed out", ok=False, error=error)
+    elif box:
+        result = box[0]
+    else:  # the worker died of a BaseException (SystemExit in an executor, say)
+        result = NodeResult(summary="crashed", ok=False, error="the node's executor ended without a result")
+    removed = remove_nested_repositories(context.worktree)
+    if removed:
+        error = "refused: git repositories inside the worktree (removed): " + ", ".join(removed[:5])
+        result = replace(result, summary=f"failed: {error}", ok=False, error=error)
+    return result
+
+
+def _call(executor: NodeExecutor, context: NodeContext) -> NodeResult:
     try:
         return executor(context)
     except NodeFailed as failed:

@@ -25,8 +25,8 @@ from pantheon_git.review.gate import decide, gate_vote
 from pantheon_git.runtime.openai_compat import url_is_local
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.models import ModelConfig
-from pantheon_git.store.git import open_repo, run_git
 from pantheon_git.store.votes import Verdict, Vote
+from pantheon_git.store.worktree import head_tree, open_worktree, restore_worktree, worktree_diff
 from pantheon_git.tools.builtin import Sandbox, ToolContext
 from pantheon_git.tools.sandbox import CompletedRun, run_sandboxed
 
@@ -46,12 +46,10 @@ def _summary(output: Mapping[str, Any] | None) -> str:
 
 
 def _diff(worktree: Path, base: str) -> str:
-    # --end-of-options: a base taken from a spec is data, never an option of git diff.
-    text = run_git(
-        ["diff", "--no-ext-diff", "--no-textconv", "--stat", "-p", "--end-of-options", base, "--"],
-        worktree,
-        check=False,
-    ).stdout
+    # libgit2, not `git diff`: a repository a check made inside the tree, or a submodule, has its own
+    # config (clean filters, fsmonitor) that the git command line would run here, outside the sandbox.
+    # A base taken from a spec is a revision to resolve, never an option.
+    text = worktree_diff(worktree, base)
     return text if len(text) <= DIFF_CHARS else text[:DIFF_CHARS] + "\n… (diff truncated)"
 
 
@@ -62,7 +60,7 @@ def files_at_base(context: NodeContext, paths: list[str]) -> dict[str, str]:
     import pygit2
 
     try:
-        tree = open_repo(context.worktree).revparse_single(context.base).peel(pygit2.Commit).tree
+        tree = open_worktree(context.worktree).revparse_single(context.base).peel(pygit2.Commit).tree
     except (KeyError, ValueError, pygit2.GitError):
         return {}
     found = {}
@@ -191,6 +189,8 @@ def agent_executor(
 def _run_checks(sandbox: Sandbox, context: NodeContext) -> list[dict[str, Any]]:
     results = []
     for command in context.spec.acceptance:
+        if context.cancelled.is_set():  # the runner stopped waiting for this node: start nothing more
+            break
         done: CompletedRun = sandbox(
             command, context.worktree, dict(os.environ), max(1.0, context.seconds_left())
         )
@@ -216,13 +216,15 @@ def baseline_executor(sandbox: Sandbox) -> NodeExecutor:
     seen: dict[tuple[str, str], dict[str, Any]] = {}
 
     def execute(context: NodeContext) -> NodeResult:
-        tree = run_git(["rev-parse", "HEAD^{tree}"], context.worktree).stdout.strip()
-        key = (context.task_id, tree)
+        key = (context.task_id, str(head_tree(context.worktree)))
         if key not in seen:
             results = _run_checks(sandbox, context)
-            # A check may write files (logs, caches): the base step must stay the base.
-            run_git(["reset", "--quiet", "--hard"], context.worktree, check=False)
-            run_git(["clean", "-q", "-fdx"], context.worktree, check=False)
+            if context.cancelled.is_set():  # abandoned past its deadline: the tree is the next node's now
+                return NodeResult(summary="timed out", ok=False, error="timed out", model="-")
+            # A check may write files (logs, caches, FIFOs, repositories of its own): the base step must
+            # stay the base. `reset --hard` + `clean -fdx` done by libgit2, so nothing the check
+            # configured runs.
+            restore_worktree(context.worktree, ignored=True)
             passing = [result["command"] for result in results if result["exit_code"] == 0]
             seen[key] = {"results": results, "passing": passing}
         output = seen[key]

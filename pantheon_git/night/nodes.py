@@ -6,6 +6,7 @@ and the gate are all executors, so the runner's loop does not care which kind a 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,8 +36,13 @@ class NodeContext:
     temperature: float = 0.0  # 0: greedy; above 0 the node samples with `seed`
     # Every output recorded so far on this run branch (step id -> output), e.g. the `baseline` checks.
     upstream: dict[str, Any] = field(default_factory=dict)
+    # Set by the runner when it stops waiting for the node (past its deadline): the executor's work,
+    # left behind in its thread, sees no time left and ends at its next check.
+    cancelled: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
     def seconds_left(self) -> float:
+        if self.cancelled.is_set():
+            return 0.0
         return max(0.0, self.deadline - time.monotonic())
 
 

@@ -2,7 +2,8 @@
 
 Through the git command line, because worktree bookkeeping must match what the user's git expects
 (`git worktree list`, prune, locks); `run_git` keeps the repository's hooks (a `post-checkout` hook at
-`worktree add`) and fsmonitor from running, and `--end-of-options` keeps paths and branches data.
+`worktree add`) and fsmonitor from running, and `--end-of-options` keeps paths and branches data. The
+files themselves are checked out by libgit2 (store/worktree.py), which runs no filter or submodule.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pygit2
 
 from pantheon_git.store.git import run_git
 from pantheon_git.store.locks import pantheon_dir, task_lock
+from pantheon_git.store.worktree import checkout_worktree
 
 
 def worktree_path(git_dir: str, task_id: str, attempt: int) -> Path:
@@ -50,12 +52,17 @@ def _add_worktree(repo_root: Path, path: Path, branch: str) -> Path:
             "--quiet",
             "--force",
             "--force",
+            # The files come from libgit2 below: git's checkout would run the smudge filters that the
+            # tree's `.gitattributes` (written by a run) name from the user's config (git-lfs fetching
+            # over the network, say), and with `submodule.recurse` clone the tree's `.gitmodules` URLs.
+            "--no-checkout",
             "--end-of-options",  # a path or branch taken from data is never an option
             str(path),
             branch.removeprefix("refs/heads/"),
         ],
         repo_root,
     )
+    checkout_worktree(path)
     return path
 
 

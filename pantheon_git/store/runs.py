@@ -22,6 +22,13 @@ from pantheon_git.store.layout import RUN_BRANCH_PREFIX, parse_run_branch, run_b
 from pantheon_git.store.locks import held_since
 from pantheon_git.store.redact import redact_all, redact_bytes
 from pantheon_git.store.signing import AllowedSigners, Trust, create_commit, signing_key, verify_commit
+from pantheon_git.store.worktree import (
+    UnreadableFile,
+    open_worktree,
+    read_regular,
+    rewrite_regular,
+    stage_all,
+)
 
 STEP_TRAILER = "Pantheon-Step"
 # The fields folded into the Pantheon-Step line (`key=value` after the node), as the trailers code reads:
@@ -319,16 +326,19 @@ def redact_changed_files(repo: pygit2.Repository) -> list[str]:
     touched = []
     for path, flags in repo.status().items():
         full = os.path.join(root, path)
-        if not flags & _CHANGED or os.path.islink(full) or not os.path.isfile(full):
+        if not flags & _CHANGED:
             continue
-        if os.path.getsize(full) > REDACT_FILE_LIMIT:
+        try:
+            # The one worktree open: links, FIFOs, devices and files over the limit are not read.
+            data = read_regular(full, REDACT_FILE_LIMIT)
+        except UnreadableFile:
             continue
-        with open(full, "rb") as handle:
-            data = handle.read()
         cleaned = redact_bytes(data)
         if cleaned != data:
-            with open(full, "wb") as handle:
-                handle.write(cleaned)
+            try:
+                rewrite_regular(full, cleaned)
+            except UnreadableFile:
+                continue
             touched.append(path)
     return touched
 
@@ -350,13 +360,6 @@ def worktree_tree(worktree: str | os.PathLike[str]) -> pygit2.Oid:
 
     Secrets in new and changed files are redacted first (a run branch is pushed like any branch).
     """
-    repo = pygit2.Repository(os.fspath(worktree))
+    repo = open_worktree(worktree)  # nested repositories removed first: never staged, never entered
     redact_changed_files(repo)
-    index = repo.index
-    # libgit2's add_all stages new and changed files but keeps deleted ones: drop those first.
-    root = repo.workdir
-    for gone in [entry.path for entry in index if not os.path.lexists(os.path.join(root, entry.path))]:
-        index.remove(gone)
-    index.add_all()
-    index.write()
-    return index.write_tree()
+    return stage_all(repo)

@@ -133,10 +133,10 @@ def _text_file(ctx: ToolContext, path: str) -> tuple[Path, str]:
     target = confined(ctx.worktree, path)
     if target.is_dir():
         raise ToolError(f"{path}: is a directory; view shows files (list_files shows a directory)")
-    if not target.is_file():
+    if not target.exists():  # a FIFO or device exists: read_text says what it is instead
         raise ToolError(f"{path}: no such file (create makes a new one)")
     try:
-        return target, target.read_text(encoding="utf-8")
+        return target, read_text(target, path, errors="strict")  # a FIFO swapped in is refused, not waited on
     except UnicodeDecodeError:
         raise ToolError(f"{path}: not a UTF-8 text file") from None
 
@@ -192,7 +192,7 @@ def _write_checked(target: Path, path: str, new: str) -> None:
     if problem is not None:
         raise ToolError(f"{path}: refused, the result would not be valid Python ({problem}); file unchanged")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(new, encoding="utf-8")
+    write_text(target, path, new)  # never through a FIFO or link swapped in since the read: no blocking
 
 
 def edit(args: EditArgs, ctx: ToolContext) -> str:

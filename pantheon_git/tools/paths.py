@@ -1,9 +1,10 @@
 """Confine tool paths to the worktree: every file tool reads, writes and walks only through here.
 
-Absolute paths, `..`, `.git` and symlinks that lead out are refused; so are hard links (a regular file
-with more than one name may be the other name of a file outside), FIFOs, sockets and devices. Files are
-opened with O_NOFOLLOW|O_NONBLOCK and checked again on the open descriptor, so neither a symlink swapped
-in nor a FIFO (which would block an open forever) gets past, and walks never follow a symlink out.
+Absolute paths, `..`, `.git` (at any depth) and symlinks that lead out are refused; so are hard links (a
+regular file with more than one name may be the other name of a file outside), FIFOs, sockets and
+devices. Files are read through the runner's one worktree open (`store.worktree.read_regular`) and
+written with O_NOFOLLOW|O_NONBLOCK, both checked again on the open descriptor, so neither a symlink
+swapped in nor a FIFO (which would block an open forever) gets past, and walks never follow a symlink out.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+
+from pantheon_git.store.worktree import UnreadableFile, read_regular, refusal
 
 
 class ToolError(Exception):
@@ -23,29 +26,6 @@ _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 def _inside(root: Path, target: Path) -> bool:
     return target == root or root in target.parents
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a device"),
-        (stat.S_ISBLK, "a device"),
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISLNK, "a symlink"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def refusal(info: os.stat_result) -> str | None:
-    """Why a file with this stat may not be read or written by a tool, or None if it may."""
-    if not stat.S_ISREG(info.st_mode):
-        return f"is {_kind(info.st_mode)}; tools only read and write regular files"
-    if info.st_nlink > 1:
-        return "is a hard link (the same file has another name, maybe outside the repository)"
-    return None
 
 
 def confined(worktree: Path, given: str, *, for_write: bool = False) -> Path:
@@ -63,8 +43,10 @@ def confined(worktree: Path, given: str, *, for_write: bool = False) -> Path:
         )
     if ".." in pure.parts:
         raise ToolError(f"path {given}: '..' is not allowed; stay inside the repository")
-    if pure.parts and pure.parts[0] == ".git":
-        raise ToolError(f"path {given}: the .git directory is off limits")
+    if any(part.lower() == ".git" for part in pure.parts):
+        # Anywhere, not only at the top: `sub/.git/config` written by a model would make `sub` a
+        # repository of its own, whose config names programs for the runner's git to run.
+        raise ToolError(f"path {given}: the .git directory is off limits (at any depth)")
     root = worktree.resolve()
     target = (root / pure).resolve()  # follows symlinks, so a link pointing outside is caught here
     if not _inside(root, target):
@@ -83,19 +65,15 @@ def confined(worktree: Path, given: str, *, for_write: bool = False) -> Path:
 
 
 def read_text(path: Path, shown: str, limit: int | None = None, *, errors: str = "replace") -> str:
-    """A regular file's text (up to `limit` bytes), opened without following a link or blocking.
+    """A regular file's text, through the runner's one worktree open (`store.worktree.read_regular`: no
+    link followed, no blocking, at most its cap); `limit` cuts what is returned, never the check.
 
     `errors="strict"` raises UnicodeDecodeError for a file that is not UTF-8 (search skips those)."""
     try:
-        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
-    except OSError as exc:
-        raise ToolError(f"{shown}: cannot open ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        why = refusal(os.fstat(fd))
-        if why is not None:
-            raise ToolError(f"{shown}: {why}")
-        data = handle.read() if limit is None else handle.read(limit)
-    return data.decode("utf-8", errors=errors)
+        data = read_regular(path)
+    except UnreadableFile as refused:
+        raise ToolError(f"{shown}: {refused.strerror or refused}") from None
+    return (data if limit is None else data[:limit]).decode("utf-8", errors=errors)
 
 
 def write_text(path: Path, shown: str, content: str) -> None:
@@ -125,9 +103,9 @@ def walk_files(worktree: Path, start: Path) -> Iterator[Path]:
     a symlink that leads out and never `.git`; hard links, FIFOs, sockets and devices are skipped."""
     root = worktree.resolve()
     for directory, dirs, files in os.walk(start, followlinks=False):  # a linked dir is listed, not entered
-        dirs[:] = sorted(d for d in dirs if d != ".git")
+        dirs[:] = sorted(d for d in dirs if d.lower() != ".git")
         for name in sorted(files):
-            if name == ".git":  # a linked worktree's pointer to its repository
+            if name.lower() == ".git":  # a linked worktree's pointer to its repository
                 continue
             path = Path(directory, name)
             try:

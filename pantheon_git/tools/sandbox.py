@@ -30,6 +30,7 @@ from pathlib import Path
 from pantheon_git.errors import PantheonError
 from pantheon_git.schema.config import SandboxConfig
 from pantheon_git.store.redact import is_secret_env
+from pantheon_git.store.worktree import UnreadableFile, read_regular
 from pantheon_git.tools.sandbox_gitconfig import hidden_configs
 
 # Credentials of cloud model providers, clouds and forges. Names are matched exactly, by prefix or by
@@ -278,14 +279,18 @@ def git_dirs(worktree: Path) -> list[Path]:
         return [dot_git.resolve()]
     if not dot_git.is_file():
         return []
-    text = dot_git.read_text(errors="replace").strip()
+    try:
+        text = read_regular(dot_git, 4096).decode("utf-8", "replace").strip()
+    except UnreadableFile:  # a link or FIFO where the pointer should be: nothing of git's to protect
+        return []
     if not text.startswith("gitdir:"):
         return []
     own = (worktree / text.removeprefix("gitdir:").strip()).resolve()
     found = [own]
     commondir = own / "commondir"
-    if commondir.is_file():
-        found.append((own / commondir.read_text().strip()).resolve())
+    with suppress(UnreadableFile):
+        common = read_regular(commondir, 4096).decode("utf-8", "replace").strip()
+        found.append((own / common).resolve())
     return found
 
 

@@ -35,10 +35,10 @@ from pantheon_git.night.worktrees import scratch_worktree
 from pantheon_git.queue.status import Status, run_outcome
 from pantheon_git.queue.tasks import load_specs
 from pantheon_git.schema.spec import Spec
-from pantheon_git.store.git import parse_oid, run_git
 from pantheon_git.store.redact import redact
 from pantheon_git.store.runs import parse_trailers, run_heads
 from pantheon_git.store.votes import read_votes
+from pantheon_git.store.worktree import open_worktree, stage_all
 from pantheon_git.tools.builtin import TOOLS, ToolContext, ToolError
 from pantheon_git.tools.sandbox import configured_sandbox, require_sandbox
 
@@ -222,11 +222,11 @@ def _replay(
                 except ToolError as refused:
                     raise PantheonError(f"replay: {name} {args.get('path')}: {refused}") from None
             record["turns"].append(turn)
-        run_git(["add", "-A"], workdir)
-        tree = run_git(["write-tree"], workdir).stdout.strip()
+        # `git add -A` + `write-tree` by libgit2: the git command line would run what the tree configures.
+        tree = stage_all(open_worktree(workdir))
         wanted = repo.get(fix.commit).tree_id
-        if parse_oid(tree) != wanted:
-            raise PantheonError(f"replay: the tree is {tree[:12]}, the fix's is {str(wanted)[:12]}")
+        if tree != wanted:
+            raise PantheonError(f"replay: the tree is {str(tree)[:12]}, the fix's is {str(wanted)[:12]}")
         for command in spec.acceptance:
             check = sandbox(command, workdir, dict(os.environ), CHECK_TIMEOUT_S)
             if check.exit_code != 0:

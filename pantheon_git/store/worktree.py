@@ -1,0 +1,318 @@
+"""The runner's own reads of, and git work on, a task's worktree: nothing the tree configures runs, and
+nothing but a regular file is read.
+
+A worktree is written by models and by acceptance checks (in the sandbox), so it is data. The runner
+reads it outside the sandbox, and there two things must never happen:
+
+- **A program the tree configures runs.** The git command line honours the config of any repository it
+  meets: a directory a check turned into a repository of its own (`git init sub`, or a `.git` file
+  pointing anywhere), once staged as a gitlink, makes the runner's next `git status`/`git diff` run that
+  repository's clean filter, fsmonitor or hooks as the runner's user, with the network and the signing key
+  in reach (`-c` overrides do not reach an inner repository's config). So everything here is libgit2
+  (pygit2), which runs no filter driver, fsmonitor or hook at all, never recurses into submodules, and
+  every nested repository is removed before anything reads the tree (`open_worktree`).
+- **A read blocks or balloons.** A FIFO (`mkfifo notes.py` survives `git clean`) would block an open
+  forever, a device or a link to one reads without end: `read_regular` opens with O_NOFOLLOW|O_NONBLOCK,
+  refuses anything but a regular file with one name on the open descriptor, and reads at most a cap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from contextlib import suppress
+from pathlib import Path
+
+import pygit2
+
+from pantheon_git.errors import PantheonError
+
+# What the runner reads of one worktree file at most (prompts, outlines, redaction): larger files are
+# refused, never read in part as if whole.
+READ_LIMIT = 1 << 20
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class UnreadableFile(OSError):
+    """A worktree path the runner will not read: not a regular file, a hard link, too large, gone."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def refusal(info: os.stat_result) -> str | None:
+    """Why a file with this stat may not be read or written from a worktree, or None if it may."""
+    if not stat.S_ISREG(info.st_mode):
+        return f"is {_kind(info.st_mode)}; only regular files are read and written"
+    if info.st_nlink > 1:
+        return "is a hard link (the same file has another name, maybe outside the repository)"
+    return None
+
+
+def read_regular(path: str | os.PathLike[str], limit: int = READ_LIMIT) -> bytes:
+    """The bytes of a regular file with one name, at most `limit` of them, or UnreadableFile saying why.
+
+    The one open for every read the runner makes of a worktree: without following a final symlink, without
+    blocking (a FIFO opens at once and is refused on the descriptor), checked on the open descriptor (so a
+    file swapped after a check is still refused), never more than `limit` bytes read.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:  # ELOOP: a symlink; ENXIO/ENOENT/EACCES: gone or not ours
+        raise UnreadableFile(exc.errno, f"cannot open ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        why = refusal(info)
+        if why is not None:
+            raise UnreadableFile(why)
+        if info.st_size > limit:
+            raise UnreadableFile(f"is too large ({info.st_size} bytes; at most {limit} are read)")
+        chunks, left = [], limit + 1  # one byte more than allowed: a file that grew is caught too
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > limit:
+            raise UnreadableFile(f"is too large (grew past {limit} bytes while read)")
+        return data
+    finally:
+        os.close(fd)
+
+
+def rewrite_regular(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace the content of an existing regular file with one name, never through a link, FIFO or device."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UnreadableFile(exc.errno, f"cannot write ({exc.strerror})") from None
+    try:
+        why = refusal(os.fstat(fd))
+        if why is not None:
+            raise UnreadableFile(why)
+        os.set_blocking(fd, True)
+        os.ftruncate(fd, 0)
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+
+
+def nested_repositories(worktree: str | os.PathLike[str]) -> list[str]:
+    """Every `.git` below the worktree's own (directory, file or link, any letter case), relative paths.
+
+    Each makes its directory a repository of its own to git (a gitdir file may point anywhere), whose
+    config, hooks and attributes the tree's author chose. Walked without following a link, and a `.git`
+    is never entered: nothing in it is read.
+    """
+    root = os.fspath(worktree)
+    found: list[str] = []
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            if entry.name.lower() == ".git":
+                if directory != root:
+                    found.append(os.path.relpath(entry.path, root))
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+    return sorted(found)
+
+
+def remove_nested_repositories(worktree: str | os.PathLike[str]) -> list[str]:
+    """Remove every nested repository's `.git` (see `nested_repositories`); the paths removed.
+
+    Removed, not merely skipped: left in place, a later `git` of anyone (a person's `git status` in the
+    morning, a resumed night's checkout) would meet the config it carries. The directory's files stay,
+    plain files of the task's tree.
+    """
+    root = Path(worktree)
+    removed = nested_repositories(root)
+    for relative in removed:
+        path = root / relative
+        try:
+            if stat.S_ISDIR(path.lstat().st_mode):
+                shutil.rmtree(path)  # fd-based on Linux: never follows a link out of the tree
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def _check_pointer(root: Path) -> bool:
+    """A linked worktree's `.git` must be a plain pointer file naming a git dir outside the tree.
+
+    The sandbox keeps it read-only, and the model's tools refuse `.git`; this is the runner's own check
+    that no other path pointed it at a git dir the tree's author wrote. A `.git` directory is a main
+    checkout: the user's own repository (tests and day-mode callers stage there). True for a linked
+    worktree (the runner's), False for a main checkout.
+    """
+    dot_git = root / ".git"
+    try:
+        info = dot_git.lstat()
+    except FileNotFoundError:
+        raise PantheonError(f"{root}: not a git worktree (no .git)") from None
+    if stat.S_ISDIR(info.st_mode):
+        return False
+    try:
+        text = read_regular(dot_git, 4096).decode("utf-8", "replace").strip()
+    except UnreadableFile as refused:
+        raise PantheonError(f"{dot_git}: {refused.strerror or refused}") from None
+    if not text.startswith("gitdir:") or "\n" in text:
+        raise PantheonError(f"{dot_git}: not a gitdir pointer")
+    target = (root / text.removeprefix("gitdir:").strip()).resolve()
+    real_root = root.resolve()
+    if target == real_root or real_root in target.parents:
+        raise PantheonError(f"{dot_git}: points at a git dir inside the worktree ({target})")
+    return True
+
+
+def open_worktree(worktree: str | os.PathLike[str]) -> pygit2.Repository:
+    """The worktree's repository for libgit2 work, after its nested repositories are removed.
+
+    Opened exactly there (no search upward), its `.git` pointer checked first. In a main checkout (a
+    person's own, never a night's) nothing is removed: libgit2 runs nothing there either.
+    """
+    root = Path(worktree)
+    if _check_pointer(root):
+        remove_nested_repositories(root)
+    return pygit2.Repository(os.fspath(root), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+
+
+# Changes `git status --porcelain` would list: staged or not, new files included (ignored ones not).
+_CHANGED = (
+    pygit2.GIT_STATUS_INDEX_NEW
+    | pygit2.GIT_STATUS_INDEX_MODIFIED
+    | pygit2.GIT_STATUS_INDEX_DELETED
+    | pygit2.GIT_STATUS_INDEX_RENAMED
+    | pygit2.GIT_STATUS_INDEX_TYPECHANGE
+    | pygit2.GIT_STATUS_WT_NEW
+    | pygit2.GIT_STATUS_WT_MODIFIED
+    | pygit2.GIT_STATUS_WT_DELETED
+    | pygit2.GIT_STATUS_WT_RENAMED
+    | pygit2.GIT_STATUS_WT_TYPECHANGE
+)
+
+
+def worktree_changed(worktree: str | os.PathLike[str]) -> bool:
+    """Whether the worktree differs from its HEAD (new files included), as `git status --porcelain`."""
+    repo = open_worktree(worktree)
+    return any(flags & _CHANGED for flags in repo.status(untracked_files="all").values())
+
+
+def stage_all(repo: pygit2.Repository) -> pygit2.Oid:
+    """Stage the worktree as `git add -A` does and return the index's tree (libgit2: no filter runs)."""
+    index = repo.index
+    # libgit2's add_all stages new and changed files but keeps deleted ones: drop those first.
+    root = repo.workdir
+    for gone in [entry.path for entry in index if not os.path.lexists(os.path.join(root, entry.path))]:
+        index.remove(gone)
+    index.add_all()
+    index.write()
+    return index.write_tree()
+
+
+def _remove(path: Path) -> None:
+    try:
+        if stat.S_ISDIR(path.lstat().st_mode):
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _sweep(root: Path, keep: set[Path]) -> None:
+    """Remove FIFOs, sockets and devices anywhere in the tree (git sees none of them, so `git clean`
+    kept them) and directories left empty, as `git clean -d` does; `keep` directories stay."""
+    own = root / ".git"
+    for directory, dirs, files in os.walk(root, topdown=False):  # never follows a linked directory
+        here = Path(directory)
+        if here == own or own in here.parents:
+            continue
+        for name in files:
+            path = here / name
+            with suppress(OSError):
+                mode = path.lstat().st_mode
+                if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode)):
+                    path.unlink()
+        for name in dirs:
+            path = here / name
+            if path not in keep and path != own:
+                with suppress(OSError):  # not empty (or a link): stays
+                    path.rmdir()
+
+
+def restore_worktree(worktree: str | os.PathLike[str], *, ignored: bool = False) -> None:
+    """Put the worktree back to its HEAD: `git reset --hard` and `git clean -fd` (`-fdx` with `ignored`),
+    and FIFOs, sockets and devices removed too. libgit2 only: no filter, hook or submodule runs."""
+    root = Path(worktree)
+    repo = open_worktree(root)
+    repo.reset(repo.head.target, pygit2.enums.ResetMode.HARD)
+    for path, flags in repo.status(untracked_files="all", ignored=ignored).items():
+        if flags & (pygit2.GIT_STATUS_WT_NEW | (pygit2.GIT_STATUS_IGNORED if ignored else 0)):
+            _remove(root / path.rstrip("/"))
+    # A submodule's directory is empty in a night's worktree (nothing clones it): whatever a check put
+    # there is invisible to libgit2's status, so `clean` would never see it. Emptied, the directory kept.
+    gitlinks = {root / entry.path for entry in repo.index if entry.mode == pygit2.GIT_FILEMODE_COMMIT}
+    for folder in gitlinks:
+        if folder.is_dir() and not folder.is_symlink():
+            for child in list(folder.iterdir()):
+                _remove(child)
+    _sweep(root, gitlinks)
+
+
+def checkout_worktree(worktree: str | os.PathLike[str]) -> None:
+    """Fill a worktree added with `git worktree add --no-checkout` with its HEAD's files and index."""
+    repo = open_worktree(worktree)
+    repo.reset(repo.head.target, pygit2.enums.ResetMode.HARD)
+
+
+def head_tree(worktree: str | os.PathLike[str]) -> pygit2.Oid:
+    """The tree id of the worktree's HEAD commit."""
+    return open_worktree(worktree).head.peel(pygit2.Commit).tree_id
+
+
+_DIFF_FLAGS = (
+    pygit2.enums.DiffOption.INCLUDE_UNTRACKED
+    | pygit2.enums.DiffOption.RECURSE_UNTRACKED_DIRS
+    | pygit2.enums.DiffOption.SHOW_UNTRACKED_CONTENT
+    | pygit2.enums.DiffOption.IGNORE_SUBMODULES
+)
+
+
+def worktree_diff(worktree: str | os.PathLike[str], base: str) -> str:
+    """`git diff --stat -p BASE` of the worktree, new files included, as text ("" if `base` does not
+    resolve). libgit2 only: no external diff, textconv or filter driver runs, no submodule is entered."""
+    repo = open_worktree(worktree)
+    try:
+        tree = repo.revparse_single(base).peel(pygit2.Tree)
+    except (KeyError, ValueError, pygit2.GitError):
+        return ""
+    diff = tree.diff_to_workdir(_DIFF_FLAGS)
+    if not len(diff):
+        return ""
+    stats = diff.stats.format(
+        pygit2.enums.DiffStatsFormat.FULL | pygit2.enums.DiffStatsFormat.INCLUDE_SUMMARY, 80
+    )
+    return f"{stats}\n{diff.patch or ''}"
