@@ -31,7 +31,7 @@ def test_init_scaffolds_and_configures_once(unsigned_repo_dir: Path) -> None:
     assert second.returncode == 0 and "nothing changed" in second.stdout
     assert local_config(repo_dir) == config
     assert (repo_dir / ".pantheon" / "config.toml").read_text() == "# edited by hand\n"
-    assert len(snapshot) == 4
+    assert len(snapshot) == 5  # config, models, the default flow, agents/README.md, allowed_signers
 
 
 def test_remote_refspecs_never_force_notes_and_plain_push_fetch_work(repo_dir: Path, tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_remote_refspecs_never_force_notes_and_plain_push_fetch_work(repo_dir: P
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(repo_dir, "remote", "add", "origin", str(bare))
     assert pantheon(repo_dir, "init").returncode == 0
-    assert pantheon(repo_dir, "init").stdout.strip().endswith("nothing changed")
+    assert "already initialized: nothing changed" in pantheon(repo_dir, "init").stdout
     fetch = git(repo_dir, "config", "--get-all", "remote.origin.fetch").splitlines()
     push = git(repo_dir, "config", "--get-all", "remote.origin.push").splitlines()
     assert not [spec for spec in fetch if spec.startswith("+refs/notes")]

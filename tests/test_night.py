@@ -43,7 +43,7 @@ def night_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproce
     for name, text in MODULES.items():
         (repo / name).write_text(text)
     # The runner signs its steps and votes; the gate counts them once its key is allowed on main.
-    assert pantheon(repo, "init", "--signing-key").returncode == 0
+    assert pantheon(repo, "init").returncode == 0
     # The reviewers run (their steps are asserted) but the 270M model's verdicts are not what this tests:
     # the gate decides on the acceptance checks, which must go from failing to passing.
     config = repo / ".pantheon" / "config.toml"

@@ -67,6 +67,8 @@ def test_a_repository_path_with_percent_and_space_survives_cron(tmp_path: Path, 
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     assert pantheon(repo, "init").returncode == 0
+    git(repo, "add", ".pantheon")
+    git(repo, "commit", "-q", "-m", "pantheon: set up")
     assert pantheon(repo, "schedule", "install").returncode == 0
     line = next(line for line in crontab.read_text().splitlines() if "pantheon-git night" in line)
     command = re.sub(r"^(\S+\s+){5}", "", line)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from pantheon_git.errors import PantheonError
+
+if TYPE_CHECKING:
+    import pygit2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,11 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also push trace notes and payloads (prompts, tool output, logs); default: they stay local",
     )
     parser.add_argument(
-        "--signing-key",
+        "--no-signing",
         action="store_true",
-        help="create the runner's SSH signing key (under the git dir) and add it to "
-        ".pantheon/allowed_signers",
+        help="do not create the runner's SSH signing key (by default init creates it under the git dir and "
+        "adds it to .pantheon/allowed_signers: without one no vote counts and no gate passes)",
     )
+    # What signing asked for before it was the default; still accepted so scripts keep working.
+    parser.add_argument("--signing-key", action="store_true", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         print("set [sync] push_traces = true in .pantheon/config.toml")
     added = configure(repo, root, remote, push_traces=load_config(root).sync.push_traces)
     notes = create_notes_refs(repo)
-    signing = setup_signing(repo, root) if args.signing_key else []
+    signing = [] if args.no_signing else setup_signing(repo, root)
     for path in created:
         print(f"created {path.relative_to(root)}")
     for line in added:
@@ -85,6 +91,24 @@ def run(args: argparse.Namespace) -> int:
         print("no remote to sync with yet: add one, then run `git pantheon init --remote NAME`")
     if not created and not added and not notes and not signing:
         print("already initialized: nothing changed")
-    elif created or signing:
-        print("next: commit .pantheon/, then queue work with `git pantheon queue --title … --acceptance CMD`")
-    return 0
+    uncommitted = uncommitted_pantheon_files(repo)
+    if uncommitted:
+        # The gate trusts only what is committed on the base branch (allowed signers, config, flows).
+        count = len(uncommitted)
+        print(f"next: commit them: git add .pantheon && git commit -m 'pantheon: set up' ({count} files)")
+    print("then queue work: git pantheon queue --title … --acceptance CMD. What a night needs:")
+    from pantheon_git.commands.doctor import report
+
+    report()
+    return 0  # the doctor's lines say what is missing; init itself did its part
+
+
+def uncommitted_pantheon_files(repo: pygit2.Repository) -> list[str]:
+    """Paths under .pantheon/ that differ from HEAD (new or changed), as `git status` would list them."""
+    import pygit2
+
+    return sorted(
+        path
+        for path, flags in repo.status().items()
+        if path.startswith(".pantheon/") and flags & ~pygit2.enums.FileStatus.IGNORED
+    )

@@ -35,6 +35,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "hooks": ("hooks", "install or uninstall the pre-push guard of protected branches (or run it)"),
     "schedule": ("schedule", "install, show or remove the nightly cron line (or systemd timer)"),
     "replay": ("replay", "re-run a recorded step from its trace and check the tool results still match"),
+    "doctor": ("doctor", "check what a night needs: sandbox, model, signing, tools, remotes, disk, schedule"),
     "completion": ("completion", "print the bash or zsh completion script for `git pantheon`"),
 }
 

@@ -105,6 +105,18 @@ def claims_remote(repo: pygit2.Repository, allowed: list[str]) -> str | None:
     return allowed[0] if allowed else None
 
 
+def refuse_without_signers(repo: pygit2.Repository) -> None:
+    """A night where no vote can be verified would run every task to a gate that must reject it: refuse
+    it in one line instead (a task on another base with its own signers still has them checked by its
+    gate)."""
+    from pantheon_git.review.gate import signers_problem
+    from pantheon_git.store.signing import allowed_signers
+
+    problem = signers_problem(allowed_signers(repo))
+    if problem is not None:
+        raise PantheonError(f"{problem} (`git pantheon doctor` checks the rest)")
+
+
 def prepare_night(repo: pygit2.Repository, root: Path, jobs: int = 1) -> NightSetup:
     """Enter night mode (scrub credentials, block egress) and read the repository's configuration.
 
@@ -117,6 +129,7 @@ def prepare_night(repo: pygit2.Repository, root: Path, jobs: int = 1) -> NightSe
         raise PantheonError(f"--jobs: {jobs}: must be at least 1")
     config = load_config(root)
     remote = claims_remote(repo, config.night.remotes)  # refused before night mode changes anything
+    refuse_without_signers(repo)
     policy = enter_night_mode()
     policy["claims"] = f"remote {remote}" if remote is not None else CLAIMS_LOCAL_ONLY
 

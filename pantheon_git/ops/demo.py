@@ -73,7 +73,7 @@ def main() -> int:
     make_sample(sample)
     print(f"sample repository: {sample}\n")
     # The runner's key signs every step and vote; committing allowed_signers on main makes them count.
-    sh(sample, "git", "pantheon", "init", "--signing-key")
+    sh(sample, "git", "pantheon", "init")
     sh(sample, "git", "add", ".pantheon")
     sh(sample, "git", "commit", "-q", "-m", "pantheon: init")
     (sample / "mul.spec.toml").write_text(SPEC)

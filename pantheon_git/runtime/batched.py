@@ -41,7 +41,7 @@ import numpy as np
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.runtime.base import Completion, ModelIdentity
-from pantheon_git.runtime.bundled import bundled_gguf, file_sha256
+from pantheon_git.runtime.bundled import file_sha256, model_file
 from pantheon_git.runtime.constrained import llg_tokenizer
 from pantheon_git.schema.models import ModelConfig
 
@@ -308,11 +308,7 @@ class BatchedEngine:
     ) -> BatchedEngine:
         """The engine for a models.toml entry (the embedded model or a GGUF path, its adapter if any).
         The cache is shared by all sequences: by default each gets the entry's n_ctx, as LlamaRuntime."""
-        if config.bundled:
-            path, sha = bundled_gguf()
-        else:
-            assert config.path is not None
-            path, sha = Path(config.path), None
+        path, sha = model_file(name, config)
         return cls(
             path,
             n_ctx=n_ctx if n_ctx is not None else config.n_ctx * n_seq_max,

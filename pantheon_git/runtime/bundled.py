@@ -11,8 +11,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pantheon_git.errors import PantheonError
+
+if TYPE_CHECKING:
+    from pantheon_git.schema.models import ModelConfig
 
 
 def cache_dir() -> Path:
@@ -63,3 +67,14 @@ def file_sha256(path: Path) -> str:
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(digest.hexdigest())
     return digest.hexdigest()
+
+
+def model_file(name: str, config: ModelConfig) -> tuple[Path, str]:
+    """(path, sha256) of a models.toml entry's GGUF: the embedded model, or the file `path` names."""
+    if config.bundled:
+        return bundled_gguf()
+    assert config.path is not None  # the schema requires one of the two
+    path = Path(config.path)
+    if not path.is_file():
+        raise PantheonError(f"models.{name}.path: {path} does not exist")
+    return path, file_sha256(path)

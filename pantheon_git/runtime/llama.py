@@ -18,7 +18,8 @@ from typing import Any
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.runtime.base import Completion, ModelIdentity
-from pantheon_git.runtime.bundled import bundled_gguf, file_sha256
+from pantheon_git.runtime.bundled import file_sha256, model_file
+from pantheon_git.runtime.probe import ensure_model_runs
 from pantheon_git.schema.models import ModelConfig
 
 NO_TEMPLATE = "none"  # models.toml chat_template value that keeps the plain prompt format
@@ -47,14 +48,7 @@ class LlamaRuntime:
     is_local = True
 
     def __init__(self, name: str, config: ModelConfig) -> None:
-        if config.bundled:
-            path, sha = bundled_gguf()
-        else:
-            assert config.path is not None
-            path = Path(config.path)
-            if not path.is_file():
-                raise PantheonError(f"models.{name}.path: {path} does not exist")
-            sha = file_sha256(path)
+        path, sha = model_file(name, config)
         adapter = ""
         kwargs: dict[str, Any] = {}
         if config.adapter:
@@ -186,6 +180,11 @@ def runtime_for(name: str, config: ModelConfig) -> Any:
     key = json.dumps([name, config.model_dump()], sort_keys=True)
     with _POOL_LOCK:
         if key not in _POOL:
+            if config.in_process:
+                # A build this CPU cannot run would take the whole night down at its first token (SIGILL
+                # kills the process): a child process decodes first, once per model file and build.
+                path, sha = model_file(name, config)
+                ensure_model_runs(name, path, sha, config.n_gpu_layers)
             if config.engine == "llama.cpp":
                 _POOL[key] = LlamaRuntime(name, config)
             elif config.engine == "batched":

@@ -37,7 +37,7 @@ SSH_KEYGEN_TIMEOUT_S = 30.0
 # The principal `git pantheon init` gives a runner machine's key: what it signs is the
 # night's record, never a person's approval.
 RUNNER_PRINCIPAL_PREFIX = "pantheon-runner@"
-SETUP_HINT = f"run `git pantheon init --signing-key` and commit {ALLOWED_SIGNERS} on the base branch"
+SETUP_HINT = f"run `git pantheon init` and commit {ALLOWED_SIGNERS} on the base branch"
 _KEY_TYPE_PREFIXES = ("ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-")
 
 
@@ -193,9 +193,7 @@ def sign_buffer(key: str, data: bytes) -> str:
         else:
             key_file = os.path.expanduser(key)
             if not os.path.exists(key_file):
-                raise SigningError(
-                    f"user.signingKey {key}: no such key file (run `git pantheon init --signing-key`)"
-                )
+                raise SigningError(f"user.signingKey {key}: no such key file (run `git pantheon init`)")
         try:
             proc = subprocess.run(
                 ["ssh-keygen", "-q", "-Y", "sign", "-n", NAMESPACE, "-f", key_file],
