@@ -13,7 +13,7 @@ from pantheon_git.review.report import adapter_of
 from pantheon_git.runtime.adapters import route_adapter
 from pantheon_git.store.git import open_repo
 from pantheon_git.store.layout import EVALS_NOTES
-from pantheon_git.store.notes import read_note
+from pantheon_git.store.notes import read_note, set_note
 from pantheon_git.training.promote import NIGHT_ALPHA, Evaluation, Verdict, decide, promote, rollback
 
 TASKS = [f"t{n}" for n in range(10)]
@@ -83,3 +83,19 @@ def test_routing_by_label_from_the_evals_in_git(repo_dir: Path, tmp_path: Path) 
     name = chosen.path.name
     assert adapter_of(f"gemma3-270m@0123456789ab+{name}@fedcba987654") == "implementer@tests"
     assert adapter_of("gemma3-270m@0123456789ab") == ""
+
+
+@pytest.mark.parametrize(
+    "note",
+    [b"not json", b"[1, 2]", b'{"candidate": "all of them"}', b'{"candidate": {"details": ["x", 3]}}'],
+)
+def test_an_eval_note_from_another_machine_of_another_shape_routes_the_adapter_unscored(
+    repo_dir: Path, tmp_path: Path, note: bytes
+) -> None:
+    """Eval notes arrive by sync: whoever writes one may not crash the night's routing with it."""
+    repo = open_repo(repo_dir)
+    better = evaluation("better", ["t0", "t1", "t2", "t3", "t4", "t5", "t6"])
+    commit = promote(repo, "implementer", adapter_file(tmp_path, "a"), better, evaluation("base", []))
+    set_note(repo, EVALS_NOTES, commit, note, "eval from elsewhere")  # as a sync would deliver it
+    routed = route_adapter(repo, "implementer", ["tests"])
+    assert routed is not None and routed.ref == "implementer" and routed.score is None

@@ -46,8 +46,13 @@ def replay_step(repo: pygit2.Repository, root: Path, commit_ref: str) -> ReplayR
     if trace is None:
         raise PantheonError(f"{commit_ref}: has no trace note in refs/notes/pantheon/traces")
     recorded: dict[str, Any] | None = trace.get("agent_trace")
-    if not recorded or "turns" not in recorded:
+    if not isinstance(recorded, dict) or "turns" not in recorded:
         raise PantheonError(f"{commit_ref}: step {trace.get('node')} ran no model agent; nothing to replay")
+    # The trace may come from another machine: a record of another shape is refused, not half-replayed.
+    if not isinstance(recorded["turns"], list) or not all(
+        isinstance(turn, dict) and isinstance(turn.get("completion"), str) for turn in recorded["turns"]
+    ):
+        raise PantheonError(f"{commit_ref}: its trace's agent_trace.turns is not a list of model turns")
     agent = agents(root).get(recorded["agent"])
     if agent is None:
         raise PantheonError(f"{commit_ref}: agent {recorded['agent']} is not defined here any more")

@@ -10,7 +10,6 @@ to another model: a candidate is an adapter of the agent's own model, or the bas
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pygit2
 from pantheon_git.runtime.bundled import cache_dir
 from pantheon_git.store.git import ref_commit
 from pantheon_git.store.layout import ADAPTERS_PREFIX, EVALS_NOTES
-from pantheon_git.store.notes import read_note
+from pantheon_git.store.notes import json_object, read_note
 
 LABEL_SEPARATOR = "@"
 
@@ -48,7 +47,7 @@ def _cached(repo: pygit2.Repository, name: str, blob: pygit2.Oid) -> Path:
 def promoted_adapter(repo: pygit2.Repository, agent: str) -> Path | None:
     """The promoted adapter of `agent` as a file in the cache (None: the base model runs)."""
     tip = ref_commit(repo, ADAPTERS_PREFIX + agent)
-    if tip is None or "adapter.gguf" not in tip.tree:
+    if tip is None or "adapter.gguf" not in tip.tree or tip.tree["adapter.gguf"].type_str != "blob":
         return None
     return _cached(repo, agent, tip.tree["adapter.gguf"].id)
 
@@ -58,8 +57,8 @@ def recorded_eval(repo: pygit2.Repository, tip: pygit2.Commit) -> dict[str, Any]
     commit: pygit2.Commit | None = tip
     while commit is not None:
         if commit.tree_id == tip.tree_id and commit.message.startswith("promote "):
-            note = read_note(repo, EVALS_NOTES, commit.id)
-            return json.loads(note) if note else None
+            # Eval notes arrive by sync: anything but a JSON object is named on stderr and read as none.
+            return json_object(read_note(repo, EVALS_NOTES, commit.id), f"{EVALS_NOTES}:{commit.id}")
         commit = commit.parents[0] if commit.parents else None
     return None
 
@@ -67,9 +66,11 @@ def recorded_eval(repo: pygit2.Repository, tip: pygit2.Commit) -> dict[str, Any]
 def label_score(evaluation: dict[str, Any], labels: Sequence[str]) -> float | None:
     """The candidate's held-out pass rate on tasks sharing a label with `labels`, else overall."""
     candidate = evaluation.get("candidate") or {}
+    if not isinstance(candidate, dict):
+        return None
     details = candidate.get("details") or []
     wanted = set(labels)
-    matching = [d for d in details if wanted & set(d.get("labels") or [])]
+    matching = [d for d in details if isinstance(d, dict) and wanted & set(d.get("labels") or [])]
     if matching:
         return sum(1 for d in matching if d.get("passed")) / len(matching)
     tasks = candidate.get("tasks") or []
@@ -95,8 +96,8 @@ def route_adapter(repo: pygit2.Repository, agent: str, labels: Sequence[str] = (
         if LABEL_SEPARATOR in name and name.split(LABEL_SEPARATOR, 1)[1] not in labels:
             continue  # a specialist serves only tasks with its label
         tip = ref_commit(repo, ADAPTERS_PREFIX + name)
-        if tip is None or "adapter.gguf" not in tip.tree:
-            continue  # rolled back to the base model
+        if tip is None or "adapter.gguf" not in tip.tree or tip.tree["adapter.gguf"].type_str != "blob":
+            continue  # rolled back to the base model (or not an adapter file)
         evaluation = recorded_eval(repo, tip)
         score = label_score(evaluation, labels) if evaluation else None
         if best is None or (score is not None and (best.score is None or score > best.score)):
