@@ -155,6 +155,18 @@ def test_a_check_forking_past_the_process_limit_fails_with_the_limit_named() -> 
     assert str(done["limit"]).startswith("processes") and "[sandbox] processes" in str(done["limit"]), done
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root runner's case; the test above is the other")
+def test_a_check_forking_past_the_process_limit_of_a_root_runner_fails_with_the_limit_named(
+    worktree: Path,
+) -> None:
+    # RLIMIT_NPROC binds no uid 0: before the pids cgroup, a root runner's sandbox had no process limit.
+    done = check(worktree, SPAWN, SandboxConfig(processes=32))
+    assert done.exit_code != 0, done
+    assert done.limit == "processes: 32 at once ([sandbox] processes)", done
+    leftover = [p for p in Path("/sys/fs/cgroup/pids").glob(f"pantheon-{os.getpid()}-*")]
+    assert leftover == []  # each command's cgroup is removed with it
+
+
 def test_a_normal_test_run_meets_none_of_the_default_limits(worktree: Path) -> None:
     (worktree / "test_ok.py").write_text(
         "import subprocess, tempfile, threading\n"

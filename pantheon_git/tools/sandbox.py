@@ -31,6 +31,7 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.schema.config import SandboxConfig
 from pantheon_git.store.redact import is_secret_env
 from pantheon_git.store.worktree import UnreadableFile, read_regular
+from pantheon_git.tools.pids_cgroup import enter_argv, limit_hits, pids_cgroup, pids_parent
 from pantheon_git.tools.sandbox_gitconfig import hidden_configs
 
 # Credentials of cloud model providers, clouds and forges. Names are matched exactly, by prefix or by
@@ -222,7 +223,12 @@ def sandbox_description() -> str:
     if problem is not None:
         return f"none: tools refused ({problem})"
     # RLIMIT_NPROC binds no process of uid 0 on the host, and a sandbox of a root runner is uid 0 there.
-    processes = "no process limit (runner is root)" if os.geteuid() == 0 else "process limit"
+    if os.geteuid() != 0:
+        processes = "process limit"
+    elif pids_parent() is not None:
+        processes = "process limit (a pids cgroup: the runner is root)"
+    else:
+        processes = "no process limit (runner is root and no pids cgroup can be made)"
     return (
         f"bwrap {bwrap_path()}: worktree writable, git dir read-only, no network, empty HOME and /tmp, "
         f"git config without credentials, memory/file/output/tmpfs limits, {processes}"
@@ -430,21 +436,26 @@ def run_sandboxed(
             "-c",
             command,
         ]
-        done = run_in_group(
-            argv,
-            cwd,
-            {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-            timeout_s,
-            tail_chars=tail_chars,
-            max_output=limits.output_mb * MIB,
-            pass_fds=tuple(data_fds.values()),
-        )
+        # A root runner's sandbox is uid 0 on the host, where RLIMIT_NPROC does not bind: a pids cgroup.
+        with pids_cgroup(limits.processes) as cgroup:
+            done = run_in_group(
+                enter_argv(cgroup, argv) if cgroup is not None else argv,
+                cwd,
+                {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                timeout_s,
+                tail_chars=tail_chars,
+                max_output=limits.output_mb * MIB,
+                pass_fds=tuple(data_fds.values()),
+            )
+            forks_refused = limit_hits(cgroup) if cgroup is not None else 0
     finally:
         for fd in data_fds.values():
             os.close(fd)
     if done.limit is not None:
         return done
     limit = limit_reached(done, limits)
+    if limit is None and forks_refused and (done.exit_code != 0 or done.timed_out):
+        limit = f"processes: {limits.processes} at once ([sandbox] processes)"
     if limit is None:
         return done
     return CompletedRun(
