@@ -32,6 +32,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from pantheon_git.agents.bounds import integer_rule, string_terminals
+
 SEARCH_OPEN, DIVIDER, REPLACE_CLOSE = "<<<<<<< SEARCH", "=======", ">>>>>>> REPLACE"
 FENCE = "```"
 
@@ -164,16 +166,14 @@ def lark_grammar(calls: Sequence[Spec], files: Mapping[str, str] | None = None) 
         # A bare value ends within MAX_BARE_CHARS: a small model that rambles inside a path (seen: 384
         # tokens of `PATH:calc.py:5|1|…` four turns in a row) gets a call that ends and a tool's answer,
         # not a call cut off at max_tokens.
-        f'BARE: /[^\\s"][^\\s]{{0,{MAX_BARE_CHARS - 1}}}/',
-        'QUOTED: /"([^"\\\\\\x00-\\x1f]|\\\\["\\\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})*"/',
-        "INT: /[0-9]{1,5}/",
-        "value: BARE | QUOTED",
+        # Each header field's value is held to the bounds its validator checks (agents/bounds.py).
         # A code line is any line but one that looks like a block marker (so the block always ends
         # unambiguously, and a model writing `>>>>>> REPLACE` with one `>` short is steered to the real one).
         "LINE: /[^\\n]*\\n/ & ~/(===|>>>|<<<|```)[^\\n]*\\n/",
         "lines: LINE*",
         "LANG: /[A-Za-z0-9_+-]+/",
     ]
+    values: dict[str, str] = {}  # the definition of a header value's rule or terminal -> its name
     for index, (name, args) in enumerate(calls):
         fields = header_fields(args)
         if fields is None:
@@ -186,7 +186,7 @@ def lark_grammar(calls: Sequence[Spec], files: Mapping[str, str] | None = None) 
                     options = prop.get("enum") or [prop["const"]]
                     value = "(" + " | ".join(_lark_string(option) for option in options) + ")"
                 else:
-                    value = "INT" if kind == "integer" else "value"
+                    value = _value_rule(prop, kind, values)
                 part = f"{_lark_string(f' {field}=')} {value}"
                 parts.append(part if required else f"({part})?")
             block = block_of(args)
@@ -202,7 +202,23 @@ def lark_grammar(calls: Sequence[Spec], files: Mapping[str, str] | None = None) 
                 parts.append(f'"\\n{FENCE}" LANG? "\\n" lines "{FENCE}"')
             body = " ".join(parts)
         rules.append(f"call_{index}: {body}")
-    return "\n".join(rules + search_rules) + "\n"
+    defined = [f"{name}: {definition}" for definition, name in values.items()]
+    return "\n".join(rules + defined + search_rules) + "\n"
+
+
+def _value_rule(prop: dict[str, Any], kind: str | None, values: dict[str, str]) -> str:
+    """The rule of a header value held to `prop`'s bounds (defined once in `values`, shared)."""
+    if kind == "integer":
+        return _named("value", integer_rule(prop), values)
+    bare, quoted = string_terminals(prop, MAX_BARE_CHARS)
+    words = [_named("VALUE", regex, values) for regex in (bare, quoted) if regex is not None]
+    return _named("value", " | ".join(words), values)
+
+
+def _named(prefix: str, definition: str, values: dict[str, str]) -> str:
+    if definition not in values:
+        values[definition] = f"{prefix}_{sum(name.startswith(prefix + '_') for name in values.values())}"
+    return values[definition]
 
 
 def _scan_header(name: str, rest: str) -> dict[str, Any]:

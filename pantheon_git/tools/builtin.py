@@ -53,9 +53,13 @@ class ReadFileArgs(_Args):
     path: str = Field(max_length=200)
 
 
+# Code (content, search, replace) travels as plain lines in the CODE format, and the grammar cannot count
+# characters across lines (agents/bounds.py): it has no length bound, a turn's max_tokens is its bound.
+
+
 class WriteFileArgs(_Args):
     path: str = Field(max_length=200)
-    content: str = Field(max_length=20000)
+    content: str
 
 
 class ListFilesArgs(_Args):
@@ -75,13 +79,13 @@ class ViewArgs(_Args):
 
 class EditArgs(_Args):
     path: str = Field(max_length=200)
-    search: str = Field(max_length=20000)
-    replace: str = Field(max_length=20000)
+    search: str
+    replace: str
 
 
 class CreateArgs(_Args):
     path: str = Field(max_length=200)
-    content: str = Field(max_length=20000)
+    content: str
 
 
 MAX_RUN_SECONDS = 1800.0
