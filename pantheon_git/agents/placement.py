@@ -1,0 +1,395 @@
+"""Placing a stub for a function a task asks for and the repository lacks ("add mul to calc.py").
+
+The small model completes a stub's body well and writes a whole new function in an agent transcript
+badly (issue 24: a first "add mul to calc.py" night changed no line). So the night can place the stub
+itself and let the stub path (agents/stubs.py) complete it: the signature, a docstring from the task's
+scope, `raise NotImplementedError`, in the right module, after the function most related to it by name
+(or the module's last function, above an `if __name__ == "__main__":` block), with the blank lines PEP 8
+asks for, and its name added to `__all__` when the module has one (sorted in if the list is sorted).
+A method goes into its class, after its most related method, indented as the class is.
+
+The signature comes from the task when it gives one, or from its acceptance checks: `from mod import
+name` says the module, and a call `name(3, b=4)` or `Class(...).name(3)` gives the parameters.
+
+Everything here is a pure function of texts: the caller reads and writes the files.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+PLACEHOLDER = "raise NotImplementedError"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class PlacementError(ValueError):
+    """The stub cannot be placed (the module does not parse, the class is missing, the name exists)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A function a task asks for: where it goes and how it is called."""
+
+    module: str  # the dotted module of `from module import name` ("pkg.calc")
+    name: str
+    signature: str  # "(a, b)" or "(self, a, b=None)": what follows the name in its def line
+    cls: str | None = None  # the class of a method
+
+
+def _tokens(name: str) -> set[str]:
+    return {part for part in name.lower().strip("_").split("_") if part}
+
+
+def _relatedness(candidate: str, name: str, related: Sequence[str]) -> int:
+    score = 2 * len(_tokens(candidate) & _tokens(name))
+    return score + (3 if candidate in related else 0)
+
+
+def normalize_signature(signature: str, name: str) -> str:
+    """What follows the name in a def line: accepts `(a, b)`, `name(a, b) -> int` or `def name(a, b):`."""
+    text = signature.strip().removeprefix("async ").removeprefix("def ").strip().removesuffix(":").strip()
+    if text.startswith(name):
+        text = text[len(name) :].strip()
+    if not text.startswith("("):
+        raise PlacementError(f"signature {signature!r}: expected `({name}'s parameters)`")
+    try:
+        ast.parse(f"def {name}{text}:\n    pass\n")
+    except SyntaxError as error:
+        raise PlacementError(f"signature {signature!r}: not a Python signature ({error.msg})") from None
+    return text
+
+
+def _docstring(docstring: str, indent: str) -> str:
+    text = docstring.strip().replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    if not text:
+        return ""
+    lines = text.splitlines()
+    if len(lines) == 1:
+        return f'{indent}"""{lines[0]}"""\n'
+    body = "".join(f"{indent}{line}\n" if line.strip() else "\n" for line in lines[1:])
+    return f'{indent}"""{lines[0]}\n{body}{indent}"""\n'
+
+
+def stub_text(name: str, signature: str, docstring: str, indent: str = "", step: str = "    ") -> str:
+    """The stub itself at `indent`: `def name(signature):`, its docstring, then the placeholder."""
+    inner = indent + step
+    head = f"{indent}def {name}{normalize_signature(signature, name)}:\n"
+    return f"{head}{_docstring(docstring, inner)}{inner}{PLACEHOLDER}\n"
+
+
+def _end_line(node: ast.stmt) -> int:
+    return node.end_lineno or node.lineno
+
+
+def _start_line(node: ast.stmt) -> int:
+    decorators = getattr(node, "decorator_list", [])
+    return min([node.lineno, *(decorator.lineno for decorator in decorators)])
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    return isinstance(node, ast.If) and "__name__" in ast.unparse(node.test)
+
+
+def _insert(lines: list[str], at: int, block: str, blank: int) -> list[str]:
+    """`lines` with `block` inserted before index `at`, `blank` blank lines on each side of it."""
+    before, after = lines[:at], lines[at:]
+    while before and not before[-1].strip():
+        before.pop()
+    while after and not after[0].strip():
+        after.pop(0)
+    if before and not before[-1].endswith("\n"):
+        before[-1] += "\n"
+    middle = (["\n"] * blank if before else []) + block.splitlines(keepends=True)
+    return before + middle + (["\n"] * blank if after else []) + after
+
+
+def place_function(
+    source: str,
+    name: str,
+    signature: str,
+    docstring: str = "",
+    *,
+    cls: str | None = None,
+    related: Sequence[str] = (),
+) -> str:
+    """`source` with a stub of `name` placed in it (a method of `cls` when given); see the module's
+    docstring for where. `related` names functions the task mentions (placed after the last of them)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as error:
+        raise PlacementError(f"the module does not parse (line {error.lineno}: {error.msg})") from None
+    lines = source.splitlines(keepends=True)
+    if cls is None:
+        body, indent, owner_line, blank = tree.body, "", "", 2
+    else:
+        owner = next((n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls), None)
+        if owner is None:
+            raise PlacementError(f"class {cls}: not in the module")
+        body, blank = owner.body, 1
+        indent, owner_line = _indent(lines[owner.body[0].lineno - 1]), _indent(lines[owner.lineno - 1])
+    functions = [node for node in body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if any(function.name == name for function in functions):
+        raise PlacementError(f"{name}: already defined {'in ' + cls if cls else 'in the module'}")
+    block = stub_text(name, signature, docstring, indent, _step(indent, lines, owner_line, functions))
+    if functions:  # after the most related function, else after the last one
+        best = max(functions, key=lambda f: (_relatedness(f.name, name, related), f.lineno))
+        at = _end_line(best if _relatedness(best.name, name, related) else functions[-1])
+    elif cls is not None:
+        at = _end_line(body[-1])
+    else:  # no function yet: at the end, above an `if __name__ == "__main__":` block
+        guard = next((node for node in body if _is_main_guard(node)), None)
+        at = _start_line(guard) - 1 if guard is not None else len(lines)
+    placed = "".join(_insert(lines, at, block, blank))
+    return placed if cls is not None or name.startswith("_") else add_to_all(placed, name)
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _step(
+    indent: str, lines: list[str], owner: str, functions: list[ast.FunctionDef | ast.AsyncFunctionDef]
+) -> str:
+    """One level of indentation: a class's body past the class line, else a function's body past it."""
+    if indent:
+        return indent[len(owner) :] or "    "
+    for function in functions:
+        inner = _indent(lines[function.body[0].lineno - 1])
+        if inner:
+            return inner
+    return "    "
+
+
+def add_to_all(source: str, name: str) -> str:
+    """`source` with `name` in its top-level `__all__` list or tuple of strings (unchanged when it has
+    none, or has the name already): sorted in if the names are sorted, else at the end."""
+    tree = ast.parse(source)
+    target = next(
+        (
+            node.value
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+            and isinstance(node.value, ast.List | ast.Tuple)
+        ),
+        None,
+    )
+    if target is None:
+        return source
+    items = target.elts
+    if not all(isinstance(item, ast.Constant) and isinstance(item.value, str) for item in items):
+        return source
+    names = [item.value for item in items]  # type: ignore[attr-defined]
+    if name in names:
+        return source
+    lines = source.splitlines(keepends=True)
+    if not items:  # `__all__ = []`: the brackets hold nothing yet
+        row = target.lineno - 1
+        line = lines[row]
+        opening = line.index("[" if isinstance(target, ast.List) else "(", target.col_offset)
+        close = "]" if isinstance(target, ast.List) else ",)"
+        end = line.index(close[-1], opening)
+        lines[row] = line[: opening + 1] + f'"{name}"' + ("," if close == ",)" else "") + line[end:]
+        return "".join(lines)
+    quote = lines[items[0].lineno - 1][items[0].col_offset]
+    quote = quote if quote in "'\"" else '"'
+    entry = f"{quote}{name}{quote}"
+    index = sum(existing < name for existing in names) if names == sorted(names) else len(names)
+    multiline = items[0].lineno != target.lineno or items[-1].lineno != items[0].lineno
+    if multiline:
+        neighbour = items[index - 1] if index else items[0]
+        row = (neighbour.end_lineno or neighbour.lineno) - 1
+        indent = _indent(lines[items[0].lineno - 1])
+        if index:
+            line = lines[row]
+            after = neighbour.end_col_offset or 0
+            if not line[after:].lstrip().startswith(","):
+                lines[row] = line[:after] + "," + line[after:]
+            lines.insert(row + 1, f"{indent}{entry},\n")
+        else:
+            lines.insert(row, f"{indent}{entry},\n")
+        return "".join(lines)
+    row = items[0].lineno - 1
+    line = lines[row]
+    if index:
+        after = items[index - 1].end_col_offset or 0
+        lines[row] = line[:after] + f", {entry}" + line[after:]
+    else:
+        lines[row] = line[: items[0].col_offset] + f"{entry}, " + line[items[0].col_offset :]
+    return "".join(lines)
+
+
+def module_file(module: str, paths: Iterable[str]) -> str | None:
+    """The repository file of a dotted module: `pkg/mod.py`, `pkg/mod/__init__.py`, or either under
+    `src/` (None if there is none)."""
+    base = module.replace(".", "/")
+    existing = set(paths)
+    for candidate in (f"{base}.py", f"{base}/__init__.py", f"src/{base}.py", f"src/{base}/__init__.py"):
+        if candidate in existing:
+            return candidate
+    return None
+
+
+def _parameters(calls: list[ast.Call], method: bool) -> str:
+    """A signature that takes every one of `calls`: positional names from the arguments' own names
+    where they are plain variables (else a, b, c...), keywords after them; a parameter some call leaves
+    out gets `=None`."""
+    most = max((len(call.args) for call in calls), default=0)
+    fewest = min((len(call.args) for call in calls), default=0)
+    names: list[str] = []
+    for position in range(most):
+        own = {
+            call.args[position].id
+            for call in calls
+            if position < len(call.args) and isinstance(call.args[position], ast.Name)
+        }
+        choice = sorted(own)[0] if len(own) == 1 else "abcdefghijklmnopqrstuvwxyz"[position % 26]
+        names.append(choice if choice not in names and choice != "self" else f"arg{position}")
+    keywords: list[str] = []
+    for call in calls:
+        keywords += [k.arg for k in call.keywords if k.arg and k.arg not in keywords and k.arg not in names]
+    parts = ["self"] if method else []
+    parts += [n if position < fewest else f"{n}=None" for position, n in enumerate(names)]
+    for keyword in keywords:
+        every = all(any(k.arg == keyword for k in call.keywords) for call in calls)
+        parts.append(keyword if every and not any("=" in p for p in parts) else f"{keyword}=None")
+    return "(" + ", ".join(parts) + ")"
+
+
+def _instances(tree: ast.AST, cls: str) -> set[str]:
+    """Names bound to `cls(...)` in `tree` (`calc = Calculator()`)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            func = node.value.func
+            if isinstance(func, ast.Name) and func.id == cls:
+                found |= {target.id for target in node.targets if isinstance(target, ast.Name)}
+    return found
+
+
+def _sources(check: str) -> list[ast.AST]:
+    """The Python in an acceptance check: a test file's text, or the code of `python -c "..."`."""
+    try:
+        return [ast.parse(check)]
+    except SyntaxError:
+        pass
+    found = []
+    for match in re.finditer(r"-c\s+(\"(?:[^\"\\]|\\.)*\"|'[^']*')", check):
+        code = match.group(1)[1:-1].replace('\\"', '"')
+        try:
+            found.append(ast.parse(code.replace("; ", "\n").replace(";", "\n")))
+        except SyntaxError:
+            continue
+    return found
+
+
+def wanted_from_checks(checks: Iterable[str], defined: Iterable[str] = ()) -> list[Wanted]:
+    """The functions (and methods) acceptance checks import or call that `defined` (dotted names
+    `module.name` / `module.Class.name` the repository has) does not: each with its module and a
+    signature inferred from its calls."""
+    known = set(defined)
+    wanted: dict[tuple[str, str | None, str], list[ast.Call]] = {}
+    for check in checks:
+        for tree in _sources(check):
+            imported: dict[str, str] = {}  # local name -> module
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    for alias in node.names:
+                        imported[alias.asname or alias.name] = node.module
+            for local, module in imported.items():
+                calls = [
+                    n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                ]
+                mine = [call for call in calls if call.func.id == local]  # type: ignore[union-attr]
+                if f"{module}.{local}" not in known and not local[:1].isupper():
+                    wanted.setdefault((module, None, local), []).extend(mine)
+                if local[:1].isupper():  # a class: its methods called on it or on an instance of it
+                    owners = _instances(tree, local)
+                    for node in ast.walk(tree):
+                        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                            continue
+                        on = node.func.value
+                        is_instance = isinstance(on, ast.Name) and on.id in owners
+                        made_here = (
+                            isinstance(on, ast.Call) and isinstance(on.func, ast.Name) and on.func.id == local
+                        )
+                        method = node.func.attr
+                        if (is_instance or made_here) and f"{module}.{local}.{method}" not in known:
+                            wanted.setdefault((module, local, method), []).append(node)
+    return [
+        Wanted(module, name, _parameters(calls, method=cls is not None), cls)
+        for (module, cls, name), calls in wanted.items()
+    ]
+
+
+def defined_names(module: str, source: str) -> set[str]:
+    """The dotted names a module's source defines at its top level and in its top-level classes."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(f"{module}.{node.name}")
+        if isinstance(node, ast.ClassDef):
+            names |= {f"{module}.{node.name}.{item.name}" for item in node.body if hasattr(item, "name")}
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.Import | ast.ImportFrom):
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            names |= {f"{module}.{t.id}" for t in targets if isinstance(t, ast.Name)}
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names |= {f"{module}.{(a.asname or a.name).split('.')[0]}" for a in node.names}
+    return names
+
+
+def _docstring_of(task: Mapping[str, Any]) -> str:
+    """A stub's docstring from its task: the scope's first paragraph, else the title."""
+    scope = str(task.get("scope") or "").strip()
+    return scope.split("\n\n")[0].strip() if scope else str(task.get("title", "")).strip()
+
+
+def _from_signature(signature: str, paths: Iterable[str]) -> Wanted:
+    """A `signature` field (`calc.mul(a, b) -> int`, `shapes.Square.area(self)`) as a Wanted."""
+    qualified, _, rest = signature.strip().removeprefix("def ").partition("(")
+    parts = qualified.strip().split(".")
+    existing = list(paths)
+    for cut in range(len(parts) - 1, 0, -1):
+        module, inside = ".".join(parts[:cut]), parts[cut:]
+        if module_file(module, existing) is not None and len(inside) <= 2:
+            cls = inside[0] if len(inside) == 2 else None
+            return Wanted(module, inside[-1], normalize_signature("(" + rest, inside[-1]), cls)
+    raise PlacementError(f"signature {signature!r}: expected module.name(...) of a module in the repository")
+
+
+def stubs_for_task(task: Mapping[str, Any], files: Mapping[str, str]) -> dict[str, str]:
+    """path -> new text: the stubs a task needs placed, for each function it asks for (its `signature`,
+    or what its acceptance checks import and call, test files they name included) that the module
+    lacks. `files` holds the repository's Python files (path -> text). Empty when nothing is missing."""
+    checks = [str(check) for check in task.get("acceptance", [])]
+    named = {word for check in checks for word in re.split(r"[\s:]+", check) if word in files}
+    sources = checks + [files[path] for path in sorted(named)]
+    modules = {
+        path: path.removeprefix("src/").removesuffix("/__init__.py").removesuffix(".py") for path in files
+    }
+    defined = set()
+    for path, text in files.items():
+        defined |= defined_names(modules[path].replace("/", "."), text)
+    if task.get("signature"):
+        wanted = [_from_signature(str(task["signature"]), files)]
+    else:
+        wanted = wanted_from_checks(sources, defined)
+    placed: dict[str, str] = {}
+    for want in wanted:
+        path = module_file(want.module, files)
+        if path is None:
+            continue  # a module the repository lacks: nothing to place the function in
+        qualified = f"{want.module}.{want.cls + '.' if want.cls else ''}{want.name}"
+        if qualified in defined:
+            continue
+        text = placed.get(path, files[path])
+        placed[path] = place_function(text, want.name, want.signature, _docstring_of(task), cls=want.cls)
+    return placed
