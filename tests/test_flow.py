@@ -10,7 +10,7 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.schema.flow import evaluate_condition, parse_duration, parse_flow, topological_order
 from tests.conftest import pantheon
 
-AGENTS = {"planner", "implementer", "reviewer", "acceptance", "gate"}
+AGENTS = {"planner", "implementer", "reviewer", "acceptance", "checks", "gate"}
 
 
 def flow(text: str):
@@ -30,6 +30,7 @@ def test_default_template_is_valid_and_ordered() -> None:
         "plan",
         "implement",
         "test",
+        "checks",
         "review-a",
         "review-b",
         "gate",

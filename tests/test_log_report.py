@@ -11,6 +11,7 @@ import json
 import re
 from pathlib import Path
 
+from pantheon_git.night.checks import checks_executor
 from pantheon_git.night.executors import acceptance_executor, baseline_executor, gate_executor
 from pantheon_git.night.nodes import NodeContext, NodeResult
 from pantheon_git.night.setup import plan_nodes
@@ -65,10 +66,11 @@ def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo
         "reviewer": agent("reviewer"),
         "baseline": baseline_executor(unsandboxed),
         "acceptance": acceptance_executor(unsandboxed),
+        "checks": checks_executor(unsandboxed, GatePolicy()),
         "gate": gate_executor(GatePolicy()),
     }
     run = run_attempt(repo, repo_dir, spec, nodes, executors, attempt=1, resume=False, policy=POLICY)
-    assert run.steps == ["baseline", "plan", "implement", "test", "review-a", "review-b", "gate"]
+    assert run.steps == ["baseline", "plan", "implement", "test", "checks", "review-a", "review-b", "gate"]
     log = git(repo_dir, "log", "--notes", "main..pantheon/t1/1")
     # git's layout of a step: commit, Author, Date, blank, subject, blank, two trailer lines (the folded
     # Pantheon-Step and the Pantheon-Log report line) and the blank between commits: 9 lines, so six steps
@@ -82,7 +84,8 @@ def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo
     short = git(repo_dir, "log", "--notes", "--pretty=pantheon", "main..pantheon/t1/1")
     assert len(short.splitlines()) == 3 * len(run.steps) - 1, short  # subject, report line, blank
     assert short.splitlines()[0].endswith(
-        "(pantheon/t1/1) gate: approve (acceptance passed; approved by reviewer:review-a, reviewer:review-b)"
+        "(pantheon/t1/1) gate: approve (acceptance passed; approved by reviewer:review-a, reviewer:review-b, "
+        "scope, size, tests-kept)"
     )
     lines = {
         step: git(
@@ -101,23 +104,29 @@ def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo
         rf"ok · reviewer · approve: a.txt is there · {SHORT} · 900\+60 tokens · {seconds} · 2 tool calls",
         lines["review-a"],
     ), lines
-    reasons = "acceptance passed; approved by reviewer:review-a, reviewer:review-b"
+    reasons = "acceptance passed; approved by reviewer:review-a, reviewer:review-b, s…"
     assert re.fullmatch(rf"ok · gate · approve: {reasons} · {seconds}", lines["gate"]), lines
+    # The deterministic reviewers: one vote each, all on one line (lint abstains: no ruff configured).
+    assert re.fullmatch(
+        rf"ok · checks · lint abstain: no ruff config…; scope approve; tests-kept approve; size approve"
+        rf" · {seconds}",
+        lines["checks"],
+    ), lines
     # The fields tools read back fold into one trailer line; the subject names the step once.
     base = git(repo_dir, "rev-parse", "main").strip()
-    first = git(repo_dir, "log", "-1", "--format=%B", "pantheon/t1/1~6")
+    first = git(repo_dir, "log", "-1", "--format=%B", "pantheon/t1/1~7")
     assert re.fullmatch(
         rf"baseline: \d/1 checks pass[^\n]*\n\nPantheon-Step: baseline task=t1 attempt=1 base={base}\n"
         rf"Pantheon-Log: ok · baseline · checks 0/1 passed · [^\n]*",
         first.rstrip("\n"),
     ), first
-    implement = git(repo_dir, "log", "-1", "--format=%B", "pantheon/t1/1~4")
+    implement = git(repo_dir, "log", "-1", "--format=%B", "pantheon/t1/1~5")
     assert implement.rstrip("\n") == (
         f"implement: implementer finished\n\nPantheon-Step: implement task=t1 attempt=1 base={base}\n"
         f"Pantheon-Log: {lines['implement']}"
     )
     # The JSON trace is still there for tools.
-    trace = json.loads(git(repo_dir, "notes", "--ref", "pantheon/traces", "show", "pantheon/t1/1~4"))
+    trace = json.loads(git(repo_dir, "notes", "--ref", "pantheon/traces", "show", "pantheon/t1/1~5"))
     assert trace["node"] == "implement" and trace["tokens"]["out"] == 60
     # A person's vote later joins the log of the step it judges.
     assert pantheon(repo_dir, "vote", "t1", "reject", "-m", "wrong file name").returncode == 0

@@ -19,8 +19,10 @@ from typing import Any
 from pantheon_git.agents.context import named_files
 from pantheon_git.agents.loop import run_agent, stub_functions
 from pantheon_git.agents.spec import AgentSpec
+from pantheon_git.night.checks import CHECKS, checks_executor
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
 from pantheon_git.night.policy import refuse_non_local
+from pantheon_git.review.calibration import read_calibration
 from pantheon_git.review.gate import decide, gate_vote
 from pantheon_git.runtime.openai_compat import url_is_local
 from pantheon_git.schema.config import GatePolicy
@@ -168,6 +170,10 @@ def agent_executor(
                         "model": runtime.identity.label(),
                         "seed": context.seed,
                         "temperature": context.temperature,
+                        # Measured accuracy from the evals notes ({}: uncalibrated); the gate reads it here.
+                        "calibration": read_calibration(
+                            open_worktree(context.worktree), agent.name, runtime.identity.label()
+                        ),
                     },
                 )
             )
@@ -331,6 +337,8 @@ def executors_for(
             executors[name] = baseline_executor(sandbox)
         elif name == "gate":
             executors[name] = gate_executor(gate_policy)
+        elif name == CHECKS:  # the deterministic reviewers: night/checks.py
+            executors[name] = checks_executor(sandbox, gate_policy)
         else:
             agent = agents[name]
             config = models.get(agent.model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pantheon_git.review.calibration import not_counted
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.store.signing import SETUP_HINT, AllowedSigners
 from pantheon_git.store.votes import Verdict, Vote, VoteKind
@@ -51,6 +52,17 @@ def decide(policy: GatePolicy, votes: Iterable[Vote], *, trust_problem: str | No
     if trust_problem is not None:
         return GateDecision(Verdict.REJECT, [trust_problem])
     latest = latest_per_voter(votes)
+    # A model reviewer counts only when calibrated above the policy's accuracy (review/calibration.py):
+    # its approval is no approval and its rejection no rejection; the decision says it was left out.
+    ignored = {
+        voter: why
+        for voter, vote in latest.items()
+        if (why := not_counted(vote, policy.min_reviewer_accuracy))
+    }
+    latest = {voter: vote for voter, vote in latest.items() if voter not in ignored}
+    left_out = (
+        [f"not counted: {', '.join(f'{v} ({why})' for v, why in sorted(ignored.items()))}"] if ignored else []
+    )
     reasons: list[str] = []
     acceptance = latest.get("acceptance")
     if policy.require_acceptance and (acceptance is None or acceptance.verdict != "approve"):
@@ -66,9 +78,10 @@ def decide(policy: GatePolicy, votes: Iterable[Vote], *, trust_problem: str | No
     if len(approvals) < policy.min_approvals:
         reasons.append(f"{len(approvals)} of {policy.min_approvals} required approvals")
     if reasons:
-        return GateDecision(Verdict.REJECT, reasons)
+        return GateDecision(Verdict.REJECT, reasons + left_out)
     return GateDecision(
-        "approve", [f"acceptance passed; approved by {', '.join(sorted(approvals)) or 'nobody needed'}"]
+        "approve",
+        [f"acceptance passed; approved by {', '.join(sorted(approvals)) or 'nobody needed'}", *left_out],
     )
 
 

@@ -15,6 +15,8 @@ import pygit2
 
 from pantheon_git.errors import PantheonError, shown, warn_skipped
 from pantheon_git.queue.status import Status, TaskState, checked_outcome, task_states
+from pantheon_git.review.calibration import shown_calibration
+from pantheon_git.review.checks import CHECK_NAMES
 from pantheon_git.review.trust import run_waits
 from pantheon_git.store.git import ref_commit
 from pantheon_git.store.layout import DATASETS_PREFIX, EVALS_NOTES, run_branch
@@ -23,7 +25,7 @@ from pantheon_git.store.notes import read_note
 from pantheon_git.store.runs import misbound_steps, parse_trailers, recorded_steps, unverified_steps
 from pantheon_git.store.signing import AllowedSigners, allowed_signers
 from pantheon_git.store.traces import read_trace
-from pantheon_git.store.votes import recorded_votes
+from pantheon_git.store.votes import Vote, recorded_votes
 
 
 @dataclass(slots=True)
@@ -53,6 +55,16 @@ class TaskReport:
 
 
 UNTESTED = "passes without any change: does not test the task"
+
+
+def vote_cell(vote: Vote) -> str:
+    """`voter: verdict`, with a model reviewer's calibration (`uncalibrated` ones do not count at the
+    gate) and a deterministic reviewer's one-line reason."""
+    note = shown_calibration(vote)
+    if not note and vote.voter in CHECK_NAMES and vote.reasons:
+        reason = str(vote.reasons[0])
+        note = reason if len(reason) <= 90 else reason[:89] + "…"
+    return f"{vote.voter}: {vote.verdict}" + (f" ({note})" if note else "")
 
 
 def attempt_rows(repo: pygit2.Repository, state: TaskState, signers: AllowedSigners) -> list[dict[str, Any]]:
@@ -131,7 +143,7 @@ def task_report(
             elif vote.kind == "gate":
                 report.gate, report.gate_reasons = vote.verdict, vote.reasons
             elif vote.kind == "vote":
-                report.votes.append(f"{vote.voter}: {vote.verdict}")
+                report.votes.append(vote_cell(vote))
                 if vote.voter == "acceptance":
                     report.acceptance = [
                         {key: result.get(key) for key in ("command", "exit_code", "timed_out")}

@@ -43,6 +43,14 @@ class GatePolicy(_Section):
     # Approve only when at least one acceptance check failed on the base commit and passes now: a check
     # that passes without any change does not test the task.
     require_fixed_check: bool = True
+    # The `size` check (flow node `agent = "checks"`) rejects a change larger than this (lines added plus
+    # removed, files; the acceptance checks' byte code and caches not counted).
+    max_changed_lines: int = Field(default=400, ge=1)
+    max_changed_files: int = Field(default=12, ge=1)
+    # A model reviewer's vote counts (approve or reject) only when its measured balanced accuracy on
+    # labelled diffs, recorded in the evals notes, is above this; an uncalibrated one is shown, not
+    # counted. 0: every model reviewer counts, calibrated or not.
+    min_reviewer_accuracy: float = Field(default=0.7, ge=0.0, le=1.0)
 
 
 class SyncConfig(_Section):
