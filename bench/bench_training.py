@@ -79,6 +79,8 @@ def main() -> int:
     args = parser.parse_args()
     from pantheon_trainer.lora import train_lora
 
+    from pantheon_git.training.finetune import LoraSettings
+
     chat, completion = rows(lessons(args.rows))
     plan = [
         ("chat rows, fp32 (before)", chat, "fp32"),
@@ -88,9 +90,11 @@ def main() -> int:
     figures = []
     for name, data, precision in plan:
         with tempfile.TemporaryDirectory() as out:
-            summary = train_lora(
-                data, Path(out), steps=args.steps, threads=args.threads, precision=precision, progress=False
+            # No validation share: the bench measures the steps, one row each, of all the rows.
+            settings = LoraSettings(
+                steps=args.steps, threads=args.threads, precision=precision, validation_share=0.0
             )
+            summary = train_lora(data, Path(out), settings=settings, progress=False)
         figures.append(
             {
                 "name": name,

@@ -15,6 +15,7 @@ from pantheon_git.runtime.adapters import route_adapter
 from pantheon_git.schema.spec import Spec, stamp
 from pantheon_git.store.git import open_repo
 from pantheon_git.training.dataset import holdout
+from pantheon_git.training.finetune import LoraSettings
 from pantheon_git.training.nightly import TrainOutcome, train_night
 from pantheon_git.training.promote import Evaluation, promote
 from tests.conftest import git, pantheon
@@ -33,10 +34,10 @@ def night_repo(repo_dir: Path) -> None:
     enqueue(open_repo(repo_dir), specs)
 
 
-def fake_trainer(rows: list[dict[str, Any]], out: Path, steps: int) -> dict[str, Any]:
+def fake_trainer(rows: list[dict[str, Any]], out: Path, settings: LoraSettings) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "adapter.gguf").write_bytes(b"GGUF trained on " + str(len(rows)).encode())
-    return {"steps": steps, "seconds": 1.0, "seconds_per_step_per_1k_tokens": 0.5, "losses": [1.0]}
+    return {"steps": settings.steps, "seconds": 1.0, "seconds_per_step_per_1k_tokens": 0.5, "losses": [1.0]}
 
 
 def evaluator(passes: dict[str | None, int]) -> Any:
@@ -81,7 +82,7 @@ def test_a_failed_training_keeps_the_previous_adapter_and_says_why(repo_dir: Pat
     promote(repo, "implementer", old, Evaluation("old", HELD, HELD[:3]), Evaluation("base", HELD, HELD[:1]))
     before = git(repo_dir, "rev-parse", "refs/pantheon/adapters/implementer")
 
-    def broken(rows: list[dict[str, Any]], out: Path, steps: int) -> dict[str, Any]:
+    def broken(rows: list[dict[str, Any]], out: Path, settings: LoraSettings) -> dict[str, Any]:
         raise MemoryError("out of memory at step 2")
 
     result = train_night(repo, repo_dir, trainer=broken, evaluator=evaluator({None: 0, "old": 3, "new": 8}))
@@ -98,8 +99,8 @@ def test_an_adapter_that_learned_nothing_for_unseen_tasks_is_refused_unevaluated
     repo = open_repo(repo_dir)
     evaluated: list[Path | None] = []
 
-    def no_step_helped(rows: list[dict[str, Any]], out: Path, steps: int) -> dict[str, Any]:
-        summary = fake_trainer(rows, out, steps)
+    def no_step_helped(rows: list[dict[str, Any]], out: Path, settings: LoraSettings) -> dict[str, Any]:
+        summary = fake_trainer(rows, out, settings)
         return {**summary, "validation_rows": 1, "validation_losses": [[0, 0.5], [3, 0.9]], "kept_step": 0}
 
     def counting(repo: Any, root: Path, agent: str, adapter: Path | None, tasks: list[str]) -> Evaluation:

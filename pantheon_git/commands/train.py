@@ -1,17 +1,23 @@
-"""`git pantheon train dataset|lora|export|eval|promote|rollback …`: from notes to better local models.
+"""`git pantheon train dataset|lora|promote|rollback …`: from notes to better local models.
 
-`dataset` needs nothing beyond the core; the rest runs in the trainer package (torch, transformers,
-peft, gguf), which the core never imports, and says how to install it when it is missing.
+Argparse stays here; each action is a typed function. `dataset`, `promote` and `rollback` need nothing
+beyond the core; `lora` goes through `training/finetune.py` (the one path and the one set of settings
+that `night --train` and `python -m pantheon_trainer` use too) into the trainer package (torch,
+transformers, peft, gguf), which the core never imports, and says how to install it when it is missing.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pantheon_git.training import VALIDATION_SHARE
+from pantheon_git.training import finetune
+
+if TYPE_CHECKING:
+    import pygit2
+
+    from pantheon_git.training.finetune import LoraSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,101 +36,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="promote: the held-out tasks to evaluate on (default: the dataset manifest's holdout tasks)",
     )
-    parser.add_argument("--method", choices=["lora", "qlora"], default="lora")
-    parser.add_argument("--rank", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16"],
-        default="auto",
-        help="lora: bf16 autocast where the CPU or GPU computes it natively (auto), or as asked",
-    )
-    parser.add_argument(
-        "--validation-share",
-        type=float,
-        default=VALIDATION_SHARE,
-        help="lora: hold this share of the tasks out of training and keep the step where their loss is "
-        f"lowest (default {VALIDATION_SHARE}; 0: train on all, keep the last step)",
-    )
+    finetune.add_arguments(parser.add_argument_group("lora"), prefix="lora: ")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pantheon_git.errors import PantheonError, shown
-    from pantheon_git.store.git import open_repo, work_tree
-    from pantheon_git.store.layout import DATASETS_PREFIX
-    from pantheon_git.training.dataset import record
-    from pantheon_git.training.nightly import mine_with_fixes
+    from pantheon_git.store.git import open_repo
 
+    settings = finetune.from_arguments(args)  # refused in one line before anything is read or written
     repo = open_repo()
     _known_agent(repo, args.agent)
-    where = DATASETS_PREFIX + args.agent
+    out = Path(args.out) if args.out else None
     if args.action == "dataset":
-        data = mine_with_fixes(repo, work_tree(repo), args.agent)
-        commit, manifest = record(repo, data)
-        counts = manifest["counts"]
-        state = f"at {str(commit)[:12]}" if commit else "unchanged"
-        print(
-            f"{where} {state}: {counts['train']} train, {counts['holdout']} holdout, "
-            f"{counts['negatives']} negatives from {len(manifest['sources'])} steps "
-            f"({counts['fixes']} train rows from morning fixes)"
-        )
-        for skipped in manifest["skipped_fixes"]:
-            print(f"fix left out: {shown(skipped)}")
-        if args.out:
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            for entry in repo.references[where].peel().tree:
-                (out / entry.name).write_bytes(repo.get(entry.id).data)
-            print(f"wrote {out}/{{train,holdout,negatives}}.jsonl and manifest.json")
-        return 0
-    if args.action in ("promote", "rollback"):
-        return _promote_or_rollback(repo, args)
-    dataset = repo.references.get(where)
-    if dataset is None:
-        raise PantheonError(
-            f"{where}: no dataset yet; mine one with `git pantheon train dataset --agent {args.agent}`"
-        )
-    # After the cheap checks, so a missing dataset is reported the same with or without the trainer.
-    try:
-        from pantheon_trainer.base import embedded_gguf
-        from pantheon_trainer.export import export_gguf_adapter
-        from pantheon_trainer.lora import TrainerError, train_lora
-    except ImportError:
-        raise PantheonError(
-            "the trainer is not installed: pip install -e trainer (torch, transformers, peft, gguf); "
-            "`make test` installs it into .venv"
-        ) from None
-    commit = dataset.peel()
-    rows = [
-        json.loads(line)
-        for line in repo.get(commit.tree["train.jsonl"].id).data.decode().splitlines()
-        if line
-    ]
-    if not rows:
-        raise PantheonError(f"{where}: its train.jsonl is empty (no passing steps of {args.agent} yet)")
-    from pantheon_git.store.locks import pantheon_dir
+        dataset(repo, args.agent, out=out)
+    elif args.action == "lora":
+        lora(repo, args.agent, settings, out=out)
+    elif args.action == "promote":
+        promote(repo, args.agent, Path(args.adapter) if args.adapter else None, tasks=args.tasks)
+    else:
+        rollback(repo, args.agent)
+    return 0
 
-    out = (
-        Path(args.out)
-        if args.out
-        else pantheon_dir(repo.path) / "adapters" / args.agent / str(commit.id)[:12]
-    )
-    try:
-        summary = train_lora(
-            rows,
-            out / "peft",
-            method=args.method,
-            rank=args.rank,
-            steps=args.steps,
-            precision=args.precision,
-            validation_share=args.validation_share,
-        )
-    except TrainerError as exc:
-        raise PantheonError(str(exc)) from None
-    exported = export_gguf_adapter(out / "peft", embedded_gguf()[0], out / "adapter.gguf")
+
+def dataset(repo: pygit2.Repository, agent: str, *, out: Path | None = None) -> None:
+    """Mine `agent`'s steps (and verified morning fixes) into refs/pantheon/datasets/<agent>."""
+    from pantheon_git.errors import shown
+    from pantheon_git.store.git import work_tree
+    from pantheon_git.store.layout import DATASETS_PREFIX
+    from pantheon_git.training.dataset import record, recorded
+    from pantheon_git.training.nightly import mine_with_fixes
+
+    commit, manifest = record(repo, mine_with_fixes(repo, work_tree(repo), agent))
+    counts = manifest["counts"]
+    state = f"at {str(commit)[:12]}" if commit else "unchanged"
     print(
-        f"trained on {len(rows)} rows of {where} at {str(commit.id)[:12]}: loss {summary['first_loss']:.3f} "
-        f"-> {summary['last_loss']:.3f} in {args.steps} steps"
+        f"{DATASETS_PREFIX + agent} {state}: {counts['train']} train, {counts['holdout']} holdout, "
+        f"{counts['negatives']} negatives from {len(manifest['sources'])} steps "
+        f"({counts['fixes']} train rows from morning fixes)"
+    )
+    for skipped in manifest["skipped_fixes"]:
+        print(f"fix left out: {shown(skipped)}")
+    if out is not None:
+        recorded(repo, agent).write(out)
+        print(f"wrote {out}/{{train,holdout,negatives}}.jsonl and manifest.json")
+
+
+def lora(repo: pygit2.Repository, agent: str, settings: LoraSettings, *, out: Path | None = None) -> None:
+    """A LoRA on the training rows of `agent`'s last dataset, exported as GGUF (default directory:
+    .git/pantheon/adapters/<agent>/<dataset commit>)."""
+    from pantheon_git.errors import PantheonError
+    from pantheon_git.training.dataset import recorded
+
+    saved = recorded(repo, agent)
+    rows = saved.rows()
+    if not rows:
+        raise PantheonError(f"{saved.ref}: its train.jsonl is empty (no passing steps of {agent} yet)")
+    out = out or finetune.adapter_dir(repo, agent, saved.commit)
+    summary = finetune.train_adapter(rows, out, settings, progress=True)
+    print(
+        f"trained on {len(rows)} rows of {saved.ref} at {str(saved.commit)[:12]}: loss "
+        f"{summary['first_loss']:.3f} -> {summary['last_loss']:.3f} in {settings.steps} steps"
         + (
             f", kept step {summary['kept_step']} (lowest loss on {summary['validation_rows']} held-out rows)"
             if summary.get("validation_rows")
@@ -136,11 +106,11 @@ def run(args: argparse.Namespace) -> int:
             else ""
         )
     )
+    exported = summary["gguf"]
     print(f"wrote {exported['path']} ({exported['tensors']} tensors); models.toml takes it as `adapter = …`")
-    return 0
 
 
-def _known_agent(repo: Any, name: str) -> None:
+def _known_agent(repo: pygit2.Repository, name: str) -> None:
     """Refuse (before anything is written) an agent that neither the registry nor any flow knows."""
     from pantheon_git.agents.builtin import RUNNER_NODES
     from pantheon_git.agents.registry import agents
@@ -161,38 +131,40 @@ def _known_agent(repo: Any, name: str) -> None:
         raise PantheonError(f"--agent: unknown agent '{name}' (known: {', '.join(sorted(known)) or 'none'})")
 
 
-def _promote_or_rollback(repo: Any, args: argparse.Namespace) -> int:
-    from pantheon_git.errors import PantheonError, shown
+def rollback(repo: pygit2.Repository, agent: str) -> None:
+    """Serve the adapter `agent` served before the last promotion."""
+    from pantheon_git.errors import shown
+    from pantheon_git.training.promote import rollback as roll_back
+
+    commit = roll_back(repo, agent)
+    message = shown(repo.get(commit).message.strip())
+    print(f"refs/pantheon/adapters/{agent} at {str(commit)[:12]}: {message}")
+
+
+def promote(repo: pygit2.Repository, agent: str, adapter: Path | None, *, tasks: list[str] | None) -> None:
+    """Evaluate `adapter` against the one in force on the held-out tasks; promote it only when better."""
+    from pantheon_git.errors import PantheonError
     from pantheon_git.runtime.adapters import promoted_adapter
     from pantheon_git.store.git import work_tree
-    from pantheon_git.store.layout import DATASETS_PREFIX
-    from pantheon_git.training.promote import evaluate, promote, rollback
+    from pantheon_git.training.dataset import recorded
+    from pantheon_git.training.promote import evaluate
+    from pantheon_git.training.promote import promote as promote_adapter
 
-    if args.action == "rollback":
-        commit = rollback(repo, args.agent)
-        message = shown(repo.get(commit).message.strip())
-        print(f"refs/pantheon/adapters/{args.agent} at {str(commit)[:12]}: {message}")
-        return 0
-    if not args.adapter:
+    if adapter is None:
         raise PantheonError("promote: give --adapter PATH (a GGUF adapter from `git pantheon train lora`)")
-    if not Path(args.adapter).is_file():
-        raise PantheonError(f"--adapter: {args.adapter}: no such file")
-    tasks = args.tasks
+    if not adapter.is_file():
+        raise PantheonError(f"--adapter: {adapter}: no such file")
     if not tasks:
-        dataset = repo.references.get(DATASETS_PREFIX + args.agent)
-        if dataset is None:
-            raise PantheonError(
-                f"no dataset for {args.agent}: held-out tasks come from its manifest, or --tasks"
-            )
-        manifest = json.loads(repo.get(dataset.peel().tree["manifest.json"].id).data)
-        tasks = manifest["holdout_tasks"]
+        try:
+            tasks = list(recorded(repo, agent).manifest().get("holdout_tasks", []))
+        except PantheonError as missing:
+            raise PantheonError(f"{missing}; or name the held-out tasks with --tasks") from None
     root = work_tree(repo)
-    current = evaluate(repo, root, args.agent, promoted_adapter(repo, args.agent), tasks)
-    candidate = evaluate(repo, root, args.agent, Path(args.adapter), tasks)
+    current = evaluate(repo, root, agent, promoted_adapter(repo, agent), tasks)
+    candidate = evaluate(repo, root, agent, adapter, tasks)
     print(
         f"current ({current.adapter}): {len(current.passed)}/{len(tasks)}; "
         f"candidate: {len(candidate.passed)}/{len(tasks)} held-out tasks passed"
     )
-    commit = promote(repo, args.agent, Path(args.adapter), candidate, current)
-    print(f"promoted: refs/pantheon/adapters/{args.agent} at {str(commit)[:12]}")
-    return 0
+    commit = promote_adapter(repo, agent, adapter, candidate, current)
+    print(f"promoted: refs/pantheon/adapters/{agent} at {str(commit)[:12]}")

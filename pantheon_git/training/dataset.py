@@ -12,7 +12,7 @@ runs go to negatives.jsonl. Rows are deduplicated. The split is fixed by a hash 
 training half and a held-out half): a held-out task's steps go to holdout.jsonl only, never to train or
 negatives, and its morning fixes are never turned into demonstrations, so training never sees a held-out
 task's prompt, solution or trace. The manifest writes the rule, the held-out task ids, every source commit
-and a content hash.
+and a content hash. `recorded` reads a dataset back: every reader of those files goes through it.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pygit2
 
-from pantheon_git.errors import warn_skipped
+from pantheon_git.errors import PantheonError, warn_skipped
 from pantheon_git.queue.status import Status, run_outcome
 from pantheon_git.queue.tasks import load_specs
-from pantheon_git.store.git import append_commit, build_tree, parse_oid
+from pantheon_git.store.git import append_commit, build_tree, parse_oid, ref_commit
 from pantheon_git.store.layout import DATASETS_PREFIX, PAYLOADS_NOTES, TRACES_NOTES
 from pantheon_git.store.notes import iter_notes, json_object, note_data
 from pantheon_git.store.runs import parse_trailers, run_heads
@@ -203,3 +204,66 @@ def record(repo: pygit2.Repository, data: Dataset) -> tuple[pygit2.Oid | None, d
         return tree, message
 
     return append_commit(repo, ref, build), manifest
+
+
+FILES = ("train.jsonl", "holdout.jsonl", "negatives.jsonl", "manifest.json")
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A dataset as `record` left it on refs/pantheon/datasets/<agent>: its commit and its files."""
+
+    ref: str
+    commit: pygit2.Oid
+    files: dict[str, bytes]
+
+    def rows(self, name: str = "train.jsonl") -> list[dict[str, Any]]:
+        """The rows of one of its JSONL files; a line that is no JSON object is refused, file:line named
+        (the ref may come from another machine)."""
+        rows = []
+        for number, line in enumerate(self.files.get(name, b"").decode(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as bad:
+                raise PantheonError(f"{self.ref}:{name}:{number}: not JSON ({bad})") from None
+            if not isinstance(row, dict):
+                raise PantheonError(f"{self.ref}:{name}:{number}: a JSON {type(row).__name__}, not an object")
+            rows.append(row)
+        return rows
+
+    def manifest(self) -> dict[str, Any]:
+        where = f"{self.ref}:manifest.json"
+        manifest = json_object(self.files.get("manifest.json"), where)
+        if manifest is None:
+            raise PantheonError(
+                f"{where}: missing or not a JSON object; mine again with `git pantheon train dataset`"
+            )
+        return manifest
+
+    def write(self, out: Path) -> None:
+        """Its files, as they are in git, into directory `out`."""
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in self.files.items():
+            (out / name).write_bytes(data)
+
+
+def recorded(repo: pygit2.Repository, agent: str) -> Recorded:
+    """The last dataset recorded for `agent`, or a refusal saying how to mine one."""
+    ref = DATASETS_PREFIX + agent
+    tip = ref_commit(repo, ref)
+    if tip is None:
+        raise PantheonError(
+            f"{ref}: no dataset yet; mine one with `git pantheon train dataset --agent {agent}`"
+        )
+    files = {}
+    for name in FILES:
+        if name not in tip.tree:
+            continue
+        blob = repo.get(tip.tree[name].id)
+        if isinstance(blob, pygit2.Blob):
+            files[name] = blob.data
+        else:
+            warn_skipped(f"{ref}:{name}", "not a file")
+    return Recorded(ref, tip.id, files)

@@ -25,15 +25,14 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.runtime.adapters import promoted_adapter
 from pantheon_git.store.git import ref_commit
 from pantheon_git.store.layout import DATASETS_PREFIX, EVALS_NOTES
-from pantheon_git.store.locks import pantheon_dir
 from pantheon_git.store.notes import set_note
 from pantheon_git.tools.sandbox import sandbox_available
-from pantheon_git.training import VALIDATION_SHARE
 from pantheon_git.training.dataset import Dataset, add_demonstrations, holdout, mine, record
+from pantheon_git.training.finetune import DEFAULTS, LoraSettings, adapter_dir, train_adapter
 from pantheon_git.training.fixes import demonstrations, find_fixes
 from pantheon_git.training.promote import NIGHT_ALPHA, Evaluation, decide, evaluate, promote
 
-DEFAULT_STEPS = 60
+DEFAULT_STEPS = DEFAULTS.steps  # `night --train-steps`' default: the one in LoraSettings
 
 
 class TrainOutcome(enum.StrEnum):
@@ -61,7 +60,8 @@ class NightTraining:
         return f"night training of {self.agent}: {self.outcome.value}: {self.reason}"
 
 
-Trainer = Callable[[list[dict[str, Any]], Path, int], dict[str, Any]]  # rows, out dir, steps -> summary
+# rows, out dir, settings -> the trainer's summary; out/adapter.gguf is the adapter (finetune.train_adapter)
+Trainer = Callable[[list[dict[str, Any]], Path, LoraSettings], dict[str, Any]]
 Evaluator = Callable[[pygit2.Repository, Path, str, Path | None, list[str]], Evaluation]
 
 
@@ -80,22 +80,6 @@ def mine_with_fixes(repo: pygit2.Repository, root: Path, agent_name: str) -> Dat
         return data
     add_demonstrations(data, demonstrations(repo, root, agent, holdout))
     return data
-
-
-def lora_trainer(rows: list[dict[str, Any]], out: Path, steps: int) -> dict[str, Any]:
-    """The real trainer (torch, peft): a LoRA on the embedded base, exported to GGUF as out/adapter.gguf."""
-    try:
-        from pantheon_trainer.base import embedded_gguf
-        from pantheon_trainer.export import export_gguf_adapter
-        from pantheon_trainer.lora import train_lora
-    except ImportError:
-        raise PantheonError("the trainer is not installed: pip install -e trainer") from None
-    # bf16 where the hardware has it: the night's budget is fixed, and the loss is the same (bench_training).
-    summary = train_lora(
-        rows, out / "peft", steps=steps, progress=False, precision="auto", validation_share=VALIDATION_SHARE
-    )
-    export_gguf_adapter(out / "peft", embedded_gguf()[0], out / "adapter.gguf")
-    return summary
 
 
 def _record_outcome(repo: pygit2.Repository, result: NightTraining) -> None:
@@ -150,14 +134,20 @@ def train_night(
     root: Path,
     agent: str = "implementer",
     *,
-    steps: int = DEFAULT_STEPS,
+    settings: LoraSettings = DEFAULTS,
+    steps: int | None = None,
     alpha: float = NIGHT_ALPHA,
-    trainer: Trainer = lora_trainer,
+    trainer: Trainer = train_adapter,
     evaluator: Evaluator = evaluate,
 ) -> NightTraining:
-    """One night's collect → train → evaluate → promote for `agent`; never raises (the night goes on)."""
+    """One night's collect → train → evaluate → promote for `agent`; never raises (the night goes on).
+
+    `settings`: the LoRA's (`steps`, when given, replaces theirs: `night --train-steps`); `alpha`: the
+    promotion's sign test, not the LoRA's."""
     result = NightTraining(agent, TrainOutcome.SKIPPED, "")
     try:
+        if steps is not None:
+            settings = replace(settings, steps=steps)
         data = mine_with_fixes(repo, root, agent)
         commit, manifest = record(repo, data)
         tip = ref_commit(repo, DATASETS_PREFIX + agent)
@@ -170,11 +160,11 @@ def train_night(
         elif not tasks:
             result.reason = "no held-out task in the queue to evaluate on"
         else:
-            label = str(result.dataset_commit)[:12] if result.dataset_commit is not None else "none"
-            out = pantheon_dir(repo.path) / "adapters" / agent / label
+            out = adapter_dir(repo, agent, result.dataset_commit)
             started = time.perf_counter()
-            result.training = trainer(data.train, out, steps)
+            result.training = trainer(data.train, out, settings)
             result.training.pop("losses", None)
+            result.training.pop("gguf", None)
             result.training.setdefault("seconds", round(time.perf_counter() - started, 3))
             if result.training.get("validation_rows") and result.training.get("kept_step") == 0:
                 # The untrained adapter changes nothing: evaluating it would only spend the night.

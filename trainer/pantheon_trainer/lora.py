@@ -7,13 +7,15 @@ import json
 import random
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pantheon_git.training.finetune import DEFAULTS, LoraSettings, Method, Precision
 from pantheon_trainer.errors import TrainerError
 from pantheon_trainer.examples import IGNORE, encode_row
 
-__all__ = ["TARGETS", "TrainerError", "read_rows", "split_validation", "train_lora"]
+__all__ = ["TARGETS", "TrainerError", "read_rows", "split_validation", "train_adapter", "train_lora"]
 
 # peft's default for gemma3 is only q_proj and v_proj; llama.cpp applies adapters to all seven.
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -31,7 +33,6 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 # Fewer tasks than this and none is spared for validation: one held-out task says nothing about the rest.
 VALIDATION_MIN_TASKS = 5
-EVAL_EVERY = 10  # steps between validation checkpoints
 
 
 def _task_key(row: Row) -> str:
@@ -56,14 +57,12 @@ def split_validation(rows: Sequence[Row], share: float) -> tuple[list[Row], list
     return [row for key, row in keyed if key not in held], [row for key, row in keyed if key in held]
 
 
-def check_method(method: str) -> None:
+def check_method(method: Method) -> None:
     """Refuse, before any slow loading, a method this machine cannot run."""
     import torch
 
-    if method == "lora":
+    if method is Method.LORA:
         return
-    if method != "qlora":
-        raise TrainerError(f"--method {method}: not lora or qlora")
     if not torch.cuda.is_available():
         raise TrainerError("--method qlora needs a CUDA GPU and bitsandbytes; use --method lora on the CPU")
     try:
@@ -117,159 +116,223 @@ def _batch(example: Mapping[str, list[int]], device: str) -> tuple[Any, Any, Any
     )
 
 
-def train_lora(
-    dataset: Path | Sequence[Row],
-    out_dir: Path,
-    *,
-    base: str | Path | None = None,
-    method: str = "lora",
-    rank: int = 8,
-    alpha: float | None = None,
-    steps: int = 50,
-    learning_rate: float = 2e-4,
-    seed: int = 0,
-    threads: int | None = None,
-    max_length: int = 4096,
-    progress: bool = True,
-    precision: str = "fp32",
-    validation_share: float = 0.0,
-    eval_every: int = EVAL_EVERY,
-) -> dict[str, Any]:
-    """Train an adapter on a JSONL file or its rows and save it (peft format) in `out_dir`.
+def _examples(tokenizer: Any, rows: Sequence[Row], max_length: int) -> list[dict[str, list[int]]]:
+    """The rows encoded, less those with no target to learn (no assistant turn, no completion)."""
+    encoded = [encode_row(tokenizer, row, max_length) for row in rows]
+    return [example for example in encoded if any(label != IGNORE for label in example["labels"])]
 
-    `base`: a Hugging Face directory or a .gguf file; default the embedded GGUF the runner serves.
-    One row per step, rows shuffled with `seed`; returns the settings and the loss of every step.
-    `precision`: "fp32", "bf16" (the forward pass under bfloat16 autocast; weights, LoRA parameters and
-    optimizer stay fp32), or "auto": bf16 where the hardware has it (a CPU with AVX512-BF16 or AMX, a GPU
-    with bf16), else fp32 (bench/bench_training.py: 2.2x faster a step on a 2-core AVX512-BF16 CPU).
-    `validation_share`: that share of the tasks is held out of training (`split_validation`); their loss is
-    measured before the first step and every `eval_every` steps, and the adapter saved is the one of the
-    checkpoint with the lowest (step 0: the untrained adapter, which changes nothing). A few rows teach a
-    small model a shape within a few epochs and then only its training rows (measured: loss 0.69 -> 0.03
-    on 12 rows, and worse held-out bodies), so the steps worth keeping are chosen on tasks it never saw."""
-    check_method(method)
-    if precision not in ("fp32", "bf16", "auto"):
-        raise TrainerError(f"--precision {precision}: not fp32, bf16 or auto")
-    if not 0 <= validation_share < 1:
-        raise TrainerError(f"--validation-share {validation_share}: must be at least 0 and below 1")
-    import torch
+
+@dataclass(slots=True)
+class _Model:
+    """The model in training with its LoRA, where it runs, and in which precision."""
+
+    peft: Any
+    device: str
+    bf16: bool
+    trainable: list[Any]
+
+    def loss(self, example: Mapping[str, list[int]]) -> tuple[Any, int]:
+        return _loss(self.peft, example, self.device, self.bf16)
+
+    def mean_loss(self, examples: Sequence[Mapping[str, list[int]]]) -> float:
+        import torch
+
+        self.peft.eval()
+        total = 0.0
+        with torch.no_grad():
+            for example in examples:
+                total += self.loss(example)[0].item()
+        self.peft.train()
+        return total / len(examples)
+
+
+def _with_lora(model: Any, settings: LoraSettings, device: str) -> _Model:
+    """The base with the LoRA of `settings` on all seven projections, on `device`."""
     from peft import LoraConfig, get_peft_model
-    from tqdm import tqdm
 
-    from pantheon_trainer.base import load_base
-
-    rows = read_rows(dataset) if isinstance(dataset, Path) else list(dataset)
-    rows, validation_rows = split_validation(rows, validation_share)
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    shuffle = random.Random(seed)
-    model, tokenizer, source = load_base(base, quantize_4bit=method == "qlora")
-    examples = [encode_row(tokenizer, row, max_length) for row in rows]
-    examples = [example for example in examples if any(label != IGNORE for label in example["labels"])]
-    if not examples:
-        raise TrainerError("no row has an assistant message to learn from")
-    validation = [encode_row(tokenizer, row, max_length) for row in validation_rows]
-    validation = [example for example in validation if any(label != IGNORE for label in example["labels"])]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if precision == "auto":
-        precision = "bf16" if bf16_native(device) else "fp32"
-    if method == "qlora":
+    if settings.method is Method.QLORA:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     else:
         model.to(device)
-    alpha = float(alpha if alpha is not None else 2 * rank)
     config = LoraConfig(
-        r=rank,
-        lora_alpha=alpha,
+        r=settings.rank,
+        lora_alpha=settings.lora_alpha,
         lora_dropout=0.0,
         bias="none",  # llama.cpp adapters carry LoRA A/B only
         target_modules=TARGETS,
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, config)
-    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=learning_rate)
+    peft = get_peft_model(model, config)
+    bf16 = settings.precision is Precision.BF16 or (
+        settings.precision is Precision.AUTO and bf16_native(device)
+    )
+    return _Model(
+        peft, device, bf16, [parameter for parameter in peft.parameters() if parameter.requires_grad]
+    )
 
-    def validation_loss() -> float:
-        model.eval()
-        total = 0.0
-        with torch.no_grad():
-            for example in validation:
-                total += _loss(model, example, device, precision == "bf16")[0].item()
-        model.train()
-        return total / len(validation)
 
-    checkpoints: list[tuple[int, float]] = []  # (step, validation loss)
+@dataclass(slots=True)
+class _Validation:
+    """The loss on the held-out tasks at each checkpoint; the LoRA weights of the lowest are kept."""
+
+    examples: list[dict[str, list[int]]]
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
     kept: tuple[float, int, list[Any]] | None = None  # the best checkpoint: loss, step, LoRA weights
+    seconds: float = 0.0  # apart from the steps': a step's cost must not depend on the held-out share
 
-    validation_seconds = 0.0  # apart from the steps': a step's cost must not depend on the held-out share
-
-    def checkpoint(step: int) -> None:
-        nonlocal kept, validation_seconds
+    def checkpoint(self, model: _Model, step: int) -> None:
         measured = time.perf_counter()
-        loss = validation_loss()
-        validation_seconds += time.perf_counter() - measured
-        checkpoints.append((step, round(loss, 4)))
-        if kept is None or loss < kept[0]:
-            kept = (loss, step, [parameter.detach().clone() for parameter in trainable])
+        loss = model.mean_loss(self.examples)
+        self.seconds += time.perf_counter() - measured
+        self.losses.append((step, round(loss, 4)))
+        if self.kept is None or loss < self.kept[0]:
+            self.kept = (loss, step, [parameter.detach().clone() for parameter in model.trainable])
 
-    started = time.perf_counter()
-    if validation:
-        checkpoint(0)
-    model.train()
+    def restore(self, model: _Model) -> None:
+        """Put the kept checkpoint's weights back (nothing to do without validation)."""
+        import torch
+
+        if self.kept is None:
+            return
+        with torch.no_grad():
+            for parameter, weights in zip(model.trainable, self.kept[2], strict=True):
+                parameter.copy_(weights)
+
+
+def _fit(
+    model: _Model,
+    examples: list[dict[str, list[int]]],
+    settings: LoraSettings,
+    validation: _Validation,
+    *,
+    progress: bool,
+) -> tuple[list[float], list[tuple[float, int]]]:
+    """The steps, one row each, rows shuffled with the seed: (the loss of each, (seconds, tokens) of each)."""
+    import torch
+    from tqdm import tqdm
+
+    optimizer = torch.optim.AdamW(model.trainable, lr=settings.learning_rate)
+    shuffle = random.Random(settings.seed)
+    if validation.examples:
+        validation.checkpoint(model, 0)
+    model.peft.train()
     losses: list[float] = []
-    tokens = 0  # tokens through the model over all steps: the cost follows them, not the row count
-    step_costs: list[tuple[float, int]] = []  # (seconds, tokens) of each step
+    step_costs: list[tuple[float, int]] = []  # the cost follows the tokens through the model, not the rows
     order = list(range(len(examples)))
-    bar = tqdm(range(steps), desc=f"{method} r={rank}", disable=not progress)
+    bar = tqdm(range(settings.steps), desc=f"{settings.method.value} r={settings.rank}", disable=not progress)
     for step in bar:
         if step % len(order) == 0:
             shuffle.shuffle(order)
         step_started = time.perf_counter()
-        loss, length = _loss(model, examples[order[step % len(order)]], device, precision == "bf16")
-        tokens += length
+        loss, length = model.loss(examples[order[step % len(order)]])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
         step_costs.append((time.perf_counter() - step_started, length))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if validation and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            checkpoint(step + 1)
-    if kept is not None:
-        with torch.no_grad():
-            for parameter, weights in zip(trainable, kept[2], strict=True):
-                parameter.copy_(weights)
+        done = step + 1
+        if validation.examples and (done % settings.eval_every == 0 or done == settings.steps):
+            validation.checkpoint(model, done)
+    validation.restore(model)
+    return losses, step_costs
+
+
+def train_lora(
+    dataset: Path | Sequence[Row],
+    out_dir: Path,
+    *,
+    settings: LoraSettings = DEFAULTS,
+    base: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train an adapter on a JSONL file or its rows and save it (peft format) in `out_dir`.
+
+    `base`: a Hugging Face directory or a .gguf file; default the embedded GGUF the runner serves.
+    One row per step, rows shuffled with `settings.seed`; returns the settings and the loss of every step.
+    `settings.precision`: "fp32", "bf16" (the forward pass under bfloat16 autocast; weights, LoRA
+    parameters and optimizer stay fp32), or "auto": bf16 where the hardware has it (a CPU with AVX512-BF16
+    or AMX, a GPU with bf16), else fp32 (bench/bench_training.py: 2.2x faster a step on a 2-core
+    AVX512-BF16 CPU). `settings.validation_share`: that share of the tasks is held out of training
+    (`split_validation`); their loss is measured before the first step and every `eval_every` steps, and
+    the adapter saved is the one of the checkpoint with the lowest (step 0: the untrained adapter, which
+    changes nothing). A few rows teach a small model a shape within a few epochs and then only its
+    training rows (measured: loss 0.69 -> 0.03 on 12 rows, and worse held-out bodies), so the steps worth
+    keeping are chosen on tasks it never saw."""
+    check_method(settings.method)
+    import torch
+
+    from pantheon_trainer.base import load_base
+
+    rows, validation_rows = split_validation(
+        read_rows(dataset) if isinstance(dataset, Path) else list(dataset), settings.validation_share
+    )
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    base_model, tokenizer, source = load_base(base, quantize_4bit=settings.method is Method.QLORA)
+    examples = _examples(tokenizer, rows, settings.max_length)
+    if not examples:
+        raise TrainerError("no row has an assistant message to learn from")
+    validation = _Validation(_examples(tokenizer, validation_rows, settings.max_length))
+    model = _with_lora(base_model, settings, "cuda" if torch.cuda.is_available() else "cpu")
+    started = time.perf_counter()
+    losses, step_costs = _fit(model, examples, settings, validation, progress=progress)
     seconds = time.perf_counter() - started
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out_dir))
+    model.peft.save_pretrained(str(out_dir))
+    steps = settings.steps
     summary: dict[str, Any] = {
         "base": str(source),
-        "method": method,
-        "rank": rank,
-        "alpha": alpha,
+        "method": settings.method.value,
+        "rank": settings.rank,
+        "alpha": settings.lora_alpha,
         "steps": steps,
-        "learning_rate": learning_rate,
-        "seed": seed,
+        "learning_rate": settings.learning_rate,
+        "seed": settings.seed,
         "rows": len(examples),
         "rows_skipped": len(rows) - len(examples),
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "seconds_per_step": round(sum(cost for cost, _ in step_costs) / max(1, steps), 3),
         "seconds": round(seconds, 3),  # wall time: the steps and the validation passes
-        "tokens_per_step": round(tokens / max(1, steps), 1),
-        "validation_seconds": round(validation_seconds, 3),
+        "tokens_per_step": round(sum(tokens for _, tokens in step_costs) / max(1, steps), 1),
+        "validation_seconds": round(validation.seconds, 3),
         "seconds_per_step_per_1k_tokens": _cost(step_costs),
         # Without the first step, which pays one-time allocations (seconds on a CPU): the steady cost.
         "warm_seconds_per_step_per_1k_tokens": _warm_cost(step_costs),
-        "device": device,
-        "precision": precision,
-        "validation_rows": len(validation),
-        "validation_losses": checkpoints,
-        "kept_step": kept[1] if kept is not None else steps,
+        "device": model.device,
+        "precision": "bf16" if model.bf16 else "fp32",
+        "validation_share": settings.validation_share,
+        "validation_rows": len(validation.examples),
+        "validation_losses": validation.losses,
+        "kept_step": validation.kept[1] if validation.kept is not None else steps,
     }
     (out_dir / "training.json").write_text(json.dumps({**summary, "losses": losses}, indent=1))
     return {**summary, "losses": losses}
+
+
+def train_adapter(
+    dataset: Path | Sequence[Row],
+    out_dir: Path,
+    *,
+    settings: LoraSettings = DEFAULTS,
+    base: str | Path | None = None,
+    gguf: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The run every entry point makes (`git pantheon train lora`, `night --train` through
+    `pantheon_git.training.finetune`, `python -m pantheon_trainer lora`): `train_lora` into `out_dir`,
+    then, given `gguf`, the adapter exported there for llama.cpp (its `gguf` in the summary), on the
+    base's own GGUF when the base is one, else the embedded one."""
+    from pantheon_trainer.base import embedded_gguf
+    from pantheon_trainer.export import export_gguf_adapter
+
+    summary = train_lora(dataset, out_dir, settings=settings, base=base, progress=progress)
+    if gguf is not None:
+        # A Hugging Face base has no GGUF of its own: the embedded one (the export checks the shapes).
+        base_gguf = Path(base) if base is not None and str(base).endswith(".gguf") else embedded_gguf()[0]
+        summary["gguf"] = export_gguf_adapter(out_dir, base_gguf, gguf)
+    return summary

@@ -28,11 +28,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory, converted: Path) -> dict[s
     from pantheon_trainer.export import export_gguf_adapter
     from pantheon_trainer.lora import train_lora
 
+    from pantheon_git.training.finetune import LoraSettings
+
     out: Path = tmp_path_factory.mktemp("adapter")
     rows = [{"messages": [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": SECRET}]}]
-    summary = train_lora(
-        rows, out / "peft", rank=8, steps=20, learning_rate=2e-3, threads=THREADS, progress=False
-    )
+    settings = LoraSettings(rank=8, steps=20, learning_rate=2e-3, threads=THREADS, precision="fp32")
+    summary = train_lora(rows, out / "peft", settings=settings, progress=False)
     base, _ = embedded_gguf()
     exported = export_gguf_adapter(out / "peft", base, out / "adapter.gguf")
     return {"summary": summary, "export": exported, "gguf": out / "adapter.gguf", "base": base, "out": out}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from conftest import PROMPT, SECRET, THREADS
@@ -20,6 +21,8 @@ def test_a_seeded_run_repeats_exactly_from_the_cli_and_the_api(converted: Path, 
     from pantheon_trainer.lora import train_lora
     from safetensors.numpy import load_file
 
+    from pantheon_git.training.finetune import LoraSettings
+
     dataset = tmp_path / "train.jsonl"
     row = {"messages": [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": SECRET}]}
     dataset.write_text(json.dumps(row) + "\n")
@@ -29,8 +32,10 @@ def test_a_seeded_run_repeats_exactly_from_the_cli_and_the_api(converted: Path, 
     assert cli.returncode == 0, cli.stderr[-2000:]
     summary = json.loads(cli.stdout)
     assert summary["gguf"]["tensors"] == 18 * 7 * 2 and (tmp_path / "cli.gguf").stat().st_size > 0
-    api = train_lora(dataset, tmp_path / "api", base=converted, rank=4, steps=3, learning_rate=1e-3,
-                     seed=7, threads=THREADS, progress=False)  # fmt: skip
+    settings = LoraSettings(
+        rank=4, steps=3, learning_rate=1e-3, seed=7, threads=THREADS
+    )  # the CLI's defaults
+    api = train_lora(dataset, tmp_path / "api", settings=settings, base=converted, progress=False)
     cli_losses = json.loads((tmp_path / "cli" / "training.json").read_text())["losses"]
     assert api["losses"] == cli_losses and api["base"] == str(converted)
     weights = [load_file(str(tmp_path / d / "adapter_model.safetensors")) for d in ("cli", "api")]
@@ -85,12 +90,18 @@ def test_bf16_autocast_learns_what_fp32_learns(converted: Path, tmp_path: Path) 
     bf16 exactly where the hardware computes it natively."""
     from pantheon_trainer.lora import bf16_native, train_lora
 
+    from pantheon_git.training.finetune import LoraSettings
+
     rows = [{"prompt": 'def add(a, b):\n    """Sum."""\n', "completion": "    return a + b\n"}]
-    kwargs = {"base": converted, "rank": 4, "steps": 3, "learning_rate": 1e-3, "threads": 2}
-    kwargs["progress"] = False
-    fp32 = train_lora(rows, tmp_path / "fp32", precision="fp32", **kwargs)
-    bf16 = train_lora(rows, tmp_path / "bf16", precision="bf16", **kwargs)
-    auto = train_lora(rows, tmp_path / "auto", precision="auto", **{**kwargs, "steps": 1})
+    settings = LoraSettings(rank=4, steps=3, learning_rate=1e-3, threads=2)
+
+    def run(name: str, **changed: object) -> dict:
+        return train_lora(
+            rows, tmp_path / name, settings=replace(settings, **changed), base=converted, progress=False
+        )
+
+    fp32, bf16 = run("fp32", precision="fp32"), run("bf16", precision="bf16")
+    auto = run("auto", precision="auto", steps=1)
     assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
     assert all(abs(a - b) < 0.05 * max(1.0, a) for a, b in zip(fp32["losses"], bf16["losses"], strict=True))
     assert fp32["losses"][-1] < fp32["losses"][0] and bf16["losses"][-1] < bf16["losses"][0]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from conftest import THREADS
 from pantheon_trainer.lora import split_validation, train_lora
+
+from pantheon_git.training.finetune import LoraSettings
 
 
 def sum_rows(names: list[str]) -> list[dict[str, str]]:
@@ -38,11 +41,11 @@ def test_the_adapter_kept_is_the_checkpoint_with_the_lowest_validation_loss(
     from safetensors.numpy import load_file
 
     rows = sum_rows([f"add_{n}" for n in range(6)])
-    common = {"base": converted, "rank": 4, "steps": 4, "threads": THREADS, "progress": False}
-    common |= {"validation_share": 0.2, "eval_every": 2}
+    settings = LoraSettings(rank=4, steps=4, threads=THREADS, validation_share=0.2, eval_every=2)
+    common = {"base": converted, "progress": False}
     # A learning rate that wrecks the model: every trained checkpoint is worse than none, so the adapter
     # saved is the untrained one (its B matrices zero: it changes nothing).
-    wrecked = train_lora(rows, tmp_path / "wrecked", learning_rate=0.5, **common)
+    wrecked = train_lora(rows, tmp_path / "wrecked", settings=replace(settings, learning_rate=0.5), **common)
     assert wrecked["validation_rows"] == 1 and wrecked["rows"] == 5
     losses = dict(wrecked["validation_losses"])
     assert list(losses) == [0, 2, 4] and min(losses[2], losses[4]) > losses[0]
@@ -50,7 +53,7 @@ def test_the_adapter_kept_is_the_checkpoint_with_the_lowest_validation_loss(
     weights = load_file(str(tmp_path / "wrecked" / "adapter_model.safetensors"))
     assert all((value == 0).all() for key, value in weights.items() if "lora_B" in key)
     # A sane one: the held-out task (the same kind of body) gets likelier, and that step is kept.
-    learned = train_lora(rows, tmp_path / "learned", learning_rate=1e-3, **common)
+    learned = train_lora(rows, tmp_path / "learned", settings=replace(settings, learning_rate=1e-3), **common)
     losses = dict(learned["validation_losses"])
     assert learned["kept_step"] > 0 and losses[learned["kept_step"]] == min(losses.values()) < losses[0]
     weights = load_file(str(tmp_path / "learned" / "adapter_model.safetensors"))
