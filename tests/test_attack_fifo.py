@@ -17,7 +17,7 @@ import pytest
 from pantheon_git.agents.builtin import PLANNER
 from pantheon_git.agents.context import editable_files, file_excerpts, repository_context
 from pantheon_git.night import attempt as attempt_module
-from pantheon_git.night.attempt import PlannedNode, run_attempt
+from pantheon_git.night.attempt import Attempt, PlannedNode, TaskPlan, run_attempt
 from pantheon_git.night.executors import _diff, acceptance_executor, agent_executor, baseline_executor
 from pantheon_git.night.nodes import NodeContext, NodeResult
 from pantheon_git.night.worktrees import add_worktree, worktree_path
@@ -111,7 +111,11 @@ def test_a_fifo_left_by_a_check_does_not_hang_the_planners_prompt(repo_dir: Path
     fifos = [workdir / "notes.py", workdir / "docs.md"]
     run = guarded(
         lambda: run_attempt(
-            open_repo(repo_dir), repo_dir, spec, nodes, executors, attempt=1, resume=False, policy=POLICY
+            open_repo(repo_dir),
+            repo_dir,
+            TaskPlan(spec, nodes, executors),
+            Attempt(1, resume=False),
+            policy=POLICY,
         ),
         lambda: unblock(fifos),
     )
@@ -215,11 +219,8 @@ def test_a_nodes_timeout_bounds_the_runners_own_work(repo_dir: Path, monkeypatch
         lambda: run_attempt(
             open_repo(repo_dir),
             repo_dir,
-            spec,
-            nodes,
-            {"stuck": hangs},
-            attempt=1,
-            resume=False,
+            TaskPlan(spec, nodes, {"stuck": hangs}),
+            Attempt(1, resume=False),
             policy=POLICY,
         ),
         stuck.set,

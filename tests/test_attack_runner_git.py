@@ -16,7 +16,7 @@ import pygit2
 import pytest
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.night.attempt import PlannedNode, run_attempt
+from pantheon_git.night.attempt import Attempt, PlannedNode, TaskPlan, run_attempt
 from pantheon_git.night.executors import _diff, acceptance_executor, baseline_executor, review_diff
 from pantheon_git.night.nodes import NodeContext, NodeResult
 from pantheon_git.night.worktrees import add_worktree, worktree_path
@@ -106,7 +106,11 @@ def test_a_check_that_fills_a_submodule_gets_nothing_run_by_the_runners_git(
         "rev": review,
     }
     run = run_attempt(
-        open_repo(repo_dir), repo_dir, spec, nodes, executors, attempt=1, resume=False, policy=POLICY
+        open_repo(repo_dir),
+        repo_dir,
+        TaskPlan(spec, nodes, executors),
+        Attempt(1, resume=False),
+        policy=POLICY,
     )
     assert ran(marker) == []
     assert run.outcome == "failed" and "git repositories inside the worktree" in run.detail, run.detail

@@ -231,7 +231,7 @@ def test_a_bad_trust_path_in_the_config_is_one_line(repo_dir: Path) -> None:
 
 
 def test_the_nights_gate_step_says_in_git_log_why_its_run_waits(repo_dir: Path) -> None:
-    from pantheon_git.night.attempt import PlannedNode, run_attempt
+    from pantheon_git.night.attempt import Attempt, PlannedNode, TaskPlan, run_attempt
     from pantheon_git.night.executors import gate_executor
     from pantheon_git.night.nodes import NodeContext, NodeResult
     from pantheon_git.schema.config import GatePolicy
@@ -261,7 +261,7 @@ def test_the_nights_gate_step_says_in_git_log_why_its_run_waits(repo_dir: Path) 
         "acceptance": acceptance,
         "gate": gate_executor(GatePolicy(min_approvals=0, require_fixed_check=False)),
     }
-    run = run_attempt(repo, repo_dir, spec, nodes, executors, attempt=1, resume=False, policy={})
+    run = run_attempt(repo, repo_dir, TaskPlan(spec, nodes, executors), Attempt(1, resume=False), policy={})
     assert run.passed, run
     subject = git(repo_dir, "log", "-1", "--format=%s", "pantheon/t1/1").strip()
     assert subject.startswith(f"gate: waits: touches .pantheon/agents/helper.py — {WAITS}"), subject

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pantheon_git.night.attempt import PlannedNode, run_attempt
+from pantheon_git.night.attempt import Attempt, PlannedNode, TaskPlan, run_attempt
 from pantheon_git.night.executors import review_diff
 from pantheon_git.night.nodes import NodeContext, NodeResult
 from pantheon_git.queue.tasks import enqueue
@@ -43,11 +43,8 @@ def run_with_moving_base(repo_dir: Path, base: str) -> tuple[dict[str, str], str
     run = run_attempt(
         open_repo(repo_dir),
         repo_dir,
-        spec,
-        nodes,
-        {"b": implement, "c": review},
-        attempt=1,
-        resume=False,
+        TaskPlan(spec, nodes, {"b": implement, "c": review}),
+        Attempt(1, resume=False),
         policy=POLICY,
     )
     assert run.outcome == "completed", run.detail

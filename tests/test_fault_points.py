@@ -27,11 +27,10 @@ import pytest
 
 from pantheon_git.night.attempt import PlannedNode, TaskRun, choose_attempt
 from pantheon_git.night.executors import acceptance_executor, baseline_executor, gate_executor
-from pantheon_git.night.jobs import run_concurrently
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeResult
 from pantheon_git.night.setup import NightSetup
-from pantheon_git.night.shift import Refused, Skipped, _run_task, pick_tasks, run_tasks
-from pantheon_git.queue.status import TaskState, task_states
+from pantheon_git.night.shift import Skipped, pick_tasks, run_picked, run_tasks
+from pantheon_git.queue.status import task_states
 from pantheon_git.queue.tasks import enqueue
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.spec import Spec, stamp
@@ -262,24 +261,11 @@ def test_a_night_that_picked_a_task_before_another_runner_passed_it_starts_no_at
     assert [state.status.value for state in stale] == ["queued"]
     first = run_tasks(repo, repo_dir, setup=setup)
     assert [(run.attempt, run.passed) for run in first if isinstance(run, TaskRun)] == [(1, True)]
-    late = run_tasks_picked(repo, repo_dir, stale, setup)
-    assert late == [Skipped("s1", "attempt 1 passed the gate; not attempted again")]
-    late_jobs = run_concurrently(
-        repo, repo_dir, stale, setup, lambda _event: None, False, jobs=2, max_tasks=None
-    )
-    assert late_jobs == [Skipped("s1", "attempt 1 passed the gate; not attempted again")]
+    for jobs in (1, 2):
+        late = run_picked(repo, repo_dir, stale, setup=setup, jobs=jobs)
+        assert late == [Skipped("s1", "attempt 1 passed the gate; not attempted again")]
     assert _branches(repo_dir) == ["pantheon/s1/1"]
     assert {state.id: state.status.value for state in task_states(repo)} == {"s1": "passed"}
-
-
-def run_tasks_picked(
-    repo: pygit2.Repository, root: Path, picked: list[TaskState], setup: NightSetup
-) -> list[TaskRun | Skipped | Refused]:
-    """What `run_tasks` does with each task it picked, one after another (the pick given, not derived)."""
-    results: list[TaskRun | Skipped | Refused] = []
-    for state in picked:
-        results += _run_task(repo, root, state, setup, lambda _event: None, False)
-    return results
 
 
 @needs_sandbox

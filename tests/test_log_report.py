@@ -55,7 +55,7 @@ def agent(name: str):
 
 def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo_dir: Path) -> None:
     assert pantheon(repo_dir, "init").returncode == 0
-    from pantheon_git.night.attempt import run_attempt
+    from pantheon_git.night.attempt import Attempt, TaskPlan, run_attempt
 
     repo = open_repo(repo_dir)
     spec = queued(repo_dir)
@@ -69,7 +69,9 @@ def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo
         "checks": checks_executor(unsandboxed, GatePolicy()),
         "gate": gate_executor(GatePolicy()),
     }
-    run = run_attempt(repo, repo_dir, spec, nodes, executors, attempt=1, resume=False, policy=POLICY)
+    run = run_attempt(
+        repo, repo_dir, TaskPlan(spec, nodes, executors), Attempt(1, resume=False), policy=POLICY
+    )
     assert run.steps == ["baseline", "plan", "implement", "test", "checks", "review-a", "review-b", "gate"]
     log = git(repo_dir, "log", "--notes", "main..pantheon/t1/1")
     # git's layout of a step: commit, Author, Date, blank, subject, blank, two trailer lines (the folded
@@ -136,7 +138,7 @@ def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo
 
 def test_a_failed_step_says_so_and_why_in_the_log(repo_dir: Path) -> None:
     assert pantheon(repo_dir, "init").returncode == 0
-    from pantheon_git.night.attempt import PlannedNode, run_attempt
+    from pantheon_git.night.attempt import Attempt, PlannedNode, TaskPlan, run_attempt
 
     repo = open_repo(repo_dir)
     spec = queued(repo_dir)
@@ -147,11 +149,8 @@ def test_a_failed_step_says_so_and_why_in_the_log(repo_dir: Path) -> None:
     run = run_attempt(
         repo,
         repo_dir,
-        spec,
-        [PlannedNode("implement", "b")],
-        {"b": broken},
-        attempt=1,
-        resume=False,
+        TaskPlan(spec, [PlannedNode("implement", "b")], {"b": broken}),
+        Attempt(1, resume=False),
         policy=POLICY,
     )
     assert run.outcome == "failed"

@@ -16,7 +16,7 @@ import pytest
 from pantheon_git.agents.builtin import IMPLEMENTER
 from pantheon_git.agents.loop import run_agent, stub_edit
 from pantheon_git.agents.stubs import BODY_MAX_TOKENS, find_stub, repair_prompt
-from pantheon_git.night.attempt import run_attempt
+from pantheon_git.night.attempt import Attempt, TaskPlan, run_attempt
 from pantheon_git.night.executors import acceptance_executor, agent_executor, baseline_executor, gate_executor
 from pantheon_git.night.setup import plan_nodes
 from pantheon_git.queue.tasks import enqueue
@@ -247,7 +247,11 @@ def test_the_night_repairs_a_filled_stub_from_the_check_output(repo_dir: Path) -
     }
     nodes = plan_nodes(repo_dir, "fix")
     run = run_attempt(
-        repo, repo_dir, spec, nodes, executors, attempt=1, resume=False, policy={"local_only": True}
+        repo,
+        repo_dir,
+        TaskPlan(spec, nodes, executors),
+        Attempt(1, resume=False),
+        policy={"local_only": True},
     )
     assert run.passed, run
     # Two code completions: the stub (the file as it is), then the repair (the complaint above the head).

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from pantheon_git.agents.builtin import IMPLEMENTER as BUILTIN_IMPLEMENTER
-from pantheon_git.night.attempt import SEED_STRIDE, PlannedNode, choose_attempt, run_attempt
+from pantheon_git.night.attempt import (
+    SEED_STRIDE,
+    Attempt,
+    PlannedNode,
+    TaskPlan,
+    choose_attempt,
+    run_attempt,
+)
 from pantheon_git.night.executors import (
     acceptance_executor,
     agent_executor,
@@ -138,7 +145,7 @@ def test_failing_checks_go_back_to_the_implementer_each_round_its_own_step(repo_
     assert [node.id for node in nodes] == ["baseline", "implement", "test", "gate"]
     model = ScriptedModel()
     run = run_attempt(
-        repo, repo_dir, spec, nodes, fix_executors(model), attempt=1, resume=False, policy=POLICY
+        repo, repo_dir, TaskPlan(spec, nodes, fix_executors(model)), Attempt(1, resume=False), policy=POLICY
     )
     assert run.outcome == "completed" and run.passed, run
     steps = ["baseline", "implement", "test", "implement.repair1", "test.repair1", "gate"]
@@ -174,11 +181,8 @@ def test_repair_rounds_are_bounded_and_resume_runs_each_step_once(repo_dir: Path
     first = run_attempt(
         repo,
         repo_dir,
-        spec,
-        nodes,
-        fix_executors(ScriptedModel(stubborn=True)),
-        attempt=1,
-        resume=False,
+        TaskPlan(spec, nodes, fix_executors(ScriptedModel(stubborn=True))),
+        Attempt(1, resume=False),
         policy=POLICY,
         keep_alive=lambda: next(allowed),
     )
@@ -188,11 +192,8 @@ def test_repair_rounds_are_bounded_and_resume_runs_each_step_once(repo_dir: Path
     again = run_attempt(
         repo,
         repo_dir,
-        spec,
-        nodes,
-        fix_executors(ScriptedModel(stubborn=True)),
-        attempt=1,
-        resume=True,
+        TaskPlan(spec, nodes, fix_executors(ScriptedModel(stubborn=True))),
+        Attempt(1, resume=True),
         policy=POLICY,
     )
     assert steps_of(repo_dir, "pantheon/fix/1") == [
@@ -217,11 +218,8 @@ def test_an_implement_step_that_changes_nothing_fails(repo_dir: Path) -> None:
     run = run_attempt(
         repo,
         repo_dir,
-        spec,
-        plan_nodes(repo_dir, "fix"),
-        fix_executors(idle),
-        attempt=1,
-        resume=False,
+        TaskPlan(spec, plan_nodes(repo_dir, "fix"), fix_executors(idle)),
+        Attempt(1, resume=False),
         policy=POLICY,
     )
     assert run.outcome == "failed" and run.detail.startswith("implement: no change"), run
@@ -363,7 +361,9 @@ def test_a_retry_samples_instead_of_repeating_the_greedy_try(repo_dir: Path) -> 
         return NodeResult(summary="right")
 
     nodes = [PlannedNode("implement", "b", retries=2, seed=5)]
-    run = run_attempt(repo, repo_dir, spec, nodes, {"b": once_wrong}, attempt=1, resume=False, policy=POLICY)
+    run = run_attempt(
+        repo, repo_dir, TaskPlan(spec, nodes, {"b": once_wrong}), Attempt(1, resume=False), policy=POLICY
+    )
     assert run.outcome == "completed" and seen == [(5, 0.0), (6, 0.8)]
     note = read_trace(repo, oid_of(repo_dir, "pantheon/retry/1"))
     assert note is not None and note["sampling"] == {"seed": 6, "temperature": 0.8}

@@ -16,7 +16,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from pantheon_git.night.attempt import PlannedNode, choose_attempt, run_attempt
+from pantheon_git.night.attempt import Attempt, PlannedNode, TaskPlan, choose_attempt, run_attempt
 from pantheon_git.night.nodes import NodeContext, NodeResult
 from pantheon_git.queue.status import task_states
 from pantheon_git.queue.tasks import enqueue
@@ -63,7 +63,9 @@ def test_each_node_is_a_commit_with_a_readable_trace_note(repo_dir: Path) -> Non
         "b": writer("a.txt", "code"),
         "c": lambda ctx: NodeResult(summary="looks fine", output={"ok": True}),
     }
-    run = run_attempt(repo, repo_dir, spec, nodes, executors, attempt=1, resume=False, policy=POLICY)
+    run = run_attempt(
+        repo, repo_dir, TaskPlan(spec, nodes, executors), Attempt(1, resume=False), policy=POLICY
+    )
     assert run.outcome == "completed" and run.steps == ["plan", "implement", "review"]
     log = git(repo_dir, "log", "--format=%s", "main..pantheon/t1/1").splitlines()
     assert log == ["review: looks fine", "implement: wrote a.txt", "plan: wrote plan.md"]
@@ -92,11 +94,8 @@ def test_failure_leaves_an_artifact_and_retries_restore_the_worktree(repo_dir: P
     run = run_attempt(
         repo,
         repo_dir,
-        spec,
-        nodes,
-        {"b": flaky, "c": writer("x", "")},
-        attempt=1,
-        resume=False,
+        TaskPlan(spec, nodes, {"b": flaky, "c": writer("x", "")}),
+        Attempt(1, resume=False),
         policy=POLICY,
     )
     assert run.outcome == "failed" and calls["n"] == 3 and run.detail == "implement: try 3 broke"
@@ -130,11 +129,8 @@ def test_when_false_skips_and_crashes_fail_the_node(repo_dir: Path) -> None:
     run = run_attempt(
         repo,
         repo_dir,
-        spec,
-        nodes,
-        {"a": writer("p", ""), "b": crash, "c": crash},
-        attempt=1,
-        resume=False,
+        TaskPlan(spec, nodes, {"a": writer("p", ""), "b": crash, "c": crash}),
+        Attempt(1, resume=False),
         policy=POLICY,
     )
     assert run.outcome == "failed" and run.steps == ["plan", "optional", "implement"]
@@ -151,7 +147,7 @@ RESUMABLE = textwrap.dedent(
     from pantheon_git.store.git import open_repo
     from pantheon_git.queue.tasks import load_specs
     from pantheon_git.night.nodes import NodeResult
-    from pantheon_git.night.attempt import PlannedNode, choose_attempt, run_attempt
+    from pantheon_git.night.attempt import PlannedNode, TaskPlan, choose_attempt, run_attempt
 
     root = Path(sys.argv[1])
     repo = open_repo(root)
@@ -164,9 +160,9 @@ RESUMABLE = textwrap.dedent(
         return run
     nodes = [PlannedNode(f"n{i}", f"a{i}", inputs=(f"n{i-1}",) if i else ()) for i in range(6)]
     executors = {f"a{i}": slow(f"f{i}.txt") for i in range(6)}
-    attempt, resume = choose_attempt(repo, spec)
-    run = run_attempt(repo, root, spec, nodes, executors, attempt=attempt, resume=resume, policy={})
-    print(run.outcome, attempt, resume)
+    attempt = choose_attempt(repo, spec)
+    run = run_attempt(repo, root, TaskPlan(spec, nodes, executors), attempt, policy={})
+    print(run.outcome, attempt.number, attempt.resume)
     """
 )
 

@@ -76,6 +76,7 @@ def train(agent: str, steps: int | None, *, as_json: bool) -> None:
 def night(ids: list[str] | None, *, as_json: bool, take_over: bool = False, jobs: int = 1) -> int:
     """Run the named tasks (None: every runnable one) in night mode, `jobs` attempts at once; exit 1 if
     any failed."""
+    from pantheon_git.night.attempt import RunOutcome
     from pantheon_git.night.shift import Refused, Skipped, run_tasks
     from pantheon_git.ops.progress import Progress
     from pantheon_git.store.git import open_repo, work_tree
@@ -91,7 +92,7 @@ def night(ids: list[str] | None, *, as_json: bool, take_over: bool = False, jobs
     )
     ran = [result for result in results if not isinstance(result, Skipped)]
     # A task refused for a bad spec or flow counts as run and failed: someone has to fix its input.
-    failed = [result for result in ran if isinstance(result, Refused) or result.outcome == "failed"]
+    failed = [result for result in ran if isinstance(result, Refused) or result.outcome == RunOutcome.FAILED]
     if not as_json:
         print(f"night done: {len(ran)} run, {len(failed)} failed, {len(results) - len(ran)} skipped")
     return 1 if failed else 0

@@ -1,4 +1,6 @@
-"""One task, one attempt: claim it, check it out in a worktree, run its flow's nodes, record every step.
+"""One task, one attempt: check it out in a worktree, run its flow's nodes, record every step; and the
+one rule of which attempts a night runs (`choose_attempts`; the scheduler, night/shift.py, holds the
+task's lock and claim around them).
 
 Every node ends in exactly one step commit on the run branch, published only after its trace note is
 written (so no step ever lacks its note), and a failed node's commit is the failure artifact. A runner
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pygit2
 
@@ -97,27 +99,51 @@ class TaskRun:
     passed: bool = False  # the run branch's head carries an approving gate vote
 
 
-def choose_attempt(repo: pygit2.Repository, spec: Spec, samples: int = 1) -> tuple[int, bool] | None:
-    """(attempt, resume?) for the next run of `spec`, or None when it passed or its attempts are used up.
+@dataclass(frozen=True, slots=True)
+class TaskPlan:
+    """A task as the runner runs it: its spec, its flow's nodes in order and each agent's executor."""
 
-    The newest attempt is resumed if it has no outcome yet (its runner was interrupted); after a
-    finished one a new attempt starts while `limits.max_attempts` (or best-of-`samples`) allows, unless
-    an attempt already carries a counted gate approval. Decided from refs and notes as they are now, under
-    the task's lock: the status a night picked the task by may be stale (another runner on this machine,
-    say a night whose `git` was killed but not its runner, may have finished the task since).
+    spec: Spec
+    nodes: Sequence[PlannedNode]
+    executors: Mapping[str, NodeExecutor]
+
+
+class Attempt(NamedTuple):
+    """Which run of a task: its number (run branch `pantheon/<task>/<number>`), and whether it resumes
+    a run a runner left unfinished or starts a new one. A tuple, so `(2, False)` reads as one."""
+
+    number: int
+    resume: bool
+
+
+def choose_attempts(repo: pygit2.Repository, spec: Spec, samples: int = 1) -> list[Attempt]:
+    """The attempts of `spec` a night may run now, in order: each unfinished run resumed (a night killed
+    with several in flight left more than the newest), then new attempts while best-of-`samples` and
+    `limits.max_attempts` allow; at most `samples`, and none once an attempt carries a counted gate
+    approval. The one rule for every `--jobs`: the night's scheduler (night/shift.py) runs these.
+
+    Decided from refs and notes as they are now, under the task's lock: the status a night picked the
+    task by may be stale (another runner on this machine, say a night whose `git` was killed but not its
+    runner, may have finished the task since).
     """
     assert spec.id is not None
-    attempts = run_heads(repo).get(spec.id, {})
-    if not attempts:
-        return 1, False
-    if passed_attempt(repo, spec, attempts) is not None:
-        return None
-    newest = max(attempts)
-    if not attempt_finished(repo, spec, newest, attempts[newest]):
-        return newest, True
-    if newest >= max(spec.limits.max_attempts, samples):
-        return None
-    return newest + 1, False
+    heads = run_heads(repo).get(spec.id, {})
+    if passed_attempt(repo, spec, heads) is not None:
+        return []  # picked as runnable, but passed since: never attempted again
+    chosen = [Attempt(n, True) for n in sorted(heads) if not attempt_finished(repo, spec, n, heads[n])]
+    limit = max(spec.limits.max_attempts, samples)
+    number = max(heads, default=0) + 1
+    while len(chosen) < samples and number <= limit:
+        chosen.append(Attempt(number, False))
+        number += 1
+    return chosen[:samples]
+
+
+def choose_attempt(repo: pygit2.Repository, spec: Spec, samples: int = 1) -> Attempt | None:
+    """The next attempt of `spec` (the first `choose_attempts` gives), or None when it passed or its
+    attempts are used up."""
+    chosen = choose_attempts(repo, spec, samples)
+    return chosen[0] if chosen else None
 
 
 def passed_attempt(
@@ -314,42 +340,67 @@ def _call(executor: NodeExecutor, context: NodeContext) -> NodeResult:
         return NodeResult(summary=f"crashed: {crash!r}", ok=False, error=repr(crash), log_tail=tail)
 
 
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """What every step of one attempt shares: the task, its run branch and worktree, and how it samples."""
+
+    repo: pygit2.Repository
+    plan: TaskPlan
+    attempt: int
+    ref: str  # the run branch
+    base: str  # the commit the run started from (its Pantheon-Base trailer)
+    workdir: Path
+    policy: Mapping[str, Any]  # the night's policy, recorded in each step's trace
+    sample_temperature: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Tried:
+    """A node's result after its tries, the failed tries' records, and the last try's sampling."""
+
+    result: NodeResult
+    tries: list[dict[str, Any]] = field(default_factory=list)
+    sampling: dict[str, Any] = field(default_factory=dict)
+
+
 def run_attempt(
     repo: pygit2.Repository,
     root: Path,
-    spec: Spec,
-    nodes: Sequence[PlannedNode],
-    executors: Mapping[str, NodeExecutor],
+    plan: TaskPlan,
+    attempt: Attempt,
     *,
-    attempt: int,
-    resume: bool,
     policy: Mapping[str, Any],
     on_event: Callable[[dict[str, Any]], None] = lambda _event: None,
     keep_alive: Callable[[], bool] = lambda: True,
     sample_temperature: float = 0.8,
 ) -> TaskRun:
-    """Run (or resume) one attempt of `spec` through `nodes`, in order; see the module docstring."""
+    """Run (or resume) one attempt of `plan`'s task through its nodes, in order; see the module docstring.
+
+    `keep_alive` renews the task's claim before each node (False: the claim is lost, the attempt stops);
+    `policy` is recorded in every step's trace.
+    """
+    spec = plan.spec
     assert spec.id is not None
-    task_id = spec.id
-    ref = run_branch(task_id, attempt)
-    branch = ref.removeprefix("refs/heads/")
-    if not resume:
-        start_run_branch(repo, task_id, attempt, _base_commit(repo, spec))
+    ref = run_branch(spec.id, attempt.number)
+    if not attempt.resume:
+        start_run_branch(repo, spec.id, attempt.number, _base_commit(repo, spec))
     base = recorded_base(repo, ref)
     done = {name: commit for name, commit in recorded_steps(repo, ref)}
     outputs: dict[str, Any] = {}
     for name, commit in done.items():  # oldest first, so a repair round's output replaces its node's
         trace = read_trace(repo, commit.id) or {}
         outputs[name] = outputs[flow_node_id(name)] = trace.get("output", {})
-    run = TaskRun(task_id, attempt, branch, RunOutcome.COMPLETED, steps=list(done))
-    deadline_all = time.monotonic() + spec.limits.max_minutes * 60
-    by_id = {node.id: node for node in nodes}
-    schedule = list(nodes)
+    branch = ref.removeprefix("refs/heads/")
+    run = TaskRun(spec.id, attempt.number, branch, RunOutcome.COMPLETED, steps=list(done))
+    deadline = time.monotonic() + spec.limits.max_minutes * 60
+    by_id = {node.id: node for node in plan.nodes}
+    schedule = list(plan.nodes)
     # A runner killed while it held the branch's ref lock left the lock file; checking the worktree out
     # moves the branch (to where it is), so it would fail on it. Made before this runner took the task's
     # lock, it is provably stale.
-    clear_stale_lock(repo, ref, made_before=held_since(repo.path, task_id))
-    workdir = add_worktree(root, worktree_path(repo.path, task_id, attempt), ref)
+    clear_stale_lock(repo, ref, made_before=held_since(repo.path, spec.id))
+    workdir = add_worktree(root, worktree_path(repo.path, spec.id, attempt.number), ref)
+    place = _Place(repo, plan, attempt.number, ref, base, workdir, policy, sample_temperature)
     try:
         index = 0
         while index < len(schedule):
@@ -359,69 +410,16 @@ def run_attempt(
                 if node.agent == GATE_AGENT and not _gate_recorded(repo, spec, done[node.id].id):
                     # Cut between the gate's published step and its vote: finish that step (the gate
                     # decides again, from the counted votes only); a new attempt would replace it.
-                    _finish_gate(repo, spec, node, executors, workdir, attempt, ref, base, outputs)
+                    _finish_gate(place, node, outputs)
                 # Decided from the recorded output alone: a resumed runner schedules the same rounds.
                 schedule[index:index] = repair_steps(by_id, node, outputs.get(node.id, {}))
                 continue
             if not keep_alive():
                 run.outcome, run.detail = RunOutcome.SKIPPED, "lost the task's claim to another runner"
                 return run
-            inputs = {name: outputs.get(name, {}) for name in node.inputs} | dict(node.extra_inputs or {})
-            started = datetime.now(UTC)
-            clock = time.monotonic()
-            on_event(
-                {"event": "node", "task": task_id, "attempt": attempt, "node": node.id, "agent": node.agent}
-            )
-            seed, temperature = node_sampling(node, attempt, sample_temperature)
-            if node.when is not None and not node.when(outputs):
-                result = NodeResult(summary="skipped (its `when` is false)", output={"skipped": True})
-                tries: list[dict[str, Any]] = []
-                sampling: dict[str, Any] = {}
-            else:
-                result, tries, sampling = _run_with_retries(
-                    repo,
-                    spec,
-                    replace(node, seed=seed, temperature=temperature),
-                    executors,
-                    workdir,
-                    inputs,
-                    attempt,
-                    ref,
-                    min(deadline_all, clock + node.timeout_s),
-                    base,
-                    outputs,
-                    sample_temperature,
-                )
-            duration = time.monotonic() - clock
-            commit = _record(
-                repo,
-                ref,
-                spec,
-                node,
-                workdir,
-                result,
-                tries,
-                inputs,
-                attempt,
-                policy,
-                started,
-                duration,
-                base,
-                sampling=sampling,
-            )
+            result = _step(place, node, outputs, deadline=deadline, on_event=on_event)
             outputs[node.id] = outputs[flow_node_id(node.id)] = result.output
             run.steps.append(node.id)
-            on_event(
-                {
-                    "event": "step",
-                    "task": task_id,
-                    "node": node.id,
-                    "ok": result.ok,
-                    "seconds": round(duration, 3),
-                    "tokens": result.tokens,
-                    "commit": str(commit),
-                }
-            )
             if not result.ok:
                 run.outcome, run.detail = RunOutcome.FAILED, f"{node.id}: {result.error}"
                 return run
@@ -430,6 +428,50 @@ def run_attempt(
     finally:
         remove_worktree(root, workdir)
         run.passed = attempt_passed(repo, ref)
+
+
+def _step(
+    place: _Place,
+    node: PlannedNode,
+    outputs: Mapping[str, Any],
+    *,
+    deadline: float,
+    on_event: Callable[[dict[str, Any]], None],
+) -> NodeResult:
+    """Run one node of the attempt (unless its `when` is false) and record it as one step commit."""
+    task_id = place.plan.spec.id or ""
+    inputs = {name: outputs.get(name, {}) for name in node.inputs} | dict(node.extra_inputs or {})
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    on_event(
+        {"event": "node", "task": task_id, "attempt": place.attempt, "node": node.id, "agent": node.agent}
+    )
+    seed, temperature = node_sampling(node, place.attempt, place.sample_temperature)
+    if node.when is not None and not node.when(outputs):
+        tried = _Tried(NodeResult(summary="skipped (its `when` is false)", output={"skipped": True}))
+    else:
+        tried = _run_with_retries(
+            place,
+            replace(node, seed=seed, temperature=temperature),
+            inputs,
+            deadline=min(deadline, clock + node.timeout_s),
+            upstream=outputs,
+        )
+    duration = time.monotonic() - clock
+    commit = _record(place, node, tried, inputs=inputs, started=started, duration=duration)
+    result = tried.result
+    on_event(
+        {
+            "event": "step",
+            "task": task_id,
+            "node": node.id,
+            "ok": result.ok,
+            "seconds": round(duration, 3),
+            "tokens": result.tokens,
+            "commit": str(commit),
+        }
+    )
+    return result
 
 
 def _unrecorded_votes(
@@ -458,88 +500,64 @@ def _gate_recorded(repo: pygit2.Repository, spec: Spec, commit: pygit2.Oid) -> b
     return any(item.vote.kind == "gate" for item in recorded_votes(repo, commit, signers))
 
 
-def _finish_gate(
-    repo: pygit2.Repository,
-    spec: Spec,
-    node: PlannedNode,
-    executors: Mapping[str, NodeExecutor],
-    workdir: Path,
-    attempt: int,
-    ref: str,
-    base: str,
-    outputs: Mapping[str, Any],
-) -> None:
+def _finish_gate(place: _Place, node: PlannedNode, outputs: Mapping[str, Any]) -> None:
     """Record the vote of a published gate step that has none: the gate decides again and its vote goes
     on that same step commit, so the attempt ends as if it had never been cut (no step runs twice)."""
-    steps = dict(recorded_steps(repo, ref))
+    steps = dict(recorded_steps(place.repo, place.ref))
     commit = steps[node.id].id
     inputs = {name: outputs.get(name, {}) for name in node.inputs}
     deadline = time.monotonic() + node.timeout_s
-    result, _, _ = _run_with_retries(
-        repo, spec, node, executors, workdir, inputs, attempt, ref, deadline, base, outputs
-    )
-    if result.votes:
-        append_votes(repo, commit, result.votes)
+    tried = _run_with_retries(place, node, inputs, deadline=deadline, upstream=outputs)
+    if tried.result.votes:
+        append_votes(place.repo, commit, tried.result.votes)
 
 
 def _run_with_retries(
-    repo: pygit2.Repository,
-    spec: Spec,
+    place: _Place,
     node: PlannedNode,
-    executors: Mapping[str, NodeExecutor],
-    workdir: Path,
     inputs: dict[str, Any],
-    attempt: int,
-    ref: str,
+    *,
     deadline: float,
-    base: str = "",
-    upstream: Mapping[str, Any] | None = None,
-    sample_temperature: float = 0.8,
-) -> tuple[NodeResult, list[dict[str, Any]], dict[str, Any]]:
-    """The node's result after its tries, the failed tries' records, and the last try's sampling."""
-    executor = executors.get(node.agent)
+    upstream: Mapping[str, Any],
+) -> _Tried:
+    """The node run until a try succeeds or its retries are used (a failed try's edits are undone)."""
+    repo, spec, workdir = place.repo, place.plan.spec, place.workdir
+    executor = place.plan.executors.get(node.agent)
     if executor is None:
-        return (
-            NodeResult(
-                summary=f"no executor for agent {node.agent}",
-                ok=False,
-                error=f"agent {node.agent}: not available to the runner",
-            ),
-            [],
-            {},
-        )
+        error = f"agent {node.agent}: not available to the runner"
+        return _Tried(NodeResult(summary=f"no executor for agent {node.agent}", ok=False, error=error))
     previous = tuple(
         vote
-        for _, commit in recorded_steps(repo, ref)
+        for _, commit in recorded_steps(repo, place.ref)
         for vote in read_votes(repo, commit.id, base=spec.base)
     )
     tries: list[dict[str, Any]] = []
     result = NodeResult(summary="not run", ok=False, error="not run")
     for number in range(1, node.retries + 2):
-        seed, temperature = retry_sampling(node, number, sample_temperature)
+        seed, temperature = retry_sampling(node, number, place.sample_temperature)
         sampling = {"seed": seed, "temperature": temperature}
         context = NodeContext(
             spec=spec,
             task_id=spec.id or "",
-            attempt=attempt,
+            attempt=place.attempt,
             node_id=node.id,
             agent=node.agent,
             worktree=workdir,
             inputs=inputs,
             deadline=deadline,
             seed=seed,
-            run_ref=ref,
+            run_ref=place.ref,
             previous_votes=previous,
-            base=base,
+            base=place.base,
             temperature=temperature,
-            upstream=dict(upstream or {}),
+            upstream=dict(upstream),
         )
         if context.seconds_left() <= 0:
             result = NodeResult(
                 summary="timed out", ok=False, error=f"timed out after {node.timeout_s:.0f} s"
             )
             break
-        result = _execute(executors[node.agent], context)
+        result = _execute(executor, context)
         if result.ok and node.require_change and not _changed(workdir):
             result = replace(result, summary=f"failed: {NO_CHANGE}", ok=False, error=NO_CHANGE)
         if result.ok:
@@ -555,47 +573,41 @@ def _run_with_retries(
         )
         if number <= node.retries:
             _restore(workdir)
-    return result, tries, sampling
+    return _Tried(result, tries, sampling)
 
 
 def _record(
-    repo: pygit2.Repository,
-    ref: str,
-    spec: Spec,
+    place: _Place,
     node: PlannedNode,
-    workdir: Path,
-    result: NodeResult,
-    tries: list[dict[str, Any]],
+    tried: _Tried,
+    *,
     inputs: dict[str, Any],
-    attempt: int,
-    policy: Mapping[str, Any],
     started: datetime,
     duration: float,
-    base: str = "",
-    sampling: Mapping[str, Any] | None = None,
 ) -> pygit2.Oid:
     """The node's step commit (the worktree as it is) and its trace note; then publish the branch."""
+    repo, ref, spec, result = place.repo, place.ref, place.plan.spec, tried.result
     task_id = spec.id or ""
     trace: dict[str, Any] = {
         "summary": result.summary,
         "task": task_id,
-        "attempt": attempt,
+        "attempt": place.attempt,
         "node": node.id,
         "agent": node.agent,
         "ok": result.ok,
         "model": result.model,
-        "base": base,
+        "base": place.base,
         "started": started.isoformat(timespec="seconds"),
         "duration_s": round(duration, 3),
         "tokens": result.tokens,
-        "sampling": dict(sampling or {}),
-        "policy": dict(policy),
+        "sampling": dict(tried.sampling),
+        "policy": dict(place.policy),
         "input": inputs,
         "output": result.output,
     }
-    extra: dict[str, str] = {"Pantheon-Attempt": str(attempt)}
-    if base and not recorded_steps(repo, ref):
-        extra["Pantheon-Base"] = base  # on the run's first step: the commit it started from
+    extra: dict[str, str] = {"Pantheon-Attempt": str(place.attempt)}
+    if place.base and not recorded_steps(repo, ref):
+        extra["Pantheon-Base"] = place.base  # on the run's first step: the commit it started from
     # What `git log` shows for the step, one line in the commit itself: no published step lacks it.
     extra[LOG_TRAILER] = step_log(trace, result.votes, count_tool_calls(result.trace))
     if not result.ok:
@@ -604,7 +616,7 @@ def _record(
     step = Step(
         task=task_id, step=node.id, agent=node.agent, model=result.model, summary=result.summary, extra=extra
     )
-    commit, parent = make_step_commit(repo, ref, step, tree=worktree_tree(workdir))
+    commit, parent = make_step_commit(repo, ref, step, tree=worktree_tree(place.workdir))
     if not result.ok:
         branch = ref.removeprefix("refs/heads/")
         trace["error"] = result.error
@@ -614,8 +626,8 @@ def _record(
             f"git show {commit}",
             f"git pantheon replay {str(commit)[:12]}",
         ]
-    if tries:
-        trace["failed_tries"] = tries
+    if tried.tries:
+        trace["failed_tries"] = tried.tries
     if result.trace:
         trace["agent_trace"] = result.trace
     # The note keeps the summary; what the node was given and its turn-by-turn record go to one payload
