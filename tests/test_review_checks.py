@@ -255,6 +255,20 @@ def test_a_clean_diff_is_approved_by_every_deterministic_reviewer_and_passes(
 
 
 @needs_sandbox
+def test_lint_judges_format_only_where_the_repository_keeps_its_files_formatted(
+    repo_dir: Path, on_path: None
+) -> None:
+    calc_repo(repo_dir)
+    (repo_dir / "calc.py").write_text("TABLE = {'a':1}\n\n\n" + STUB)  # the repository's own style
+    git(repo_dir, "commit", "-q", "-am", "calc in its own style")
+    spec = queue(repo_dir, "t1")
+    run(repo_dir, spec, executors(write("calc.py", "TABLE = {'a':1}\n\n\n" + DONE.replace("a * b", "a*b"))))
+    lint = votes_of(repo_dir, spec)["lint"]
+    assert lint.verdict == "approve", lint
+    assert lint.reasons == ["ruff check clean; format not checked: calc.py not ruff-formatted at the base"]
+
+
+@needs_sandbox
 def test_lint_abstains_where_no_ruff_is_configured_and_the_gate_counts_it_neither_way(repo_dir: Path) -> None:
     calc_repo(repo_dir, ruff=False)
     spec = queue(repo_dir, "t1")

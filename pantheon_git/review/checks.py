@@ -465,34 +465,32 @@ def blamed_diagnostics(output: str, changes: Sequence[Change]) -> list[str]:
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@")
 
 
-def blamed_formatting(output: str, changes: Sequence[Change]) -> list[str]:
-    """From `ruff format --diff` (each body line cut to its first character), the files whose formatting
-    would change a line the change added (any line of a new file)."""
+def formatting_changes(output: str, changes: Sequence[Change]) -> tuple[list[str], list[str]]:
+    """From `ruff format --diff` (each body line cut to its first character): (the files whose formatting
+    would change a line the change added, any line of a new file; the changed files whose formatting would
+    change lines the change left alone, so the repository does not keep them ruff-formatted)."""
     by_path = {change.path: change for change in changes}
     blamed: list[str] = []
+    untouched: list[str] = []
     change: Change | None = None
     line = 0
     for text in output.splitlines():
         if text.startswith("--- "):
             change = by_path.get(text[4:].strip().removeprefix("a/").removeprefix("./"))
             continue
-        if text.startswith("+++ "):
-            continue
         hunk = _HUNK.match(text)
-        if hunk:
-            line = int(hunk.group(1))
+        if hunk or text.startswith("+++ "):
+            line = int(hunk.group(1)) if hunk else line
             continue
-        if change is None or not text:
-            if not text:
-                line += 1  # an empty context line
+        if change is None or text[:1] not in ("-", " ", ""):
             continue
-        if text[0] == "-":
-            if (change.kind == ChangeKind.ADDED or line in change.added_lines) and change.path not in blamed:
-                blamed.append(change.path)
-            line += 1
-        elif text[0] == " ":
-            line += 1
-    return blamed
+        if text[:1] == "-":
+            added = change.kind == ChangeKind.ADDED or line in change.added_lines
+            found = blamed if added else untouched
+            if change.path not in found:
+                found.append(change.path)
+        line += 1  # a removed or context line (an empty one is context) advances the old side
+    return blamed, untouched
 
 
 def lint_check(
@@ -531,8 +529,9 @@ def lint_check(
         if ran.exit_code not in (0, 1):
             return Check(LINT, Verdict.ABSTAIN, f"{step} could not run (exit {ran.exit_code})", evidence)
     problems = blamed_diagnostics(check.output, changes) if check is not None and check.exit_code else []
-    unformatted = (
-        blamed_formatting(format_.output, changes) if format_ is not None and format_.exit_code else []
+    formatted = format_ is not None and format_.exit_code == 0
+    unformatted, unkept = (
+        formatting_changes(format_.output, changes) if format_ and not formatted else ([], [])
     )
     evidence["diagnostics"], evidence["unformatted"] = problems[:50], unformatted[:50]
     if problems:
@@ -540,6 +539,14 @@ def lint_check(
             LINT,
             Verdict.REJECT,
             f"ruff: {problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
+            evidence,
+        )
+    if unkept:  # the repository does not keep these files ruff-formatted: not the change's to start
+        evidence["format_not_kept"] = unkept[:50]
+        return Check(
+            LINT,
+            Verdict.APPROVE,
+            f"ruff check clean; format not checked: {_listed(unkept)} not ruff-formatted at the base",
             evidence,
         )
     if unformatted:
