@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
 from pantheon_git.review.changes import base_tree, blob_text, read_changes, tree_paths
 from pantheon_git.review.checks import (
+    MAX_LINTED,
     RUFF_FILES,
     Change,
     Check,
@@ -89,7 +90,12 @@ def checks_executor(sandbox: Sandbox, policy: GatePolicy) -> NodeExecutor:
         config = ruff_config({name: text for name, text in top.items() if text is not None})
         targets = lint_targets(changes)
         lint = None
-        if config and targets and not lint_config_edits(changes) and not suppressions(changes):
+        if (
+            config
+            and 0 < len(targets) <= MAX_LINTED
+            and not lint_config_edits(changes)
+            and not suppressions(changes)
+        ):
             lint = run_lint(sandbox, context, targets)
         checks = review_changes(changes, context, policy, tree_paths(tree), config, lint)
         rejected = [check.name for check in checks if check.verdict == Verdict.REJECT]

@@ -387,6 +387,7 @@ def weakening_check(
 # --- lint --------------------------------------------------------------------------------------------
 
 RUFF_FILES = ("ruff.toml", ".ruff.toml")
+MAX_LINTED = 200  # files on one command line; a change this large is the size reviewer's
 _SUPPRESS = re.compile(r"#\s*(?:noqa\b|ruff\s*:\s*noqa|fmt\s*:\s*(?:off|skip))", re.I)
 
 
@@ -516,6 +517,10 @@ def lint_check(
         )
     if not targets:
         return Check(LINT, Verdict.ABSTAIN, "no Python file changed: nothing to lint", evidence)
+    if len(targets) > MAX_LINTED:
+        return Check(
+            LINT, Verdict.ABSTAIN, f"{len(targets)} Python files changed: too many to lint", evidence
+        )
     for step, ran in (("ruff check", check), ("ruff format", format_)):
         if ran is None:
             continue
