@@ -82,6 +82,10 @@ def _listed(paths: Sequence[str], limit: int = 3) -> str:
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def work(changes: Iterable[Change]) -> list[Change]:
     """The changes that are the work: every change but the checks' byte code and caches."""
     return [change for change in changes if not is_artefact(change.path)]
@@ -99,7 +103,12 @@ def size_check(changes: Sequence[Change], max_lines: int, max_files: int) -> Che
         return Check(SIZE, Verdict.REJECT, f"changes {lines} lines (limit {max_lines})", evidence)
     if len(real) > max_files:
         return Check(SIZE, Verdict.REJECT, f"changes {len(real)} files (limit {max_files})", evidence)
-    return Check(SIZE, Verdict.APPROVE, f"{lines} lines in {len(real)} files, within the limits", evidence)
+    return Check(
+        SIZE,
+        Verdict.APPROVE,
+        f"{_counted(lines, 'line')} in {_counted(len(real), 'file')}, within the limits",
+        evidence,
+    )
 
 
 # --- scope -------------------------------------------------------------------------------------------
@@ -200,7 +209,10 @@ def scope_check(
             evidence,
         )
     return Check(
-        SCOPE, Verdict.APPROVE, f"{len(real)} changed files, all named by the spec or needed", evidence
+        SCOPE,
+        Verdict.APPROVE,
+        f"{_counted(len(real), 'changed file')}, all named by the spec or needed",
+        evidence,
     )
 
 
