@@ -22,6 +22,7 @@ import pygit2
 
 from pantheon_git.queue.tasks import BrokenSpec, cancelled_ids, queue_tree, read_queue
 from pantheon_git.schema.spec import Spec
+from pantheon_git.store.git import lookup
 from pantheon_git.store.layout import CLAIMS_PREFIX, run_branch
 from pantheon_git.store.runs import misbound_steps, parse_trailers, run_heads, unverified_steps
 from pantheon_git.store.signing import AllowedSigners, allowed_signers
@@ -57,7 +58,7 @@ def checked_outcome(
     signer (a run branch made or extended elsewhere) is a failure, never a pass."""
     recorded = recorded_votes(repo, head, signers)
     votes = [item.vote for item in recorded if item.counts]
-    outcome = run_outcome(parse_trailers(repo.get(head).message), votes)
+    outcome = run_outcome(parse_trailers(lookup(repo, head, pygit2.Commit).message), votes)
     if outcome == Status.RUNNING and any(item.vote.kind == "gate" for item in recorded):
         # The gate did decide, but its vote does not verify (e.g. a repository without signing keys):
         # the run is over and did not pass; it must not look "running" night after night.

@@ -20,7 +20,7 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.errors import warn_skipped
-from pantheon_git.store.git import GitCommandFailed, ref_commit, run_git, set_ref, signature
+from pantheon_git.store.git import GitCommandFailed, entries, lookup, ref_commit, run_git, set_ref, signature
 from pantheon_git.store.layout import (
     CLAIMS_PREFIX,
     EVALS_NOTES,
@@ -76,11 +76,11 @@ def fetch(root: Path, remote: str) -> None:
 def spec_conflicts(repo: pygit2.Repository, ours: pygit2.Tree, theirs: pygit2.Tree) -> list[str]:
     """Task ids whose spec differs between the two queue trees (same id, other content), sorted."""
     clashes = []
-    for entry in theirs:
-        if entry.type_str != "blob" or not entry.name.endswith(".toml") or entry.name not in ours:
+    for name, entry in entries(theirs):
+        if entry.type_str != "blob" or not name.endswith(".toml") or name not in ours:
             continue
-        if ours[entry.name].id != entry.id:
-            clashes.append(entry.name.removesuffix(".toml"))
+        if ours[name].id != entry.id:
+            clashes.append(name.removesuffix(".toml"))
     return sorted(clashes)
 
 
@@ -124,16 +124,12 @@ def merge_queue(repo: pygit2.Repository, remote: str, conflicts: list[str] | Non
 def _union_tree(repo: pygit2.Repository, ours: pygit2.Tree, theirs: pygit2.Tree) -> pygit2.Oid:
     """Every entry of either tree; subtrees united recursively; on a clash of files ours stays."""
     builder = repo.TreeBuilder(ours)
-    for entry in theirs:
-        if entry.name not in ours:
-            builder.insert(entry.name, entry.id, entry.filemode)
-        elif (
-            entry.type_str == "tree"
-            and ours[entry.name].type_str == "tree"
-            and ours[entry.name].id != entry.id
-        ):
-            merged = _union_tree(repo, repo.get(ours[entry.name].id), repo.get(entry.id))
-            builder.insert(entry.name, merged, pygit2.GIT_FILEMODE_TREE)
+    for name, entry in entries(theirs):
+        if name not in ours:
+            builder.insert(name, entry.id, entry.filemode)
+        elif entry.type_str == "tree" and ours[name].type_str == "tree" and ours[name].id != entry.id:
+            mine, other = lookup(repo, ours[name].id, pygit2.Tree), lookup(repo, entry.id, pygit2.Tree)
+            builder.insert(name, _union_tree(repo, mine, other), pygit2.GIT_FILEMODE_TREE)
     return builder.write()
 
 
@@ -178,8 +174,8 @@ def adopt_remote_refs(repo: pygit2.Repository, remote: str) -> list[str]:
         for tracking, local_prefix in prefixes.items():
             if name.startswith(tracking):
                 local = local_prefix + name.removeprefix(tracking)
-                target = repo.references[name].target
-                if not isinstance(repo.get(target), pygit2.Commit):  # claims and runs are commits
+                target = repo.references[name].target  # claims and runs are commits, never symbolic refs
+                if not isinstance(target, pygit2.Oid) or not isinstance(repo.get(target), pygit2.Commit):
                     warn_skipped(name, "does not point at a commit; not adopted")
                     continue
                 current = repo.references.get(local)
@@ -188,6 +184,7 @@ def adopt_remote_refs(repo: pygit2.Repository, remote: str) -> list[str]:
                         adopted.append(local)
                 elif (
                     local.startswith(CLAIMS_PREFIX)  # the remote decides claims (create-only pushes)
+                    and isinstance(current.target, pygit2.Oid)  # a symbolic ref there is not ours
                     and current.target != target
                     and set_ref(repo, local, target, current.target, "pantheon: sync claim")
                 ):

@@ -24,7 +24,7 @@ from pantheon_git import __version__
 from pantheon_git.errors import PantheonError, shown, warn_skipped
 from pantheon_git.schema.document import parse_toml
 from pantheon_git.schema.spec import Spec, validate_spec
-from pantheon_git.store.git import append_commit, build_tree, ref_commit
+from pantheon_git.store.git import append_commit, build_tree, entries, lookup, ref_commit
 from pantheon_git.store.layout import CANCELLED_DIR, TASKS_REF, claim_ref, spec_path
 from pantheon_git.store.runs import newest_run, run_heads
 
@@ -86,26 +86,26 @@ def read_queue(
     tree = tree if tree is not None else queue_tree(repo)
     if tree is None:
         return [], []
-    entries = [
-        (entry.name, str(entry.id))
-        for entry in tree
-        if entry.name.endswith(".toml") and entry.type_str == "blob"
+    blobs = [
+        (name, str(entry.id))
+        for name, entry in entries(tree)
+        if name.endswith(".toml") and entry.type_str == "blob"
     ]
     # A spec's name that is a directory (or a submodule) in a synced queue is a broken spec, named.
     broken = [
-        BrokenSpec(entry.name.removesuffix(".toml"), f"{TASKS_REF}:{shown(entry.name)}: not a file")
-        for entry in tree
-        if entry.name.endswith(".toml") and entry.type_str != "blob"
+        BrokenSpec(name.removesuffix(".toml"), f"{TASKS_REF}:{shown(name)}: not a file")
+        for name, entry in entries(tree)
+        if name.endswith(".toml") and entry.type_str != "blob"
     ]
     cache_file = Path(repo.path) / "pantheon" / "cache" / f"specs-{__version__}.json"
     cache = _read_cache(cache_file)
     specs = []
     fresh = False
-    for name, blob_id in entries:
+    for name, blob_id in blobs:
         spec = cache.get(blob_id)
         if spec is None:
             try:
-                spec = parse_queued_spec(repo.get(blob_id).data, name)
+                spec = parse_queued_spec(lookup(repo, blob_id, pygit2.Blob).data, name)
             except PantheonError as refused:
                 broken.append(BrokenSpec(name.removesuffix(".toml"), str(refused)))
                 continue
@@ -113,7 +113,7 @@ def read_queue(
             fresh = True
         specs.append(spec)
     if fresh:
-        _write_cache(cache_file, {blob_id: cache[blob_id] for _, blob_id in entries if blob_id in cache})
+        _write_cache(cache_file, {blob_id: cache[blob_id] for _, blob_id in blobs if blob_id in cache})
     return specs, broken
 
 
@@ -152,13 +152,16 @@ def cancelled_ids(tree: pygit2.Tree | None, repo: pygit2.Repository) -> set[str]
     if tree[CANCELLED_DIR].type_str != "tree":  # a synced queue may hold anything under that name
         warn_skipped(f"{TASKS_REF}:{CANCELLED_DIR}", "not a directory of cancellation records")
         return set()
-    return {entry.name.removesuffix(".toml") for entry in repo.get(tree[CANCELLED_DIR].id)}
+    return {
+        name.removesuffix(".toml") for name, _ in entries(lookup(repo, tree[CANCELLED_DIR].id, pygit2.Tree))
+    }
 
 
 def resolve_id(repo: pygit2.Repository, given: str, tree: pygit2.Tree | None = None) -> str:
     """A full task id from an id or a unique prefix of one, like git's abbreviated commit ids."""
     tree = tree if tree is not None else queue_tree(repo)
-    names = [entry.name.removesuffix(".toml") for entry in tree or [] if entry.name.endswith(".toml")]
+    listed = entries(tree) if tree is not None else iter(())
+    names = [name.removesuffix(".toml") for name, _ in listed if name.endswith(".toml")]
     if given in names:
         return given
     matches = [name for name in names if name.startswith(given)]
@@ -171,15 +174,14 @@ def resolve_id(repo: pygit2.Repository, given: str, tree: pygit2.Tree | None = N
 
 def enqueue(repo: pygit2.Repository, specs: Sequence[Spec]) -> pygit2.Oid:
     """Add fully stamped specs to the queue as one commit: all of them, or none on any duplicate id."""
-    ids = [spec.id for spec in specs]
-    if any(task_id is None for task_id in ids):
+    ids = [spec.id for spec in specs if spec.id is not None]
+    if len(ids) < len(specs):
         raise ValueError("specs must be stamped (have ids) before they are queued")
     duplicates = sorted({task_id for task_id in ids if ids.count(task_id) > 1})
     if duplicates:
         raise PantheonError(f"id {duplicates[0]}: given to more than one spec in this call")
     heads = run_heads(repo)
     for task_id in ids:
-        assert task_id is not None
         if task_id in heads or claim_ref(task_id) in repo.references:
             raise PantheonError(f"id {task_id}: already has runs or a claim here (ids are unique)")
     files = {spec_path(spec.id): spec.to_toml().encode() for spec in specs if spec.id}

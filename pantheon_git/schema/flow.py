@@ -207,7 +207,8 @@ def topological_order(flow: Flow, source: str = "flow") -> list[Node]:
 
 def parse_flow(text: str, source: str, known_agents: Iterable[str]) -> Flow:
     data = parse_toml(text, source)
-    nodes = data.get("nodes") if isinstance(data.get("nodes"), list) else []
+    listed = data.get("nodes")
+    nodes: list[Any] = listed if isinstance(listed, list) else []
 
     def name_field(loc: list[str]) -> str:
         # `nodes.2.agent` reads better as `node review: agent`

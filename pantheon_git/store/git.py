@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar, cast
 
 import pygit2
 
@@ -167,6 +168,27 @@ def signature(repo: pygit2.Repository) -> pygit2.Signature:
     return pygit2.Signature(name, email)
 
 
+ObjectT = TypeVar("ObjectT", pygit2.Commit, pygit2.Tree, pygit2.Blob)
+
+
+def lookup(repo: pygit2.Repository, oid: pygit2.Oid | str, kind: type[ObjectT]) -> ObjectT:
+    """The `kind` of object `oid` names; KeyError when this repository lacks it or holds another kind.
+
+    pygit2 types `repo.get` as `Object | None`: this is the one checked narrowing of what it returns.
+    """
+    found = repo.get(oid)
+    if not isinstance(found, kind):
+        raise KeyError(f"{oid}: no {kind.__name__.lower()} of that id in {repo.path}")
+    return found
+
+
+def entries(tree: pygit2.Tree) -> Iterator[tuple[str, pygit2.Object]]:
+    """(name, object) for each entry of `tree`: pygit2 types every object's name as optional, and an
+    entry of a tree always has one."""
+    for entry in tree:
+        yield entry.name or "", entry
+
+
 def ref_commit(repo: pygit2.Repository, ref: str) -> pygit2.Commit | None:
     """The commit `ref` points at, or None when the ref does not exist or holds no commit.
 
@@ -251,15 +273,17 @@ def append_commit(
             return None
         tree, message = built
         message = redact(message)  # commit messages are published with their ref
-        parents = [] if tip is None else [tip.id]
+        parent = None if tip is None else tip.id
+        parents: list[pygit2.Oid | str] = [] if parent is None else [parent]
         if sign is None:
             commit = repo.create_commit(None, sig, sig, message, tree, parents)
         else:
-            buffer = repo.create_commit_string(sig, sig, message, tree, parents)
+            # pygit2 types the commit's text as an Oid; it is the text of the commit, a str.
+            buffer = cast(str, repo.create_commit_string(sig, sig, message, tree, parents))
             signed = sign(buffer)
             fault_point(Boundary.SIGNED, ref_kind(ref))
             commit = repo.create_commit_with_signature(buffer, signed)
-        if set_ref(repo, ref, commit, parents[0] if parents else None, message.splitlines()[0] or "pantheon"):
+        if set_ref(repo, ref, commit, parent, message.splitlines()[0] or "pantheon"):
             return commit
         clear_stale_lock(repo, ref)
         backoff(attempt)
@@ -316,9 +340,9 @@ def build_tree(
         if base is not None and name in base:
             entry = base[name]
             if entry.type_str == "tree":
-                sub_base = repo.get(entry.id)
+                sub_base = lookup(repo, entry.id, pygit2.Tree)
         sub_tree_id = build_tree(repo, sub_base, sub_changes)
-        if len(repo.get(sub_tree_id)) == 0:
+        if len(lookup(repo, sub_tree_id, pygit2.Tree)) == 0:
             if base is not None and name in base:
                 builder.remove(name)
         else:

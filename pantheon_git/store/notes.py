@@ -15,7 +15,7 @@ from typing import Any
 import pygit2
 
 from pantheon_git.errors import warn_skipped
-from pantheon_git.store.git import append_commit, parse_oid, ref_commit
+from pantheon_git.store.git import append_commit, entries, lookup, parse_oid, ref_commit
 from pantheon_git.store.redact import redact_bytes
 
 # Given the current note (None if absent), return the new one (None removes it).
@@ -46,7 +46,7 @@ def _locate(repo: pygit2.Repository, root: pygit2.Tree, hexid: str) -> tuple[lis
         prefix = rest[:2]
         if len(rest) > 2 and prefix in tree and tree[prefix].type_str == "tree":
             dirs.append(prefix)
-            tree = repo.get(tree[prefix].id)
+            tree = lookup(repo, tree[prefix].id, pygit2.Tree)
             rest = rest[2:]
             continue
         if not dirs:
@@ -112,12 +112,12 @@ def iter_tree_notes(repo: pygit2.Repository, root: pygit2.Tree) -> Iterator[tupl
     stack: list[tuple[str, pygit2.Tree]] = [("", root)]
     while stack:
         prefix, tree = stack.pop()
-        for entry in tree:
-            name = prefix + entry.name
-            if not _is_hex(entry.name):
+        for entry_name, entry in entries(tree):
+            name = prefix + entry_name
+            if not _is_hex(entry_name):
                 continue  # git keeps non-note entries; they are not ours to read
-            if entry.type_str == "tree" and len(entry.name) == 2 and len(name) < 40:
-                stack.append((name, repo.get(entry.id)))
+            if entry.type_str == "tree" and len(entry_name) == 2 and len(name) < 40:
+                stack.append((name, lookup(repo, entry.id, pygit2.Tree)))
             elif entry.type_str == "blob" and (target := parse_oid(name)) is not None:
                 yield target, entry.id
 
@@ -129,7 +129,7 @@ def changed_notes(
     if old is None:
         yield from iter_tree_notes(repo, new)
         return
-    for delta in repo.diff(old, new).deltas:
+    for delta in old.diff_to_tree(new).deltas:
         if delta.status_char() in ("A", "M"):
             target = parse_oid(delta.new_file.path.replace("/", ""))
             if target is not None:
@@ -141,14 +141,15 @@ def _write_note(
 ) -> pygit2.Oid:
     """A new root tree with `hexid`'s note set to `blob` (None: removed); touches one path only."""
     if root is None:
-        root = repo.get(repo.TreeBuilder().write())
+        root = lookup(repo, repo.TreeBuilder().write(), pygit2.Tree)
     dirs, existing = _locate(repo, root, hexid)
     if existing is None and blob is None:
         return root.id
-    trees = [root]
+    trees: list[pygit2.Tree | None] = [root]
     for name in dirs:
         current = trees[-1]
-        trees.append(repo.get(current[name].id) if name in current else None)
+        inside = current is not None and name in current
+        trees.append(lookup(repo, current[name].id, pygit2.Tree) if current is not None and inside else None)
     leaf_name = hexid[2 * len(dirs) :]
     child: tuple[str, pygit2.Oid | None, int] = (leaf_name, blob, pygit2.GIT_FILEMODE_BLOB)
     for depth in range(len(dirs), -1, -1):
@@ -202,7 +203,7 @@ def update_notes(
             if new == old:
                 continue
             blob = repo.create_blob(new) if new is not None else None
-            root = repo.get(_write_note(repo, root, hexid, blob))
+            root = lookup(repo, _write_note(repo, root, hexid, blob), pygit2.Tree)
             changed = True
         if not changed or root is None:
             return None

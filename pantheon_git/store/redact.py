@@ -193,8 +193,9 @@ def _plugins() -> tuple[tuple[Any, str], ...]:
     """The detect-secrets plugins, built once (importing them costs ~80 ms): (plugin, type slug)."""
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
-    plugins = []
-    for secret_type, cls in sorted(get_mapping_from_secret_type_to_class().items()):
+    plugins: list[tuple[Any, str]] = []
+    classes: dict[str, type[Any]] = get_mapping_from_secret_type_to_class()  # its TypeVar binds nothing
+    for secret_type, cls in sorted(classes.items()):
         if cls.__name__ in _SKIPPED_PLUGINS:
             continue
         slug = re.sub(r"[^a-z0-9]+", "-", secret_type.lower()).strip("-")

@@ -347,7 +347,7 @@ def unverified_steps(
     repo: pygit2.Repository, ref: str, signers: AllowedSigners
 ) -> list[tuple[str, pygit2.Commit, Trust]]:
     """The step commits of run branch `ref` not signed by an allowed signer: (step, commit, why)."""
-    found = []
+    found: list[tuple[str, pygit2.Commit, Trust]] = []
     for name, commit in recorded_steps(repo, ref):
         trust, _ = verify_commit(repo, commit.id, signers)
         if trust != Trust.VERIFIED:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import cast
 
 import pygit2
 
@@ -223,7 +224,9 @@ def create_commit(
     """A commit object (no ref moved), signed with `key` when one is given."""
     if key is None:
         return repo.create_commit(None, author, committer, message, tree, parents)
-    buffer = repo.create_commit_string(author, committer, message, tree, parents)
+    ids: list[pygit2.Oid | str] = list(parents)
+    # pygit2 types the commit's text as an Oid; it is the text of the commit, a str.
+    buffer = cast(str, repo.create_commit_string(author, committer, message, tree, ids))
     signed = sign_buffer(key, buffer.encode())
     fault_point(Boundary.SIGNED, "commit")
     return repo.create_commit_with_signature(buffer, signed)

@@ -58,7 +58,7 @@ def write_trace(
             blob_id = repo.create_blob(data)
             blobs[blob_id] = data
             outline[key] = {"$blob": str(blob_id), "bytes": len(data), "json": True}
-    stored = _externalize(repo, outline, blobs)
+    stored: dict[str, Any] = _externalize(repo, outline, blobs)  # a mapping comes back a dict
     if blobs:
         # Payloads first: a trace note never points at a blob that is not reachable yet.
         keep = {blob_id: replace_with(data) for blob_id, data in blobs.items()}

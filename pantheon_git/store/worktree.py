@@ -229,7 +229,8 @@ def stage_all(repo: pygit2.Repository) -> pygit2.Oid:
         index.remove(gone)
     index.add_all()
     index.write()
-    return index.write_tree()
+    tree: pygit2.Oid = index.write_tree()  # pygit2's Index is untyped
+    return tree
 
 
 def _remove(path: Path) -> None:
