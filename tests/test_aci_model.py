@@ -14,6 +14,7 @@ from pantheon_git.agents.builtin import IMPLEMENTER, Implementation
 from pantheon_git.agents.calls import CallFormat
 from pantheon_git.agents.loop import CHAT_FORMAT, agent_header, call_grammar, parse_call, run_agent
 from pantheon_git.agents.prompt import CALL, chat_prompt
+from pantheon_git.runtime.batched_runtime import BatchedRuntime
 from pantheon_git.runtime.constrained import llg_grammar, llg_tokenizer
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.tools.builtin import TOOLS, ToolContext
@@ -137,6 +138,12 @@ def test_a_chat_template_in_the_gguf_renders_the_prompt_and_stays_constrained(tm
     # A plain GGUF, and "none" in models.toml, keep the plain format.
     plain = LlamaRuntime("plain", ModelConfig(path=str(path), n_ctx=512, n_threads=2, chat_template="none"))
     assert plain.chat is None
+    # The batched runtime reads the same template the same way (runtime/in_process.py).
+    batched = BatchedRuntime("chat", ModelConfig(path=str(path), n_ctx=512, n_threads=2, parallel=1))
+    try:
+        assert batched.chat is not None and chat_prompt(batched.chat, header, turns) == prompt
+    finally:
+        batched.close()
 
 
 def test_a_bare_value_ends_within_its_bound_under_the_real_tokenizer(runtime) -> None:

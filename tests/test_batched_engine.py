@@ -13,7 +13,10 @@ import pytest
 from pantheon_git.agents.builtin import IMPLEMENTER
 from pantheon_git.agents.loop import run_agent
 from pantheon_git.errors import PantheonError
+from pantheon_git.runtime.base import ContextOverflow
 from pantheon_git.runtime.batched import BatchedEngine, Request
+from pantheon_git.runtime.batched_runtime import BatchedRuntime
+from pantheon_git.runtime.in_process import common_prefix
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.tools.builtin import ToolContext
 from tests.conftest import git
@@ -38,13 +41,6 @@ COLOURS = {
     "required": ["colour"],
     "additionalProperties": False,
 }
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    same = 0
-    while same < min(len(a), len(b)) and a[same] == b[same]:
-        same += 1
-    return same
 
 
 @pytest.fixture(scope="module", params=["unified", "split"])
@@ -148,7 +144,7 @@ def test_common_prefixes_are_evaluated_once_and_a_longer_turn_reuses_its_slot(en
     shared = "You are a careful engineer. Tools: read_file, write_file, finish.\n" * 4
     tasks = [shared + f"Task {name}: fix the bug.\nCall:" for name in ("alpha", "beta", "gamma")]
     tokens = [engine.tokenize(task) for task in tasks]
-    common = [_common(tokens[0], row) for row in tokens[1:]]
+    common = [common_prefix(tokens[0], row) for row in tokens[1:]]
     assert min(common) >= len(engine.tokenize(shared))  # the role and tools really are shared
     before = engine.stats.prompt_tokens_evaluated
     done = engine.complete_many([Request(task, max_tokens=4) for task in tasks])
@@ -159,7 +155,7 @@ def test_common_prefixes_are_evaluated_once_and_a_longer_turn_reuses_its_slot(en
     assert engine.stats.prompt_tokens_evaluated - before == sum(item.tokens_evaluated for item in done)
     # Turn 2 of the first task extends turn 1: only the new text is evaluated.
     turn2 = tasks[0] + " ZQX-17 ok.\nResult: ok\nCall:"
-    assert _common(engine.tokenize(turn2), tokens[0]) == len(tokens[0])
+    assert common_prefix(engine.tokenize(turn2), tokens[0]) == len(tokens[0])
     follow = engine.complete(turn2, schema=None, max_tokens=4)
     assert follow.tokens_evaluated == len(engine.tokenize(turn2)) - len(tokens[0])
     assert 0 < engine.stats.cache_share < 1
@@ -173,7 +169,7 @@ def test_the_agent_loop_runs_on_the_engine_as_on_the_single_runtime(
     stub = 'def mul(a, b):\n    """Return the product of a and b."""\n    raise NotImplementedError\n'
     task = {"title": "Implement mul in calc.py", "scope": "", "acceptance": ["true"], "files": ["calc.py"]}
     runs = []
-    for name, runtime in (("batched", engine), ("single", single)):
+    for name, runtime in (("batched", BatchedRuntime("default", CONFIG, engine=engine)), ("single", single)):
         worktree = tmp_path / name
         git(repo_dir, "worktree", "add", "-q", "-b", name, str(worktree))
         (worktree / "calc.py").write_text(stub)
@@ -190,7 +186,8 @@ def test_bad_requests_are_refused_before_anything_is_queued(engine) -> None:
     requests_before = engine.stats.requests
     with pytest.raises(PantheonError, match="give a schema or a grammar, not both"):
         engine.submit([Request("x", max_tokens=4), Request("y", schema=PERSON, grammar='start: "a"')])
-    with pytest.raises(PantheonError, match=r"prompt: \d+ tokens \+ max_tokens 4000 exceed n_ctx 4096"):
+    overflow = r"prompt: \d+ tokens \+ max_tokens 4000 exceed the context window of 4096 tokens"
+    with pytest.raises(ContextOverflow, match=overflow):
         engine.submit([Request("word " * 200, max_tokens=4000)])
     with pytest.raises(PantheonError, match="max_tokens: 0 is not a positive number"):
         engine.complete("x", schema=None, max_tokens=0)

@@ -28,9 +28,9 @@ from pantheon_git.agents.calls import (
     CallFormat,
     body_grammar,
 )
-from pantheon_git.agents.context import editable_files, estimate_tokens, named_files, repository_context
+from pantheon_git.agents.context import editable_files, named_files, repository_context
 from pantheon_git.agents.examples import past_examples, worked_examples
-from pantheon_git.agents.prompt import CALL, ChatRenderer, chat_prompt, render_header, render_turn
+from pantheon_git.agents.prompt import CALL, chat_prompt, render_header, render_turn
 from pantheon_git.agents.spec import AgentSpec
 from pantheon_git.agents.stubs import (
     BODY_MAX_TOKENS,
@@ -42,7 +42,7 @@ from pantheon_git.agents.stubs import (
     kept_body,
     repair_prompt,
 )
-from pantheon_git.runtime.base import Runtime
+from pantheon_git.runtime.base import ContextOverflow, Runtime
 from pantheon_git.store.redact import redact, redact_all
 from pantheon_git.tools.builtin import TOOLS, Tool, ToolContext
 from pantheon_git.tools.paths import ToolError
@@ -187,12 +187,11 @@ def run_agent(
     tools = {name: TOOLS[name] for name in agent.tools}
     # The files the task names hold an edit's path and SEARCH lines (re-read each turn: edits change them).
     named = named_files(task, inputs) if "edit" in tools and call_format is CallFormat.CODE else []
-    budget = getattr(runtime, "context_tokens", None)
-    budget = DEFAULT_CONTEXT_TOKENS if budget is None else budget
-    # Every prompt is budgeted in the runtime's own tokens where it can count them, so that the prompt
-    # and the turn's max_tokens fit its context window together (none: the runtime sets no window).
-    window: int | None = getattr(runtime, "context_window", None)
-    count = getattr(runtime, "count_tokens", None) or estimate_tokens
+    budget = DEFAULT_CONTEXT_TOKENS if runtime.context_tokens is None else runtime.context_tokens
+    # Every prompt is budgeted in the runtime's own tokens, so that the prompt and the turn's max_tokens
+    # fit its context window together (None: the runtime knows of no window, and nothing is fitted).
+    window = runtime.context_window
+    count = runtime.count_tokens
     to_repair = repair_targets(inputs, named) if named else []
     failures = repair_outputs(inputs)
     if header is None:
@@ -200,7 +199,7 @@ def run_agent(
             agent, context, task, inputs, call_format=call_format, context_tokens=budget, examples=examples
         )
     # A model with a chat template gets its prompts rendered through it; base models keep plain text.
-    chat: ChatRenderer | None = getattr(runtime, "chat", None)
+    chat = runtime.chat
     run = AgentRun(
         ok=False,
         output=None,
@@ -232,8 +231,8 @@ def run_agent(
         prompt = chat_prompt(chat, header, run.turns) if chat is not None else transcript + CALL
         # A named file still holding a stub: the move is a code completion at the stub (agents/stubs.py),
         # from the file itself as the prompt; the loop writes the edit call around the body it gets.
-        can_edit = files and "edit" in {t.name for t in kept}
-        stub = first_stub(files) if can_edit else None
+        can_edit = bool(files) and "edit" in {t.name for t in kept}
+        stub = first_stub(files or {}) if can_edit else None
         repairing = next_repair(files, to_repair) if can_edit and stub is None else None
         max_tokens = agent.max_tokens
         limit = window - max_tokens if window else None
@@ -265,9 +264,7 @@ def run_agent(
             tried.add(prompt)
         try:
             completion = runtime.complete(prompt, schema=turn_grammar, max_tokens=max_tokens, **sampling)
-        except ValueError as full:  # llama.cpp: the transcript outgrew the model's context window
-            if "context window" not in str(full):
-                raise
+        except ContextOverflow as full:  # the runtime's own count of the prompt outgrew its window
             run.error = f"the transcript no longer fits the model's context after {number - 1} turns ({full})"
             return run
         text = completion.text

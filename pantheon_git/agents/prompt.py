@@ -30,20 +30,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel
 
 from pantheon_git.agents.calls import CallFormat, usage
+from pantheon_git.runtime.base import ChatRenderer
 
 CALL = "Call: "
 RESULT = "Result: "
-
-
-class ChatRenderer(Protocol):
-    """A runtime's chat template: messages in, the prompt text (ending in the assistant's turn) out."""
-
-    def render_chat(self, messages: Sequence[Mapping[str, str]]) -> str: ...
 
 
 def _fields(model: type[BaseModel]) -> str:

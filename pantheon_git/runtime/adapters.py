@@ -39,7 +39,7 @@ def _cached(repo: pygit2.Repository, name: str, blob: pygit2.Oid) -> Path:
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(repo.get(blob).data)
+        tmp.write_bytes(repo[blob].read_raw())
         os.replace(tmp, path)
     return path
 

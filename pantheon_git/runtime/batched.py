@@ -17,19 +17,17 @@ request admitted in the same round (eight samples of one prompt evaluate it once
 between sequences with `llama_memory_seq_cp`, which in a unified cache only tags the cells: no data moves.
 
 Each sequence is sampled with its own seed and temperature (greedy at 0, as `LlamaRuntime`) and held to
-its own constraint by its own llguidance matcher (the JSON-schema grammar of `runtime/constrained.py`,
-or a Lark grammar), masking that sequence's logits only.
+its own constraint (a `Constraint` of runtime/constrained.py: a JSON schema or a Lark grammar), masking
+that sequence's logits only. The agents' Runtime over this engine is runtime/batched_runtime.py.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import math
 import os
 import threading
 import time
-import warnings
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -40,9 +38,10 @@ from typing import Any
 import numpy as np
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.runtime.base import Completion, ModelIdentity
+from pantheon_git.runtime.base import Completion, ContextOverflow, ModelIdentity
 from pantheon_git.runtime.bundled import file_sha256, model_file
-from pantheon_git.runtime.constrained import llg_tokenizer
+from pantheon_git.runtime.constrained import Constraint
+from pantheon_git.runtime.in_process import common_prefix
 from pantheon_git.schema.models import ModelConfig
 
 
@@ -93,61 +92,13 @@ class EngineStats:
         return self.sequences_per_step / self.steps if self.steps else 0.0
 
 
-class _Constraint:
-    """One sequence's llguidance matcher and the allowed-token mask it gives at each step."""
-
-    def __init__(self, tokenizer: Any, grammar: str, n_vocab: int) -> None:
-        import llguidance
-
-        self.matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
-        if self.matcher.is_error():
-            raise PantheonError(f"constraint: rejected by llguidance: {self.matcher.get_error()}")
-        self.n_vocab = n_vocab
-        self.mask = np.zeros((n_vocab + 31) // 32, dtype=np.int32)
-
-    def compute(self) -> bool:
-        """Compute the mask of the next token; False when the constraint is complete (only stopping is
-        left)."""
-        if self.matcher.is_stopped() or self.matcher.is_error():
-            return False
-        self.matcher.unsafe_compute_mask_ptr(self.mask.ctypes.data, self.mask.nbytes)
-        return True
-
-    def allows(self, token: int) -> bool:
-        """One bit of the computed mask: cheaper than unpacking the whole vocabulary."""
-        return bool((int(self.mask[token >> 5]) >> (token & 31)) & 1)
-
-    def apply(self, logits: np.ndarray) -> None:
-        """Set the logits of every token the computed mask forbids to -inf."""
-        bits = np.unpackbits(self.mask.view(np.uint8), bitorder="little")
-        logits[~bits[: self.n_vocab].astype(bool)] = -np.inf
-
-    def consume(self, token: int) -> None:
-        self.matcher.consume_token(token)
-
-
-def _grammar_of(request: Request) -> str | None:
-    """The llguidance grammar of a request: the same JSON-schema settings as runtime/constrained.py."""
-    import llguidance
-
-    if request.schema is not None and request.grammar is not None:
-        raise PantheonError("request: give a schema or a grammar, not both")
-    if request.schema is not None:
-        return llguidance.LLMatcher.grammar_from_json_schema(
-            json.dumps(request.schema), defaults={"whitespace_flexible": False}
-        )
-    if request.grammar is not None:
-        return llguidance.LLMatcher.grammar_from_lark(request.grammar)
-    return None
-
-
 @dataclass(slots=True)
 class _Job:
     """A request on its way through the engine (scheduler thread only, after submission)."""
 
     request: Request
     tokens: list[int]  # the prompt's tokens
-    constraint: _Constraint | None
+    constraint: Constraint | None
     future: Future[Completion]
     submitted: float
     rng: np.random.Generator
@@ -168,23 +119,12 @@ class _Slot:
     last_used: float = 0.0
 
 
-def _common(a: list[int], b: list[int]) -> int:
-    """Length of the longest common prefix of two token lists."""
-    limit = min(len(a), len(b))
-    same = 0
-    while same < limit and a[same] == b[same]:
-        same += 1
-    return same
-
-
 _BACKEND = threading.Lock()
 _BACKEND_READY = False
 
 
 class BatchedEngine:
-    """One GGUF model, `n_seq_max` sequences decoded together, behind the Runtime interface."""
-
-    is_local = True
+    """One GGUF model, `n_seq_max` sequences decoded together (BatchedRuntime serves it to the agents)."""
 
     def __init__(
         self,
@@ -272,8 +212,6 @@ class BatchedEngine:
         self._lock = threading.Condition()
         self._closed = False
         self._clear_requests: list[threading.Event] = []
-        self._tokenizer: Any = None
-        self._tokenizer_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="pantheon-batched-engine", daemon=True)
         self._thread.start()
 
@@ -333,7 +271,8 @@ class BatchedEngine:
         seed: int | None = None,
         temperature: float = 0.0,
     ) -> Completion:
-        """One completion, decoded together with whatever else is running (the Runtime interface).
+        """One completion, decoded together with whatever else is running (as Runtime.complete, with no
+        window of its own but the slot's).
         Greedy by default, as LlamaRuntime; `seed` picks the sample when `temperature` > 0."""
         # The loop gives a Lark grammar as a string (the code call format), a JSON schema as a dict.
         request = Request(
@@ -380,25 +319,6 @@ class BatchedEngine:
             count = self._llama.llama_tokenize(self.vocab, raw, len(raw), buffer, size, self.add_bos, True)
         return list(buffer[:count])
 
-    def metadata(self, key: str) -> str | None:
-        """A string of the GGUF's metadata (e.g. `tokenizer.chat_template`), None when it has none."""
-        size = 1 << 16
-        while True:
-            buffer = ctypes.create_string_buffer(size)
-            count = self._llama.llama_model_meta_val_str(self.model, key.encode("utf-8"), buffer, size)
-            if count < 0:
-                return None
-            if count < size:
-                return buffer.value.decode("utf-8", errors="replace")
-            size = count + 1
-
-    def token_text(self, token: int) -> str:
-        """A token's text as the vocabulary spells it ("" for none)."""
-        if token < 0:
-            return ""
-        text = self._llama.llama_vocab_get_text(self.vocab, token)
-        return text.decode("utf-8", errors="replace") if text else ""
-
     def detokenize(self, tokens: list[int]) -> str:
         buffer = ctypes.create_string_buffer(256)
         pieces = []
@@ -439,18 +359,11 @@ class BatchedEngine:
         if not tokens:
             raise PantheonError("prompt: empty (no tokens to start from)")
         if len(tokens) + request.max_tokens > self.slot_ctx:
-            raise PantheonError(
-                f"prompt: {len(tokens)} tokens + max_tokens {request.max_tokens} exceed n_ctx {self.slot_ctx}"
-            )
-        grammar = _grammar_of(request)
-        constraint = None
-        if grammar is not None:
-            with self._tokenizer_lock:  # built once per model, seconds: not twice by racing callers
-                if self._tokenizer is None:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", DeprecationWarning)
-                        self._tokenizer = llg_tokenizer(self)
-            constraint = _Constraint(self._tokenizer, grammar, self.n_vocab)
+            raise ContextOverflow(len(tokens), self.slot_ctx, request.max_tokens)
+        if request.schema is not None and request.grammar is not None:
+            raise PantheonError("request: give a schema or a grammar, not both")
+        held = request.schema if request.schema is not None else request.grammar
+        constraint = Constraint(self, held, self.n_vocab) if held is not None else None
         return _Job(
             request=request,
             tokens=tokens,
@@ -530,20 +443,20 @@ class BatchedEngine:
         followers: list[tuple[_Job, _Job, int]] = []  # (job, leader, tokens copied from the leader)
         for job in jobs:
             # Its own slot: the idle slot whose cache shares most with this prompt (a loop's last turn).
-            slot = max(free, key=lambda s: (_common(s.cached, job.tokens), s.last_used))
+            slot = max(free, key=lambda s: (common_prefix(s.cached, job.tokens), s.last_used))
             free.remove(slot)
             job.slot = slot.seq
             slot.job = job
             # Always evaluate at least the last prompt token: its logits pick the first new token.
             limit = len(job.tokens) - 1
-            own = min(_common(slot.cached, job.tokens), limit)
+            own = min(common_prefix(slot.cached, job.tokens), limit)
             source, best = slot, own
             for other in running:
-                shared = min(_common(other.cached, job.tokens), limit)
+                shared = min(common_prefix(other.cached, job.tokens), limit)
                 if shared > best:
                     source, best = other, shared
-            leader = max(leaders, key=lambda lead: _common(lead.tokens, job.tokens), default=None)
-            from_leader = min(_common(leader.tokens, job.tokens), limit) if leader else 0
+            leader = max(leaders, key=lambda lead: common_prefix(lead.tokens, job.tokens), default=None)
+            from_leader = min(common_prefix(leader.tokens, job.tokens), limit) if leader else 0
             self._llama.llama_memory_seq_rm(self.memory, slot.seq, own if source is slot else 0, -1)
             if source is not slot:
                 self._copy_prefix(source.seq, slot.seq, best)
@@ -586,7 +499,7 @@ class BatchedEngine:
         taken: set[int] = set()
         candidates = list(free)
         for job in jobs:
-            slot = max(candidates, key=lambda s: (_common(s.cached, job.tokens), s.last_used))
+            slot = max(candidates, key=lambda s: (common_prefix(s.cached, job.tokens), s.last_used))
             candidates.remove(slot)
             taken.add(slot.seq)
 
@@ -690,8 +603,8 @@ class BatchedEngine:
         # min_p keeps tokens whose probability is at least min_p of the best's (a logit threshold), then
         # top_k, then top_p on the untempered probabilities, then the temperature and the seeded draw.
         request = job.request
-        best = float(logits.max())
-        floor = best + math.log(request.min_p) if request.min_p > 0 else best - 20.0 * max(1.0, temperature)
+        top = float(logits.max())
+        floor = top + math.log(request.min_p) if request.min_p > 0 else top - 20.0 * max(1.0, temperature)
         candidates = np.flatnonzero(logits >= floor)
         values = logits[candidates].astype(np.float64)
         order = np.argsort(-values, kind="stable")
@@ -699,11 +612,11 @@ class BatchedEngine:
             order = order[: request.top_k]
         candidates, values = candidates[order], values[order]
         if request.top_p < 1.0:
-            probabilities = np.exp(values - best)
+            probabilities = np.exp(values - top)
             cumulative = np.cumsum(probabilities) / probabilities.sum()
             keep = int(np.searchsorted(cumulative, request.top_p)) + 1
             candidates, values = candidates[:keep], values[:keep]
-        weights = np.exp((values - best) / temperature)
+        weights = np.exp((values - top) / temperature)
         cumulative = np.cumsum(weights)
         pick = int(np.searchsorted(cumulative, job.rng.random() * cumulative[-1], side="right"))
         return int(candidates[min(pick, len(candidates) - 1)])

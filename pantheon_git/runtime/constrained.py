@@ -1,23 +1,38 @@
 """Grammar-constrained decoding for llama.cpp with llguidance: an invalid call cannot be generated.
 
 A constraint is a JSON schema (a dict) or a Lark grammar in llguidance's dialect (a str), which holds a
-plain-text turn (a call header, then code as plain lines) as strictly as JSON.
+plain-text turn (a call header, then code as plain lines) as strictly as JSON. `Constraint` is one
+sequence's matcher and its allowed-token mask, the one implementation both runtimes decode under:
+`SchemaProcessor` applies it as a llama-cpp-python logits processor (runtime/llama.py), the batched
+engine per sequence (runtime/batched.py).
 
 llama-cpp-python's own JSON-schema grammar masks the whole vocabulary (262,144 tokens for Gemma) on the
 CPU at every step and runs about 4x slower than free decoding; llguidance computes the allowed-token
-bitmask natively and fast. The mask is applied as a logits processor; greedy sampling then takes the
-best allowed token. Building llguidance's tokenizer takes seconds, so it is made once per model.
+bitmask natively and fast. Building llguidance's tokenizer takes seconds, so it is made once per model.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import warnings
-from typing import Any
+import weakref
+from typing import Any, Protocol
 
 import numpy as np
 
-_TOKENIZERS: dict[int, Any] = {}
+from pantheon_git.errors import PantheonError
+
+# Per loaded model, dropped with it (an id could be reused by the next model loaded).
+_TOKENIZERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_TOKENIZERS_LOCK = threading.Lock()  # racing callers of one model build its tokenizer once
+
+
+class LoadedModel(Protocol):
+    """What llguidance needs of a loaded model: llama.cpp's model pointer (a Llama, a BatchedEngine)."""
+
+    @property
+    def model(self) -> Any: ...
 
 
 def llg_grammar(constraint: dict[str, Any] | str) -> str:
@@ -31,18 +46,51 @@ def llg_grammar(constraint: dict[str, Any] | str) -> str:
     )
 
 
-def llg_tokenizer(llama: Any) -> Any:
+def llg_tokenizer(loaded: LoadedModel) -> Any:
     """llguidance's view of a loaded model's vocabulary (cached per model)."""
-    key = id(llama)
-    if key not in _TOKENIZERS:
-        import llama_cpp
-        import llguidance.llamacpp
+    with _TOKENIZERS_LOCK:
+        if loaded not in _TOKENIZERS:
+            import llama_cpp
+            import llguidance.llamacpp
 
-        vocab = llama_cpp.llama_model_get_vocab(llama.model)
-        with warnings.catch_warnings():  # one deprecation warning per vocabulary entry otherwise
-            warnings.simplefilter("ignore", DeprecationWarning)
-            _TOKENIZERS[key] = llguidance.llamacpp.lltokenizer_from_vocab(vocab)
-    return _TOKENIZERS[key]
+            vocab = llama_cpp.llama_model_get_vocab(loaded.model)
+            with warnings.catch_warnings():  # one deprecation warning per vocabulary entry otherwise
+                warnings.simplefilter("ignore", DeprecationWarning)
+                _TOKENIZERS[loaded] = llguidance.llamacpp.lltokenizer_from_vocab(vocab)
+        return _TOKENIZERS[loaded]
+
+
+class Constraint:
+    """One sequence's llguidance matcher and the allowed-token mask it gives at each step."""
+
+    def __init__(self, loaded: LoadedModel, constraint: dict[str, Any] | str, n_vocab: int) -> None:
+        import llguidance
+
+        self.matcher = llguidance.LLMatcher(llg_tokenizer(loaded), llg_grammar(constraint), log_level=0)
+        if self.matcher.is_error():
+            raise PantheonError(f"constraint: rejected by llguidance: {self.matcher.get_error()}")
+        self.n_vocab = n_vocab
+        self.mask = np.zeros((n_vocab + 31) // 32, dtype=np.int32)
+
+    def compute(self) -> bool:
+        """Compute the mask of the next token; False when the constraint is complete (only stopping is
+        left)."""
+        if self.matcher.is_stopped() or self.matcher.is_error():
+            return False
+        self.matcher.unsafe_compute_mask_ptr(self.mask.ctypes.data, self.mask.nbytes)
+        return True
+
+    def allows(self, token: int) -> bool:
+        """One bit of the computed mask: cheaper than unpacking the whole vocabulary."""
+        return bool((int(self.mask[token >> 5]) >> (token & 31)) & 1)
+
+    def apply(self, logits: np.ndarray) -> None:
+        """Set the logits of every token the computed mask forbids to -inf (the first n_vocab)."""
+        bits = np.unpackbits(self.mask.view(np.uint8), bitorder="little")
+        logits[: self.n_vocab][~bits[: self.n_vocab].astype(bool)] = -np.inf
+
+    def consume(self, token: int) -> None:
+        self.matcher.consume_token(token)
 
 
 class SchemaProcessor:
@@ -50,16 +98,7 @@ class SchemaProcessor:
     (a dict) or a Lark grammar (a str)."""
 
     def __init__(self, llama: Any, schema: dict[str, Any] | str) -> None:
-        import llguidance
-
-        tokenizer = llg_tokenizer(llama)
-        grammar = llg_grammar(schema)
-        self.matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
-        if self.matcher.is_error():
-            raise ValueError(f"schema rejected by llguidance: {self.matcher.get_error()}")
-        self.n_vocab = llama.n_vocab()
-        self.words = (self.n_vocab + 31) // 32
-        self.mask = np.zeros(self.words, dtype=np.int32)
+        self.constraint = Constraint(llama, schema, llama.n_vocab())
         self.consumed: int | None = None  # input_ids beyond this were generated under our mask
         self.eos = llama.token_eos()
 
@@ -67,17 +106,12 @@ class SchemaProcessor:
         if self.consumed is None:
             self.consumed = len(input_ids)  # the first call sees the prompt and nothing generated yet
         for token in input_ids[self.consumed :]:
-            self.matcher.consume_token(int(token))
+            self.constraint.consume(int(token))
         self.consumed = len(input_ids)
-        if self.matcher.is_stopped() or self.matcher.is_error():
-            allowed = np.zeros(self.n_vocab, dtype=bool)
-            allowed[self.eos] = True
-        else:
-            self.matcher.unsafe_compute_mask_ptr(self.mask.ctypes.data, self.mask.nbytes)
-            bits = np.unpackbits(self.mask.view(np.uint8), bitorder="little")
-            allowed = bits[: self.n_vocab].astype(bool)
-        scores[: self.n_vocab][~allowed] = -np.inf
+        if self.constraint.compute():
+            self.constraint.apply(scores)
+        else:  # the constraint is complete (or broken): only end-of-generation is left
+            eos = scores[self.eos]
+            scores[: self.constraint.n_vocab] = -np.inf
+            scores[self.eos] = eos
         return scores
-
-    def accepting(self) -> bool:
-        return self.matcher.is_accepting()

@@ -3,43 +3,25 @@
 A pool loads each (model file, adapter) once per process and hands the same instance to every agent and
 node. Consecutive prompts that extend each other reuse the KV cache (llama-cpp-python keeps the longest
 common prefix), so a loop's turn N evaluates only its new tokens. A GGUF that carries a chat template
-(`tokenizer.chat_template`, or models.toml `chat_template`) gets its prompts rendered through it.
+(`tokenizer.chat_template`, or models.toml `chat_template`) gets its prompts rendered through it. A
+prompt that fills the context window raises ContextOverflow before anything is decoded. `runtime_for`
+is the pool: it picks this runtime, the batched one or a server's for a models.toml entry.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.runtime.base import Completion, ModelIdentity
+from pantheon_git.runtime.base import Completion, ModelIdentity, Runtime, completion_budget
 from pantheon_git.runtime.bundled import file_sha256, model_file
+from pantheon_git.runtime.in_process import ChatTemplate, chat_template, common_prefix, fitted_context_tokens
 from pantheon_git.runtime.probe import ensure_model_runs
 from pantheon_git.schema.models import ModelConfig
-
-NO_TEMPLATE = "none"  # models.toml chat_template value that keeps the plain prompt format
-
-
-class ChatTemplate:
-    """A model's Jinja chat template (llama-cpp-python's formatter, as transformers renders it)."""
-
-    def __init__(self, template: str, bos_token: str, eos_token: str) -> None:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        self.template = template
-        self.bos_token = bos_token
-        self.formatter = Jinja2ChatFormatter(template, eos_token=eos_token, bos_token=bos_token)
-
-    def render_chat(self, messages: Sequence[Mapping[str, str]]) -> str:
-        """The prompt for `messages`, opened for the assistant's reply (generation prompt added)."""
-        prompt = self.formatter(messages=[dict(message) for message in messages]).prompt
-        # llama.cpp adds BOS itself when it tokenizes the prompt; the template's would be a second one.
-        return prompt.removeprefix(self.bos_token) if self.bos_token else prompt
 
 
 class LlamaRuntime:
@@ -77,9 +59,8 @@ class LlamaRuntime:
             extra={"n_gpu_layers": config.n_gpu_layers, "n_ctx": config.n_ctx},
         )
         self.context_window = config.n_ctx  # a prompt and its completion together, in tokens
-        fitted = config.n_ctx // 4  # leaves room for the role, tools, examples and the turns themselves
-        self.context_tokens = fitted if config.context_tokens is None else config.context_tokens
-        self.chat = self._chat_template(config)
+        self.context_tokens = fitted_context_tokens(config)
+        self.chat: ChatTemplate | None = chat_template(config, self.llama.model)
         # One context decodes one prompt at a time: concurrent callers (a replay beside a night, a
         # misconfigured job) wait their turn instead of corrupting its KV cache.
         self._busy = threading.Lock()
@@ -87,18 +68,6 @@ class LlamaRuntime:
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes as a prompt (as `complete` tokenizes it, BOS included)."""
         return len(self.llama.tokenize(text.encode("utf-8"), special=True))
-
-    def _token_text(self, token: int) -> str:
-        return self.llama._model.token_get_text(token) if token >= 0 else ""
-
-    def _chat_template(self, config: ModelConfig) -> ChatTemplate | None:
-        """The model's chat template (models.toml's wins over the GGUF's), or None for the plain format."""
-        template = config.chat_template or self.llama.metadata.get("tokenizer.chat_template")
-        if not template or template.strip().lower() == NO_TEMPLATE:
-            return None
-        return ChatTemplate(
-            template, self._token_text(self.llama.token_bos()), self._token_text(self.llama.token_eos())
-        )
 
     def complete(
         self,
@@ -125,7 +94,10 @@ class LlamaRuntime:
         from llama_cpp import LogitsProcessorList
 
         tokens = self.llama.tokenize(prompt.encode("utf-8"), special=True)
-        cached = self._common_prefix(tokens)
+        budget = completion_budget(len(tokens), max_tokens, self.context_window)
+        held = self.llama.input_ids[: self.llama.n_tokens].tolist()
+        # llama-cpp-python reuses the cached prefix but re-evaluates the last prompt token for its logits.
+        cached = min(common_prefix(tokens, held), len(tokens) - 1)
         processors = None
         if schema is not None:
             from pantheon_git.runtime.constrained import SchemaProcessor
@@ -134,11 +106,12 @@ class LlamaRuntime:
         start = time.perf_counter()
         result = self.llama.create_completion(
             prompt,
-            max_tokens=max_tokens,
+            max_tokens=budget,
             logits_processor=processors,
             **sampling_arguments(temperature, self.identity.seed if seed is None else seed),
         )
         seconds = time.perf_counter() - start
+        assert isinstance(result, dict)  # not streamed
         choice = result["choices"][0]
         usage = result["usage"]
         return Completion(
@@ -150,17 +123,6 @@ class LlamaRuntime:
             finish_reason=choice["finish_reason"] or "",
         )
 
-    def _common_prefix(self, tokens: list[int]) -> int:
-        """How many leading prompt tokens are already in the KV cache (llama-cpp-python reuses them)."""
-        held = list(self.llama._input_ids[: self.llama.n_tokens])
-        same = 0
-        for mine, theirs in zip(tokens, held, strict=False):
-            if mine != theirs:
-                break
-            same += 1
-        # llama-cpp-python re-evaluates the last prompt token to get fresh logits.
-        return min(same, len(tokens) - 1)
-
 
 def sampling_arguments(temperature: float, seed: int) -> dict[str, Any]:
     """llama-cpp-python's sampler settings: greedy (top-k 1) at 0, else top-k/top-p sampling."""
@@ -170,12 +132,12 @@ def sampling_arguments(temperature: float, seed: int) -> dict[str, Any]:
     return {"temperature": temperature, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "seed": seed % 2**32}
 
 
-_POOL: dict[str, Any] = {}
+_POOL: dict[str, Runtime] = {}
 # The jobs of a night reach for their model at once: one of them loads it, the others wait for it.
 _POOL_LOCK = threading.Lock()
 
 
-def runtime_for(name: str, config: ModelConfig) -> Any:
+def runtime_for(name: str, config: ModelConfig) -> Runtime:
     """The shared runtime of a model (loaded once per process per model, adapter and settings)."""
     key = json.dumps([name, config.model_dump()], sort_keys=True)
     with _POOL_LOCK:
@@ -196,7 +158,3 @@ def runtime_for(name: str, config: ModelConfig) -> Any:
 
                 _POOL[key] = OpenAICompatibleRuntime(name, config)
         return _POOL[key]
-
-
-def default_threads() -> int:
-    return max(1, (os.cpu_count() or 2))

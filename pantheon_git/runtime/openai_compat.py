@@ -1,7 +1,9 @@
 """A model served over the OpenAI-compatible HTTP API (llama-server, vLLM, Ollama).
 
 Whether it is local is derived from its URL, never declared: a loopback address or a unix socket is
-local; any other host is not, and night mode refuses it before anything runs.
+local; any other host is not, and night mode refuses it before anything runs. The server's context
+window is not known here: prompts are counted by estimate and fitted to nothing (`Windowless`), and a
+prompt the server refuses as too long (llama-server's `exceed_context_size_error`) is a ContextOverflow.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.runtime.base import Completion, ModelIdentity
+from pantheon_git.runtime.base import Completion, ContextOverflow, ModelIdentity, Windowless
 from pantheon_git.schema.models import ModelConfig
 
 
@@ -66,11 +68,26 @@ def evaluated_tokens(data: dict[str, Any]) -> int:
     return prompt_tokens - int(cached) if cached is not None else prompt_tokens
 
 
-class OpenAICompatibleRuntime:
+def overflow(status: int, payload: bytes) -> ContextOverflow | None:
+    """The ContextOverflow a server's refusal stands for (llama-server says so in the error's `type`,
+    with the prompt's tokens and its window), or None."""
+    if status != 400:
+        return None
+    try:
+        error = json.loads(payload)["error"]
+        if error["type"] == "exceed_context_size_error":
+            return ContextOverflow(int(error["n_prompt_tokens"]), int(error["n_ctx"]))
+    except (ValueError, TypeError, KeyError):  # another shape of refusal: not this one
+        pass
+    return None
+
+
+class OpenAICompatibleRuntime(Windowless):
     def __init__(self, name: str, config: ModelConfig, timeout: float = 600) -> None:
         assert config.url is not None
         self.url = config.url
         self.is_local = url_is_local(config.url)
+        self.context_tokens = config.context_tokens
         self.served_name = config.served_name or name
         self.timeout = timeout
         self.identity = ModelIdentity(
@@ -126,6 +143,9 @@ class OpenAICompatibleRuntime:
             raise PantheonError(f"model {self.identity.name}: {self.url} unreachable: {exc}") from None
         finally:
             connection.close()
+        refused = overflow(response.status, payload)
+        if refused is not None:
+            raise refused
         if response.status != 200:
             raise PantheonError(f"model {self.identity.name}: HTTP {response.status} from {self.url}")
         data = json.loads(payload)

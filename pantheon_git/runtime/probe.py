@@ -184,6 +184,7 @@ def _child(model_path: str, n_gpu_layers: int) -> None:
     llama = llama_cpp.Llama(model_path=model_path, n_gpu_layers=n_gpu_layers, n_ctx=256, verbose=False)
     start = time.perf_counter()
     result = llama.create_completion("def add(a, b):", max_tokens=PROBE_TOKENS, temperature=0.0, top_k=1)
+    assert isinstance(result, dict)  # not streamed
     seconds = time.perf_counter() - start
     tokens = int(result["usage"]["completion_tokens"])
     gpu = bool(llama_cpp.llama_supports_gpu_offload())

@@ -10,10 +10,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pantheon_git.errors import PantheonError
-from pantheon_git.runtime.base import Completion, ModelIdentity
+from pantheon_git.runtime.base import Completion, ModelIdentity, Windowless
 
 
-class ReplayRuntime:
+class ReplayRuntime(Windowless):
+    """A Runtime whose completions are the recorded ones (no window: the recorded prompts fitted theirs)."""
+
     is_local = True
 
     def __init__(
