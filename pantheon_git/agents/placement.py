@@ -243,9 +243,9 @@ def _parameters(calls: list[ast.Call], method: bool) -> str:
     names: list[str] = []
     for position in range(most):
         own = {
-            call.args[position].id
+            arg.id
             for call in calls
-            if position < len(call.args) and isinstance(call.args[position], ast.Name)
+            if position < len(call.args) and isinstance(arg := call.args[position], ast.Name)
         }
         choice = sorted(own)[0] if len(own) == 1 else "abcdefghijklmnopqrstuvwxyz"[position % 26]
         names.append(choice if choice not in names and choice != "self" else f"arg{position}")
@@ -277,7 +277,7 @@ def _sources(check: str) -> list[ast.AST]:
         return [ast.parse(check)]
     except SyntaxError:
         pass
-    found = []
+    found: list[ast.AST] = []
     for match in re.finditer(r"-c\s+(\"(?:[^\"\\]|\\.)*\"|'[^']*')", check):
         code = match.group(1)[1:-1].replace('\\"', '"')
         try:
@@ -304,7 +304,7 @@ def wanted_from_checks(checks: Iterable[str], defined: Iterable[str] = ()) -> li
                 calls = [
                     n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
                 ]
-                mine = [call for call in calls if call.func.id == local]  # type: ignore[union-attr]
+                mine = [call for call in calls if isinstance(call.func, ast.Name) and call.func.id == local]
                 if f"{module}.{local}" not in known and not local[:1].isupper():
                     wanted.setdefault((module, None, local), []).extend(mine)
                 if local[:1].isupper():  # a class: its methods called on it or on an instance of it
@@ -384,12 +384,12 @@ def stubs_for_task(task: Mapping[str, Any], files: Mapping[str, str]) -> dict[st
         wanted = wanted_from_checks(sources, defined)
     placed: dict[str, str] = {}
     for want in wanted:
-        path = module_file(want.module, files)
-        if path is None:
+        module = module_file(want.module, files)
+        if module is None:
             continue  # a module the repository lacks: nothing to place the function in
         qualified = f"{want.module}.{want.cls + '.' if want.cls else ''}{want.name}"
         if qualified in defined:
             continue
-        text = placed.get(path, files[path])
-        placed[path] = place_function(text, want.name, want.signature, _docstring_of(task), cls=want.cls)
+        text = placed.get(module, files[module])
+        placed[module] = place_function(text, want.name, want.signature, _docstring_of(task), cls=want.cls)
     return placed

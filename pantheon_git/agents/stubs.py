@@ -53,8 +53,9 @@ def _is_placeholder(node: ast.stmt) -> bool:
 def _is_head(node: ast.stmt) -> bool:
     """Statements that belong to a stub's head: its docstring, and imports written before it (HumanEval
     has `import math` above a docstring)."""
-    is_string = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-    return isinstance(node, ast.Import | ast.ImportFrom) or (is_string and isinstance(node.value.value, str))
+    value = node.value if isinstance(node, ast.Expr) else None
+    is_string = isinstance(value, ast.Constant) and isinstance(value.value, str)
+    return isinstance(node, ast.Import | ast.ImportFrom) or is_string
 
 
 def _function(node: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> Stub | None:

@@ -133,11 +133,14 @@ def _known_agent(repo: pygit2.Repository, name: str) -> None:
 
 def rollback(repo: pygit2.Repository, agent: str) -> None:
     """Serve the adapter `agent` served before the last promotion."""
+    import pygit2
+
     from pantheon_git.errors import shown
+    from pantheon_git.store.git import lookup
     from pantheon_git.training.promote import rollback as roll_back
 
     commit = roll_back(repo, agent)
-    message = shown(repo.get(commit).message.strip())
+    message = shown(lookup(repo, commit, pygit2.Commit).message.strip())
     print(f"refs/pantheon/adapters/{agent} at {str(commit)[:12]}: {message}")
 
 

@@ -33,7 +33,7 @@ from pantheon_git.night.worktrees import add_worktree, remove_worktree, worktree
 from pantheon_git.queue.status import Status, checked_outcome, run_outcome
 from pantheon_git.schema.flow import GATE_AGENT
 from pantheon_git.schema.spec import Spec
-from pantheon_git.store.git import clear_stale_lock
+from pantheon_git.store.git import clear_stale_lock, lookup
 from pantheon_git.store.layout import run_branch
 from pantheon_git.store.locks import held_since
 from pantheon_git.store.logview import LOG_TRAILER, count_tool_calls, step_log
@@ -168,7 +168,7 @@ def passed_attempt(
 def attempt_finished(repo: pygit2.Repository, spec: Spec, attempt: int, head_id: pygit2.Oid) -> bool:
     """Whether run `attempt` of `spec` (its head `head_id`) is over: never to be resumed."""
     assert spec.id is not None
-    head = repo.get(head_id)
+    head = lookup(repo, head_id, pygit2.Commit)
     # Any gate or merge record ends a run, counted or not: an unverified gate vote cannot make a run
     # pass, but the run is over (re-running it would decide nothing new).
     signers = allowed_signers(repo, spec.base)

@@ -16,7 +16,7 @@ import os
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.store.redact import is_secret_env, remember_secrets
@@ -149,9 +149,10 @@ def block_egress() -> None:
     raw = _socket.socket
     _ORIGINAL["_socket.socket"] = raw
     raw_methods = {name: getattr(raw, name) for name in _SOCKET_METHODS if hasattr(raw, name)}
-    guarded_raw = type("socket", (raw,), {"__module__": "_socket", **_guarded_methods(raw_methods)})
-    _socket.socket = guarded_raw  # type: ignore[misc]
-    _socket.SocketType = guarded_raw  # type: ignore[misc]
+    guarded = type("socket", (raw,), {"__module__": "_socket", **_guarded_methods(raw_methods)})
+    guarded_raw = cast(type[_socket.socket], guarded)  # a subclass of `raw`, made at run time
+    _socket.socket = guarded_raw  # type: ignore[misc]  # replacing a class is the point: egress is blocked
+    _socket.SocketType = guarded_raw
     for module in (socket, _socket):
         saved = {name: getattr(module, name) for name in _RESOLVERS if hasattr(module, name)}
         _ORIGINAL[module.__name__] = saved
@@ -165,8 +166,8 @@ def unblock_egress() -> None:
         return
     for name, original in _ORIGINAL["socket.socket"].items():
         setattr(socket.socket, name, original)
-    _socket.socket = _ORIGINAL["_socket.socket"]  # type: ignore[misc]
-    _socket.SocketType = _ORIGINAL["_socket.socket"]  # type: ignore[misc]
+    _socket.socket = _ORIGINAL["_socket.socket"]  # type: ignore[misc]  # the class put back
+    _socket.SocketType = _ORIGINAL["_socket.socket"]
     for module in (socket, _socket):
         for name, original in _ORIGINAL[module.__name__].items():
             setattr(module, name, original)

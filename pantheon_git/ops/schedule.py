@@ -42,11 +42,11 @@ def night_command(root: Path, logs: Path, train: bool = False) -> str:
         if "\n" in str(path) or "\r" in str(path):
             raise PantheonError(f"{path!r}: a path with a line break cannot go in a crontab line")
     python = cron_escape(shlex.quote(sys.executable))
-    path = cron_escape(shlex.quote(os.environ.get("PATH", "/usr/bin:/bin")))
+    search = cron_escape(shlex.quote(os.environ.get("PATH", "/usr/bin:/bin")))
     log = cron_escape(shlex.quote(str(logs))) + r"/night-$(date +\%Y-\%m-\%d).log"
     repo = cron_escape(shlex.quote(str(root)))
     night = "night --train" if train else "night"  # --train: the nightly trainer after the queue
-    return f"cd {repo} && PATH={path} {python} -m pantheon_git {night} >> {log} 2>&1"
+    return f"cd {repo} && PATH={search} {python} -m pantheon_git {night} >> {log} 2>&1"
 
 
 def cron_line(root: Path, logs: Path, at: str, train: bool = False) -> str:

@@ -354,11 +354,11 @@ def bwrap_argv(
     argv = [binary, *_NAMESPACES, "--clearenv"]
     for name, value in sorted(sandbox_env(env, home).items()):
         argv += ["--setenv", name, value]
-    for directory in SYSTEM_DIRS:
-        if os.path.islink(directory):  # merged /usr: /bin -> usr/bin
-            argv += ["--symlink", os.readlink(directory), directory]
-        elif os.path.isdir(directory):
-            argv += ["--ro-bind", directory, directory]
+    for system in SYSTEM_DIRS:
+        if os.path.islink(system):  # merged /usr: /bin -> usr/bin
+            argv += ["--symlink", os.readlink(system), system]
+        elif os.path.isdir(system):
+            argv += ["--ro-bind", system, system]
     # Root's secrets under /etc: a runner started as root (CI) runs its commands as uid 0, which can read
     # them; hide them (only those that exist, bwrap cannot mount over a missing path in a read-only /etc).
     for secret in SECRET_FILES:

@@ -29,7 +29,7 @@ import pygit2
 from pantheon_git.errors import PantheonError, warn_skipped
 from pantheon_git.queue.status import Status, run_outcome
 from pantheon_git.queue.tasks import load_specs
-from pantheon_git.store.git import append_commit, build_tree, parse_oid, ref_commit
+from pantheon_git.store.git import append_commit, build_tree, lookup, parse_oid, ref_commit
 from pantheon_git.store.layout import DATASETS_PREFIX, PAYLOADS_NOTES, TRACES_NOTES
 from pantheon_git.store.notes import iter_notes, json_object, note_data
 from pantheon_git.store.runs import parse_trailers, run_heads
@@ -91,7 +91,7 @@ def mine(repo: pygit2.Repository, agent: str) -> Dataset:
     outcomes: dict[str, Status] = {}
     for task_id, attempts in run_heads(repo).items():
         for attempt, head in attempts.items():
-            commit = repo.get(head)
+            commit = lookup(repo, head, pygit2.Commit)
             outcomes[f"{task_id}/{attempt}"] = run_outcome(
                 parse_trailers(commit.message), read_votes(repo, head)
             )
@@ -170,15 +170,16 @@ def record(repo: pygit2.Repository, data: Dataset) -> tuple[pygit2.Oid | None, d
         "negatives.jsonl": _jsonl(data.negatives),
     }
     content = hashlib.sha256(b"".join(files[name] for name in sorted(files))).hexdigest()
-    manifest = {
+    counts = {
+        "train": len(data.train),
+        "holdout": len(data.holdout),
+        "negatives": len(data.negatives),
+        "fixes": data.fixes,
+    }
+    manifest: dict[str, Any] = {
         "agent": data.agent,
         "content_sha256": content,
-        "counts": {
-            "train": len(data.train),
-            "holdout": len(data.holdout),
-            "negatives": len(data.negatives),
-            "fixes": data.fixes,
-        },
+        "counts": counts,
         "holdout_tasks": sorted(data.holdout_tasks),
         "split": SPLIT_RULE,
         "skipped_fixes": sorted(data.skipped_fixes),
@@ -196,7 +197,6 @@ def record(repo: pygit2.Repository, data: Dataset) -> tuple[pygit2.Oid | None, d
                 return None
         stamped = {**manifest, "built": datetime.now(UTC).isoformat(timespec="seconds")}
         tree = build_tree(repo, None, {**files, "manifest.json": json.dumps(stamped, indent=1).encode()})
-        counts = manifest["counts"]
         message = (
             f"dataset {data.agent}: {counts['train']} train, {counts['holdout']} holdout, "
             f"{counts['negatives']} negatives\n\nPantheon-Dataset-Sha256: {content}\n"

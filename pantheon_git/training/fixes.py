@@ -35,6 +35,7 @@ from pantheon_git.night.worktrees import scratch_worktree
 from pantheon_git.queue.status import Status, run_outcome
 from pantheon_git.queue.tasks import load_specs
 from pantheon_git.schema.spec import Spec
+from pantheon_git.store.git import lookup
 from pantheon_git.store.redact import redact
 from pantheon_git.store.runs import parse_trailers, run_heads
 from pantheon_git.store.votes import read_votes
@@ -77,10 +78,11 @@ def find_fixes(repo: pygit2.Repository, base_ref: str = "HEAD") -> list[Fix]:
     found: list[Fix] = []
     for task_id, attempts in sorted(run_heads(repo).items()):
         for _attempt, head in sorted(attempts.items()):
-            commit = repo.get(head)
-            if _is_step(commit):
+            last = lookup(repo, head, pygit2.Commit)
+            if _is_step(last):
                 continue  # the night's own head: nobody fixed this run
             people: list[pygit2.Commit] = []
+            commit: pygit2.Commit | None = last
             while commit is not None and not _is_step(commit):
                 people.append(commit)
                 commit = commit.parents[0] if commit.parents else None
@@ -102,9 +104,9 @@ def find_fixes(repo: pygit2.Repository, base_ref: str = "HEAD") -> list[Fix]:
     for count, commit in enumerate(repo.walk(tip.id, pygit2.enums.SortMode.TOPOLOGICAL)):
         if count >= MAX_BASE_COMMITS:
             break
-        task_id = parse_trailers(commit.message).get(FIXES_TRAILER)
-        if task_id and commit.parents:
-            found.append(Fix(task_id, commit.id, commit.parents[0].id, FixSource.TRAILER))
+        fixed = parse_trailers(commit.message).get(FIXES_TRAILER)
+        if fixed and commit.parents:
+            found.append(Fix(fixed, commit.id, commit.parents[0].id, FixSource.TRAILER))
     return found
 
 
@@ -135,11 +137,10 @@ def plan_calls(
 ) -> list[tuple[str, dict[str, Any]]]:
     """The tool calls (name, args) that turn the start tree into the fix's tree; ValueError if the agent's
     tools cannot (a deleted, renamed-away or binary file)."""
-    start, done = repo.get(fix.start), repo.get(fix.commit)
-    diff = repo.diff(start.tree, done.tree)
+    start, done = lookup(repo, fix.start, pygit2.Commit), lookup(repo, fix.commit, pygit2.Commit)
+    diff = repo.diff(start, done)
     calls: list[tuple[str, dict[str, Any]]] = []
-    for patch in diff:
-        delta = patch.delta
+    for delta in diff.deltas:
         if delta.is_binary:
             raise ValueError(f"{delta.new_file.path}: binary; no tool writes binary files")
         status = delta.status_char()
@@ -148,11 +149,11 @@ def plan_calls(
         if status == "R":
             raise ValueError(f"{delta.old_file.path}: renamed; no tool of the agent renames files")
         path = delta.new_file.path
-        new = repo.get(delta.new_file.id).data.decode("utf-8")
+        new = lookup(repo, delta.new_file.id, pygit2.Blob).data.decode("utf-8")
         if status == "A":
             calls.append(("create", {"path": path, "content": new}))
             continue
-        old = repo.get(delta.old_file.id).data.decode("utf-8")
+        old = lookup(repo, delta.old_file.id, pygit2.Blob).data.decode("utf-8")
         calls.append(("view", {"path": path, "start": 1, "lines": 100}))
         if whole_files:
             calls.append(("edit", {"path": path, "search": old, "replace": new}))
@@ -166,16 +167,16 @@ def plan_calls(
 def stub_fill(repo: pygit2.Repository, fix: Fix) -> tuple[str, Stub, str] | None:
     """(path, stub, body) when the fix's whole change is a body written into the first stub of one
     Python file (what the implementer's first move there completes), else None."""
-    diff = repo.diff(repo.get(fix.start).tree, repo.get(fix.commit).tree)
-    patches = list(diff)
-    if len(patches) != 1 or patches[0].delta.status_char() != "M":
+    diff = repo.diff(lookup(repo, fix.start, pygit2.Commit), lookup(repo, fix.commit, pygit2.Commit))
+    deltas = list(diff.deltas)
+    if len(deltas) != 1 or deltas[0].status_char() != "M":
         return None
-    delta = patches[0].delta
+    delta = deltas[0]
     if delta.is_binary or not delta.new_file.path.endswith(".py"):
         return None
     try:
-        old = repo.get(delta.old_file.id).data.decode("utf-8")
-        new = repo.get(delta.new_file.id).data.decode("utf-8")
+        old = lookup(repo, delta.old_file.id, pygit2.Blob).data.decode("utf-8")
+        new = lookup(repo, delta.new_file.id, pygit2.Blob).data.decode("utf-8")
     except UnicodeDecodeError:
         return None
     stub = find_stub(old)
@@ -224,7 +225,7 @@ def _replay(
             record["turns"].append(turn)
         # `git add -A` + `write-tree` by libgit2: the git command line would run what the tree configures.
         tree = stage_all(open_worktree(workdir))
-        wanted = repo.get(fix.commit).tree_id
+        wanted = lookup(repo, fix.commit, pygit2.Commit).tree_id
         if tree != wanted:
             raise PantheonError(f"replay: the tree is {str(tree)[:12]}, the fix's is {str(wanted)[:12]}")
         for command in spec.acceptance:

@@ -58,10 +58,11 @@ def converted_dir(gguf_path: Path, sha256: str) -> Path:
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     # The weights are dequantized floats by now; transformers still marks the model as GGUF-quantized,
     # which refuses save_pretrained. The marks go, the float weights are what we keep.
-    model.hf_quantizer = None
+    # (torch types a module's attributes as tensors and modules; these two are plain ones of transformers)
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         delattr(model.config, "quantization_config")
-    model.is_quantized = False
+    model.is_quantized = False  # type: ignore[assignment]
     scratch = target.with_name(f"{target.name}{SCRATCH}{os.getpid()}")
     shutil.rmtree(scratch, ignore_errors=True)
     tokenizer.save_pretrained(scratch)

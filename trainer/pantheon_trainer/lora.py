@@ -158,7 +158,7 @@ def _with_lora(model: Any, settings: LoraSettings, device: str) -> _Model:
         model.to(device)
     config = LoraConfig(
         r=settings.rank,
-        lora_alpha=settings.lora_alpha,
+        lora_alpha=settings.lora_alpha,  # type: ignore[arg-type]  # peft says int; it scales by alpha / r
         lora_dropout=0.0,
         bias="none",  # llama.cpp adapters carry LoRA A/B only
         target_modules=TARGETS,
