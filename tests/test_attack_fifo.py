@@ -22,7 +22,7 @@ from pantheon_git.night.executors import _diff, acceptance_executor, agent_execu
 from pantheon_git.night.nodes import NodeContext, NodeResult
 from pantheon_git.night.worktrees import add_worktree, worktree_path
 from pantheon_git.queue.tasks import enqueue
-from pantheon_git.runtime.base import Completion, ModelIdentity
+from pantheon_git.runtime.base import Completion, ModelIdentity, Windowless
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.schema.spec import Spec, stamp
 from pantheon_git.store.git import open_repo
@@ -36,7 +36,7 @@ from tests.test_attack_sandbox import needs_sandbox
 from tests.test_runner_task import POLICY
 
 
-class Recorder:
+class Recorder(Windowless):
     """The model, faked: these tests are about what the runner reads before it asks the model."""
 
     is_local = True

@@ -20,7 +20,7 @@ from pantheon_git.night.attempt import Attempt, TaskPlan, run_attempt
 from pantheon_git.night.executors import acceptance_executor, agent_executor, baseline_executor, gate_executor
 from pantheon_git.night.setup import plan_nodes
 from pantheon_git.queue.tasks import enqueue
-from pantheon_git.runtime.base import Completion, ModelIdentity
+from pantheon_git.runtime.base import Completion, ModelIdentity, Windowless
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.schema.spec import Spec, stamp
@@ -47,7 +47,7 @@ MAX_FILL = (
 PLACEHOLDER = "    raise NotImplementedError\n"
 
 
-class Recording:
+class Recording(Windowless):
     """A model that answers from a script and keeps every prompt it was sent (and what it was told)."""
 
     is_local = True
@@ -198,7 +198,7 @@ inputs = ["test"]
 """
 
 
-class Stubborn41:
+class Stubborn41(Windowless):
     """Completes the stub with 41; a prompt that shows the check's complaint gets 42."""
 
     is_local = True

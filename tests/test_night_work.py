@@ -37,7 +37,7 @@ from pantheon_git.queue.status import task_states
 from pantheon_git.queue.tasks import enqueue
 from pantheon_git.review.gate import decide
 from pantheon_git.review.report import build_report, render_markdown
-from pantheon_git.runtime.base import Completion, ModelIdentity
+from pantheon_git.runtime.base import Completion, ModelIdentity, Windowless
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.schema.spec import Spec, stamp
@@ -72,7 +72,7 @@ IMPLEMENTER = replace(
 )
 
 
-class ScriptedModel:
+class ScriptedModel(Windowless):
     """Writes calc.py returning 41 first; once a prompt shows the failing check's output, returns 42.
 
     `stubborn`: returns 100 + the repair round instead, so every round changes the file and still fails.

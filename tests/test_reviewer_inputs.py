@@ -13,14 +13,14 @@ from typing import Any
 from pantheon_git.agents.builtin import REVIEWER
 from pantheon_git.night.executors import agent_executor
 from pantheon_git.night.nodes import NodeContext
-from pantheon_git.runtime.base import Completion, ModelIdentity
+from pantheon_git.runtime.base import Completion, ModelIdentity, Windowless
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.schema.spec import Spec
 from pantheon_git.tools.sandbox import run_sandboxed
 from tests.conftest import git
 
 
-class Recorder:
+class Recorder(Windowless):
     """The model, faked: this test is about what the model is shown, not what it answers."""
 
     is_local = True
