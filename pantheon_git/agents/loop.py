@@ -93,7 +93,7 @@ class AgentRun:
     def trace(self, agent: AgentSpec, runtime: Runtime) -> dict[str, Any]:
         """The loop as the trace note records it (secrets redacted)."""
         ident = runtime.identity
-        return redact_all(
+        traced: dict[str, Any] = redact_all(
             {
                 "agent": agent.name,
                 "agent_version": agent.version,
@@ -118,6 +118,7 @@ class AgentRun:
                 "seconds": round(self.seconds, 3),
             }
         )
+        return traced  # a dict comes back a dict
 
 
 def parse_call(

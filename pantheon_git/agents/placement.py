@@ -86,8 +86,9 @@ def _end_line(node: ast.stmt) -> int:
 
 
 def _start_line(node: ast.stmt) -> int:
-    decorators = getattr(node, "decorator_list", [])
-    return min([node.lineno, *(decorator.lineno for decorator in decorators)])
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
+    return node.lineno
 
 
 def _is_main_guard(node: ast.stmt) -> bool:

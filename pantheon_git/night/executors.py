@@ -274,7 +274,7 @@ def acceptance_executor(sandbox: Sandbox) -> NodeExecutor:
             ]
         vote = Vote(
             voter="acceptance",
-            verdict="approve" if passed else "reject",
+            verdict=Verdict.APPROVE if passed else Verdict.REJECT,
             reasons=reasons,
             evidence=evidence,
         )

@@ -94,18 +94,19 @@ def _checked_address(sock: Any, address: Any) -> Any:
 
 
 def _guarded_methods(originals: dict[str, Any]) -> dict[str, Any]:
-    """connect/connect_ex/sendto/sendmsg that check the destination, then call `originals`."""
+    """connect/connect_ex/sendto/sendmsg that check the destination, then call `originals` (and return
+    what they return)."""
 
-    def connect(self: Any, address: Any) -> None:
+    def connect(self: Any, address: Any) -> Any:
         return originals["connect"](self, _checked_address(self, address))
 
-    def connect_ex(self: Any, address: Any) -> int:
+    def connect_ex(self: Any, address: Any) -> Any:
         return originals["connect_ex"](self, _checked_address(self, address))
 
-    def sendto(self: Any, data: bytes, *args: Any) -> int:
+    def sendto(self: Any, data: bytes, *args: Any) -> Any:
         return originals["sendto"](self, data, *args[:-1], _checked_address(self, args[-1]))
 
-    def sendmsg(self: Any, buffers: Any, *args: Any) -> int:
+    def sendmsg(self: Any, buffers: Any, *args: Any) -> Any:
         if len(args) >= 3 and args[2] is not None:  # (ancdata, flags, address)
             args = (*args[:2], _checked_address(self, args[2]), *args[3:])
         return originals["sendmsg"](self, buffers, *args)

@@ -79,6 +79,8 @@ def read_changes(worktree: str | os.PathLike[str], base: str) -> list[Change]:
     root = Path(worktree)
     changes = []
     for patch in tree.diff_to_workdir(_FLAGS):
+        if patch is None:
+            continue  # libgit2 makes no patch only for a delta the diff's own flags leave out
         delta = patch.delta
         if delta.status == pygit2.enums.DeltaStatus.DELETED:
             kind, path = ChangeKind.DELETED, delta.old_file.path

@@ -80,7 +80,7 @@ def decide(policy: GatePolicy, votes: Iterable[Vote], *, trust_problem: str | No
     if reasons:
         return GateDecision(Verdict.REJECT, reasons + left_out)
     return GateDecision(
-        "approve",
+        Verdict.APPROVE,
         [f"acceptance passed; approved by {', '.join(sorted(approvals)) or 'nobody needed'}", *left_out],
     )
 

@@ -13,7 +13,7 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.queue.status import Status, checked_outcome
 from pantheon_git.queue.tasks import cancelled_ids, queue_tree
 from pantheon_git.review.trust import person_approved, trust_edits, trust_paths_at, wait_reason
-from pantheon_git.store.git import parse_oid, run_git
+from pantheon_git.store.git import lookup, parse_oid, run_git
 from pantheon_git.store.runs import parse_trailers, run_heads
 from pantheon_git.store.signing import (
     ALLOWED_SIGNERS,
@@ -80,7 +80,7 @@ def ungated_commits(
     for commit_id in listing:
         if commit_id is None:
             raise PantheonError("cannot read rev-list's listing of this push: refusing rather than guessing")
-        commit = repo.get(commit_id)
+        commit = lookup(repo, commit_id, pygit2.Commit)
         sha = str(commit_id)
         trailers = parse_trailers(commit.message)
         task = trailers.get("Pantheon-Task")

@@ -11,11 +11,11 @@ import pygit2
 
 from pantheon_git.queue.status import Status, TaskState
 from pantheon_git.review.trust import run_waits
-from pantheon_git.store.git import ref_commit, run_git, set_ref, signature
+from pantheon_git.store.git import lookup, ref_commit, run_git, set_ref, signature
 from pantheon_git.store.layout import run_branch
 from pantheon_git.store.runs import recorded_steps
 from pantheon_git.store.signing import ALLOWED_SIGNERS, touches_allowed_signers
-from pantheon_git.store.votes import Vote, append_votes
+from pantheon_git.store.votes import Verdict, Vote, VoteKind, append_votes
 
 
 class MergeResult(StrEnum):
@@ -64,7 +64,7 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
     attempt = state.latest_attempt
     assert attempt is not None
     branch = run_branch(state.id, attempt).removeprefix("refs/heads/")
-    head = repo.get(state.attempts[attempt])
+    head = lookup(repo, state.attempts[attempt], pygit2.Commit)
     base = state.spec.base or "main"
     # Who may vote is changed by people on the base branch, never by a run (a model's edit or a pushed
     # branch would otherwise make its own signer trusted once merged).
@@ -134,7 +134,7 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
             return MergeOutcome(
                 state.id, MergeResult.CONFLICT, f"git merge failed: {proc.stderr.strip()[:200]}"
             )
-        new = repo.references[base_ref].target
+        new = repo.references[base_ref].peel(pygit2.Commit).id
     else:
         if fast_forward:
             new = head.id
@@ -176,9 +176,9 @@ def _record(
     """Record the merge of `head` into `base` (now at `new`, from `old`): a merge and its record are one
     step, so when the record cannot be written the base (and its checkout) goes back to `old`."""
     record = Vote(
-        kind="merge",
+        kind=VoteKind.MERGE,
         voter="merge",
-        verdict="approve",
+        verdict=Verdict.APPROVE,
         evidence={"into": base, "commit": str(new), "fast_forward": ff},
     )
     try:

@@ -18,7 +18,7 @@ from pantheon_git.queue.status import Status, TaskState, checked_outcome, task_s
 from pantheon_git.review.calibration import shown_calibration
 from pantheon_git.review.checks import CHECK_NAMES
 from pantheon_git.review.trust import run_waits
-from pantheon_git.store.git import ref_commit
+from pantheon_git.store.git import lookup, ref_commit
 from pantheon_git.store.layout import DATASETS_PREFIX, EVALS_NOTES, run_branch
 from pantheon_git.store.logview import adapter_of
 from pantheon_git.store.notes import read_note
@@ -205,7 +205,7 @@ def task_report(
 def _commit_moment(repo: pygit2.Repository, head: pygit2.Oid) -> datetime:
     """When a run's head was committed; a time no datetime can hold (another machine's) reads as 1970."""
     try:
-        return datetime.fromtimestamp(repo.get(head).commit_time, UTC)
+        return datetime.fromtimestamp(lookup(repo, head, pygit2.Commit).commit_time, UTC)
     except (OverflowError, ValueError, OSError):
         return datetime.fromtimestamp(0, UTC)
 
@@ -234,8 +234,10 @@ def training_outcomes(repo: pygit2.Repository) -> list[dict[str, Any]]:
     for ref in sorted(repo.references):
         if not ref.startswith(DATASETS_PREFIX):
             continue
-        tip = ref_commit(repo, ref)  # None (named on stderr) when it holds no commit
-        note = read_note(repo, EVALS_NOTES, tip.id) if tip is not None else None
+        tip = ref_commit(repo, ref)
+        if tip is None:
+            continue  # it holds no commit (named on stderr)
+        note = read_note(repo, EVALS_NOTES, tip.id)
         if note:
             try:
                 outcome = json.loads(note)

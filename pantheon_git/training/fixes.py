@@ -40,7 +40,8 @@ from pantheon_git.store.redact import redact
 from pantheon_git.store.runs import parse_trailers, run_heads
 from pantheon_git.store.votes import read_votes
 from pantheon_git.store.worktree import open_worktree, stage_all
-from pantheon_git.tools.builtin import TOOLS, ToolContext, ToolError
+from pantheon_git.tools.builtin import TOOLS, ToolContext
+from pantheon_git.tools.paths import ToolError
 from pantheon_git.tools.sandbox import configured_sandbox, require_sandbox
 
 FIXES_TRAILER = "Pantheon-Fixes"
