@@ -98,6 +98,12 @@ class LlamaRuntime:
         held = self.llama.input_ids[: self.llama.n_tokens].tolist()
         # llama-cpp-python reuses the cached prefix but re-evaluates the last prompt token for its logits.
         cached = min(common_prefix(tokens, held), len(tokens) - 1)
+        # So the last prompt token is always evaluated alone: llama.cpp's batched and one-token kernels
+        # round differently, and logits from a cold prompt (one batch) would differ from a cached one's,
+        # so the same seed would draw another sample (and a replay another text).
+        if cached < len(tokens) - 1:
+            self.llama.n_tokens = cached
+            self.llama.eval(tokens[cached:-1])
         processors = None
         if schema is not None:
             from pantheon_git.runtime.constrained import SchemaProcessor
