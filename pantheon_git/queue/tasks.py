@@ -87,7 +87,7 @@ def read_queue(
     if tree is None:
         return [], []
     blobs = [
-        (name, str(entry.id))
+        (name, str(entry.id))  # hex: the cache's key
         for name, entry in entries(tree)
         if name.endswith(".toml") and entry.type_str == "blob"
     ]
@@ -105,7 +105,7 @@ def read_queue(
         spec = cache.get(blob_id)
         if spec is None:
             try:
-                spec = parse_queued_spec(lookup(repo, blob_id, pygit2.Blob).data, name)
+                spec = parse_queued_spec(lookup(repo, pygit2.Oid(hex=blob_id), pygit2.Blob).data, name)
             except PantheonError as refused:
                 broken.append(BrokenSpec(name.removesuffix(".toml"), str(refused)))
                 continue

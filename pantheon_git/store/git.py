@@ -171,7 +171,7 @@ def signature(repo: pygit2.Repository) -> pygit2.Signature:
 ObjectT = TypeVar("ObjectT", pygit2.Commit, pygit2.Tree, pygit2.Blob)
 
 
-def lookup(repo: pygit2.Repository, oid: pygit2.Oid | str, kind: type[ObjectT]) -> ObjectT:
+def lookup(repo: pygit2.Repository, oid: pygit2.Oid, kind: type[ObjectT]) -> ObjectT:
     """The `kind` of object `oid` names; KeyError when this repository lacks it or holds another kind.
 
     pygit2 types `repo.get` as `Object | None`: this is the one checked narrowing of what it returns.
