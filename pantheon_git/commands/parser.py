@@ -29,7 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "vote": ("vote", "vote approve, reject or abstain on a task's newest run"),
     "gate": ("gate", "re-evaluate a task's gate over all its votes"),
     "merge": ("merge", "merge passing run branches into their base"),
-    "train": ("train", "mine notes into datasets; train, export and promote LoRA adapters"),
+    "train": ("train", "mine notes into datasets; train LoRA adapters, promote one or roll back"),
     "sync": ("sync", "fetch, merge and push tasks, claims, run branches and notes with a remote"),
     "check": ("check", "validate spec, flow, models and config files (the pre-commit hook)"),
     "hooks": ("hooks", "install or uninstall the pre-push guard of protected branches (or run it)"),
