@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pygit2
 import pytest
-from conftest import git
 
 from pantheon_git.ops.doctor import (
     Health,
@@ -28,6 +27,7 @@ from pantheon_git.ops.doctor import (
     check_tool,
     night_can_pass,
 )
+from tests.conftest import git
 
 
 def pantheon(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
