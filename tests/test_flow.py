@@ -9,8 +9,9 @@ import pytest
 from pantheon_git.errors import PantheonError
 from pantheon_git.schema.flow import evaluate_condition, parse_duration, parse_flow, topological_order
 from tests.conftest import pantheon
+from tests.test_night import DEFAULT_NODES
 
-AGENTS = {"planner", "implementer", "reviewer", "acceptance", "checks", "gate"}
+AGENTS = {"planner", "implementer", "reviewer", "place", "acceptance", "checks", "gate"}
 
 
 def flow(text: str):
@@ -26,15 +27,8 @@ def refusal(text: str) -> str:
 def test_default_template_is_valid_and_ordered() -> None:
     text = (Path(__file__).parent.parent / "templates" / "flows" / "default.toml").read_text()
     parsed = flow(text)
-    assert [node.id for node in topological_order(parsed)] == [
-        "plan",
-        "implement",
-        "test",
-        "checks",
-        "review-a",
-        "review-b",
-        "gate",
-    ]
+    # The night's steps, less the baseline it runs before the first node.
+    assert [node.id for node in topological_order(parsed)] == DEFAULT_NODES[1:]
 
 
 def test_order_follows_inputs_not_file_order() -> None:
@@ -166,7 +160,7 @@ def test_when_conditions_are_parsed_not_evaluated() -> None:
 def test_flow_check_and_queue_refuse_a_broken_flow(repo_dir: Path) -> None:
     assert pantheon(repo_dir, "init").returncode == 0
     good = pantheon(repo_dir, "flow", "check")
-    assert good.returncode == 0 and good.stdout.startswith("default: ok (plan -> implement -> test")
+    assert good.returncode == 0 and good.stdout.startswith("default: ok (place -> plan -> implement -> test")
     (repo_dir / ".pantheon" / "flows" / "broken.toml").write_text(
         '[[nodes]]\nid = "a"\nagent = "planner"\ninputs = ["ghost"]\n'
     )
@@ -210,7 +204,8 @@ def test_init_flow_scaffolds_a_valid_flow_once(repo_dir: Path) -> None:
     assert made.stdout.startswith("created .pantheon/flows/nightly.toml")
     assert 'flow = "nightly"' in path.read_text()
     checked = pantheon(repo_dir, "flow", "check", "nightly")
-    assert checked.returncode == 0 and checked.stdout.startswith("nightly: ok (plan -> implement -> test")
+    assert checked.returncode == 0
+    assert checked.stdout.startswith("nightly: ok (place -> plan -> implement -> test")
     path.write_text(path.read_text() + "# my edit\n")
     again = pantheon(repo_dir, "init", "flow", "nightly")
     assert again.returncode == 2 and "nightly.toml: already exists" in again.stderr

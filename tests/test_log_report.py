@@ -14,12 +14,14 @@ from pathlib import Path
 from pantheon_git.night.checks import checks_executor
 from pantheon_git.night.executors import acceptance_executor, baseline_executor, gate_executor
 from pantheon_git.night.nodes import NodeContext, NodeResult
+from pantheon_git.night.place import place_executor
 from pantheon_git.night.setup import plan_nodes
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.store.git import open_repo
 from pantheon_git.store.votes import Vote
 from pantheon_git.tools.builtin import unsandboxed
 from tests.conftest import git, pantheon
+from tests.test_night import DEFAULT_NODES
 from tests.test_runner_task import POLICY, queued
 
 MODEL = "gemma3-270m@1a2b3c4d5e6f"
@@ -67,12 +69,13 @@ def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo
         "baseline": baseline_executor(unsandboxed),
         "acceptance": acceptance_executor(unsandboxed),
         "checks": checks_executor(unsandboxed, GatePolicy()),
+        "place": place_executor(),
         "gate": gate_executor(GatePolicy()),
     }
     run = run_attempt(
         repo, repo_dir, TaskPlan(spec, nodes, executors), Attempt(1, resume=False), policy=POLICY
     )
-    assert run.steps == ["baseline", "plan", "implement", "test", "checks", "review-a", "review-b", "gate"]
+    assert run.steps == DEFAULT_NODES
     log = git(repo_dir, "log", "--notes", "main..pantheon/t1/1")
     # git's layout of a step: commit, Author, Date, blank, subject, blank, two trailer lines (the folded
     # Pantheon-Step and the Pantheon-Log report line) and the blank between commits: 9 lines, so six steps
@@ -116,7 +119,7 @@ def test_the_log_of_a_six_step_run_fits_one_screen_and_traces_keep_the_json(repo
     ), lines
     # The fields tools read back fold into one trailer line; the subject names the step once.
     base = git(repo_dir, "rev-parse", "main").strip()
-    first = git(repo_dir, "log", "-1", "--format=%B", "pantheon/t1/1~7")
+    first = git(repo_dir, "log", "-1", "--format=%B", "pantheon/t1/1~8")
     assert re.fullmatch(
         rf"baseline: \d/1 checks pass[^\n]*\n\nPantheon-Step: baseline task=t1 attempt=1 base={base}\n"
         rf"Pantheon-Log: ok · baseline · checks 0/1 passed · [^\n]*",

@@ -29,7 +29,7 @@ SPECS = [
         "import nums; assert nums.is_even(4) and not nums.is_even(3)",
     ),
 ]
-DEFAULT_NODES = ["baseline", "plan", "implement", "test", "checks", "review-a", "review-b", "gate"]
+DEFAULT_NODES = ["baseline", "place", "plan", "implement", "test", "checks", "review-a", "review-b", "gate"]
 
 
 @pytest.fixture(scope="module")

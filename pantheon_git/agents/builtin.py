@@ -68,6 +68,6 @@ REVIEWER = AgentSpec(
 )
 
 BUILTIN_AGENTS = {agent.name: agent for agent in (PLANNER, IMPLEMENTER, REVIEWER)}
-# Nodes that run no model: the runner executes them itself (acceptance checks, the deterministic
-# reviewers of review/checks.py, the gate).
-RUNNER_NODES = frozenset({"acceptance", "checks", "gate"})
+# Nodes that run no model: the runner executes them itself (stub placement, acceptance checks, the
+# deterministic reviewers of review/checks.py, the gate).
+RUNNER_NODES = frozenset({"place", "acceptance", "checks", "gate"})

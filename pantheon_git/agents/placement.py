@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pantheon_git.schema.spec import split_signature
 
 PLACEHOLDER = "raise NotImplementedError"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -348,22 +351,79 @@ def defined_names(module: str, source: str) -> set[str]:
 
 
 def _docstring_of(task: Mapping[str, Any]) -> str:
-    """A stub's docstring from its task: the scope's first paragraph, else the title."""
+    """A stub's docstring from its task: the scope's first paragraph, else the title, in lines of at
+    most 72 characters (a linter's line length holds it, indented as a method's is)."""
     scope = str(task.get("scope") or "").strip()
-    return scope.split("\n\n")[0].strip() if scope else str(task.get("title", "")).strip()
+    text = scope.split("\n\n")[0].strip() if scope else str(task.get("title", "")).strip()
+    return textwrap.fill(" ".join(text.split()), width=72, break_long_words=False, break_on_hyphens=False)
 
 
-def _from_signature(signature: str, paths: Iterable[str]) -> Wanted:
-    """A `signature` field (`calc.mul(a, b) -> int`, `shapes.Square.area(self)`) as a Wanted."""
-    qualified, _, rest = signature.strip().removeprefix("def ").partition("(")
-    parts = qualified.strip().split(".")
-    existing = list(paths)
-    for cut in range(len(parts) - 1, 0, -1):
+def _dotted(path: str) -> str:
+    """The dotted module of a repository file: `src/pkg/calc.py` -> `pkg.calc`."""
+    return path.removeprefix("src/").removesuffix("/__init__.py").removesuffix(".py").replace("/", ".")
+
+
+def _mentioned_modules(task: Mapping[str, Any], files: Mapping[str, str]) -> list[str]:
+    """The repository's Python files a task names, in order: its `files`, then the paths and dotted
+    modules its title, scope and acceptance checks mention (`calc.py`, `pkg.calc`, `from calc import`)."""
+    found: dict[str, None] = {}
+    for path in task.get("files", []):
+        if str(path) in files:
+            found.setdefault(str(path), None)
+    texts = [str(task.get("title", "")), str(task.get("scope", "")), *map(str, task.get("acceptance", []))]
+    for word in re.findall(r"[A-Za-z_][\w./-]*", " ".join(texts)):
+        word = word.rstrip(".")
+        path = word if word in files else module_file(word.removesuffix(".py"), files)
+        if path is not None:
+            found.setdefault(path, None)
+    return list(found)
+
+
+def _defines_class(source: str, cls: str) -> bool:
+    """Whether `source` defines class `cls` at its top level (an import of it is no definition)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(node, ast.ClassDef) and node.name == cls for node in tree.body)
+
+
+def _from_signature(
+    signature: str, files: Mapping[str, str], task: Mapping[str, Any], from_checks: Sequence[Wanted]
+) -> Wanted:
+    """A `signature` field as a Wanted: `calc.mul(a, b) -> int` and `shapes.Square.area(self)` name
+    their module; `def mul(a, b)` goes where the acceptance checks import it from, else into the first
+    module the task names; `Square.area(self)` into the module that defines Square."""
+    try:
+        parts, rest = split_signature(signature)
+    except ValueError as error:
+        raise PlacementError(f"signature {signature!r}: {error}") from None
+    name, params = parts[-1], normalize_signature(rest, parts[-1])
+    for cut in range(len(parts) - 1, 0, -1):  # a module named: `calc.mul`, `shapes.Square.area`
         module, inside = ".".join(parts[:cut]), parts[cut:]
-        if module_file(module, existing) is not None and len(inside) <= 2:
-            cls = inside[0] if len(inside) == 2 else None
-            return Wanted(module, inside[-1], normalize_signature("(" + rest, inside[-1]), cls)
-    raise PlacementError(f"signature {signature!r}: expected module.name(...) of a module in the repository")
+        if module_file(module, files) is not None and len(inside) <= 2:
+            return Wanted(module, name, params, inside[0] if len(inside) == 2 else None)
+    if len(parts) > 2 or (len(parts) == 2 and not parts[0][:1].isupper()):
+        raise PlacementError(
+            f"signature {signature!r}: expected module.name(...) of a module in the repository"
+        )
+    cls = parts[0] if len(parts) == 2 else None
+    mentioned = _mentioned_modules(task, files)
+    if cls is not None:  # the module that defines the class, those the task names first
+        ordered = mentioned + sorted(path for path in files if path not in mentioned)
+        defines = [path for path in ordered if _defines_class(files[path], cls)]
+        owner = defines[0] if defines else None
+        if owner is None:
+            raise PlacementError(f"signature {signature!r}: no class {cls} in the repository")
+        return Wanted(_dotted(owner), name, params, cls)
+    imported = [want.module for want in from_checks if want.name == name and want.cls is None]
+    candidates = [path for path in (module_file(m, files) for m in imported) if path] + mentioned
+    if not candidates:
+        raise PlacementError(
+            f"signature {signature!r}: no module to put {name} in: name its file (files) or write "
+            f"module.{name}(...)"
+        )
+    return Wanted(_dotted(candidates[0]), name, params)
 
 
 def stubs_for_task(task: Mapping[str, Any], files: Mapping[str, str]) -> dict[str, str]:
@@ -379,10 +439,9 @@ def stubs_for_task(task: Mapping[str, Any], files: Mapping[str, str]) -> dict[st
     defined = set()
     for path, text in files.items():
         defined |= defined_names(modules[path].replace("/", "."), text)
+    wanted = wanted_from_checks(sources, defined)
     if task.get("signature"):
-        wanted = [_from_signature(str(task["signature"]), files)]
-    else:
-        wanted = wanted_from_checks(sources, defined)
+        wanted = [_from_signature(str(task["signature"]), files, task, wanted)]
     placed: dict[str, str] = {}
     for want in wanted:
         module = module_file(want.module, files)
@@ -394,3 +453,23 @@ def stubs_for_task(task: Mapping[str, Any], files: Mapping[str, str]) -> dict[st
         text = placed.get(module, files[module])
         placed[module] = place_function(text, want.name, want.signature, _docstring_of(task), cls=want.cls)
     return placed
+
+
+def placed_functions(outputs: Mapping[str, Any]) -> list[dict[str, str]]:
+    """{"path", "function"} of each stub a `place` step put in (night/place.py), from the step outputs
+    recorded so far (step id -> output), each once: the files the agents are then shown, the functions
+    a repair round completes again."""
+    found: list[dict[str, str]] = []
+    for output in outputs.values():
+        placed = output.get("placed") if isinstance(output, Mapping) else None
+        for item in placed if isinstance(placed, list) else []:
+            if isinstance(item, Mapping) and isinstance(item.get("path"), str) and item.get("function"):
+                entry = {"path": str(item["path"]), "function": str(item["function"])}
+                if entry not in found:
+                    found.append(entry)
+    return found
+
+
+def placed_files(outputs: Mapping[str, Any]) -> list[str]:
+    """The files a `place` step put stubs in, each once, in order."""
+    return list(dict.fromkeys(item["path"] for item in placed_functions(outputs)))

@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="a file the task changes (repeatable)",
     )
+    parser.add_argument(
+        "--signature",
+        metavar="DEF",
+        help="the function the task adds, e.g. 'def mul(a: int, b: int) -> int': the night places its stub",
+    )
     parser.add_argument("--label", action="append", dest="labels", metavar="LABEL", help="a tag (repeatable)")
     parser.add_argument("--id", dest="task_id", help="choose the id instead of generating one")
 
@@ -45,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         "priority": args.priority,
         "labels": args.labels,
         "files": args.named_files,
+        "signature": args.signature,
     }
     given = {key: value for key, value in flags.items() if value is not None}
     if args.files and given:

@@ -12,6 +12,7 @@ import os
 import shlex
 from collections.abc import Sequence
 
+from pantheon_git.agents.placement import placed_files
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
 from pantheon_git.review.changes import base_tree, blob_text, read_changes, tree_paths
 from pantheon_git.review.checks import (
@@ -71,9 +72,12 @@ def review_changes(
     """The four verdicts (pure given its inputs): lint, scope, tests kept, size."""
     spec = context.spec
     check, format_ = lint if lint is not None else (None, None)
+    # A file the run's `place` step put a stub in (night/place.py) is one the spec asked for.
+    named = [*spec.files, *placed_files(context.upstream)]
+    texts = [spec.title, spec.scope, spec.signature or "", *spec.acceptance]
     return [
         lint_check(changes, config, check, format_),
-        scope_check(changes, spec.files, [spec.title, spec.scope, *spec.acceptance], base_paths),
+        scope_check(changes, named, texts, base_paths),
         weakening_check(changes, spec.acceptance, spec.files, base_paths),
         size_check(changes, policy.max_changed_lines, policy.max_changed_files),
     ]

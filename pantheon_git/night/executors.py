@@ -18,9 +18,11 @@ from typing import Any
 
 from pantheon_git.agents.context import named_files
 from pantheon_git.agents.loop import run_agent, stub_functions
+from pantheon_git.agents.placement import placed_files, placed_functions
 from pantheon_git.agents.spec import AgentSpec
 from pantheon_git.night.checks import CHECKS, checks_executor
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
+from pantheon_git.night.place import PLACE, place_executor
 from pantheon_git.night.policy import refuse_non_local
 from pantheon_git.review.calibration import read_calibration
 from pantheon_git.review.gate import decide, gate_vote
@@ -145,13 +147,17 @@ def agent_executor(
             seconds_left=context.seconds_left,
         )
         spec = context.spec
-        task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance, "files": spec.files}
+        # The files a `place` step put stubs in (night/place.py) are the task's too: shown, and completed.
+        files = list(dict.fromkeys([*spec.files, *placed_files(context.upstream)]))
+        task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance, "files": files}
         inputs = steady(dict(context.inputs))
         if agent.name == "reviewer":
             inputs["diff"] = review_diff(context)
         if isinstance(inputs.get("repair"), Mapping):
-            # A repair round completes again the functions that were stubs when the attempt began.
+            # A repair round completes again the functions that were stubs when the attempt began, and
+            # those its `place` step put in.
             stubs = stub_functions(files_at_base(context, named_files(task, inputs)))
+            stubs += [item for item in placed_functions(context.upstream) if item not in stubs]
             inputs["repair"] = {**inputs["repair"], "functions": stubs}
         run = run_agent(agent, runtime, tools, task, inputs, seed=context.seed)
         if agent.name == "reviewer" and not run.ok:
@@ -339,6 +345,8 @@ def executors_for(
             executors[name] = gate_executor(gate_policy)
         elif name == CHECKS:  # the deterministic reviewers: night/checks.py
             executors[name] = checks_executor(sandbox, gate_policy)
+        elif name == PLACE:  # the stub of a function the task adds: night/place.py
+            executors[name] = place_executor()
         else:
             agent = agents[name]
             config = models.get(agent.model)

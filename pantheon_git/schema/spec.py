@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
+import keyword
 import os
 import re
 from datetime import UTC, datetime
@@ -62,6 +64,10 @@ class Spec(_Strict):
     labels: list[NonEmpty] = Field(default_factory=list)
     # Files the agents are shown with line numbers without asking (paths relative to the repository).
     files: Annotated[list[NonEmpty], Field(max_length=20)] = Field(default_factory=list)
+    # The function the task adds, when it does not exist yet: the night places its stub (agents/placement.py)
+    # and the implementer completes the body. `def mul(a: int, b: int) -> int`, `calc.mul(a, b)`,
+    # `Calculator.mul(self, x)`; without a module, the acceptance checks, `files` or the title say which.
+    signature: Annotated[str, Field(min_length=1, max_length=300)] | None = None
     limits: Limits = Field(default_factory=Limits)
     created: Created | None = None
 
@@ -71,6 +77,13 @@ class Spec(_Strict):
         # A base reaches git command lines (`git diff BASE`): one starting with '-' would be an option.
         if value is not None and (not value or _BAD_BASE.search(value)):
             raise ValueError("must be a branch or commit name (no leading '-', no spaces)")
+        return value
+
+    @field_validator("signature")
+    @classmethod
+    def _valid_signature(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_signature(value)
         return value
 
     @field_validator("files")
@@ -109,10 +122,36 @@ _FIELD_ORDER = (
     "labels",
     "scope",
     "files",
+    "signature",
     "acceptance",
     "limits",
     "created",
 )
+
+
+_QUALIFIED = re.compile(r"(?:async\s+)?(?:def\s+)?([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*(\(.*)", re.ASCII)
+_SIGNATURE_FORM = "write it as a def line: `def mul(a: int, b: int) -> int` or `Calculator.mul(self, x)`"
+
+
+def split_signature(text: str) -> tuple[list[str], str]:
+    """A `signature` field as (the parts of its dotted name, what follows the name in its def line):
+    `def calc.mul(a: int, b) -> int:` gives (["calc", "mul"], "(a: int, b) -> int"). ValueError (the
+    reason, one line) for anything that is not one function's signature."""
+    line = text.strip().removesuffix(":").rstrip()
+    match = _QUALIFIED.fullmatch(line) if "\n" not in line else None
+    if match is None:
+        raise ValueError(_SIGNATURE_FORM)
+    parts, rest = match.group(1).split("."), match.group(2)
+    if any(keyword.iskeyword(part) for part in parts):
+        raise ValueError(f"{match.group(1)!r} is not a function name; {_SIGNATURE_FORM}")
+    try:
+        tree = ast.parse(f"def {parts[-1]}{rest}:\n    pass\n")
+    except SyntaxError as error:
+        raise ValueError(f"not a Python signature ({error.msg}); {_SIGNATURE_FORM}") from None
+    only = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(only, ast.FunctionDef) or len(only.body) != 1 or not isinstance(only.body[0], ast.Pass):
+        raise ValueError(f"one function's signature only; {_SIGNATURE_FORM}")
+    return parts, rest
 
 
 def new_task_id(spec: Spec) -> str:
