@@ -79,7 +79,7 @@ def test_check_validates_each_kind_of_file(repo_dir: Path) -> None:
         "git pantheon check: bad.spec.toml:2: acceptance: needs at least one check "
         "(a shell command that must exit 0 in the task's worktree)",
         "git pantheon check: .pantheon/flows/bad.toml: node a: unknown agent 'nobody' "
-        "(known: acceptance, gate, implementer, planner, reviewer)",
+        "(known: acceptance, checks, gate, implementer, place, planner, reviewer)",
     ]
 
 
