@@ -1,4 +1,5 @@
-"""A reviewer is shown the same prompt for the same work: wall times of the checks never reach a model.
+"""A reviewer is shown the same prompt for the same work: wall times of the checks never reach a model;
+and a reviewer is one by its role (`AgentSpec.acts_as`), not its name, so a repository's own agent reviews.
 
 Found on the demo: review-a saw `"seconds": 0.033` in one run and `0.081` in the next, so two greedy
 reviews of one diff were different prompts and could differ in verdict.
@@ -7,10 +8,15 @@ reviews of one diff were different prompts and could differ in verdict.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pantheon_git.agents.builtin import REVIEWER
+import pytest
+
+from pantheon_git.agents.builtin import IMPLEMENTER, PLANNER, REVIEWER
+from pantheon_git.agents.registry import agents
+from pantheon_git.agents.spec import Role
 from pantheon_git.night.executors import agent_executor
 from pantheon_git.night.nodes import NodeContext
 from pantheon_git.runtime.base import Completion, ModelIdentity, Windowless
@@ -65,3 +71,75 @@ def test_two_runs_of_the_same_checks_show_the_reviewer_the_same_prompt(repo_dir:
     assert "pytest -q" in fast  # the checks are shown ...
     assert "0.033" not in fast and "0.081" not in slow  # ... without their wall time
     assert fast == slow
+
+
+SECURITY_AGENT = """
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from pantheon_git.agents.spec import AgentSpec, Role
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    verdict: Literal["approve", "reject"]
+    reasons: list[str] = []
+
+
+SECURITY = AgentSpec(
+    name="security",
+    version="1",
+    role="You look for secrets and unsafe calls in the change.",
+    output=Finding,
+    call_format="json",
+    acts_as=Role.REVIEWER,
+)
+"""
+
+
+class Rejecting(Recorder):
+    def complete(self, prompt: str, **_: Any) -> Completion:
+        self.prompts.append(prompt)
+        text = '{"tool":"finish","args":{"verdict":"reject","reasons":["eval() on input"]}}'
+        return Completion(text, tokens_in=1, tokens_out=10, tokens_evaluated=1, seconds=0.0)
+
+
+def test_a_repository_agent_acting_as_reviewer_is_shown_the_diff_and_votes(repo_dir: Path) -> None:
+    (repo_dir / ".pantheon" / "agents").mkdir(parents=True)
+    (repo_dir / ".pantheon" / "agents" / "security.py").write_text(SECURITY_AGENT)
+    agent = agents(repo_dir)["security"]
+    assert agent.acts_as is Role.REVIEWER
+    base = git(repo_dir, "rev-parse", "HEAD").strip()
+    (repo_dir / "README.md").write_text("sample\nrun: eval(text)\n")
+    model = Rejecting()
+    review = agent_executor(agent, ModelConfig(bundled="gemma3-270m"), run_sandboxed, lambda: model)
+    context = NodeContext(
+        spec=Spec(id="run", title="add run", acceptance=["pytest -q"]),
+        task_id="run",
+        attempt=1,
+        node_id="security",
+        agent="security",
+        worktree=repo_dir,
+        inputs={},
+        deadline=time.monotonic() + 60,
+        base=base,
+    )
+    result = review(context)
+    assert "eval(text)" in model.prompts[0]  # shown the run's diff, as the built-in reviewer is
+    assert [(vote.voter, vote.verdict, vote.reasons) for vote in result.votes] == [
+        ("reviewer:security", "reject", ["eval() on input"])
+    ]
+
+
+def test_roles_default_by_name_and_a_reviewer_needs_a_verdict() -> None:
+    assert (PLANNER.acts_as, IMPLEMENTER.acts_as, REVIEWER.acts_as) == (
+        Role.PLANNER,
+        Role.IMPLEMENTER,
+        Role.REVIEWER,
+    )
+    mine = replace(IMPLEMENTER, name="doc-writer", acts_as=None)
+    assert mine.acts_as is Role.IMPLEMENTER  # any other name implements
+    assert replace(REVIEWER, name="second-opinion", acts_as="reviewer").acts_as is Role.REVIEWER  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="agent notes: a reviewer's output needs a verdict field"):
+        replace(IMPLEMENTER, name="notes", acts_as=Role.REVIEWER)

@@ -19,7 +19,7 @@ from typing import Any
 from pantheon_git.agents.context import named_files
 from pantheon_git.agents.loop import run_agent, stub_functions
 from pantheon_git.agents.placement import placed_files, placed_functions
-from pantheon_git.agents.spec import AgentSpec
+from pantheon_git.agents.spec import AgentSpec, Role
 from pantheon_git.night.checks import CHECKS, checks_executor
 from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeFailed, NodeResult
 from pantheon_git.night.place import PLACE, place_executor
@@ -151,7 +151,8 @@ def agent_executor(
         files = list(dict.fromkeys([*spec.files, *placed_files(context.upstream)]))
         task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance, "files": files}
         inputs = steady(dict(context.inputs))
-        if agent.name == "reviewer":
+        reviews = agent.acts_as is Role.REVIEWER
+        if reviews:
             inputs["diff"] = review_diff(context)
         if isinstance(inputs.get("repair"), Mapping):
             # A repair round completes again the functions that were stubs when the attempt began, and
@@ -160,13 +161,13 @@ def agent_executor(
             stubs += [item for item in placed_functions(context.upstream) if item not in stubs]
             inputs["repair"] = {**inputs["repair"], "functions": stubs}
         run = run_agent(agent, runtime, tools, task, inputs, seed=context.seed)
-        if agent.name == "reviewer" and not run.ok:
+        if reviews and not run.ok:
             # A reviewer that reaches no verdict abstains; it does not fail the run. The gate still needs
             # its approvals (`min_approvals`), so nothing passes on a reviewer's silence.
             run.ok = True
             run.output = {"verdict": Verdict.ABSTAIN.value, "reasons": [f"no verdict: {run.error}"[:300]]}
         votes = []
-        if run.ok and agent.name == "reviewer" and run.output:
+        if run.ok and reviews and run.output:
             votes.append(
                 Vote(
                     voter=f"reviewer:{context.node_id}",
