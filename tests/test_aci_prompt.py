@@ -14,9 +14,10 @@ import pytest
 from pantheon_git.agents import calls
 from pantheon_git.agents.builtin import IMPLEMENTER, PLANNER, REVIEWER, Implementation, Plan, Review
 from pantheon_git.agents.calls import CallFormat
-from pantheon_git.agents.context import estimate_tokens, python_outline, repository_context
+from pantheon_git.agents.context import python_outline, repository_context
 from pantheon_git.agents.examples import approved_runs, past_examples, rank, worked_examples
 from pantheon_git.agents.loop import agent_header, call_grammar, parse_call, run_agent
+from pantheon_git.runtime.base import estimate_tokens
 from pantheon_git.runtime.recorded import ReplayRuntime
 from pantheon_git.store.runs import Step, commit_step, make_step_commit, publish_step, start_run_branch
 from pantheon_git.store.traces import write_trace

@@ -14,10 +14,16 @@ from typing import Any
 import pytest
 
 from pantheon_git.agents.builtin import IMPLEMENTER
-from pantheon_git.agents.loop import run_agent, stub_edit
+from pantheon_git.agents.loop import RETRY_TEMPERATURE, run_agent, stub_edit
 from pantheon_git.agents.stubs import BODY_MAX_TOKENS, find_stub, repair_prompt
 from pantheon_git.night.attempt import Attempt, TaskPlan, run_attempt
-from pantheon_git.night.executors import acceptance_executor, agent_executor, baseline_executor, gate_executor
+from pantheon_git.night.executors import (
+    Sampled,
+    acceptance_executor,
+    agent_executor,
+    baseline_executor,
+    gate_executor,
+)
 from pantheon_git.night.setup import plan_nodes
 from pantheon_git.queue.tasks import enqueue
 from pantheon_git.runtime.base import Completion, ModelIdentity, Windowless
@@ -99,6 +105,21 @@ def test_a_refused_body_is_completed_again_by_sampling_not_by_repeating_greedy(t
     assert model.sampling[0] == {"seed": 7, "schema": model.sampling[0]["schema"]}
     assert model.sampling[1]["temperature"] > 0 and model.sampling[1]["seed"] != 7
     assert (tmp_path / "p.py").read_text() == CLOSE + "    return True\n"
+
+
+def test_a_sampled_node_keeps_the_runtime_contract_and_a_retry_keeps_its_own_temperature(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "p.py").write_text(CLOSE + PLACEHOLDER)
+    model = Recording(["    return any(\n\nd", "    return True\n\nd"], window=4096)
+    sampled = Sampled(model, temperature=0.7)
+    assert (sampled.context_window, sampled.count_tokens("abcdef"), sampled.chat) == (4096, 3, None)
+    task = {"title": "t", "scope": "", "acceptance": ["true"], "files": ["p.py"]}
+    run = run_agent(IMPLEMENTER, sampled, ToolContext(worktree=tmp_path), task, {}, seed=7)
+    assert run.ok and model.prompts == [CLOSE, CLOSE], run.error
+    # The node's temperature where the loop names none; the loop's own for its retry of a refused body.
+    assert [call["temperature"] for call in model.sampling] == [0.7, RETRY_TEMPERATURE]
+    assert model.sampling[0]["seed"] == 7 and model.sampling[1]["seed"] != 7
 
 
 def test_a_long_file_is_cut_from_the_top_to_fit_the_window(tmp_path: Path) -> None:

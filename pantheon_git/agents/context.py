@@ -17,6 +17,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from pantheon_git.runtime.base import estimate_tokens
 from pantheon_git.store.worktree import UnreadableFile, read_regular
 from pantheon_git.tools.builtin import numbered
 from pantheon_git.tools.paths import ToolError, confined, read_text
@@ -26,11 +27,6 @@ SKIPPED_DIRS = frozenset(
     {".git", "__pycache__", "node_modules", ".venv", "venv", "build", "dist", ".mypy_cache", ".ruff_cache"}
 )
 FILES_SHARE = 2 / 3  # of the budget, for the named files; the outline gets the rest (and what is left)
-CHARS_PER_TOKEN = 3  # conservative for code (Gemma's tokenizer averages about 3.5 on Python)
-
-
-def estimate_tokens(text: str) -> int:
-    return len(text) // CHARS_PER_TOKEN + 1
 
 
 def named_files(task: Mapping[str, Any], inputs: Mapping[str, Any]) -> list[str]:

@@ -26,6 +26,7 @@ from pantheon_git.night.place import PLACE, place_executor
 from pantheon_git.night.policy import refuse_non_local
 from pantheon_git.review.calibration import read_calibration
 from pantheon_git.review.gate import decide, gate_vote
+from pantheon_git.runtime.base import ChatRenderer, Completion, ModelIdentity, Runtime
 from pantheon_git.runtime.openai_compat import url_is_local
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.models import ModelConfig
@@ -104,34 +105,56 @@ def steady(value: Any) -> Any:
 class Sampled:
     """A runtime whose completions use a node's temperature; the loop passes the node's seed itself.
 
-    Keyword arguments pass through untouched, so the loop may grow new ones (stop strings, grammars).
+    The whole `Runtime` protocol, each member passed to the wrapped runtime; a temperature the caller
+    names (the loop's retry of a refused completion) wins over the node's.
     """
 
-    runtime: Any
+    runtime: Runtime
     temperature: float
 
     @property
-    def identity(self) -> Any:
+    def identity(self) -> ModelIdentity:
         return self.runtime.identity
 
     @property
     def is_local(self) -> bool:
-        return bool(self.runtime.is_local)
+        return self.runtime.is_local
 
-    def complete(self, prompt: str, **kwargs: Any) -> Any:
-        if self.temperature > 0:
-            kwargs.setdefault("temperature", self.temperature)
-        return self.runtime.complete(prompt, **kwargs)
+    @property
+    def context_window(self) -> int | None:
+        return self.runtime.context_window
 
-    def __getattr__(self, name: str) -> Any:  # e.g. the loaded `llama` of a LlamaRuntime
-        return getattr(self.runtime, name)
+    @property
+    def context_tokens(self) -> int | None:
+        return self.runtime.context_tokens
+
+    @property
+    def chat(self) -> ChatRenderer | None:
+        return self.runtime.chat
+
+    def count_tokens(self, text: str) -> int:
+        return self.runtime.count_tokens(text)
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        schema: dict[str, Any] | str | None,
+        max_tokens: int,
+        seed: int | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        temperature = self.temperature if temperature is None else temperature
+        return self.runtime.complete(
+            prompt, schema=schema, max_tokens=max_tokens, seed=seed, temperature=temperature
+        )
 
 
 def agent_executor(
     agent: AgentSpec,
     config: ModelConfig,
     sandbox: Sandbox,
-    runtime_factory: Callable[[], Any] | None = None,
+    runtime_factory: Callable[[], Runtime] | None = None,
 ) -> NodeExecutor:
     """A model agent as a node; `runtime_factory` replaces the pooled model (a recorded one in tests)."""
 
@@ -139,7 +162,7 @@ def agent_executor(
         from pantheon_git.runtime.llama import runtime_for  # loads the model on first use only
 
         pooled = runtime_factory() if runtime_factory is not None else runtime_for(agent.model, config)
-        runtime = Sampled(pooled, context.temperature) if context.temperature > 0 else pooled
+        runtime: Runtime = Sampled(pooled, context.temperature) if context.temperature > 0 else pooled
         tools = ToolContext(
             worktree=context.worktree,
             sandbox=sandbox,
