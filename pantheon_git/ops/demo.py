@@ -41,13 +41,24 @@ labels = ["demo"]
 """
 
 
-def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def sh(cwd: Path, *args: str, check: bool = True) -> int:
+    """Show `args` as a user types them, run them in `cwd`, show what they printed; their exit status.
+
+    `git pantheon VERB` runs this interpreter's CLI (what git itself would exec), any other `git`
+    command goes through store/git.py, the one git layer.
+    """
     print(f"$ {' '.join(args)}", flush=True)
-    proc = subprocess.run(args, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    print(proc.stdout, end="", flush=True)
-    if check and proc.returncode != 0:
-        raise SystemExit(f"demo: `{' '.join(args)}` exited {proc.returncode}")
-    return proc
+    if args[:2] == ("git", "pantheon"):
+        argv = [sys.executable, "-m", "pantheon_git", *args[2:]]
+        proc = subprocess.run(argv, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        returncode, output = proc.returncode, proc.stdout
+    else:
+        done = run_git(list(args[1:]), cwd, check=False)
+        returncode, output = done.returncode, done.stdout + done.stderr
+    print(output, end="", flush=True)
+    if check and returncode != 0:
+        raise SystemExit(f"demo: `{' '.join(args)}` exited {returncode}")
+    return returncode
 
 
 def make_sample(path: Path) -> None:
@@ -68,7 +79,7 @@ def main() -> int:
     parser.add_argument("--dir", default="build/demo", help="where to create the sample repository")
     args = parser.parse_args()
     sample = Path(args.dir).resolve()
-    # `git pantheon` must resolve to this interpreter's console script.
+    # `git pantheon` must resolve to this interpreter's console script (for what the night runs itself).
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     make_sample(sample)
     print(f"sample repository: {sample}\n")
@@ -89,7 +100,7 @@ def main() -> int:
     sh(sample, "git", "pantheon", "report")
     sh(sample, "git", "pantheon", "merge", "--all-passing", "--dry-run", check=False)
     print(f"\nthe sample repository stays at {sample}: try `git -C {sample} log --notes pantheon/mul/1`")
-    return night.returncode
+    return night
 
 
 if __name__ == "__main__":
