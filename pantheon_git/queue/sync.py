@@ -108,7 +108,9 @@ def merge_queue(repo: pygit2.Repository, remote: str, conflicts: list[str] | Non
         return "fast-forward" if set_ref(repo, TASKS_REF, theirs.id, ours.id, "pantheon: sync") else None
 
     sig = signature(repo)
-    # A merge commit (two parents), so history shows where each machine's specs came from.
+    # A merge commit (two parents), so history shows where each machine's specs came from, and the next
+    # sync sees the remote's tip as merged. Not store.git.append_commit: that appends one-parent commits,
+    # and a sync that keeps losing races reports nothing merged rather than failing the whole sync.
     for _ in range(20):
         tip = ref_commit(repo, TASKS_REF)
         assert tip is not None
