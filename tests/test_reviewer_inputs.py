@@ -46,22 +46,30 @@ def checks_output(seconds: float) -> dict[str, Any]:
     return {"results": [result], "passed": True, "duration_s": seconds}
 
 
+def review_context(
+    repo_dir: Path, base: str, node_id: str, agent: str, inputs: dict[str, Any]
+) -> NodeContext:
+    """A review node of task `mul` whose run started at `base`."""
+    spec = Spec(id="mul", title="add mul", acceptance=["pytest -q"])
+    deadline = time.monotonic() + 60
+    return NodeContext(
+        spec=spec,
+        task_id="mul",
+        attempt=1,
+        node_id=node_id,
+        agent=agent,
+        worktree=repo_dir,
+        inputs=inputs,
+        deadline=deadline,
+        base=base,
+    )
+
+
 def first_prompt(repo_dir: Path, seconds: float) -> str:
     model = Recorder()
     review = agent_executor(REVIEWER, ModelConfig(bundled="gemma3-270m"), run_sandboxed, lambda: model)
     base = git(repo_dir, "rev-parse", "HEAD").strip()
-    context = NodeContext(
-        spec=Spec(id="mul", title="add mul", acceptance=["pytest -q"]),
-        task_id="mul",
-        attempt=1,
-        node_id="review-a",
-        agent="reviewer",
-        worktree=repo_dir,
-        inputs={"test": checks_output(seconds)},
-        deadline=time.monotonic() + 60,
-        base=base,
-    )
-    review(context)
+    review(review_context(repo_dir, base, "review-a", "reviewer", {"test": checks_output(seconds)}))
     assert model.prompts, "the reviewer never asked the model"
     return model.prompts[0]
 
@@ -114,18 +122,7 @@ def test_a_repository_agent_acting_as_reviewer_is_shown_the_diff_and_votes(repo_
     (repo_dir / "README.md").write_text("sample\nrun: eval(text)\n")
     model = Rejecting()
     review = agent_executor(agent, ModelConfig(bundled="gemma3-270m"), run_sandboxed, lambda: model)
-    context = NodeContext(
-        spec=Spec(id="run", title="add run", acceptance=["pytest -q"]),
-        task_id="run",
-        attempt=1,
-        node_id="security",
-        agent="security",
-        worktree=repo_dir,
-        inputs={},
-        deadline=time.monotonic() + 60,
-        base=base,
-    )
-    result = review(context)
+    result = review(review_context(repo_dir, base, "security", "security", {}))
     assert "eval(text)" in model.prompts[0]  # shown the run's diff, as the built-in reviewer is
     assert [(vote.voter, vote.verdict, vote.reasons) for vote in result.votes] == [
         ("reviewer:security", "reject", ["eval() on input"])
