@@ -54,6 +54,10 @@ class Block(enum.Enum):
 DEFAULT_FORMAT = CallFormat.CODE
 
 Spec = tuple[str, type[BaseModel]]  # (call name, its argument model)
+# (call name, field) -> the only values that field may take (a path of the worktree, say): a string
+# field or the items of a list of strings become an enumeration in the grammar. An empty list is no
+# choice at all and leaves the field as it was.
+Choices = Mapping[tuple[str, str], Sequence[str]]
 
 
 def _strip_titles(schema: Any) -> Any:
@@ -65,12 +69,26 @@ def _strip_titles(schema: Any) -> Any:
     return schema
 
 
-def json_schema(calls: Sequence[Spec]) -> dict[str, Any]:
+def args_schema(name: str, args: type[BaseModel], choices: Choices | None = None) -> dict[str, Any]:
+    """The JSON schema of a call's arguments, each field `choices` names held to its values."""
+    schema = args.model_json_schema()
+    for field, prop in schema.get("properties", {}).items():
+        values = list((choices or {}).get((name, field), ()))
+        if not values:
+            continue
+        if prop.get("type") == "string":
+            prop["enum"] = values
+        elif prop.get("type") == "array" and prop.get("items", {}).get("type") == "string":
+            prop["items"] = {**prop["items"], "enum": values}
+    return schema
+
+
+def json_schema(calls: Sequence[Spec], choices: Choices | None = None) -> dict[str, Any]:
     """JSON schema of one call: {"tool": <name>, "args": <that tool's arguments>}, any of the calls."""
     options = [
         {
             "type": "object",
-            "properties": {"tool": {"const": name}, "args": _strip_titles(args.model_json_schema())},
+            "properties": {"tool": {"const": name}, "args": _strip_titles(args_schema(name, args, choices))},
             "required": ["tool", "args"],
             "additionalProperties": False,
         }
@@ -102,9 +120,12 @@ def _scalar_kind(prop: dict[str, Any]) -> str | None:
     return kind if kind in ("string", "integer") else None
 
 
-def header_fields(args: type[BaseModel]) -> list[tuple[str, dict[str, Any], bool]] | None:
-    """(name, schema, required) of the header's key=value fields; None if some field needs JSON."""
-    schema = args.model_json_schema()
+def header_fields(
+    args: type[BaseModel], schema: dict[str, Any] | None = None
+) -> list[tuple[str, dict[str, Any], bool]] | None:
+    """(name, schema, required) of the header's key=value fields; None if some field needs JSON.
+    `schema`: the arguments' schema with choices in it (args_schema), by default the model's own."""
+    schema = schema or args.model_json_schema()
     code = _code_fields(block_of(args))
     required = set(schema.get("required", []))
     fields = []
@@ -155,11 +176,14 @@ def _search_choices(files: Mapping[str, str]) -> tuple[list[str], str]:
     return rules, " | ".join(f"({option})" for option in options)
 
 
-def lark_grammar(calls: Sequence[Spec], files: Mapping[str, str] | None = None) -> str:
+def lark_grammar(
+    calls: Sequence[Spec], files: Mapping[str, str] | None = None, choices: Choices | None = None
+) -> str:
     """A Lark grammar (llguidance's dialect) for exactly one call in the CODE format.
 
     With `files` (path -> text, the files the task names), an edit must name one of them and its
-    SEARCH lines must be lines of that file."""
+    SEARCH lines must be lines of that file. With `choices`, each field they name takes one of its
+    values only (written as a header value is: bare, or a JSON string where it must be)."""
     search_rules, search_options = _search_choices(files or {})
     rules = [
         "start: " + " | ".join(f"call_{index}" for index in range(len(calls))),
@@ -175,16 +199,17 @@ def lark_grammar(calls: Sequence[Spec], files: Mapping[str, str] | None = None) 
     ]
     values: dict[str, str] = {}  # the definition of a header value's rule or terminal -> its name
     for index, (name, args) in enumerate(calls):
-        fields = header_fields(args)
+        schema = args_schema(name, args, choices)
+        fields = header_fields(args, schema)
         if fields is None:
-            body = f"{_lark_string(name + ' ')} %json {json.dumps(_strip_titles(args.model_json_schema()))}"
+            body = f"{_lark_string(name + ' ')} %json {json.dumps(_strip_titles(schema))}"
         else:
             parts = [_lark_string(name)]
             for field, prop, required in fields:
                 kind = _scalar_kind(prop)
                 if kind == "enum":
                     options = prop.get("enum") or [prop["const"]]
-                    value = "(" + " | ".join(_lark_string(option) for option in options) + ")"
+                    value = "(" + " | ".join(_lark_string(_value(option)) for option in options) + ")"
                 else:
                     value = _value_rule(prop, kind, values)
                 part = f"{_lark_string(f' {field}=')} {value}"

@@ -30,6 +30,7 @@ from pantheon_git.agents.calls import (
 )
 from pantheon_git.agents.context import editable_files, named_files, repository_context
 from pantheon_git.agents.examples import past_examples, worked_examples
+from pantheon_git.agents.existing import held_paths
 from pantheon_git.agents.prompt import CALL, chat_prompt, render_header, render_turn
 from pantheon_git.agents.spec import AgentSpec
 from pantheon_git.agents.stubs import (
@@ -54,9 +55,12 @@ RETRY_TEMPERATURE = 0.8  # a code completion tried again in one step (its edit w
 MIN_TURN_TOKENS = 64  # a turn with less room than this left in the context window is not worth decoding
 
 
-def call_schema(tools: list[Tool], output: type[BaseModel]) -> dict[str, Any]:
+def call_schema(
+    tools: list[Tool], output: type[BaseModel], choices: call_formats.Choices | None = None
+) -> dict[str, Any]:
     """JSON schema of one call: {"tool": <name>, "args": <that tool's arguments>}, any of the tools."""
-    return call_formats.json_schema([(tool.name, tool.args) for tool in tools] + [("finish", output)])
+    specs = [(tool.name, tool.args) for tool in tools] + [("finish", output)]
+    return call_formats.json_schema(specs, choices)
 
 
 def call_grammar(
@@ -64,13 +68,15 @@ def call_grammar(
     output: type[BaseModel],
     call_format: CallFormat,
     files: Mapping[str, str] | None = None,
+    choices: call_formats.Choices | None = None,
 ) -> dict[str, Any] | str:
     """What a turn is decoded under: a JSON schema, or a Lark grammar (a str) for the CODE format (in
-    which, given the named `files`' texts, an edit's path and SEARCH lines come from them)."""
+    which, given the named `files`' texts, an edit's path and SEARCH lines come from them). `choices`
+    hold fields to their values in either format (agents/existing.py: a reading agent's paths)."""
     if call_format is CallFormat.JSON:
-        return call_schema(tools, output)
+        return call_schema(tools, output, choices)
     specs = [(tool.name, tool.args) for tool in tools] + [("finish", output)]
-    return call_formats.lark_grammar(specs, files)
+    return call_formats.lark_grammar(specs, files, choices)
 
 
 @dataclass(slots=True)
@@ -188,6 +194,8 @@ def run_agent(
     tools = {name: TOOLS[name] for name in agent.tools}
     # The files the task names hold an edit's path and SEARCH lines (re-read each turn: edits change them).
     named = named_files(task, inputs) if "edit" in tools and call_format is CallFormat.CODE else []
+    # An agent that only reads names only paths that exist or that the spec asks for (agents/existing.py).
+    paths = held_paths(context.worktree, task, list(tools), agent.output)
     budget = DEFAULT_CONTEXT_TOKENS if runtime.context_tokens is None else runtime.context_tokens
     # Every prompt is budgeted in the runtime's own tokens, so that the prompt and the turn's max_tokens
     # fit its context window together (None: the runtime knows of no window, and nothing is fitted).
@@ -228,7 +236,7 @@ def run_agent(
             repeated = calls[-1]["tool"]
             kept = [t for t in tools.values() if t.name != repeated]
         files = editable_files(context.worktree, named) if named else None
-        turn_grammar = call_grammar(kept, agent.output, call_format, files)
+        turn_grammar = call_grammar(kept, agent.output, call_format, files, paths)
         prompt = chat_prompt(chat, header, run.turns) if chat is not None else transcript + CALL
         # A named file still holding a stub: the move is a code completion at the stub (agents/stubs.py),
         # from the file itself as the prompt; the loop writes the edit call around the body it gets.

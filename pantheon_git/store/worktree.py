@@ -317,3 +317,18 @@ def worktree_diff(worktree: str | os.PathLike[str], base: str) -> str:
         pygit2.enums.DiffStatsFormat.FULL | pygit2.enums.DiffStatsFormat.INCLUDE_SUMMARY, 80
     )
     return f"{stats}\n{diff.patch or ''}"
+
+
+def tracked_files(worktree: str | os.PathLike[str]) -> list[str] | None:
+    """The worktree's tracked regular files that are still there, from its index (libgit2: no walk of
+    the tree, nothing it configures runs), in index order; None where the folder is no repository (or
+    one open_worktree refuses)."""
+    try:
+        repo = open_worktree(worktree)
+    except (pygit2.GitError, PantheonError):
+        return None
+    regular = (pygit2.enums.FileMode.BLOB, pygit2.enums.FileMode.BLOB_EXECUTABLE)
+    root = Path(worktree)
+    return [
+        entry.path for entry in repo.index if entry.mode in regular and os.path.lexists(root / entry.path)
+    ]

@@ -22,6 +22,7 @@ class ToolError(Exception):
 
 
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+NAME_MAX_BYTES = 255  # one path component, as Linux and macOS allow
 
 
 def _inside(root: Path, target: Path) -> bool:
@@ -47,6 +48,11 @@ def confined(worktree: Path, given: str, *, for_write: bool = False) -> Path:
         # Anywhere, not only at the top: `sub/.git/config` written by a model would make `sub` a
         # repository of its own, whose config names programs for the runner's git to run.
         raise ToolError(f"path {given}: the .git directory is off limits (at any depth)")
+    if "\x00" in given or any(len(part.encode()) > NAME_MAX_BYTES for part in pure.parts):
+        # The OS would raise, not answer (a model writing random bytes into a path crashed a run).
+        raise ToolError(
+            f"path {given!r}: not a file name (a NUL byte, or a name over {NAME_MAX_BYTES} bytes)"
+        )
     root = worktree.resolve()
     target = (root / pure).resolve()  # follows symlinks, so a link pointing outside is caught here
     if not _inside(root, target):
