@@ -16,18 +16,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from pantheon_git.night.executors import acceptance_executor
-from pantheon_git.night.nodes import NodeContext
-from pantheon_git.night.worktrees import add_worktree, worktree_path
-from pantheon_git.schema.spec import Spec
 from pantheon_git.store.redact import redact
-from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available, sandbox_problem
+from pantheon_git.tools.sandbox import sandbox_available, sandbox_problem
 from tests.conftest import CHECKS_FLOW, git, pantheon
+from tests.test_attack_sandbox import night_worktree, run_checks
 
 needs_sandbox = pytest.mark.skipif(
     not os.environ.get("CI") and not sandbox_available(),
@@ -103,17 +99,6 @@ def test_the_redactor_leaves_plain_git_text_alone() -> None:
         '[remote "origin"]\n\tfetch = +refs/heads/*:refs/remotes/origin/*\nAuthorization: none\n'
     )
     assert redact(plain) == plain
-
-
-def night_worktree(repo_dir: Path) -> Path:
-    git(repo_dir, "branch", "pantheon/t1/1")
-    return add_worktree(repo_dir, worktree_path(str(repo_dir / ".git"), "t1", 1), "refs/heads/pantheon/t1/1")
-
-
-def run_checks(worktree: Path, commands: list[str]) -> list[dict[str, object]]:
-    spec = Spec(title="attack", acceptance=commands)
-    context = NodeContext(spec, "t1", 1, "test", "acceptance", worktree, {}, time.monotonic() + 60)
-    return acceptance_executor(run_sandboxed)(context).output["results"]
 
 
 @needs_sandbox

@@ -19,25 +19,12 @@ from pantheon_git.agents.registry import agents
 from pantheon_git.agents.spec import Role
 from pantheon_git.night.executors import agent_executor
 from pantheon_git.night.nodes import NodeContext
-from pantheon_git.runtime.base import Completion, ModelIdentity, Windowless
+from pantheon_git.runtime.base import Completion
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.schema.spec import Spec
 from pantheon_git.tools.sandbox import run_sandboxed
 from tests.conftest import git
-
-
-class Recorder(Windowless):
-    """The model, faked: this test is about what the model is shown, not what it answers."""
-
-    is_local = True
-    identity = ModelIdentity(name="recorder", engine="scripted")
-
-    def __init__(self) -> None:
-        self.prompts: list[str] = []
-
-    def complete(self, prompt: str, **_: Any) -> Completion:
-        self.prompts.append(prompt)
-        return Completion("", tokens_in=1, tokens_out=0, tokens_evaluated=1, seconds=0.0)
+from tests.test_attack_fifo import Recorder  # the model, faked: what it is shown is under test
 
 
 def checks_output(seconds: float) -> dict[str, Any]:
