@@ -8,6 +8,7 @@ the repository lacks, a disk without room, no crontab line.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 from pantheon_git.ops.doctor import (
     Health,
     check_disk,
+    check_lint_tools,
     check_models,
     check_remotes,
     check_sandbox,
@@ -133,6 +135,75 @@ def test_tool_lines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert check_tool("man", "help", required=False, install="install man-db").health is Health.WARN
 
 
+HOOKS = """\
+repos:
+  - repo: local
+    hooks:
+      - id: no-fixme
+        entry: sh -c '! grep -Hn FIXME "$@"' --
+        language: system
+      - id: ruff
+        entry: .venv/bin/ruff check
+        language: system
+      - id: check-toml
+        entry: check-toml
+        language: python
+  - repo: https://github.com/pre-commit/pre-commit-hooks
+    rev: v5.0.0
+    hooks:
+      - id: trailing-whitespace
+"""
+
+
+def test_lint_tools_lines(repo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ruff, hooks = check_lint_tools(pygit2.Repository(str(repo_dir)), repo_dir)
+    assert (ruff.name, ruff.health, ruff.detail) == (
+        "ruff",
+        Health.OK,
+        "not configured at HEAD: the lint reviewer runs no ruff",
+    )
+    assert (hooks.name, hooks.health) == ("pre-commit", Health.OK)
+    assert hooks.detail == "no .pre-commit-config.yaml at HEAD: no hooks to run"
+    (repo_dir / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.ruff]\nline-length = 100\n')
+    (repo_dir / ".pre-commit-config.yaml").write_text(HOOKS)
+    # Not committed yet: a night reads its base commit, and so does the doctor.
+    assert check_lint_tools(pygit2.Repository(str(repo_dir)), repo_dir)[0].detail.startswith("not configured")
+    git(repo_dir, "add", "pyproject.toml", ".pre-commit-config.yaml")
+    git(repo_dir, "commit", "-q", "-m", "lint")
+    # An untracked .venv/bin/ruff in this checkout is not in a night's worktree: not found for the sandbox.
+    executable(repo_dir / ".venv" / "bin" / "ruff", "#!/bin/sh\n")
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    ruff, hooks = check_lint_tools(pygit2.Repository(str(repo_dir)), repo_dir)
+    assert ruff.health is Health.OK, ruff
+    assert ruff.detail.startswith("configured (pyproject.toml [tool.ruff]); /") and ruff.detail.endswith(
+        "/ruff in the sandbox"
+    )
+    assert (hooks.health, hooks.detail) == (
+        Health.WARN,
+        "2 hooks (no-fixme, ruff) runnable offline, 2 hooks (check-toml, trailing-whitespace) needing an "
+        "environment (not run); not found for the sandbox: ruff (.venv/bin/ruff)",
+    )
+    (repo_dir / ".pre-commit-config.yaml").write_text(HOOKS.split("      - id: ruff")[0])
+    git(repo_dir, "commit", "-q", "-am", "the hooks a night can run")
+    hooks = check_lint_tools(pygit2.Repository(str(repo_dir)), repo_dir)[1]
+    assert (hooks.health, hooks.detail) == (
+        Health.OK,
+        "1 hook (no-fixme) runnable offline, 0 hooks needing an environment (not run)",
+    )
+    bare = f"/usr/bin{os.pathsep}/bin"
+    if shutil.which("ruff", path=bare) is None:  # a machine with a system ruff cannot show it missing
+        monkeypatch.setenv("PATH", bare)
+        ruff = check_lint_tools(pygit2.Repository(str(repo_dir)), repo_dir)[0]
+        assert (
+            ruff.health is Health.WARN
+            and "not found in the sandbox: the lint reviewer abstains" in ruff.detail
+        )
+    (repo_dir / ".pre-commit-config.yaml").write_text("repos: [\n")
+    git(repo_dir, "commit", "-q", "-am", "broken hooks")
+    hooks = check_lint_tools(pygit2.Repository(str(repo_dir)), repo_dir)[1]
+    assert hooks.health is Health.WARN and hooks.detail.startswith(".pre-commit-config.yaml: not YAML")
+
+
 def test_remotes_line(repo_dir: Path, tmp_path: Path) -> None:
     repo = pygit2.Repository(str(repo_dir))
     assert check_remotes(repo, repo_dir).detail == "none in night.remotes: claims stay local"
@@ -178,6 +249,8 @@ def test_doctor_exits_0_only_when_a_night_can_pass(repo_dir: Path, unsigned_repo
         "signing",
         "ssh-keygen",
         "man",
+        "ruff",
+        "pre-commit",
         "remotes",
         "disk",
         "schedule",

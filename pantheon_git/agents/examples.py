@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,14 @@ import pygit2
 from pydantic import BaseModel
 
 from pantheon_git.agents.calls import CallFormat, render
+from pantheon_git.agents.existing import spec_named_files
 from pantheon_git.agents.prompt import render_turn
 from pantheon_git.agents.spec import AgentSpec
 from pantheon_git.store.layout import run_branch
 from pantheon_git.store.runs import recorded_steps, run_heads
 from pantheon_git.store.traces import read_trace
 from pantheon_git.store.votes import read_votes
+from pantheon_git.store.worktree import tracked_files
 from pantheon_git.tools.builtin import TOOLS
 
 PAST_EXAMPLES = 2  # at most this many past successes in a prompt
@@ -108,18 +110,66 @@ IMPLEMENTER_EXAMPLES: list[Worked] = [
     ),
 ]
 
-PLANNER_EXAMPLES: list[Worked] = [
-    (
-        {"title": "Add a function square(x) to src/shapes.py, with a test", "acceptance": ["pytest -q"]},
-        "",
-        [("search", {"text": "def area"}, "src/shapes.py:2: def area(w, h):")],
-        {
-            "plan": "Add square(x) returning x * x after area in src/shapes.py; test it in "
-            "tests/test_shapes.py.",
-            "files": ["src/shapes.py", "tests/test_shapes.py"],
-        },
-    ),
-]
+# The planner's example names a file, and a 270M planner copies it into its plan (seen: "Add mul(a, b)
+# in src/shapes.py" for a repository without one). So the example is rendered about the task's own
+# file where the task names one (planner_example_files); src/shapes.py only where it names none.
+GENERIC_SOURCE, GENERIC_TEST = "src/shapes.py", "tests/test_shapes.py"
+_TEST_FILE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test)\.py$")
+
+
+def planner_examples(source: str = GENERIC_SOURCE, test: str | None = GENERIC_TEST) -> list[Worked]:
+    """The planner's worked example about `source` (and its test file `test`, where there is one)."""
+    with_test = f"; test it in {test}" if test else ""
+    return [
+        (
+            {
+                "title": f"Add a function square(x) to {source}" + (", with a test" if test else ""),
+                "acceptance": ["pytest -q"],
+            },
+            "",
+            [("search", {"text": "def area"}, f"{source}:2: def area(w, h):")],
+            {
+                "plan": f"Add square(x) returning x * x after area in {source}{with_test}.",
+                "files": [source, *([test] if test else [])],
+            },
+        ),
+    ]
+
+
+PLANNER_EXAMPLES: list[Worked] = planner_examples()
+
+
+def _placed(inputs: Mapping[str, Any]) -> list[str]:
+    """The files the run's `place` step put a stub in, where the planner is given its output."""
+    place = inputs.get("place")
+    placed = place.get("placed", []) if isinstance(place, Mapping) else []
+    return [
+        item["path"] for item in placed if isinstance(item, Mapping) and isinstance(item.get("path"), str)
+    ]
+
+
+def planner_example_files(
+    task: Mapping[str, Any], inputs: Mapping[str, Any], tracked: Sequence[str] | None
+) -> tuple[str, str | None] | None:
+    """(source, test file or None) the planner's example is about: the file the `place` step chose, else
+    the first tracked file the spec names, else the first it names (a Python module before any other
+    file, a test file only when it names nothing else); None when the task names no file."""
+    placed = _placed(inputs)
+    named = list(dict.fromkeys([*placed, *spec_named_files(task)]))
+    if not named:
+        return None
+    have = set(tracked or ())
+    tests = [path for path in named if _TEST_FILE.search(path)]
+    sources = [path for path in named if path not in tests]
+    # sorted() is stable: among equals the order the spec names them in decides.
+    ordered = sorted(
+        sources,
+        key=lambda path: (path not in placed, path not in have, not path.endswith((".py", ".pyi"))),
+    )
+    if not ordered:
+        return tests[0], None
+    return ordered[0], tests[0] if tests else None
+
 
 REVIEWER_EXAMPLES: list[Worked] = [
     (
@@ -160,14 +210,25 @@ def render_example(
     return text + "Call: " + render("finish", finish, agent.output, call_format)
 
 
-def worked_examples(agent: AgentSpec, call_format: CallFormat) -> list[str]:
+def worked_examples(
+    agent: AgentSpec,
+    call_format: CallFormat,
+    task: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    worktree: Path | None = None,
+) -> list[str]:
     """The built-in worked transcripts for `agent` (by name), in `call_format`; the agent's own
-    `examples` (already written in a format) when it has them and no built-in ones."""
+    `examples` (already written in a format) when it has them and no built-in ones. The planner's is
+    about the files `task` names (which of them exist: `worktree`'s index), where it names any."""
     if agent.name not in WORKED:
         return list(agent.examples)
+    worked = WORKED[agent.name]
+    if agent.name == "planner" and task is not None:
+        files = planner_example_files(task, inputs or {}, tracked_files(worktree) if worktree else None)
+        worked = planner_examples(*files) if files is not None else worked
     return [
-        render_example(agent, task, shown, turns, finish, call_format)
-        for task, shown, turns, finish in WORKED[agent.name]
+        render_example(agent, shown_task, shown, turns, finish, call_format)
+        for shown_task, shown, turns, finish in worked
         if all(name in agent.tools for name, _, _ in turns)
     ]
 

@@ -154,7 +154,8 @@ def agent_header(
         ("finish", "end the task with this result", agent.output)
     ]
     if examples is None:
-        examples = worked_examples(agent, call_format)
+        # The planner's example is about the task's own files (a small planner copies its paths).
+        examples = worked_examples(agent, call_format, task, inputs, context.worktree)
         if agent.learns_from_past:
             examples = [*past_examples(context.worktree, task, agent, call_format), *examples]
     outline, files = "", ""

@@ -10,6 +10,8 @@ build cannot use). Each check reads the machine or the repository and never writ
 from __future__ import annotations
 
 import enum
+import os
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -217,6 +219,105 @@ def check_schedule(root: Path) -> Finding:
     )
 
 
+def _head_texts(repo: pygit2.Repository, names: tuple[str, ...]) -> tuple[dict[str, str], frozenset[str]]:
+    """(name -> text of those files at HEAD, every path at HEAD): what a night's base commit holds, which
+    is what the checks read (never the checkout's uncommitted files, nor its untracked .venv)."""
+    from pantheon_git.review.changes import base_tree, blob_text, tree_paths
+
+    tree = base_tree(repo, "HEAD")
+    texts = {name: blob_text(repo, tree, name) for name in names}
+    return {name: text for name, text in texts.items() if text is not None}, tree_paths(tree)
+
+
+def sandbox_programs(root: Path, names: list[str]) -> dict[str, str | None]:
+    """name -> where a sandboxed command finds that program (None: not found), asked inside the sandbox
+    itself where there is one (it mounts PATH's tool directories, not every one), else on its PATH."""
+    from pantheon_git.tools.sandbox import run_sandboxed, sandbox_available, sandbox_env
+
+    if not names:
+        return {}
+    if not sandbox_available():
+        path = sandbox_env(os.environ, "/home/pantheon")["PATH"]
+        return {name: shutil.which(name, path=path) for name in names}
+    asks = "; ".join(f"printf '%s\\n' \"$(command -v {shlex.quote(name)})\"" for name in names)
+    done = run_sandboxed(asks, root, dict(os.environ), 30.0)
+    lines = done.output_tail.splitlines() if done.exit_code == 0 and not done.timed_out else []
+    found = lines[-len(names) :] if len(lines) >= len(names) else [""] * len(names)
+    return {name: where.strip() or None for name, where in zip(names, found, strict=True)}
+
+
+def check_lint_tools(repo: pygit2.Repository, root: Path) -> list[Finding]:
+    """What the `checks` step's lint reviewer can run here, one line each: ruff where HEAD configures it,
+    and how many of HEAD's pre-commit hooks run offline (local system/script hooks whose program the
+    sandbox finds) against those that need an environment installed and are not run."""
+    from pantheon_git.review.checks import RUFF_FILES, ruff_config
+    from pantheon_git.review.precommit import (
+        CONFIG,
+        NEEDS_ENVIRONMENT,
+        ConfigProblem,
+        hook_executable,
+        hook_program,
+        read_config,
+    )
+
+    texts, paths = _head_texts(repo, (*RUFF_FILES, "pyproject.toml", CONFIG))
+    config = ruff_config(texts)
+    problem: str | None = None
+    try:
+        hooks = read_config(texts[CONFIG]) if CONFIG in texts else None
+    except ConfigProblem as error:
+        hooks, problem = None, str(error)
+    runnable = hooks.runnable if hooks else ()
+    # A program on PATH is looked for in the sandbox; one in the repository at HEAD, since a night's
+    # worktree holds only what is committed (a checkout's untracked .venv/bin/ruff is not there).
+    words = {hook.id: word for hook in runnable if (word := hook_executable(hook)) and not hook_program(hook)}
+    where = sandbox_programs(root, sorted(set(words.values()) | ({"ruff"} if config else set())))
+    findings = []
+    if config is None:
+        findings.append(Finding("ruff", Health.OK, "not configured at HEAD: the lint reviewer runs no ruff"))
+    elif where.get("ruff"):
+        findings.append(Finding("ruff", Health.OK, f"configured ({config}); {where['ruff']} in the sandbox"))
+    else:
+        findings.append(
+            Finding(
+                "ruff",
+                Health.WARN,
+                f"configured ({config}) but not found in the sandbox: the lint reviewer abstains "
+                "(install ruff where the runner's PATH finds it: `pip install ruff`)",
+            )
+        )
+    if problem is not None:
+        findings.append(
+            Finding("pre-commit", Health.WARN, f"{problem}: the lint reviewer runs none of its hooks")
+        )
+        return findings
+    if hooks is None:
+        findings.append(Finding("pre-commit", Health.OK, f"no {CONFIG} at HEAD: no hooks to run"))
+        return findings
+    missing = [
+        f"{hook.id} ({program or words.get(hook.id)})"
+        for hook in runnable
+        if ((program := hook_program(hook)) is not None and program not in paths)
+        or (hook.id in words and not where.get(words[hook.id]))
+    ]
+    needs = [line.split(":")[0] for line in hooks.not_run if NEEDS_ENVIRONMENT in line]
+    other = [line.split(":")[0] for line in hooks.not_run if NEEDS_ENVIRONMENT not in line]
+    detail = f"{_named(len(runnable), 'hook', [hook.id for hook in runnable])} runnable offline, "
+    detail += f"{_named(len(needs), 'hook', needs)} needing an environment (not run)"
+    if other:
+        detail += f", {_named(len(other), 'hook', other)} not run for other reasons"
+    if missing:
+        detail += f"; not found for the sandbox: {', '.join(missing)}"
+    findings.append(Finding("pre-commit", Health.WARN if missing else Health.OK, detail))
+    return findings
+
+
+def _named(count: int, noun: str, names: list[str]) -> str:
+    """A count and what it counts: `2 hooks (a, b)`, `0 hooks`."""
+    shown = f" ({', '.join(names)})" if names else ""
+    return f"{count} {noun}{'' if count == 1 else 's'}{shown}"
+
+
 Check = Callable[[], Finding | list[Finding]]
 
 
@@ -243,6 +344,7 @@ def diagnose(repo: pygit2.Repository, root: Path, *, models: bool = True) -> lis
                 install="install man-db",
             ),
         ),
+        ("lint", lambda: check_lint_tools(repo, root)),
         ("remotes", lambda: check_remotes(repo, root)),
         ("disk", lambda: check_disk(Path(repo.path))),
         ("schedule", lambda: check_schedule(root)),

@@ -21,6 +21,8 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any
 
+from pantheon_git.review.precommit import CONFIG as PRECOMMIT_CONFIG
+from pantheon_git.review.precommit import HookReport, failure_line
 from pantheon_git.store.votes import Verdict, Vote
 
 
@@ -399,6 +401,8 @@ def weakening_check(
 # --- lint --------------------------------------------------------------------------------------------
 
 RUFF_FILES = ("ruff.toml", ".ruff.toml")
+# Which hooks run is the base commit's say (review/precommit.py): a change to the list is one to its reviewer.
+HOOK_FILES = (PRECOMMIT_CONFIG,)
 MAX_LINTED = 200  # files on one command line; a change this large is the size reviewer's
 _SUPPRESS = re.compile(r"#\s*(?:noqa\b|ruff\s*:\s*noqa|fmt\s*:\s*(?:off|skip))", re.I)
 
@@ -415,14 +419,19 @@ def ruff_config(base_texts: Mapping[str, str]) -> str | None:
 
 
 def lint_config_edits(changes: Sequence[Change]) -> list[str]:
-    """Files of the change that would alter what ruff checks: any ruff.toml, a pyproject's [tool.ruff]."""
+    """Files of the change that would alter what the linters check: any ruff.toml, a pyproject's
+    [tool.ruff], the repository's .pre-commit-config.yaml."""
     edits = []
     for change in changes:
         name = PurePosixPath(change.path).name
-        if name in RUFF_FILES or (
-            name == "pyproject.toml"
-            and _pyproject_table(change.before, "tool", "ruff")
-            != _pyproject_table(change.after, "tool", "ruff")
+        if (
+            name in RUFF_FILES
+            or change.path in HOOK_FILES
+            or (
+                name == "pyproject.toml"
+                and _pyproject_table(change.before, "tool", "ruff")
+                != _pyproject_table(change.after, "tool", "ruff")
+            )
         ):
             edits.append(change.path)
     return sorted(edits)
@@ -511,18 +520,38 @@ def lint_check(
     config: str | None,
     check: Ran | None = None,
     format_: Ran | None = None,
+    hooks: HookReport | None = None,
 ) -> Check:
     """The lint vote: the repository's own ruff (configured at its base commit) on the changed Python
-    files, blaming only what the change added; the change may not loosen the linter itself."""
+    files, blaming only what the change added, and its own offline pre-commit hooks (`hooks`, from the
+    base commit's .pre-commit-config.yaml) on the changed files; the change may not loosen either."""
     targets = lint_targets(changes)
     evidence: dict[str, Any] = {"config": config, "files": targets[:50]}
     edits = lint_config_edits(changes)
     if edits:
         return Check(LINT, Verdict.REJECT, f"changes the lint configuration: {_listed(edits)}", evidence)
+    if hooks is not None:
+        changed = {change.path for change in changes}
+        runs = sorted((path, hook) for hook, path in hooks.programs.items() if path in changed)
+        if runs:
+            path, hook = runs[0]
+            return Check(LINT, Verdict.REJECT, f"changes {path}, which pre-commit hook {hook} runs", evidence)
     silenced = suppressions(changes)
     if silenced:
         evidence["suppressions"] = silenced[:50]
         return Check(LINT, Verdict.REJECT, f"silences the linter at {_listed(silenced)}", evidence)
+    ruff = _ruff_vote(changes, targets, config, check, format_, evidence)
+    return ruff if hooks is None else _with_hooks(ruff, hooks, evidence)
+
+
+def _ruff_vote(
+    changes: Sequence[Change],
+    targets: list[str],
+    config: str | None,
+    check: Ran | None,
+    format_: Ran | None,
+    evidence: dict[str, Any],
+) -> Check:
     if config is None:
         return Check(
             LINT, Verdict.ABSTAIN, "no ruff configured on the base commit: lint not checked", evidence
@@ -569,3 +598,57 @@ def lint_check(
     if unformatted:
         return Check(LINT, Verdict.REJECT, f"ruff format would change {_listed(unformatted)}", evidence)
     return Check(LINT, Verdict.APPROVE, f"ruff check and format clean on {_listed(targets)}", evidence)
+
+
+# Exit codes of a shell that could not start the hook's program: the hook did not run, nothing was judged.
+_NOT_STARTED = {126: "not executable", 127: "not found"}
+
+
+def _with_hooks(ruff: Check, hooks: HookReport, evidence: dict[str, Any]) -> Check:
+    """The ruff vote with the pre-commit hooks' verdict joined in: a failing hook rejects (one line
+    naming it and its file); hooks that pass approve what ruff left alone; none run leaves it as it was."""
+    not_run = list(hooks.not_run)
+    failed, passed = [], []
+    for ran in hooks.ran:
+        if ran.timed_out:
+            not_run.append(f"{ran.hook}: not run: timed out")
+        elif ran.exit_code in _NOT_STARTED and not ran.modified:
+            not_run.append(
+                f"{ran.hook}: not run: its program is {_NOT_STARTED[ran.exit_code]} in the sandbox"
+            )
+        elif ran.exit_code or ran.modified:
+            failed.append(ran)
+        else:
+            passed.append(ran)
+    evidence["pre_commit"] = {
+        "ran": [
+            {
+                "hook": ran.hook,
+                "files": list(ran.files[:50]),
+                "exit_code": ran.exit_code,
+                "output": ran.output[-1500:],
+                **({"modified": list(ran.modified[:50])} if ran.modified else {}),
+            }
+            for ran in hooks.ran
+        ],
+        "not_run": not_run,
+        **({"problem": hooks.problem} if hooks.problem else {}),
+    }
+    if ruff.verdict == Verdict.REJECT:
+        return ruff
+    if failed:
+        more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
+        return Check(LINT, Verdict.REJECT, failure_line(failed[0]) + more, evidence)
+    names = _listed([ran.hook for ran in passed])
+    if passed and ruff.verdict == Verdict.APPROVE:
+        return Check(LINT, Verdict.APPROVE, f"{ruff.reason}; pre-commit hooks {names} pass", evidence)
+    if passed:
+        files = sorted({path for ran in passed for path in ran.files})
+        on = f" on {_listed(files)}" if files else ""
+        return Check(LINT, Verdict.APPROVE, f"pre-commit hooks {names} pass{on}", evidence)
+    if ruff.verdict == Verdict.ABSTAIN:
+        why = hooks.problem or "no pre-commit hook checks the changed files"
+        if not_run and not hooks.problem:
+            why = f"pre-commit: {_counted(len(not_run), 'hook')} not run"
+        return Check(LINT, Verdict.ABSTAIN, f"{ruff.reason}; {why}", evidence)
+    return ruff
