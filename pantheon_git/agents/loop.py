@@ -295,6 +295,8 @@ def run_agent(
             "tokens_evaluated": completion.tokens_evaluated,
             "seconds": round(completion.seconds, 3),
         }
+        if completion.served_by:  # which model a server says answered (its URL is in the trace's model)
+            turn["served_by"] = completion.served_by
         run.turns.append(turn)
         if stub is not None:
             # This turn's prompt is the file, not the transcript: recorded so replay can check it.

@@ -29,6 +29,7 @@ from pantheon_git.review.gate import decide, gate_vote
 from pantheon_git.runtime.base import ChatRenderer, Completion, ModelIdentity, Runtime
 from pantheon_git.runtime.openai_compat import url_is_local
 from pantheon_git.schema.config import GatePolicy
+from pantheon_git.schema.hosts import ModelHost
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.store.votes import Verdict, Vote
 from pantheon_git.store.worktree import head_tree, open_worktree, restore_worktree, worktree_diff
@@ -39,8 +40,9 @@ DIFF_CHARS = 3000
 BASELINE = "baseline"  # the step (and executor) that runs the acceptance checks on the base commit
 
 
-def config_is_local(config: ModelConfig) -> bool:
-    return config.in_process or (config.url is not None and url_is_local(config.url))
+def config_is_local(config: ModelConfig, hosts: tuple[ModelHost, ...] = ()) -> bool:
+    """In-process, on loopback or a unix socket, or on a model server `[night] model_hosts` lists."""
+    return config.in_process or (config.url is not None and url_is_local(config.url, hosts))
 
 
 def _summary(output: Mapping[str, Any] | None) -> str:
@@ -155,13 +157,15 @@ def agent_executor(
     config: ModelConfig,
     sandbox: Sandbox,
     runtime_factory: Callable[[], Runtime] | None = None,
+    hosts: tuple[ModelHost, ...] = (),
 ) -> NodeExecutor:
-    """A model agent as a node; `runtime_factory` replaces the pooled model (a recorded one in tests)."""
+    """A model agent as a node; `runtime_factory` replaces the pooled model (a recorded one in tests);
+    `hosts`: the allowlisted model servers."""
 
     def execute(context: NodeContext) -> NodeResult:
         from pantheon_git.runtime.llama import runtime_for  # loads the model on first use only
 
-        pooled = runtime_factory() if runtime_factory is not None else runtime_for(agent.model, config)
+        pooled = runtime_factory() if runtime_factory is not None else runtime_for(agent.model, config, hosts)
         runtime: Runtime = Sampled(pooled, context.temperature) if context.temperature > 0 else pooled
         tools = ToolContext(
             worktree=context.worktree,
@@ -347,6 +351,19 @@ def gate_executor(policy: GatePolicy) -> NodeExecutor:
     return execute
 
 
+def unheld_calls(name: str, agent: AgentSpec, config: ModelConfig) -> str | None:
+    """Why the agent's calls cannot be held to their grammar by its model's server, or None: such an
+    agent is refused before anything runs (unconstrained, its calls would be free text)."""
+    if config.in_process or agent.call_format != "code" or "lark" in config.grammars:
+        return None
+    return (
+        f'agent {name}: its calls (call_format = "code") are held by a Lark grammar, which model '
+        f"{agent.model}'s server at {config.url} does not take (models.{agent.model}.grammars = "
+        f'{config.grammars}): add "lark" there if the server holds llguidance grammars (vLLM\'s guidance '
+        'backend, llama-server built with LLAMA_LLGUIDANCE), or set call_format = "json" on the agent'
+    )
+
+
 def executors_for(
     agent_names: set[str],
     agents: Mapping[str, AgentSpec],
@@ -354,12 +371,15 @@ def executors_for(
     gate_policy: GatePolicy,
     sandbox: Sandbox = run_sandboxed,
     adapters: Mapping[str, Path | None] | None = None,
+    model_hosts: tuple[ModelHost, ...] = (),
 ) -> dict[str, NodeExecutor]:
-    """Executors for the given agent names; refuses non-local runtimes before anything runs."""
+    """Executors for the given agent names; refuses non-local runtimes before anything runs (a model
+    server counts as local only when `model_hosts` lists it)."""
     from pantheon_git.errors import PantheonError
 
     executors: dict[str, NodeExecutor] = {}
     checks = []
+    unheld: list[str] = []
     for name in sorted(agent_names):
         if name == "acceptance":
             executors[name] = acceptance_executor(sandbox)
@@ -379,7 +399,12 @@ def executors_for(
             promoted = (adapters or {}).get(name)
             if promoted is not None:
                 config = config.model_copy(update={"adapter": str(promoted)})
-            checks.append((name, agent.model, config_is_local(config)))
-            executors[name] = agent_executor(agent, config, sandbox)
+            if (why := unheld_calls(name, agent, config)) is not None:
+                unheld.append(why)
+            served = agent.model if config.url is None else f"{agent.model} at {config.url}"
+            checks.append((name, served, config_is_local(config, model_hosts)))
+            executors[name] = agent_executor(agent, config, sandbox, hosts=model_hosts)
     refuse_non_local(checks)
+    if unheld:
+        raise PantheonError(unheld[0])
     return executors

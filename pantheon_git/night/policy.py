@@ -2,9 +2,11 @@
 
 Three layers, each enforced, none optional: (1) a flow whose agents use a non-local runtime is refused
 before anything runs; (2) cloud credentials are removed from the runner's environment and so from every
-tool's; (3) no socket of the runner may connect beyond loopback, and tool commands run in a new network
-namespace (bubblewrap, see tools/sandbox.py) where only a loopback interface exists. If no such sandbox
-can be made, tools are refused rather than run unsandboxed. What was applied is recorded in every trace.
+tool's; (3) no socket of the runner may connect beyond loopback, except to the model servers a person
+allowlisted (`[night] model_hosts`: exactly those address:port pairs), and tool commands run in a new
+network namespace (bubblewrap, see tools/sandbox.py) where only a loopback interface exists, whatever the
+allowlist says. If no such sandbox can be made, tools are refused rather than run unsandboxed. What was
+applied is recorded in every trace.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from pantheon_git.errors import PantheonError
+from pantheon_git.schema.hosts import ModelHost
 from pantheon_git.store.redact import is_secret_env, remember_secrets
 from pantheon_git.tools.sandbox import sandbox_description, scrub_env
 
@@ -28,7 +31,10 @@ def refuse_non_local(runtimes: Iterable[tuple[str, str, bool]]) -> None:
     remote = [f"{agent} (model {model})" for agent, model, local in runtimes if not local]
     if remote:
         raise PantheonError(
-            "night mode is local-only; these agents use a non-local runtime: " + ", ".join(remote)
+            "night mode is local-only; these agents use a non-local runtime: "
+            + ", ".join(remote)
+            + " (a model server of the team's own network counts once its host:port is in"
+            " [night] model_hosts of .pantheon/config.toml)"
         )
 
 
@@ -39,8 +45,8 @@ class EgressBlocked(PermissionError):
     """A connection beyond loopback was attempted in night mode."""
 
 
-def is_local_address(family: int, address: Any) -> bool:
-    """Loopback IPs and unix sockets are local; everything else is egress."""
+def is_local_address(family: int, address: Any, allowed: frozenset[tuple[str, int]] = frozenset()) -> bool:
+    """Loopback IPs, unix sockets and the `allowed` (address, port) pairs are local; all else is egress."""
     if family == getattr(socket, "AF_UNIX", None):
         return True
     host = address[0] if isinstance(address, tuple) else address
@@ -50,7 +56,10 @@ def is_local_address(family: int, address: Any) -> bool:
         return _localhost_name(host)  # connect() replaces the name with loopback itself
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return ip.is_loopback
+    if ip.is_loopback:
+        return True
+    port = address[1] if isinstance(address, tuple) and len(address) > 1 else None
+    return (str(ip), port) in allowed
 
 
 def is_local_name(host: Any) -> bool:
@@ -68,6 +77,8 @@ def is_local_name(host: Any) -> bool:
 
 
 _ORIGINAL: dict[str, Any] = {}
+# The (address, port) pairs of the allowlisted model servers, set by block_egress.
+_ALLOWED: set[tuple[str, int]] = set()
 _RESOLVERS = ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr")
 _SOCKET_METHODS = ("connect", "connect_ex", "sendto", "sendmsg")
 
@@ -88,7 +99,7 @@ def _checked_address(sock: Any, address: Any) -> Any:
     """`address` with a *.localhost name replaced by loopback; EgressBlocked if it leaves loopback."""
     if isinstance(address, tuple) and address and _localhost_name(address[0]):
         address = (_loopback_for(sock.family), *address[1:])
-    if not is_local_address(sock.family, address):
+    if not is_local_address(sock.family, address, frozenset(_ALLOWED)):
         raise EgressBlocked(f"night mode is local-only: connection to {address!r} blocked")
     return address
 
@@ -132,14 +143,16 @@ def _guarded_resolver(name: str, resolve: Any) -> Any:
     return lookup
 
 
-def block_egress() -> None:
-    """From now on, any socket of this process reaching beyond loopback raises EgressBlocked.
+def block_egress(hosts: Iterable[ModelHost] = ()) -> None:
+    """From now on, any socket of this process reaching beyond loopback raises EgressBlocked, except a
+    connection to one of `hosts` (its pinned address and port, nothing else on that machine).
 
     Connections and datagrams to non-loopback addresses are refused, and so are name lookups that
     would ask a DNS server (a query is itself traffic off the machine); `localhost` and `*.localhost`
     are answered here with loopback. Both `socket` and the C module `_socket` under it are guarded:
     `_socket.socket` becomes a checking subclass and its resolvers are wrapped too.
     """
+    _ALLOWED.update((host.address, host.port) for host in hosts)
     if _ORIGINAL:
         return
     cls = socket.socket
@@ -173,6 +186,7 @@ def unblock_egress() -> None:
         for name, original in _ORIGINAL[module.__name__].items():
             setattr(module, name, original)
     _ORIGINAL.clear()
+    _ALLOWED.clear()
 
 
 @contextmanager
@@ -187,8 +201,9 @@ def egress_blocked() -> Iterator[None]:
             unblock_egress()
 
 
-def enter_night_mode() -> dict[str, Any]:
-    """Scrub this process's environment and block its egress; returns the record every trace carries.
+def enter_night_mode(model_hosts: tuple[ModelHost, ...] = ()) -> dict[str, Any]:
+    """Scrub this process's environment and block its egress (but to `model_hosts`); returns the record
+    every trace carries.
 
     The scrubbed values are remembered first, so any copy of them that still reaches text bound for
     git (a file a tool read, a log line) is redacted by value.
@@ -198,10 +213,14 @@ def enter_night_mode() -> dict[str, Any]:
     remember_secrets(os.environ[name] for name in removed if is_secret_env(name, os.environ[name]))
     for name in removed:
         del os.environ[name]
-    block_egress()
+    block_egress(model_hosts)
+    egress = "blocked beyond loopback (in-process)"
+    if model_hosts:
+        listed = ", ".join(host.label() for host in model_hosts)
+        egress = f"blocked beyond loopback and the model hosts {listed} (in-process)"
     return {
         "local_only": True,
         "credentials_removed": removed,
-        "egress": "blocked beyond loopback (in-process)",
+        "egress": egress,
         "tool_sandbox": sandbox_description(),
     }

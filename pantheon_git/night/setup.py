@@ -130,7 +130,8 @@ def prepare_night(repo: pygit2.Repository, root: Path, jobs: int = 1) -> NightSe
     config = load_config(root)
     remote = claims_remote(repo, config.night.remotes)  # refused before night mode changes anything
     refuse_without_signers(repo)
-    policy = enter_night_mode()
+    model_hosts = config.night.allowed_model_hosts()
+    policy = enter_night_mode(model_hosts)
     policy["claims"] = f"remote {remote}" if remote is not None else CLAIMS_LOCAL_ONLY
 
     @functools.cache
@@ -153,7 +154,9 @@ def prepare_night(repo: pygit2.Repository, root: Path, jobs: int = 1) -> NightSe
         adapters = {agent: (choice.path if choice else None) for agent, choice in routed.items()}
         # Limits as the person's checkout sets them (a run's copy of config.toml is never read).
         sandbox = functools.partial(run_sandboxed, limits=config.sandbox)
-        return nodes, executors_for(used, known, models, config.gate, sandbox, adapters=adapters)
+        return nodes, executors_for(
+            used, known, models, config.gate, sandbox, adapters=adapters, model_hosts=model_hosts
+        )
 
     return NightSetup(
         policy=policy,

@@ -25,6 +25,8 @@ class Completion:
     tokens_evaluated: int  # prompt tokens actually evaluated (the rest came from the KV cache)
     seconds: float
     finish_reason: str = "stop"
+    # The model id a server reported serving this completion (openai-compatible); "" in-process.
+    served_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)

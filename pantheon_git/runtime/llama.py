@@ -10,6 +10,7 @@ is the pool: it picks this runtime, the batched one or a server's for a models.t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -21,6 +22,7 @@ from pantheon_git.runtime.base import Completion, ModelIdentity, Runtime, comple
 from pantheon_git.runtime.bundled import file_sha256, model_file
 from pantheon_git.runtime.in_process import ChatTemplate, chat_template, common_prefix, fitted_context_tokens
 from pantheon_git.runtime.probe import ensure_model_runs
+from pantheon_git.schema.hosts import ModelHost
 from pantheon_git.schema.models import ModelConfig
 
 
@@ -143,9 +145,11 @@ _POOL: dict[str, Runtime] = {}
 _POOL_LOCK = threading.Lock()
 
 
-def runtime_for(name: str, config: ModelConfig) -> Runtime:
-    """The shared runtime of a model (loaded once per process per model, adapter and settings)."""
-    key = json.dumps([name, config.model_dump()], sort_keys=True)
+def runtime_for(name: str, config: ModelConfig, hosts: tuple[ModelHost, ...] = ()) -> Runtime:
+    """The shared runtime of a model (loaded once per process per model, adapter and settings); `hosts`
+    are the allowlisted model servers (`[night] model_hosts`) an openai-compatible model may use."""
+    served_by = [dataclasses.astuple(host) for host in hosts]
+    key = json.dumps([name, config.model_dump(), served_by], sort_keys=True)
     with _POOL_LOCK:
         if key not in _POOL:
             if config.in_process:
@@ -162,5 +166,5 @@ def runtime_for(name: str, config: ModelConfig) -> Runtime:
             else:
                 from pantheon_git.runtime.openai_compat import OpenAICompatibleRuntime
 
-                _POOL[key] = OpenAICompatibleRuntime(name, config)
+                _POOL[key] = OpenAICompatibleRuntime(name, config, hosts=hosts)
         return _POOL[key]

@@ -1,7 +1,9 @@
 """A model served over the OpenAI-compatible HTTP API (llama-server, vLLM, Ollama).
 
 Whether it is local is derived from its URL, never declared: a loopback address or a unix socket is
-local; any other host is not, and night mode refuses it before anything runs. The server's context
+local, and so is a server the person allowlisted in `[night] model_hosts` (schema/hosts.py; the
+connection then goes to the address the config pins, never to what a resolver says); any other host is
+not, and night mode refuses it before anything runs. The server's context
 window is not known here: prompts are counted by estimate and fitted to nothing (`Windowless`), and a
 prompt the server refuses as too long (llama-server's `exceed_context_size_error`) is a ContextOverflow.
 """
@@ -18,11 +20,15 @@ from urllib.parse import urlsplit
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.runtime.base import Completion, ContextOverflow, ModelIdentity, Windowless
+from pantheon_git.schema.hosts import ModelHost, host_for
 from pantheon_git.schema.models import ModelConfig
 
 
-def url_is_local(url: str) -> bool:
-    """unix:// sockets and hosts that are (or only resolve to) loopback addresses are local."""
+def url_is_local(url: str, hosts: tuple[ModelHost, ...] = ()) -> bool:
+    """unix:// sockets, hosts that are (or only resolve to) loopback addresses, and the allowlisted
+    model hosts are local."""
+    if host_for(url, hosts) is not None:
+        return True
     parts = urlsplit(url)
     if parts.scheme in ("unix", "http+unix"):
         return True
@@ -82,19 +88,47 @@ def overflow(status: int, payload: bytes) -> ContextOverflow | None:
     return None
 
 
+class PinnedHTTPConnection(http.client.HTTPConnection):
+    """HTTP to a name at the address the config pins it to (the Host header keeps the name)."""
+
+    def __init__(self, netloc: str, address: str, timeout: float) -> None:
+        super().__init__(netloc, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to a pinned address; the certificate is checked against the name, as written."""
+
+    def __init__(self, netloc: str, address: str, timeout: float) -> None:
+        super().__init__(netloc, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
 class OpenAICompatibleRuntime(Windowless):
-    def __init__(self, name: str, config: ModelConfig, timeout: float = 600) -> None:
+    def __init__(
+        self, name: str, config: ModelConfig, timeout: float = 600, hosts: tuple[ModelHost, ...] = ()
+    ) -> None:
         assert config.url is not None
         self.url = config.url
-        self.is_local = url_is_local(config.url)
+        self.host = host_for(config.url, hosts)  # an allowlisted server: reached at its pinned address
+        self.is_local = url_is_local(config.url, hosts)
         self.context_tokens = config.context_tokens
         self.served_name = config.served_name or name
+        self.grammars = list(config.grammars)
         self.timeout = timeout
         self.identity = ModelIdentity(
             name=name,
             engine="openai-compatible",
             seed=config.seed,
-            extra={"url": config.url, "local": self.is_local},
+            extra={"url": config.url, "local": self.is_local}
+            | ({"server": self.host.label()} if self.host is not None else {}),
         )
 
     def _connection(self) -> tuple[http.client.HTTPConnection, str]:
@@ -103,6 +137,9 @@ class OpenAICompatibleRuntime(Windowless):
             return UnixHTTPConnection(parts.path, self.timeout), "/v1/completions"
         base = parts.path.rstrip("/")
         path = base + ("/completions" if base.endswith("/v1") else "/v1/completions")
+        if self.host is not None:
+            pinned = PinnedHTTPSConnection if parts.scheme == "https" else PinnedHTTPConnection
+            return pinned(parts.netloc, self.host.address, self.timeout), path
         if parts.scheme == "https":
             return http.client.HTTPSConnection(parts.netloc, timeout=self.timeout), path
         return http.client.HTTPConnection(parts.netloc, timeout=self.timeout), path
@@ -126,9 +163,18 @@ class OpenAICompatibleRuntime(Windowless):
         if temperature <= 0:
             body["top_k"] = 1  # greedy on servers whose temperature 0 still samples (llama-server reads it)
         if isinstance(schema, str):
-            # A Lark grammar (the plain-text call format): vLLM reads `guided_grammar`; llama-server has
-            # no Lark, so there the turn is unconstrained and the loop's parser reports a bad call.
+            # A Lark grammar in llguidance's dialect (the code call format): vLLM reads `guided_grammar`,
+            # llama-server (built with LLAMA_LLGUIDANCE) a `grammar` marked %llguidance. A server that
+            # holds no Lark would decode the turn unconstrained: refused instead (and a night refuses the
+            # flow before it runs, night/executors.py).
+            if "lark" not in self.grammars:
+                raise PantheonError(
+                    f"model {self.identity.name}: {self.url} holds no Lark grammar "
+                    f"(models.{self.identity.name}.grammars = {self.grammars})"
+                )
             body["guided_grammar"] = schema
+            body["guided_decoding_backend"] = "guidance"
+            body["grammar"] = "%llguidance {}\n" + schema
         elif schema is not None:
             # llama-server reads `json_schema`, vLLM `guided_json`; both ignore what they do not know.
             body["json_schema"] = schema
@@ -158,4 +204,5 @@ class OpenAICompatibleRuntime(Windowless):
             tokens_evaluated=evaluated_tokens(data),
             seconds=time.perf_counter() - start,
             finish_reason=choice.get("finish_reason") or "",
+            served_by=str(data.get("model") or ""),
         )

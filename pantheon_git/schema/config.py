@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from pantheon_git.schema.document import parse_toml, read_text, validate
+from pantheon_git.schema.hosts import ModelHost, model_hosts
 
 
 class _Section(BaseModel):
@@ -25,6 +26,21 @@ class NightConfig(_Section):
     # Attempts after the first sample at this temperature (where a node sets none): a second greedy
     # attempt would repeat the first one token for token.
     sample_temperature: float = Field(default=0.8, gt=0.0, le=2.0)
+    # The team's own model servers (host:port) an openai-compatible model may use at night, beyond
+    # loopback: the egress guard lets exactly these through (schema/hosts.py). A name needs its address
+    # pinned in [night.host_addresses]; public addresses and hosted model APIs are refused.
+    host_addresses: dict[str, str] = Field(default_factory=dict)  # (read before model_hosts)
+    model_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("model_hosts")
+    @classmethod
+    def _model_hosts(cls, entries: list[str], info: ValidationInfo) -> list[str]:
+        # A bad entry is refused when the file is read (one line, nothing run), not at the first call.
+        model_hosts(entries, info.data.get("host_addresses", {}))
+        return entries
+
+    def allowed_model_hosts(self) -> tuple[ModelHost, ...]:
+        return model_hosts(self.model_hosts, self.host_addresses)
 
     @field_validator("remotes")
     @classmethod

@@ -11,6 +11,11 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.schema.document import parse_toml, read_text, validate
 
 BUNDLED = ("gemma3-270m",)
+Grammar = Literal["json-schema", "lark"]
+
+
+def _json_schema_only() -> list[Grammar]:
+    return ["json-schema"]
 
 
 class ModelConfig(BaseModel):
@@ -25,6 +30,11 @@ class ModelConfig(BaseModel):
     bundled: Literal["gemma3-270m"] | None = None  # the embedded default (llama.cpp)
     url: str | None = None  # base URL or unix:///path.sock (openai-compatible)
     served_name: str | None = None  # the model name the server expects (openai-compatible)
+    # The constraints the server holds (openai-compatible): "json-schema" (llama-server, vLLM, Ollama)
+    # and "lark", a Lark grammar in llguidance's dialect (vLLM's guidance backend, llama-server built
+    # with LLAMA_LLGUIDANCE, `python -m pantheon_git.runtime.serve`), which the default "code" call
+    # format needs. A night refuses an agent whose calls need a grammar its model's server cannot hold.
+    grammars: list[Grammar] = Field(default_factory=_json_schema_only)
     n_gpu_layers: int = -1  # -1: every layer on the GPU when one exists; 0: CPU only
     n_ctx: int = Field(default=4096, ge=256)
     n_threads: int = Field(default=0, ge=0)  # 0: one per core
