@@ -127,3 +127,41 @@ def test_roles_default_by_name_and_a_reviewer_needs_a_verdict() -> None:
     assert replace(REVIEWER, name="second-opinion", acts_as="reviewer").acts_as is Role.REVIEWER  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="agent notes: a reviewer's output needs a verdict field"):
         replace(IMPLEMENTER, name="notes", acts_as=Role.REVIEWER)
+
+
+FIXER_AGENT = """
+from pantheon_git.agents.builtin import IMPLEMENTER
+from dataclasses import replace
+
+FIXER = replace(IMPLEMENTER, name="fixer", acts_as=None)
+"""
+ROLES_FLOW = """\
+[[nodes]]
+id = "fix"
+agent = "fixer"
+[[nodes]]
+id = "audit"
+agent = "security"
+inputs = ["fix"]
+[[nodes]]
+id = "quiet"
+agent = "fixer"
+inputs = ["audit"]
+require_change = false
+[[nodes]]
+id = "gate"
+agent = "gate"
+inputs = ["quiet"]
+"""
+
+
+def test_a_repository_implementer_must_change_something_by_its_role_not_its_name(repo_dir: Path) -> None:
+    from pantheon_git.night.setup import plan_nodes
+
+    (repo_dir / ".pantheon" / "agents").mkdir(parents=True)
+    (repo_dir / ".pantheon" / "agents" / "security.py").write_text(SECURITY_AGENT)
+    (repo_dir / ".pantheon" / "agents" / "fixer.py").write_text(FIXER_AGENT)
+    (repo_dir / ".pantheon" / "flows").mkdir(parents=True)
+    (repo_dir / ".pantheon" / "flows" / "roles.toml").write_text(ROLES_FLOW)
+    nodes = {node.id: node.require_change for node in plan_nodes(repo_dir, "roles")}
+    assert nodes == {"fix": True, "audit": False, "quiet": False, "gate": False}

@@ -12,7 +12,8 @@ from typing import Any
 import pygit2
 
 from pantheon_git.agents.builtin import RUNNER_NODES
-from pantheon_git.agents.registry import agent_names, agents
+from pantheon_git.agents.registry import agents
+from pantheon_git.agents.spec import Role
 from pantheon_git.errors import PantheonError
 from pantheon_git.night.attempt import PlannedNode
 from pantheon_git.night.executors import BASELINE, executors_for
@@ -43,7 +44,8 @@ DEFAULT_REPAIRS = 2
 def plan_nodes(root: Path, flow_name: str) -> list[PlannedNode]:
     """The flow's nodes in order, with defaults resolved; a flow with acceptance checks gets a first
     `baseline` step that runs them on the base commit (see night/executors.py)."""
-    flow = load_flow(root, flow_name, agent_names(root))
+    known = agents(root)
+    flow = load_flow(root, flow_name, set(known) | set(RUNNER_NODES))
     ordered = topological_order(flow)
     agent_of = {node.id: node.agent for node in ordered}
     planned = []
@@ -57,7 +59,10 @@ def plan_nodes(root: Path, flow_name: str) -> list[PlannedNode]:
             repairs = DEFAULT_REPAIRS if node.repairs is None else node.repairs
             models = [name for name in node.inputs if agent_of.get(name) not in RUNNER_NODES]
             repair = node.repair or (models[0] if models else None)
-        require_change = node.agent == "implementer" if node.require_change is None else node.require_change
+        # An implementer's step that changed no file failed, whatever the agent is called (its role, not
+        # its name: a repository's own implementer is held to it too); a node may say otherwise.
+        implements = node.agent in known and known[node.agent].acts_as is Role.IMPLEMENTER
+        require_change = implements if node.require_change is None else node.require_change
         planned.append(
             PlannedNode(
                 node.id,
