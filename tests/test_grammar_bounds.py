@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any, ClassVar
 
 import llguidance
@@ -194,7 +195,7 @@ def test_a_quoted_value_is_never_half_a_surrogate_pair() -> None:
 @pytest.mark.parametrize("which", sorted(CALLS))
 def test_nothing_a_call_is_validated_against_is_out_of_the_grammars_reach(which: str) -> None:
     _, model = CALLS[which]
-    code = calls._code_fields(calls.block_of(model))
+    code = calls.code_fields(model)
     assert unheld(model, code) == []
 
 
@@ -223,3 +224,52 @@ def test_what_the_grammar_cannot_hold_is_named() -> None:
     grammar = _grammar("word", Word, CallFormat.CODE)
     assert accepts(grammar, "word word=abc") and not accepts(grammar, "word word=ABC")
     assert not accepts(grammar, 'word word="abc"')  # a pattern holds the word as written: bare only
+
+
+SUMMARY_AGENT = """
+from pydantic import BaseModel, ConfigDict, Field{imports}
+
+from pantheon_git.agents.spec import AgentSpec
+
+
+class Summary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    summary: str = Field(max_length=200{pattern})
+{validator}
+
+SUMMARIZER = AgentSpec(name="summarizer", version="1", role="You summarise.", output=Summary)
+"""
+VALIDATOR = """
+    @model_validator(mode="after")
+    def _short(self):
+        return self
+"""
+
+
+@pytest.mark.parametrize(
+    ("pattern", "validator", "reason"),
+    [
+        ("", VALIDATOR, "Summary._short: a validator the grammar cannot see; make it structural"),
+        (', pattern="[a-z ]+"', "", "Summary.summary: pattern not anchored with ^ and $"),
+    ],
+)
+def test_a_repository_agent_whose_output_the_grammar_cannot_hold_is_refused_when_it_loads(
+    tmp_path: Path, pattern: str, validator: str, reason: str
+) -> None:
+    from pantheon_git.agents.registry import agents
+    from pantheon_git.errors import PantheonError
+
+    folder = tmp_path / ".pantheon" / "agents"
+    folder.mkdir(parents=True)
+    imports = ", model_validator" if validator else ""
+    (folder / "summary.py").write_text(
+        SUMMARY_AGENT.format(imports=imports, pattern=pattern, validator=validator)
+    )
+    with pytest.raises(PantheonError) as refused:
+        agents(tmp_path)
+    assert str(refused.value) == (
+        f".pantheon/agents/summary.py: agent summarizer: {reason} (its finish call is validated against it, "
+        "but its grammar cannot hold it)"
+    )
+    (folder / "summary.py").write_text(SUMMARY_AGENT.format(imports="", pattern="", validator=""))
+    assert agents(tmp_path)["summarizer"].output.__name__ == "Summary"  # bounded, anchored: held

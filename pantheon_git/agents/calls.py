@@ -110,6 +110,11 @@ def _code_fields(block: Block) -> tuple[str, ...]:
     return {Block.NONE: (), Block.SEARCH_REPLACE: ("search", "replace"), Block.FENCED: ("content",)}[block]
 
 
+def code_fields(args: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a call's arguments that travel as plain lines in the CODE format."""
+    return _code_fields(block_of(args))
+
+
 def _scalar_kind(prop: dict[str, Any]) -> str | None:
     """'string', 'integer' or 'enum' for a field a header can carry as key=value; None otherwise."""
     if "enum" in prop and all(isinstance(value, str) for value in prop["enum"]):

@@ -30,8 +30,27 @@ def repository_agents(root: Path) -> dict[str, AgentSpec]:
             raise PantheonError(f".pantheon/agents/{path.name}: cannot load: {exc!r}") from None
         for value in vars(module).values():
             if isinstance(value, AgentSpec):
+                refuse_unheld_output(value, f".pantheon/agents/{path.name}")
                 found[value.name] = value
     return found
+
+
+def refuse_unheld_output(agent: AgentSpec, source: str) -> None:
+    """A repository agent whose `finish` output is validated against what its call grammar cannot hold
+    (a validator, an unanchored pattern, a bound on code sent as lines) is refused when its file loads:
+    a call held to its grammar is promised valid, so such a rule would fail the agent at night, turn
+    after turn, instead. In the JSON format the schema holds the bounds; validators stay unseen."""
+    from pantheon_git.agents.bounds import unheld
+    from pantheon_git.agents.calls import CallFormat, code_fields
+
+    problems = unheld(agent.output, code_fields(agent.output))
+    if agent.call_format == CallFormat.JSON:
+        problems = [problem for problem in problems if "validator" in problem]
+    if problems:
+        raise PantheonError(
+            f"{source}: agent {agent.name}: {problems[0]} (its finish call is validated against it, "
+            "but its grammar cannot hold it)"
+        )
 
 
 def agents(root: Path) -> dict[str, AgentSpec]:
