@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pygit2
 import pytest
@@ -114,3 +118,26 @@ def in_private_netns(code: str, env: dict[str, str] | None = None) -> subprocess
         env=env,
         timeout=120,
     )
+
+
+def completions_server(reply: dict[str, Any], seen: list[dict[str, Any]] | None = None) -> HTTPServer:
+    """An OpenAI-style completions server on loopback answering every POST with `reply`, each request's
+    path and JSON body appended to `seen`; serving from a daemon thread (call `shutdown()` when done)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if seen is not None:
+                seen.append({"path": self.path, **body})
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +15,7 @@ from pantheon_git.runtime.openai_compat import OpenAICompatibleRuntime, evaluate
 from pantheon_git.schema.models import ModelConfig, parse_models
 from pantheon_git.tools.builtin import TOOLS, ToolContext
 from pantheon_git.tools.sandbox import run_sandboxed
-from tests.conftest import git
+from tests.conftest import completions_server, git
 
 TASK = {
     "title": "Create hello.txt containing the word hello",
@@ -121,32 +119,14 @@ def test_prompt_cache_accounting_of_each_server_dialect() -> None:
 
 
 def test_openai_compatible_runtime_against_a_loopback_server() -> None:
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append({"path": self.path, **body})
-            reply = json.dumps(
-                {
-                    "choices": [
-                        {"text": '{"tool":"finish","args":{"summary":"ok"}}', "finish_reason": "stop"}
-                    ],
-                    "usage": {"prompt_tokens": 7, "completion_tokens": 9},
-                    # llama-server's own account: 5 of the 7 prompt tokens came from its prompt cache
-                    "timings": {"prompt_n": 2, "cache_n": 5},
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    seen: list[dict[str, Any]] = []
+    reply = {
+        "choices": [{"text": '{"tool":"finish","args":{"summary":"ok"}}', "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 9},
+        # llama-server's own account: 5 of the 7 prompt tokens came from its prompt cache
+        "timings": {"prompt_n": 2, "cache_n": 5},
+    }
+    server = completions_server(reply, seen)
     try:
         url = f"http://127.0.0.1:{server.server_port}"
         runtime = OpenAICompatibleRuntime("served", ModelConfig(engine="openai-compatible", url=url))

@@ -13,9 +13,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pygit2
 import pytest
@@ -27,7 +26,7 @@ from pantheon_git.schema.config import parse_config
 from pantheon_git.schema.hosts import ModelHost, host_for, model_hosts
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.store.traces import read_trace
-from tests.conftest import REPO_ROOT, git, in_private_netns, pantheon
+from tests.conftest import REPO_ROOT, completions_server, git, in_private_netns, pantheon
 
 needs_netns = pytest.mark.skipif(
     not os.environ.get("CI")  # in CI a missing namespace fails loudly instead of skipping
@@ -150,33 +149,30 @@ def _sample(path: Path, *, url: str, config_lines: str, grammars: list[str] | No
     return path
 
 
-def test_an_unlisted_model_server_fails_its_task_in_one_line_before_any_step(tmp_path: Path) -> None:
-    repo = _sample(
-        tmp_path / "calc", url="http://10.77.0.6:8000", config_lines='model_hosts = ["10.77.0.5:8000"]\n'
-    )
+@pytest.mark.parametrize(
+    ("url", "refusal"),
+    [
+        (  # a server the allowlist does not name
+            "http://10.77.0.6:8000",
+            "night mode is local-only; these agents use a non-local runtime: implementer (model default at "
+            "http://10.77.0.6:8000), planner (model default at http://10.77.0.6:8000)",
+        ),
+        (  # a listed server that holds no Lark grammar, for agents whose calls need one
+            "http://10.77.0.5:8000",
+            'agent implementer: its calls (call_format = "code") are held by a Lark grammar, which model '
+            "default's server at http://10.77.0.5:8000 does not take "
+            "(models.default.grammars = ['json-schema'])",
+        ),
+    ],
+)
+def test_a_server_the_night_cannot_use_fails_its_task_in_one_line_before_any_step(
+    tmp_path: Path, url: str, refusal: str
+) -> None:
+    repo = _sample(tmp_path / "calc", url=url, config_lines='model_hosts = ["10.77.0.5:8000"]\n')
     night = pantheon(repo, "night")
     assert night.returncode != 0
-    assert (
-        "task mul failed: night mode is local-only; these agents use a non-local runtime: implementer "
-        "(model default at http://10.77.0.6:8000), planner (model default at http://10.77.0.6:8000)"
-        in night.stdout
-    )
-    assert "model_hosts" in night.stdout + night.stderr
+    assert f"task mul failed: {refusal}" in night.stdout
     assert git(repo, "branch", "--list", "pantheon/*").strip() == ""  # no step ran
-
-
-def test_a_server_that_holds_no_lark_grammar_is_refused_for_code_format_agents(tmp_path: Path) -> None:
-    repo = _sample(
-        tmp_path / "calc", url="http://10.77.0.5:8000", config_lines='model_hosts = ["10.77.0.5:8000"]\n'
-    )
-    night = pantheon(repo, "night")
-    assert night.returncode != 0
-    assert (
-        'task mul failed: agent implementer: its calls (call_format = "code") are held by a Lark grammar, '
-        "which model default's server at http://10.77.0.5:8000 does not take "
-        "(models.default.grammars = ['json-schema'])" in night.stdout
-    )
-    assert git(repo, "branch", "--list", "pantheon/*").strip() == ""
 
 
 def test_a_model_host_name_left_to_the_resolver_stops_the_night_before_anything(tmp_path: Path) -> None:
@@ -256,22 +252,8 @@ def test_a_night_served_by_an_allowlisted_host_records_which_server_answered(tmp
 
 
 def test_a_lark_grammar_goes_to_a_server_that_holds_it_and_never_to_one_that_does_not() -> None:
-    bodies: list[dict[str, object]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            reply = json.dumps({"model": "m", "choices": [{"text": "ok", "finish_reason": "stop"}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    bodies: list[dict[str, Any]] = []
+    server = completions_server({"model": "m", "choices": [{"text": "ok", "finish_reason": "stop"}]}, bodies)
     url = f"http://127.0.0.1:{server.server_port}"
     try:
         lark = 'start: "edit " /[a-z]+/'

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +15,7 @@ from pantheon_git.errors import PantheonError
 from pantheon_git.night.executors import executors_for
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.models import ModelConfig
-from tests.conftest import git, pantheon
+from tests.conftest import completions_server, git, pantheon
 
 DRAFT = {
     "title": "Add a CHANGELOG",
@@ -24,27 +24,13 @@ DRAFT = {
 }
 
 
-def serve(reply: dict) -> HTTPServer:  # type: ignore[type-arg]
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            body = json.dumps(
-                {
-                    "choices": [{"text": json.dumps(reply), "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 5, "completion_tokens": 5},
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+def serve(reply: dict[str, Any]) -> HTTPServer:
+    return completions_server(
+        {
+            "choices": [{"text": json.dumps(reply), "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 5},
+        }
+    )
 
 
 def test_plan_drafts_a_valid_spec_and_queues_only_when_asked(repo_dir: Path) -> None:
@@ -82,6 +68,7 @@ def test_night_refuses_a_flow_with_a_remote_model_before_anything_runs() -> None
         "reviewer": replace(BUILTIN_AGENTS["reviewer"], model="cloud"),
     }
     with pytest.raises(
-        PantheonError, match=r"local-only; these agents use a non-local runtime: reviewer \(model cloud\)"
+        PantheonError,
+        match=r"local-only; these agents use a non-local runtime: reviewer \(model cloud at https://api\.example\.com/v1\)",
     ):
         executors_for({"planner", "reviewer", "gate"}, agents, remote, GatePolicy())

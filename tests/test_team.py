@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHECKS_FLOW, REPO_ROOT, git, pantheon
+from tests.conftest import REPO_ROOT, git, pantheon
+from tests.test_night import with_checks_flow
 
 needs_netns = pytest.mark.skipif(
     not os.environ.get("CI")  # in CI a missing namespace fails loudly instead of skipping
@@ -29,19 +30,12 @@ REMOTE_URL = "git://10.77.0.1/remote.git"
 def _team_repo(repo: Path, base: Path) -> Path:
     """`repo` set up for a team: claims on origin (a bare remote under `base`), the model-free flow, a
     gate that needs no reviewers, claims expiring after a minute; 30 tasks and a slow one queued."""
-    bare = base / "remote.git"
-    git(base, "init", "-q", "--bare", str(bare))
-    git(repo, "remote", "add", "origin", str(bare))
-    assert pantheon(repo, "init").returncode == 0
-    (repo / ".pantheon" / "flows" / "checks.toml").write_text(CHECKS_FLOW)
+    bare = with_checks_flow(repo, base)
     config = repo / ".pantheon" / "config.toml"
-    text = config.read_text().replace("min_approvals = 2", "min_approvals = 0")
-    text = text.replace("require_fixed_check = true", "require_fixed_check = false")
+    text = config.read_text().replace("require_fixed_check = true", "require_fixed_check = false")
     text = text.replace("claim_expiry_minutes = 120", "claim_expiry_minutes = 1")
-    text = text.replace("remotes = []", 'remotes = ["origin"]').replace("max_tasks = 20", "max_tasks = 40")
-    config.write_text(text)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "pantheon for a team")
+    config.write_text(text.replace("max_tasks = 20", "max_tasks = 40"))
+    git(repo, "commit", "-q", "-am", "a team's night: 40 tasks, claims expiring after a minute")
     specs = []
     for task_id, check, priority in [("slow", "sleep 15", 9), *((task, "true", 0) for task in TASKS)]:
         spec = repo / f"{task_id}.toml"
