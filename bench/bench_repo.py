@@ -14,8 +14,10 @@ hash). Then, the way a user would meet it:
    place step puts the stub back (agents/placement.py). Acceptance: `python -m pytest` on at most
    MAX_NODES of the library's own test node ids that exercise the function (those that execute the
    fewest library functions first). Each task is verified by running it: the acceptance must fail on
-   the task's base (its own branch, main plus the one changed file) and pass on the original; a task
-   that does not is dropped (counted in `dropped`). A function the night could not get at is dropped
+   the task's base (its own branch, main plus the one changed file) and pass on the original, and for
+   "add" also on the original body put into the stub the place step writes (where placement puts it,
+   `__all__` as it leaves it: a task a perfect night could not pass is no task); a task that does not
+   is dropped (counted in `dropped`). A function the night could not get at is dropped
    too: one whose stub is not the first stub of its file, an "add" of a decorated function (placement
    writes no decorators) or one without a docstring.
 3. Split by a hash of the function's qualified name (`module.Class.name`), with the dataset's own rule
@@ -38,8 +40,13 @@ as in bench_agent.py), then `git pantheon night --json` with `[night] samples = 
 - seconds_per_task, lines_changed (mean, passing first attempts): from the night.
 
 Counts (raw_pass1, night_pass1, night_best_of_n) are of `n` tasks, as in bench_agent.py; rates are
-fractions. Run: .venv/bin/python bench/bench_repo.py toolz [--limit 10] [--samples 4] [--seeds 0 1 2]
-[--train-nights 3] [--json]; `--tasks-only` builds and verifies the tasks and prints their counts.
+fractions. Run: .venv/bin/python bench/bench_repo.py toolz|isodate [--limit 4] [--samples 4]
+[--seeds 0 1 2] [--train-nights 3] [--json]; `--tasks-only` builds and verifies the tasks and prints
+their counts (once per library and builder version: about 2 minutes for isodate, 10 for toolz on 2 busy
+cores; cached in ~/.cache/pantheon-git/bench-repo/); `--keep` keeps the repository with its run
+branches and notes. Budget: an attempt took 40 to 90 s on 2 shared cores (implement, test, one repair
+round), so the default (4 held-out tasks per kind, best-of-4) is at most 32 attempts, about 45 minutes;
+a bigger --limit or --samples grows it in proportion.
 """
 
 from __future__ import annotations
@@ -69,7 +76,7 @@ from pantheon_git.agents.placement import PlacementError, stubs_for_task
 from pantheon_git.agents.stubs import find_stub, fit_prompt
 from pantheon_git.training.dataset import holdout
 
-BENCH_VERSION = 1  # of the task builder: a cached task list from another version is rebuilt
+BENCH_VERSION = 2  # of the task builder: a cached task list from another version is rebuilt
 MAX_NODES = 3  # test node ids per task
 RAW_MAX_TOKENS = 300
 CHECK_TIMEOUT_S = 120
@@ -441,7 +448,26 @@ def remove_from_all(text: str, name: str) -> str:
                 and not text[end : line_end if line_end >= 0 else None].strip()
             ):
                 begin, end = line_begin, (line_end + 1 if line_end >= 0 else len(text))
-            return text[:begin] + text[end:]
+            removed = text[:begin] + text[end:]
+            if isinstance(node.value, ast.Tuple) and len(node.value.elts) == 2:
+                removed = _one_tuple(removed)  # ('a', 'b') -> ('b',), not ('b'): a string
+            return removed
+    return text
+
+
+def _one_tuple(text: str) -> str:
+    """`text` with a comma after the one item of a parenthesized `__all__` the parser reads as a string."""
+    for node in ast.parse(text).body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+            and isinstance(node.value, ast.Constant)
+        ):
+            lines = text.splitlines(keepends=True)
+            row = (node.value.end_lineno or node.value.lineno) - 1
+            at = node.value.end_col_offset or 0
+            lines[row] = lines[row][:at] + "," + lines[row][at:]
+            return "".join(lines)
     return text
 
 
@@ -502,6 +528,21 @@ def placed_text(task: Task, files: Mapping[str, str]) -> str | None:
     except PlacementError:
         return None
     return placed.get(task.function.path)
+
+
+def with_body(task: Task, original: str) -> str:
+    """The task's stub text completed with the function's original body (what a perfect night writes)."""
+    stub = find_stub(task.stub_text)
+    assert stub is not None
+    function = task.function
+    body = "".join(original.splitlines(keepends=True)[function.head_end : function.last])
+    indent = _indent(stub.whole[len(stub.head) :])
+    if indent != function.body_indent:  # placed at another depth (never, for a function or a method)
+        body = "".join(
+            indent + line[len(function.body_indent) :] if line.strip() else line
+            for line in body.splitlines(True)
+        )
+    return task.stub_text.replace(stub.whole, stub.head + body, 1)
 
 
 def night_stub_ok(text: str, function: Function) -> bool:
@@ -574,10 +615,17 @@ def build_tasks(
             try:
                 path.write_text(task.base_text)
                 fails = not run_acceptance(root, command)
+                # "add": the original body in the stub the place step puts must pass (where it is
+                # placed, with `__all__` as placement leaves it); "stub": that is the original itself.
+                path.write_text(with_body(task, original))
+                solvable = kind == "stub" or run_acceptance(root, command)
             finally:
                 path.write_text(original)
             if not fails:
                 drop(f"{kind}: its tests pass on the base")
+                continue
+            if not solvable:
+                drop(f"{kind}: the original body in the placed stub fails")
                 continue
             built.tasks.append(task)
             log(f"  {kind} {function.qualified}: {len(node_ids)} test nodes")
@@ -833,11 +881,13 @@ def night_figures(
                 if a.isdigit()
             )
         figures[identifier] = {
+            "function": by_id[identifier].function.qualified,
             "pass1": bool(found) and found[0][:2] == (1, True),
             "best": bool(passing),
             "attempts": len(found),
             "lines_changed": lines,
-            "seconds": round(ended.get(identifier, 0.0) - began.get(identifier, 0.0), 1),
+            # None: the night ended (the bench's --night-timeout) before any attempt of it did.
+            "seconds": round(ended[identifier] - began[identifier], 1) if found else None,
         }
     return figures
 
@@ -898,9 +948,20 @@ def library_repo(library: Library, top: Path) -> Path:
     return repo_from_sdist(library, fetch_sdist(library), top / library.name)
 
 
+def builder_key() -> str:
+    """What the task list depends on besides the library: this builder's version and the night's stub
+    finder and placement (a fix there changes which "add" tasks a perfect night could pass)."""
+    from pantheon_git.agents import placement, stubs
+
+    digest = hashlib.sha256(str(BENCH_VERSION).encode())
+    for module in (placement, stubs):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def tasks_for(library: Library, log: Callable[[str], None]) -> Built:
     """The library's verified tasks, from the cache when this version of the builder made them."""
-    cached = CACHE / f"{library.name}-{library.version}-tasks.json"
+    cached = CACHE / f"{library.name}-{library.version}-tasks-{builder_key()}.json"
     built = load_tasks(cached)
     if built is not None:
         return built
@@ -928,7 +989,7 @@ def counts(built: Built) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("library", choices=sorted(LIBRARIES))
-    parser.add_argument("--limit", type=int, default=10, help="held-out tasks per kind (default 10)")
+    parser.add_argument("--limit", type=int, default=4, help="held-out tasks per kind (default 4)")
     parser.add_argument("--kinds", nargs="+", choices=["stub", "add"], default=["stub", "add"])
     parser.add_argument("--samples", type=int, default=4, help="best-of-N (default 4)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="a night per seed (spread)")
@@ -1032,6 +1093,7 @@ def main() -> int:
             changed = [
                 f["lines_changed"] for f in first.values() if f["pass1"] and f["lines_changed"] is not None
             ]
+            finished = [f["seconds"] for f in first.values() if f["seconds"] is not None]
             bests = [
                 sum(f["best"] for f in seed_figures[kind].values()) / max(1, n) for seed_figures in per_seed
             ]
@@ -1045,14 +1107,15 @@ def main() -> int:
                 "heldout_pass1_after": after[kind],
                 "spread": spread(bests),
                 "best_of_n_per_seed": [round(b, 3) for b in bests],
-                "seconds_per_task": round(sum(f["seconds"] for f in first.values()) / max(1, n), 1),
+                "seconds_per_task": round(statistics.mean(finished), 1) if finished else None,
+                "unfinished": n - len(finished),
                 "lines_changed": round(statistics.mean(changed), 1) if changed else None,
                 "attempts": sum(f["attempts"] for f in first.values()),
                 "tasks": [t.function.qualified for t in chosen[kind]],
                 "raw_passed": [
                     t.function.qualified for t, ok in zip(chosen[kind], raw[kind], strict=True) if ok
                 ],
-                "night_passed": [by_id_name for by_id_name, f in first.items() if f["best"]],
+                "night_passed": [f["function"] for f in first.values() if f["best"]],
             }
         summary["seeds"] = args.seeds
         summary["train_nights"] = args.train_nights

@@ -162,6 +162,8 @@ def test_add_removes_the_function_and_its_all_entry_and_place_puts_the_stub_back
         ("__all__ = ('a', 'b',\n           'c', 'd')\n", "c", "__all__ = ('a', 'b',\n           'd')\n"),
         ("__all__ = [\n    'a',\n    'b',\n]\n", "a", "__all__ = [\n    'b',\n]\n"),
         ("__all__ = ['a']\n", "x", "__all__ = ['a']\n"),
+        ("__all__ = ('a', 'b')\n", "a", "__all__ = ('b',)\n"),  # still a tuple, not the string 'b'
+        ("__all__ = ('a',\n           'b')\n", "b", "__all__ = ('a',)\n"),
     ],
 )
 def test_remove_from_all(source: str, name: str, expected: str) -> None:
