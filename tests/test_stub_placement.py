@@ -4,6 +4,7 @@ signature from an acceptance check, and `__all__`; the stub path then finds it a
 from __future__ import annotations
 
 import ast
+from typing import Any
 
 import pytest
 
@@ -198,3 +199,148 @@ def test_a_task_gets_its_stubs_placed_from_its_checks_or_its_signature() -> None
     assert stubs_for_task(task, files | placed) == {}
     with pytest.raises(PlacementError, match="module in the repository"):
         stubs_for_task(task | {"signature": "nowhere.f(x)"}, files)
+
+
+# Every layout of `__all__` a library writes: the new name goes inside the brackets, in their layout
+# (toolz's itertoolz.py: names share lines and the last one shares the closing bracket's).
+ALL_LAYOUTS = [
+    (  # toolz: wrapped, the last name on the bracket's line
+        "__all__ = ('remove', 'accumulate', 'groupby',\n           'merge_sorted', 'random_sample')\n",
+        "countby",
+        "__all__ = ('remove', 'accumulate', 'groupby',\n"
+        "           'merge_sorted', 'random_sample', 'countby')\n",
+    ),
+    (  # the same with a trailing comma
+        "__all__ = ('remove', 'accumulate',\n           'merge_sorted', 'random_sample',)\n",
+        "countby",
+        "__all__ = ('remove', 'accumulate',\n           'merge_sorted', 'random_sample', 'countby',)\n",
+    ),
+    (  # wrapped and sorted: beside its neighbour, on the neighbour's line
+        "__all__ = ['a', 'b',\n           'd', 'e']\n",
+        "c",
+        "__all__ = ['a', 'b', 'c',\n           'd', 'e']\n",
+    ),
+    (  # one name a line, the first on the opening bracket's line, the last on the closing one's
+        "__all__ = ['a',\n           'b']\n",
+        "c",
+        "__all__ = ['a',\n           'b',\n           'c']\n",
+    ),
+    ("__all__ = ['b',\n           'c']\n", "a", "__all__ = ['a',\n           'b',\n           'c']\n"),
+    (  # one name a line, the last on the closing bracket's line, without and with a trailing comma
+        "__all__ = [\n    'a',\n    'b']\n",
+        "c",
+        "__all__ = [\n    'a',\n    'b',\n    'c']\n",
+    ),
+    ("__all__ = (\n    'a',\n    'b',)\n", "c", "__all__ = (\n    'a',\n    'b',\n    'c',)\n"),
+    (  # the closing bracket on its own line, without a trailing comma, comments kept
+        "__all__ = [\n    'a',  # one\n    'b'  # two\n]\n",
+        "c",
+        "__all__ = [\n    'a',  # one\n    'b',  # two\n    'c',\n]\n",
+    ),
+    ("__all__ = (\n    'a',\n)\n", "b", "__all__ = (\n    'a',\n    'b',\n)\n"),
+    ("__all__ = [\n    'b',\n    'c',\n]\n", "a", "__all__ = [\n    'a',\n    'b',\n    'c',\n]\n"),
+    # On one line: sorted in, at the end, a tuple of one stays a tuple.
+    ('__all__ = ["a", "c"]\n', "b", '__all__ = ["a", "b", "c"]\n'),
+    ("__all__ = ('z', 'a')\n", "m", "__all__ = ('z', 'a', 'm')\n"),
+    ("__all__ = ('a',)\n", "b", "__all__ = ('a', 'b')\n"),
+    ("__all__ = ('b',)\n", "a", "__all__ = ('a', 'b')\n"),
+    ("__all__ = ['a',]\n", "b", "__all__ = ['a', 'b',]\n"),
+    ("__all__ = 'a', 'b'\n", "c", "__all__ = 'a', 'b', 'c'\n"),
+    ("__all__ = ()\n", "a", '__all__ = ("a",)\n'),
+    ("__all__ = [\n]\n", "a", '__all__ = ["a"]\n'),
+    ("__all__: list[str] = ['a', 'c']\n", "b", "__all__: list[str] = ['a', 'b', 'c']\n"),
+    (
+        "__all__ = [\r\n    'a',\r\n    'b'\r\n]\r\n",
+        "c",
+        "__all__ = [\r\n    'a',\r\n    'b',\r\n    'c',\r\n]\r\n",
+    ),
+    ("π = 3  # é\n__all__ = ['é', 'π']\n", "ö", "π = 3  # é\n__all__ = ['é', 'ö', 'π']\n"),
+]
+
+
+def _all_of(source: str) -> Any:
+    for node in ast.parse(source).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and target.id == "__all__":
+            return ast.literal_eval(node.value)  # type: ignore[attr-defined]
+    raise AssertionError("no __all__")
+
+
+@pytest.mark.parametrize(("source", "name", "expected"), ALL_LAYOUTS)
+def test_a_name_goes_inside_all_in_every_layout(source: str, name: str, expected: str) -> None:
+    placed = add_to_all(source, name)
+    assert placed == expected
+    exported, before = _all_of(placed), _all_of(source)
+    assert name in exported and type(exported) is type(before) and len(exported) == len(before) + 1
+
+
+def test_a_function_placed_in_toolz_is_exported() -> None:
+    itertoolz = (
+        "__all__ = ('remove', 'accumulate', 'groupby',\n"
+        "           'merge_sorted', 'random_sample')\n\n\n"
+        "def remove(predicate, seq):\n    return filter(lambda x: not predicate(x), seq)\n"
+    )
+    placed = place_function(itertoolz, "countby", "(key, seq)", "Count elements by key.")
+    namespace: dict[str, Any] = {}
+    exec(compile(placed, "itertoolz.py", "exec"), namespace)
+    assert "countby" in namespace["__all__"] and callable(namespace["countby"])
+
+
+# isodate's Duration with __add__ taken out: `__radd__ = __add__` reads it as the class body runs.
+DURATION = '''class Duration:
+    """A duration."""
+
+    def __init__(self, days=0):
+        self.days = days
+
+    def __neg__(self):
+        return Duration(-self.days)
+
+    # the sum is commutative
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        return Duration(self.days - other.days)
+
+    def __rsub__(self, other):
+        return other - self.days
+'''
+
+
+def test_a_method_goes_above_a_statement_that_reads_it() -> None:
+    placed = place_function(DURATION, "__add__", "(self, other)", "The sum.", cls="Duration")
+    assert (
+        "        return Duration(-self.days)\n\n"
+        "    def __add__(self, other):\n"
+        '        """The sum."""\n'
+        "        raise NotImplementedError\n\n"
+        "    # the sum is commutative\n"
+        "    __radd__ = __add__\n" in placed
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(placed, "duration.py", "exec"), namespace)  # before: NameError: __add__
+    duration = namespace["Duration"]
+    assert duration.__radd__ is duration.__add__
+
+
+def test_a_function_goes_above_a_module_statement_that_reads_it() -> None:
+    module = (
+        "def add(a, b):\n    return a + b\n\n\n"
+        "OPERATORS = {'+': add, '*': mul}\n\n\n"
+        "@register(mul)\n"
+        "def sub(a, b):\n    return a - b\n\n\n"
+        "def twice(a):\n    return mul(a, 2)\n"
+    )
+    placed = place_function(module, "mul", "(a, b)")
+    assert "    return a + b\n\n\ndef mul(a, b):\n    raise NotImplementedError\n\n\nOPERATORS" in placed
+    namespace: dict[str, Any] = {"register": lambda function: lambda decorated: decorated}
+    exec(compile(placed, "ops.py", "exec"), namespace)
+    assert namespace["OPERATORS"]["*"] is namespace["mul"]
+    # A decorator reads it; a function's body runs later and does not hold it up.
+    decorated = module.replace("OPERATORS = {'+': add, '*': mul}\n\n\n", "")
+    above = place_function(decorated, "mul", "(a, b)")
+    assert above.index("def add") < above.index("def mul") < above.index("@register(mul)")
+    called = decorated.replace("@register(mul)\n", "")
+    assert place_function(called, "mul", "(a, b)").endswith(
+        "    return mul(a, 2)\n\n\ndef mul(a, b):\n    raise NotImplementedError\n"
+    )

@@ -6,7 +6,9 @@ itself and let the stub path (agents/stubs.py) complete it: the signature, a doc
 scope, `raise NotImplementedError`, in the right module, after the function most related to it by name
 (or the module's last function, above an `if __name__ == "__main__":` block), with the blank lines PEP 8
 asks for, and its name added to `__all__` when the module has one (sorted in if the list is sorted).
-A method goes into its class, after its most related method, indented as the class is.
+A method goes into its class, after its most related method, indented as the class is. Either goes
+above the first statement of its module or class that reads its name as it runs (`__radd__ = __add__`,
+a decorator, a call), so that the name exists by then.
 
 The signature comes from the task when it gives one, or from its acceptance checks: `from mod import
 name` says the module, and a call `name(3, b=4)` or `Class(...).name(3)` gives the parameters.
@@ -147,8 +149,26 @@ def place_function(
     else:  # no function yet: at the end, above an `if __name__ == "__main__":` block
         guard = next((node for node in body if _is_main_guard(node)), None)
         at = _start_line(guard) - 1 if guard is not None else len(lines)
+    user = next((node for node in body if _uses(node, name)), None)
+    if user is not None and _start_line(user) <= at:  # `__radd__ = __add__` needs __add__ above it
+        at = _start_line(user) - 1
+        while at > 0 and lines[at - 1].strip().startswith("#"):  # the statement's comments stay with it
+            at -= 1
     placed = "".join(_insert(lines, at, block, blank))
     return placed if cls is not None or name.startswith("_") else add_to_all(placed, name)
+
+
+def _uses(node: ast.AST, name: str) -> bool:
+    """Whether running `node` (a statement of a module or class body) reads `name`: an assignment
+    (`__radd__ = __add__`), a call, a decorator, a default; not a function's body, which runs later."""
+    if isinstance(node, ast.Name):
+        return node.id == name and not isinstance(node.ctx, ast.Store)
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        parts: list[ast.AST] = [*node.decorator_list, node.args]
+        return any(_uses(part, name) for part in parts + ([node.returns] if node.returns else []))
+    if isinstance(node, ast.Lambda):
+        return _uses(node.args, name)
+    return any(_uses(child, name) for child in ast.iter_child_nodes(node))
 
 
 def _indent(line: str) -> str:
@@ -168,20 +188,65 @@ def _step(
     return "    "
 
 
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def _all_value(tree: ast.Module) -> ast.List | ast.Tuple | None:
+    """The list or tuple the module's first top-level `__all__ = ...` (or `__all__: ... = ...`) binds."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        if any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets):
+            return value if isinstance(value, ast.List | ast.Tuple) else None
+    return None
+
+
+class _Text:
+    """A source text and where ast's positions (line, column in UTF-8 bytes) fall in it."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.starts = [0, *(match.end() for match in _NEWLINE.finditer(source))]
+        newline = _NEWLINE.search(source)
+        self.newline = newline.group() if newline else "\n"
+
+    def start(self, node: ast.expr) -> int:
+        return self._at(node.lineno, node.col_offset)
+
+    def end(self, node: ast.expr) -> int:
+        return self._at(node.end_lineno or node.lineno, node.end_col_offset or 0)
+
+    def _at(self, line: int, column: int) -> int:
+        start = self.starts[line - 1]
+        return start + len(self.source[start:].encode()[:column].decode())
+
+    def before(self, index: int) -> str:
+        """What precedes `index` on its line."""
+        return self.source[max(start for start in self.starts if start <= index) : index]
+
+    def line_rest(self, index: int) -> tuple[str, int]:
+        """What follows `index` on its line, and where the next line starts (len(source) if none)."""
+        match = _NEWLINE.search(self.source, index)
+        end, next_line = (match.start(), match.end()) if match else (len(self.source), len(self.source))
+        return self.source[index:end], next_line
+
+    def skip(self, index: int) -> int:
+        """The first index from `index` that is neither whitespace nor in a comment."""
+        while index < len(self.source) and (self.source[index].isspace() or self.source[index] == "#"):
+            index += len(self.line_rest(index)[0]) if self.source[index] == "#" else 1
+        return index
+
+
 def add_to_all(source: str, name: str) -> str:
     """`source` with `name` in its top-level `__all__` list or tuple of strings (unchanged when it has
-    none, or has the name already): sorted in if the names are sorted, else at the end."""
-    tree = ast.parse(source)
-    target = next(
-        (
-            node.value
-            for node in tree.body
-            if isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
-            and isinstance(node.value, ast.List | ast.Tuple)
-        ),
-        None,
-    )
+    none, or has the name already): sorted in if the names are sorted, else at the end; always inside
+    its brackets, in the layout they have: beside its neighbour where names share a line
+    (`__all__ = ('a', 'b',` / `'c', 'd')`), on a line of its own where each name has one."""
+    target = _all_value(ast.parse(source))
     if target is None:
         return source
     items = target.elts
@@ -190,41 +255,49 @@ def add_to_all(source: str, name: str) -> str:
     names = [item.value for item in items]  # type: ignore[attr-defined]
     if name in names:
         return source
-    lines = source.splitlines(keepends=True)
-    if not items:  # `__all__ = []`: the brackets hold nothing yet
-        row = target.lineno - 1
-        line = lines[row]
-        opening = line.index("[" if isinstance(target, ast.List) else "(", target.col_offset)
-        close = "]" if isinstance(target, ast.List) else ",)"
-        end = line.index(close[-1], opening)
-        lines[row] = line[: opening + 1] + f'"{name}"' + ("," if close == ",)" else "") + line[end:]
-        return "".join(lines)
-    quote = lines[items[0].lineno - 1][items[0].col_offset]
-    quote = quote if quote in "'\"" else '"'
-    entry = f"{quote}{name}{quote}"
+    text = _Text(source)
+    if not items:  # `__all__ = []` or `()`: the brackets hold nothing yet (a comment at most)
+        opening, closing = text.start(target), text.end(target) - 1
+        inside = source[opening + 1 : closing]
+        entry = f'"{name}"' + ("," if isinstance(target, ast.Tuple) else "")
+        return source[: opening + 1] + entry + (inside if inside.strip() else "") + source[closing:]
+    first, last = text.start(items[0]), text.end(items[-1])
+    entry = f"{source[first]}{name}{source[first]}" if source[first] in "'\"" else f'"{name}"'
     index = sum(existing < name for existing in names) if names == sorted(names) else len(names)
-    multiline = items[0].lineno != target.lineno or items[-1].lineno != items[0].lineno
-    if multiline:
-        neighbour = items[index - 1] if index else items[0]
-        row = (neighbour.end_lineno or neighbour.lineno) - 1
-        indent = _indent(lines[items[0].lineno - 1])
-        if index:
-            line = lines[row]
-            after = neighbour.end_col_offset or 0
-            if not line[after:].lstrip().startswith(","):
-                lines[row] = line[:after] + "," + line[after:]
-            lines.insert(row + 1, f"{indent}{entry},\n")
+    one_line = target.lineno == target.end_lineno
+    if isinstance(target, ast.Tuple) and len(items) == 1 and one_line:  # `('a',)`: two need no comma
+        pair = [entry, source[first:last]] if index == 0 else [source[first:last], entry]
+        return source[:first] + ", ".join(pair) + source[text.skip(last) + 1 :]
+    edits: list[tuple[int, str]] = []  # (where, what to insert there)
+    after = text.end(items[index - 1]) if index else first  # the end of the name it follows
+    comma = text.skip(after)
+    has_comma = index > 0 and source[comma : comma + 1] == ","
+    rows = [row for item in items for row in range(item.lineno, (item.end_lineno or item.lineno) + 1)]
+    bracketed = source[text.start(target)] in "[(" and source[text.end(target) - 1] in "])"
+    if not bracketed or one_line or len(rows) != len(set(rows)):  # names share lines: beside its neighbour
+        if not index:
+            edits.append((first, f"{entry}, "))
         else:
-            lines.insert(row, f"{indent}{entry},\n")
-        return "".join(lines)
-    row = items[0].lineno - 1
-    line = lines[row]
-    if index:
-        after = items[index - 1].end_col_offset or 0
-        lines[row] = line[:after] + f", {entry}" + line[after:]
-    else:
-        lines[row] = line[: items[0].col_offset] + f"{entry}, " + line[items[0].col_offset :]
-    return "".join(lines)
+            edits.append((comma + 1, f" {entry},") if has_comma else (after, f", {entry}"))
+    else:  # each name on a line of its own: the new one too, indented as they are
+        starting = [text.start(item) for item in items if not text.before(text.start(item)).strip()]
+        indent = text.before(starting[0]) if starting else " " * len(text.before(first))
+        if not index and starting[:1] == [first]:  # a line before the first name's
+            edits.append((first - len(indent), f"{indent}{entry},{text.newline}"))
+        elif not index:  # the first name follows the opening bracket: the new one takes its place
+            edits.append((first, f"{entry},{text.newline}{indent}"))
+        else:
+            end = comma + 1 if has_comma else after
+            rest, next_line = text.line_rest(end)
+            if not rest.strip() or rest.strip().startswith("#"):  # a line after the neighbour's
+                edits += [] if has_comma else [(after, ",")]
+                edits.append((next_line, f"{indent}{entry},{text.newline}"))
+            else:  # the closing bracket follows the neighbour on its line: it follows the name now
+                comma_then, then_comma = ("", ",") if has_comma else (",", "")
+                edits.append((end, f"{comma_then}{text.newline}{indent}{entry}{then_comma}"))
+    for at, insert in sorted(edits, reverse=True):
+        source = source[:at] + insert + source[at:]
+    return source
 
 
 def module_file(module: str, paths: Iterable[str]) -> str | None:
