@@ -21,10 +21,12 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import ROOT
@@ -52,12 +54,13 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-def pantheon(cwd: Path, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pantheon_git", *args], cwd=cwd, check=True, capture_output=True)
+def pantheon(cwd: Path, *args: str, check: bool = True) -> None:
+    subprocess.run([sys.executable, "-m", "pantheon_git", *args], cwd=cwd, check=check, capture_output=True)
 
 
-def sample(path: Path, tasks: int, served: bool) -> None:
-    """The sample repository: calc.py with `tasks` stubs, pantheon set up, the tasks queued."""
+def sample(path: Path, tasks: int, served: bool, remote: Path) -> None:
+    """The sample repository: calc.py with `tasks` stubs, `remote` its origin (before `init`, which sets
+    up what a push carries), pantheon set up, the tasks queued."""
     path.mkdir(parents=True)
     chosen = FUNCTIONS[:tasks]
     (path / "calc.py").write_text(
@@ -71,6 +74,7 @@ def sample(path: Path, tasks: int, served: bool) -> None:
     git(path, "config", "user.email", "bench@localhost")
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "sample")
+    git(path, "remote", "add", "origin", str(remote))
     pantheon(path, "init")
     config = path / ".pantheon" / "config.toml"
     text = config.read_text().replace("remotes = []", 'remotes = ["origin"]')
@@ -96,11 +100,11 @@ def sample(path: Path, tasks: int, served: bool) -> None:
 
 def team(top: Path, runners: int, tasks: int, served: bool) -> tuple[Path, list[Path]]:
     """A bare remote under `top` holding the sample and its queue, and a clone per runner."""
-    origin = top / "origin"
-    sample(origin, tasks, served)
     bare = top / "remote.git"
-    git(top, "init", "-q", "--bare", str(bare))
-    git(origin, "remote", "add", "origin", str(bare))
+    top.mkdir(exist_ok=True)
+    git(top, "init", "-q", "--bare", "-b", "main", str(bare))
+    origin = top / "origin"
+    sample(origin, tasks, served, bare)
     git(origin, "push", "-q", "origin")
     clones = []
     for number in range(1, runners + 1):
@@ -162,6 +166,8 @@ def served_run(runners: int, tasks: int, parallel: int) -> dict[str, float]:
         results = json.loads(done.stdout)
         seconds = max(float(result["seconds"]) for result in results.values())
         attempts, passes = outcomes(clones)
+        if not attempts:
+            raise SystemExit(f"bench_team: the served night ran nothing:\n{done.stdout}{done.stderr[-3000:]}")
         return {"runners": runners, "attempts": attempts, "passes": passes, "seconds": round(seconds, 1)}
     finally:
         shutil.rmtree(top, ignore_errors=True)
@@ -171,11 +177,16 @@ def in_process_run(tasks: int) -> dict[str, float]:
     top = Path(tempfile.mkdtemp(prefix="pantheon-team-"))
     try:
         _, clones = team(top, 1, tasks, served=False)
-        pantheon(clones[0], "doctor")  # the model probe, cached: not part of the night's time
+        # The model probe (cached per model and build) is not part of the night's time.
+        pantheon(clones[0], "doctor", check=False)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pantheon_git", "night"], cwd=clones[0], capture_output=True)
+        night = subprocess.run(
+            [sys.executable, "-m", "pantheon_git", "night"], cwd=clones[0], capture_output=True, text=True
+        )
         seconds = time.perf_counter() - start
         attempts, passes = outcomes(clones)
+        if not attempts:
+            raise SystemExit(f"bench_team: the in-process night ran nothing:\n{night.stdout}{night.stderr}")
         return {"runners": 1, "attempts": attempts, "passes": passes, "seconds": round(seconds, 1)}
     finally:
         shutil.rmtree(top, ignore_errors=True)
@@ -185,42 +196,70 @@ def per_hour(row: dict[str, float]) -> float:
     return round(row["attempts"] * 3600 / row["seconds"], 1) if row["seconds"] else 0.0
 
 
+@dataclass
+class Config:
+    """One configuration over its rounds: the median attempts per hour and the spread (min, max)."""
+
+    label: str
+    rounds: list[dict[str, float]]
+    vs_in_process: float = 0.0
+    vs_one_served_runner: float = 0.0
+
+    @property
+    def rates(self) -> list[float]:
+        return sorted(per_hour(row) for row in self.rounds)
+
+    @property
+    def attempts_per_hour(self) -> float:
+        return round(statistics.median(self.rates), 1)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "config": self.label,
+            "attempts_per_hour": self.attempts_per_hour,
+            "spread": [self.rates[0], self.rates[-1]],
+            "vs_in_process": self.vs_in_process,
+            "vs_one_served_runner": self.vs_one_served_runner,
+            "rounds": self.rounds,
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=6, choices=range(1, len(FUNCTIONS) + 1))
     parser.add_argument("--runners", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--parallel", type=int, default=3, help="the server's batched slots")
+    parser.add_argument("--rounds", type=int, default=2, help="each configuration this often, alternated")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    baseline = in_process_run(args.tasks)
-    rows = [served_run(runners, args.tasks, args.parallel) for runners in args.runners]
-    for row in [baseline, *rows]:
-        row["attempts_per_hour"] = per_hour(row)
-    one = rows[0]["attempts_per_hour"] if rows else 0.0
-    for row in rows:
-        row["vs_one_served_runner"] = round(row["attempts_per_hour"] / one, 2) if one else 0.0
-        row["vs_in_process"] = round(row["attempts_per_hour"] / baseline["attempts_per_hour"], 2)
+    configs = [Config("in-process, 1 runner", [])]
+    configs += [Config(f"served, {n} runner(s)", []) for n in args.runners]
+    for _ in range(args.rounds):  # alternated, so a slow stretch of the machine hits every configuration
+        configs[0].rounds.append(in_process_run(args.tasks))
+        for config, runners in zip(configs[1:], args.runners, strict=True):
+            config.rounds.append(served_run(runners, args.tasks, args.parallel))
+    for config in configs:
+        config.vs_in_process = round(config.attempts_per_hour / configs[0].attempts_per_hour, 2)
+        config.vs_one_served_runner = round(config.attempts_per_hour / configs[1].attempts_per_hour, 2)
+    server = f"pantheon_git.runtime.serve --parallel {args.parallel} (embedded model, batched engine)"
     figures = {
         "tasks": args.tasks,
-        "server": f"pantheon_git.runtime.serve --parallel {args.parallel} (embedded model, batched engine)",
+        "rounds": args.rounds,
+        "server": server,
         "cores": os.cpu_count(),
-        "baseline_in_process": baseline,
-        "served": rows,
+        "configs": [config.as_json() for config in configs],
     }
     if args.json:
         print(json.dumps(figures, indent=2))
         return
-    print(f"{args.tasks} tasks, {os.cpu_count()} cores; server: {figures['server']}")
-    print(f"{'':<28}{'attempts':>9}{'passes':>8}{'seconds':>9}{'per hour':>10}{'ratio':>8}")
-    print(
-        f"{'in-process, 1 runner':<28}{baseline['attempts']:>9}{baseline['passes']:>8}"
-        f"{baseline['seconds']:>9}{baseline['attempts_per_hour']:>10}{1.0:>8}"
-    )
-    for row in rows:
-        label = "served, {} runner(s)".format(row["runners"])
+    print(f"{args.tasks} tasks, {args.rounds} rounds, {os.cpu_count()} cores; server: {server}")
+    print(f"{'':<24}{'passes':>10}{'attempts/h':>12}{'spread':>16}{'vs in-proc':>12}{'vs 1 served':>12}")
+    for config in configs:
+        passes = "+".join(str(int(row["passes"])) for row in config.rounds)
+        spread = f"{config.rates[0]}-{config.rates[-1]}"
         print(
-            f"{label:<28}{row['attempts']:>9}{row['passes']:>8}"
-            f"{row['seconds']:>9}{row['attempts_per_hour']:>10}{row['vs_one_served_runner']:>8}"
+            f"{config.label:<24}{passes:>10}{config.attempts_per_hour:>12}{spread:>16}"
+            f"{config.vs_in_process:>12}{config.vs_one_served_runner:>12}"
         )
 
 
