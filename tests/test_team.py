@@ -78,7 +78,8 @@ def test_three_runners_on_one_remote_run_30_tasks_once_and_take_over_a_killed_on
     base = tmp_path / "team"
     base.mkdir()
     bare = _team_repo(repo_dir, base)
-    clones = {name: _clone(base, bare, name) for name in ("r1", "r2", "r3")}
+    # r1, r2, r3 run nights; r4 is the runner a person asks to take over r1's task.
+    clones = {name: _clone(base, bare, name) for name in ("r1", "r2", "r3", "r4")}
     night = [sys.executable, "-m", "pantheon_git", "night"]
     take_over = [sys.executable, "-m", "pantheon_git", "run", "slow", "--take-over"]
     plan = {
@@ -91,14 +92,14 @@ def test_three_runners_on_one_remote_run_30_tasks_once_and_take_over_a_killed_on
             {"start": "r3", "host": 3, "cwd": str(clones["r3"]), "argv": night},
             {"sleep": 1},
             {"kill": "r1"},
+            # Right after the kill the claim is fresh: asking to take it over is refused. A minute
+            # after r1's last heartbeat (at or before the kill) it has expired and is taken over.
+            {"start": "early", "host": 4, "cwd": str(clones["r4"]), "argv": take_over},
+            {"join": "early", "timeout": 60},
             {"join": "r2", "timeout": 300},
             {"join": "r3", "timeout": 300},
-            # Before the claim expires, asking to take it over is refused; a minute after r1's last
-            # heartbeat (at or before the kill), it is taken over.
-            {"start": "early", "host": 4, "cwd": str(clones["r2"]), "argv": take_over},
-            {"join": "early", "timeout": 60},
             {"since_kill": "r1", "seconds": 62},
-            {"start": "late", "host": 5, "cwd": str(clones["r2"]), "argv": take_over},
+            {"start": "late", "host": 5, "cwd": str(clones["r4"]), "argv": take_over},
             {"join": "late", "timeout": 120},
         ],
     }
@@ -117,9 +118,11 @@ def test_three_runners_on_one_remote_run_30_tasks_once_and_take_over_a_killed_on
     for name in ("r2", "r3"):
         assert results[name]["returncode"] == 0, results[name]["output"]
     ran = {name: _ran(clone) for name, clone in clones.items()}
-    # Each of the 30 ran exactly once, all of them on the two runners that lived; none is left.
-    assert sorted(ran["r2"] + ran["r3"]) == sorted([*TASKS, "slow"]), ran
+    # Each of the 30 ran exactly once, all of them on the two runners that lived; none is left; the
+    # killed runner's task ran again only where it was taken over.
+    assert sorted(ran["r2"] + ran["r3"]) == sorted(TASKS), ran
     assert set(ran["r1"]) <= {"slow"}  # killed in its first task
+    assert ran["r4"] == ["slow"]
     claims = git(bare, "for-each-ref", "--format=%(refname:lstrip=3)", "refs/pantheon/claims/").split()
     assert sorted(claims) == sorted([*TASKS, "slow"])
     early = results["early"]["output"]
@@ -128,4 +131,4 @@ def test_three_runners_on_one_remote_run_30_tasks_once_and_take_over_a_killed_on
     assert "task slow completed" in late, late
     owners = {_claim_owner(bare, task) for task in TASKS}
     assert len(owners) == 2  # r2's and r3's
-    assert _claim_owner(bare, "slow") in owners  # taken over by r2
+    assert _claim_owner(bare, "slow") not in owners | {""}  # r4's, which took it over
