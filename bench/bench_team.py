@@ -101,7 +101,6 @@ def sample(path: Path, tasks: int, served: bool, remote: Path) -> None:
 def team(top: Path, runners: int, tasks: int, served: bool) -> tuple[Path, list[Path]]:
     """A bare remote under `top` holding the sample and its queue, and a clone per runner."""
     bare = top / "remote.git"
-    top.mkdir(exist_ok=True)
     git(top, "init", "-q", "--bare", "-b", "main", str(bare))
     origin = top / "origin"
     sample(origin, tasks, served, bare)

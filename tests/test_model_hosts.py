@@ -60,14 +60,15 @@ def test_a_bad_model_host_is_refused_with_its_reason(entry: str, pins: dict[str,
 
 def test_private_addresses_and_pinned_names_are_allowed() -> None:
     hosts = model_hosts(
-        ["10.0.0.5:8000", "gpu-box:8000", "[fd00::5]:8080", "100.101.102.103:11434"],
-        {"gpu-box": "192.168.1.20"},
+        ["10.0.0.5:8000", "gpu-box:8000", "[fd00::5]:8080", "100.101.102.103:11434", "3090-box:8000"],
+        {"gpu-box": "192.168.1.20", "3090-box": "10.0.0.9"},
     )
     assert [host.label() for host in hosts] == [
         "10.0.0.5:8000",
         "gpu-box:8000 (192.168.1.20)",
         "[fd00::5]:8080",
         "100.101.102.103:11434",  # a tailnet (CGNAT) address is the team's own too
+        "3090-box:8000 (10.0.0.9)",  # a name may start with a digit
     ]
 
 

@@ -10,7 +10,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from pantheon_git.agents.bounds import unheld
 from pantheon_git.agents.builtin import BUILTIN_AGENTS, RUNNER_NODES
+from pantheon_git.agents.calls import CallFormat, code_fields
 from pantheon_git.agents.spec import AgentSpec
 from pantheon_git.errors import PantheonError
 
@@ -40,9 +42,6 @@ def refuse_unheld_output(agent: AgentSpec, source: str) -> None:
     (a validator, an unanchored pattern, a bound on code sent as lines) is refused when its file loads:
     a call held to its grammar is promised valid, so such a rule would fail the agent at night, turn
     after turn, instead. In the JSON format the schema holds the bounds; validators stay unseen."""
-    from pantheon_git.agents.bounds import unheld
-    from pantheon_git.agents.calls import CallFormat, code_fields
-
     problems = unheld(agent.output, code_fields(agent.output))
     if agent.call_format == CallFormat.JSON:
         problems = [problem for problem in problems if "validator" in problem]

@@ -78,6 +78,14 @@ def private_address(text: str) -> str:
     return str(ip)
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def split_host_port(entry: str) -> tuple[str, int]:
     """("host", port) from "host:port" or "[v6]:port"; ValueError (the reason) otherwise."""
     if "*" in entry or "/" in entry:
@@ -101,17 +109,15 @@ def model_hosts(entries: list[str], pins: dict[str, str]) -> tuple[ModelHost, ..
             host, port = split_host_port(entry)
             if is_provider(host):
                 raise ValueError(f"{host} is a hosted model API: the night never sends prompts there")
-            try:
+            if _is_address(host):
                 address = private_address(host)
-            except ValueError as not_literal:
-                if host[:1].isdigit() or ":" in host:
-                    raise not_literal from None  # a malformed or public address, not a name
-                if host not in pins:
-                    raise ValueError(
-                        f"{host} is a name: pin it to its address in [night.host_addresses] "
-                        f'({host} = "10.0.0.5"); the night does not ask a resolver'
-                    ) from None
+            elif host in pins:
                 address = private_address(pins[host])
+            else:
+                raise ValueError(
+                    f"{host} is a name: pin it to its address in [night.host_addresses] "
+                    f'({host} = "10.0.0.5"); the night does not ask a resolver'
+                )
         except ValueError as why:
             raise ValueError(f"{entry!r}: {why}") from None
         hosts.append(ModelHost(host=host, address=address, port=port))
