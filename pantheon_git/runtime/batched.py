@@ -520,19 +520,27 @@ class BatchedEngine:
 
     def _evaluate(self, jobs: list[_Job]) -> None:
         """Run the uncached prompt tokens of all jobs through the model, in batches of n_batch tokens;
-        keep the logits of each prompt's last token."""
-        entries: list[tuple[int, int, int, _Job | None]] = []  # (token, position, seq, job wanting logits)
+        keep the logits of each prompt's last token, which is decoded after the rest, one row per job.
+
+        As in runtime/llama.py: llama.cpp's many-row and one-row kernels round differently, so a last
+        token decoded inside a cold prompt's batch gives other logits than the same token decoded alone
+        after a cached prefix. The same prompt's greedy answer then depended on whether it was cached
+        (measured: HumanEval/42 cold "if l == []", wrong; cached "if len(l) == 0", raw completion's, right).
+        A prompt sharing only part of its prefix with the cache still rounds as its batches' shapes do."""
+        prefixes: list[tuple[int, int, int, _Job | None]] = []  # (token, position, seq, job wanting logits)
+        lasts: list[tuple[int, int, int, _Job | None]] = []
         for job in jobs:
             slot = self._slots[job.slot]
             start = len(slot.cached)
-            for position in range(start, len(job.tokens)):
-                last = position == len(job.tokens) - 1
-                entries.append((job.tokens[position], position, slot.seq, job if last else None))
+            for position in range(start, len(job.tokens) - 1):
+                prefixes.append((job.tokens[position], position, slot.seq, None))
+            lasts.append((job.tokens[-1], len(job.tokens) - 1, slot.seq, job))
             job.evaluated = len(job.tokens) - start
             self.stats.prompt_tokens_evaluated += job.evaluated
             slot.cached = list(job.tokens)
-        for begin in range(0, len(entries), self.n_batch):
-            self._decode(entries[begin : begin + self.n_batch])
+        for entries in (prefixes, lasts):
+            for begin in range(0, len(entries), self.n_batch):
+                self._decode(entries[begin : begin + self.n_batch])
 
     def _decode(self, entries: list[tuple[int, int, int, _Job | None]]) -> None:
         batch = self.batch
