@@ -11,10 +11,11 @@ One run, one model (the embedded Gemma 3 270M unless models.toml says otherwise)
 3. night best-of-N: the same night with `samples = N`: attempts 2..N sample (their own seeds) and the
    night stops at the first attempt that passes the gate; the greedy attempt counts as sample 1.
 
-The bench flow leaves out the planner and both reviewers (the gate needs no approvals here; it does
-require the check to fail on the base commit and pass after the change): the reviewers cost model time
-and decide nothing HumanEval's checks do not. Everything else is the real night: queue, claims,
-worktrees, step commits, trace notes, votes, the baseline step and the gate.
+The bench flow leaves out the planner (`--plan` puts it back, to measure it) and both reviewers (the
+gate needs no approvals here; it does require the check to fail on the base commit and pass after the
+change): the reviewers cost model time and decide nothing HumanEval's checks do not. Everything else
+is the real night: queue, claims, worktrees, step commits, trace notes, votes, the baseline step and
+the gate.
 
 The night's first move at a stub is a code completion from the module itself, the same prompt and stop
 rule as raw completion (agents/stubs.py), so on problems raw completion passes the greedy attempt passes
@@ -58,10 +59,11 @@ CHECK_TIMEOUT_S = 10
 
 BENCH_FLOW = """\
 description = "HumanEval bench: implement, run the problem's check (one repair round), the gate."
-
+{plan_node}
 [[nodes]]
 id = "implement"
 agent = "implementer"
+inputs = [{implement_inputs}]
 retries = 0
 timeout = "{implement_timeout}s"
 
@@ -189,7 +191,17 @@ def raw_pass(runtime: Any, problems: list[dict[str, Any]], scratch: Path) -> tup
     return passed, tokens, time.perf_counter() - start
 
 
-def night_repo(problems: list[dict[str, Any]], samples: int, repairs: int, implement_timeout: int) -> Path:
+# --plan: the default flow's planner before the implementer, whose plan the implementer gets as input.
+PLAN_NODE = """
+[[nodes]]
+id = "plan"
+agent = "planner"
+"""
+
+
+def night_repo(
+    problems: list[dict[str, Any]], samples: int, repairs: int, implement_timeout: int, *, plan: bool = False
+) -> Path:
     """A scratch repository with pantheon set up, one module and one check per problem, all queued."""
     root = scratch_repo()
     pantheon_dir = root / ".pantheon"
@@ -198,7 +210,12 @@ def night_repo(problems: list[dict[str, Any]], samples: int, repairs: int, imple
     (pantheon_dir / "models.toml").write_text(template.read_text())
     (pantheon_dir / "config.toml").write_text(BENCH_CONFIG.format(max_tasks=len(problems), samples=samples))
     (pantheon_dir / "flows" / "bench.toml").write_text(
-        BENCH_FLOW.format(repairs=repairs, implement_timeout=implement_timeout)
+        BENCH_FLOW.format(
+            repairs=repairs,
+            implement_timeout=implement_timeout,
+            plan_node=PLAN_NODE if plan else "",
+            implement_inputs='"plan"' if plan else "",
+        )
     )
     (root / "problems").mkdir()
     (root / "checks").mkdir()
@@ -249,6 +266,7 @@ def main() -> int:
         help="the night's engine (raw completion always runs in-process, one at a time)",
     )
     parser.add_argument("--jobs", type=int, default=1, help="attempts in flight (the night's --jobs)")
+    parser.add_argument("--plan", action="store_true", help="the default flow's plan step before implement")
     parser.add_argument("--kv-cache", choices=["unified", "split"], default="unified", help="engine cache")
     parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: one per core)")
     parser.add_argument("--gpu-layers", type=int, default=-1, help="n_gpu_layers (-1: all, on a GPU build)")
@@ -268,7 +286,7 @@ def main() -> int:
         figures = summarize([done[number(problem)] for problem in chosen], args.samples)
         print(json.dumps(figures) if args.json else json.dumps(figures, indent=1))
         return 0
-    root = night_repo(problems, args.samples, args.repairs, args.implement_timeout)
+    root = night_repo(problems, args.samples, args.repairs, args.implement_timeout, plan=args.plan)
     engine = "batched" if args.jobs > 1 else args.engine
     toml = models_toml(engine, args.threads, args.gpu_layers, max(1, args.jobs), args.kv_cache)
     (root / ".pantheon" / "models.toml").write_text(toml)
@@ -324,6 +342,7 @@ def main() -> int:
             "attempts": len(runs),
             "seconds": round(time.perf_counter() - began.get(task, time.perf_counter()), 1),
             "engine": engine,
+            "plan": args.plan,
         }
         with args.results.open("a") as out:
             out.write(json.dumps(line) + "\n")

@@ -60,14 +60,16 @@ def _diff(worktree: Path, base: str) -> str:
     return text if len(text) <= DIFF_CHARS else text[:DIFF_CHARS] + "\n… (diff truncated)"
 
 
-def files_at_base(context: NodeContext, paths: list[str]) -> dict[str, str]:
-    """path -> text of the named files in the commit the run started from (those that exist there)."""
-    if not context.base:
+def files_at_base(context: NodeContext, paths: list[str], *, revision: str | None = None) -> dict[str, str]:
+    """path -> text of the named files in the commit the run started from (those that exist there), or
+    in `revision` of the run branch ("HEAD": its last step's commit)."""
+    revision = revision or context.base
+    if not revision:
         return {}
     import pygit2
 
     try:
-        tree = open_worktree(context.worktree).revparse_single(context.base).peel(pygit2.Commit).tree
+        tree = open_worktree(context.worktree).revparse_single(revision).peel(pygit2.Commit).tree
     except (KeyError, ValueError, pygit2.GitError):
         return {}
     found = {}
@@ -178,6 +180,10 @@ def agent_executor(
         files = list(dict.fromkeys([*spec.files, *placed_files(context.upstream)]))
         task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance, "files": files}
         inputs = steady(dict(context.inputs))
+        if agent.acts_as is Role.PLANNER and (
+            stubs := stub_functions(files_at_base(context, files, revision="HEAD"))
+        ):
+            return _plan_not_needed(stubs)
         reviews = agent.acts_as is Role.REVIEWER
         if reviews:
             inputs["diff"] = review_diff(context)
@@ -224,6 +230,19 @@ def agent_executor(
         )
 
     return execute
+
+
+def _plan_not_needed(stubs: list[dict[str, str]]) -> NodeResult:
+    """A planner's step when the task's files hold stubs (the task's own, or a `place` step's): the
+    implementer's move is then a code completion at each stub from its file alone, which reads no plan.
+    Measured (README, HumanEval stub tasks, pass@1): 6/15 with the plan step and 6/15 without, 24.2 s a
+    task with it and 13.9 s without; so no model runs, and the plan names the stubs' files."""
+    names = ", ".join(f"{item['path']}:{item['function']}" for item in stubs[:4])
+    plan = f"Complete the stubs: {names}." if len(stubs) <= 4 else f"Complete {len(stubs)} stubs: {names}, …"
+    files = list(dict.fromkeys(item["path"] for item in stubs))
+    return NodeResult(
+        summary=f"no plan needed: {len(stubs)} stub(s) to complete", output={"plan": plan, "files": files}
+    )
 
 
 def _run_checks(sandbox: Sandbox, context: NodeContext) -> list[dict[str, Any]]:
