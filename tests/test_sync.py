@@ -84,3 +84,53 @@ def test_run_branches_travel_and_traces_only_when_configured(repo_dir: Path, tmp
     trace = read_trace(other, step, expand=True)
     assert trace is not None and trace["prompt"] == "x" * 5000  # the payload blob came along
     assert json.loads(pantheon(two, "list", "--json").stdout)[0]["status"] == "running"
+
+
+def test_sync_reports_gits_progress_and_names_the_refs_a_remote_refused(
+    repo_dir: Path, tmp_path: Path
+) -> None:
+    """Progress comes from git itself through GitPython's RemoteProgress (the command shows it on a
+    terminal, as git does); a push the remote refuses names the ref and why, and nothing is forced."""
+    from pantheon_git.queue.sync import sync
+
+    bare, one, two = two_clones(repo_dir, tmp_path)
+    for index in range(120):  # over fetch.unpackLimit (100): git keeps the pack and reports receiving it
+        (one / f"f{index}.txt").write_text(f"{index}\n" * 200)
+    git(one, "add", "-A")
+    git(one, "commit", "-q", "-m", "files")
+    git(one, "branch", "pantheon/t9/1")
+    assert pantheon(one, "queue", "--id", "q1", "--title", "one", "--acceptance", "true").returncode == 0
+    assert pantheon(one, "sync").returncode == 0
+    heard: list[tuple[str, str]] = []
+    report = sync(open_repo(two), two, "origin", on_progress=lambda verb, line: heard.append((verb, line)))
+    assert report.pushed and report.push_error == ""
+    received = [
+        line for verb, line in heard if verb == "fetch" and line.startswith("receiving objects 100% (")
+    ]
+    assert received, sorted({line.split(" ")[0] for _, line in heard})
+    assert int(received[-1].split("/")[-1].rstrip(")")) > 120  # the 120 files and their tree and commit
+    assert git(two, "rev-parse", "refs/pantheon/tasks") == git(one, "rev-parse", "refs/pantheon/tasks")
+    # The remote's queue moves on; a hook on the remote refuses the next update of refs/pantheon/tasks.
+    hook = bare / "hooks" / "update"
+    hook.write_text('#!/bin/sh\ntest "$1" != refs/pantheon/tasks || { echo "frozen queue" >&2; exit 1; }\n')
+    hook.chmod(0o755)
+    assert pantheon(two, "queue", "--id", "q2", "--title", "two", "--acceptance", "true").returncode == 0
+    result = pantheon(two, "sync")
+    assert result.returncode == 1
+    assert "refs/pantheon/tasks: [remote rejected] (hook declined)" in result.stdout, result.stdout
+    assert "Error lines received" not in result.stderr  # GitPython's own log stays quiet: one line
+    assert git(bare, "rev-parse", "refs/pantheon/tasks") == git(one, "rev-parse", "refs/pantheon/tasks")
+
+
+def test_progress_lines_name_gits_phases_by_gitpythons_op_codes() -> None:
+    from git import RemoteProgress
+
+    from pantheon_git.store.git import progress_line
+
+    assert (
+        progress_line(RemoteProgress.RECEIVING | RemoteProgress.BEGIN, 45, 100)
+        == "receiving objects 45% (45/100)"
+    )
+    assert progress_line(RemoteProgress.WRITING | RemoteProgress.END, 7, 7) == "writing objects 100% (7/7)"
+    assert progress_line(RemoteProgress.COUNTING, 12, None) == "counting objects (12)"
+    assert progress_line(RemoteProgress.BEGIN, 1, 2) is None  # no phase: nothing to show

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "remote", nargs="?", help="default: [sync] remote in .pantheon/config.toml, or origin"
     )
+
+
+class ProgressLine:
+    """git's progress on one terminal line, rewritten in place: "fetch: receiving objects 45% (45/100)"."""
+
+    def __init__(self) -> None:
+        self.width = 0
+
+    def __call__(self, verb: str, line: str) -> None:
+        text = f"{verb}: {line}"
+        sys.stderr.write("\r" + text.ljust(self.width))
+        sys.stderr.flush()
+        self.width = len(text)
+
+    def close(self) -> None:
+        if self.width:
+            sys.stderr.write("\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,7 +41,12 @@ def run(args: argparse.Namespace) -> int:
     remote = args.remote or config.sync.remote
     if remote not in [r.name for r in repo.remotes]:
         raise PantheonError(f"remote {remote}: no such remote (see `git remote -v`)")
-    report = sync(repo, root, remote, push_traces=config.sync.push_traces)
+    shown_progress = ProgressLine() if sys.stderr.isatty() else None  # as git: progress on a terminal only
+    try:
+        report = sync(repo, root, remote, push_traces=config.sync.push_traces, on_progress=shown_progress)
+    finally:
+        if shown_progress is not None:
+            shown_progress.close()
     for line in report.merged:
         print(f"merged {line}")
     for line in report.adopted:

@@ -14,13 +14,25 @@ they hold prompts and logs, which stay on the machine that ran them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pygit2
 
 from pantheon_git.errors import warn_skipped
-from pantheon_git.store.git import GitCommandFailed, entries, lookup, ref_commit, run_git, set_ref, signature
+from pantheon_git.store.git import (
+    GitCommandFailed,
+    entries,
+    fetch_refs,
+    lookup,
+    push_refs,
+    ref_commit,
+    run_git,
+    set_ref,
+    signature,
+)
 from pantheon_git.store.layout import (
     CLAIMS_PREFIX,
     EVALS_NOTES,
@@ -41,6 +53,9 @@ MERGE_STRATEGY = {
 }
 
 
+Progress = Callable[[str], None]  # one line of git's progress at a time
+
+
 @dataclass(slots=True)
 class SyncReport:
     fetched: bool = True
@@ -59,17 +74,16 @@ def _tracking(remote: str, ref: str) -> str:
     return f"refs/pantheon-remotes/{remote}/" + ref.removeprefix("refs/pantheon/")
 
 
-def fetch(root: Path, remote: str) -> None:
-    run_git(
+def fetch(root: Path, remote: str, on_progress: Progress | None = None) -> None:
+    fetch_refs(
+        root,
+        remote,
         [
-            "fetch",
-            "--quiet",
-            remote,
             f"+refs/pantheon/*:refs/pantheon-remotes/{remote}/*",
             f"refs/notes/pantheon/*:refs/notes/remotes/{remote}/pantheon/*",
             f"+refs/heads/pantheon/*:refs/remotes/{remote}/pantheon/*",
         ],
-        root,
+        on_progress=on_progress,
     )
 
 
@@ -209,22 +223,32 @@ def push_refspecs(push_traces: bool) -> list[str]:
     ]
 
 
-def push(root: Path, remote: str, *, push_traces: bool = False) -> str:
-    refspecs = push_refspecs(push_traces)
-    proc = run_git(["push", "--quiet", "--porcelain", remote, *refspecs], root, check=False)
-    if proc.returncode == 0:
-        return ""
-    rejected = [line for line in proc.stdout.splitlines() if line.startswith("!")]
-    return "; ".join(rejected) or proc.stderr.strip()
+def push(root: Path, remote: str, *, push_traces: bool = False, on_progress: Progress | None = None) -> str:
+    """Push without force; "" when everything arrived, else the refused refs, "; "-joined."""
+    return "; ".join(push_refs(root, remote, push_refspecs(push_traces), on_progress=on_progress))
 
 
-def sync(repo: pygit2.Repository, root: Path, remote: str, *, push_traces: bool = False) -> SyncReport:
+def sync(
+    repo: pygit2.Repository,
+    root: Path,
+    remote: str,
+    *,
+    push_traces: bool = False,
+    on_progress: Callable[[str, str], None] | None = None,
+) -> SyncReport:
+    """Fetch, merge, adopt, push; `on_progress(verb, line)` hears git's progress ("fetch", "receiving
+    objects 45% (45/100)") where the caller shows it."""
     report = SyncReport()
-    fetch(root, remote)
+    fetch(root, remote, None if on_progress is None else partial(on_progress, "fetch"))
     if (queue := merge_queue(repo, remote, report.conflicts)) is not None:
         report.merged.append(f"{TASKS_REF} ({queue})")
     report.merged += merge_notes(root, repo, remote)
     report.adopted = adopt_remote_refs(repo, remote)
-    report.push_error = push(root, remote, push_traces=push_traces)
+    report.push_error = push(
+        root,
+        remote,
+        push_traces=push_traces,
+        on_progress=None if on_progress is None else partial(on_progress, "push"),
+    )
     report.pushed = not report.push_error
     return report

@@ -12,15 +12,19 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import pygit2
 
 from pantheon_git.errors import ConflictError, PantheonError, warn_skipped
 from pantheon_git.store.faults import Boundary, fault_point, ref_kind
 from pantheon_git.store.redact import redact, redact_bytes
+
+if TYPE_CHECKING:
+    import git
 
 # Every object pantheon links into a tree or commit was just written or read from this repository, so
 # libgit2's re-check that it exists is pure cost: about 0.7 ms per commit in a repository with 10,000
@@ -105,8 +109,8 @@ def run_git(
     `repo_programs=True` keeps the repository's own hooks and programs: only for queries about them
     (where the hooks live), never for a command that could run one.
 
-    The only way this package runs the git command line: everything that must behave like the user's
-    git (push, fetch, worktrees, merges, config) comes through here.
+    With `fetch_refs` and `push_refs`, the only way this package runs the git command line: everything
+    that must behave like the user's git (push, fetch, worktrees, merges, config) comes through here.
     """
     import git  # GitPython: imported here so commands that never reach the git CLI do not pay for it
 
@@ -135,6 +139,117 @@ def run_git(
     if check and result.returncode != 0:
         raise GitCommandFailed(f"git {args[0]}: {result.last_error_line}")
     return result
+
+
+# git's progress phases by GitPython's RemoteProgress op codes (COUNTING .. CHECKING_OUT), in git's words.
+_PHASES = {4: "counting objects", 8: "compressing objects", 16: "writing objects", 32: "receiving objects",
+           64: "resolving deltas", 128: "finding sources", 256: "checking out files"}  # fmt: skip
+_STAGE_BITS = 3  # RemoteProgress.BEGIN | RemoteProgress.END: where in the phase, not which phase
+
+
+def progress_line(op_code: int, done: float, total: float | None) -> str | None:
+    """One progress line, "receiving objects 45% (45/100)", for a phase git reports; None for others."""
+    phase = _PHASES.get(op_code & ~_STAGE_BITS)
+    if phase is None:
+        return None
+    if not total:
+        return f"{phase} ({int(done)})"
+    return f"{phase} {int(100 * done / total)}% ({int(done)}/{int(total)})"
+
+
+@contextmanager
+def _remote(root: str | os.PathLike[str], name: str) -> Iterator[git.Remote]:
+    """GitPython's Remote `name` of the repository at `root`, whose every git run has the same safe
+    config, environment and logging as `run_git`'s; the repository is closed after the block."""
+    import logging
+
+    import git
+
+    # GitPython logs a failed transfer's stderr as a warning; the GitCommandFailed raised says it once.
+    logging.getLogger("git.remote").setLevel(logging.ERROR)
+    with git.Repo(os.fspath(root)) as repo:
+        repo.git.set_persistent_git_options(no_pager=True, c=list(SAFE_CONFIG))
+        repo.git.update_environment(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="", SSH_ASKPASS="", GIT_PAGER="cat")
+        yield repo.remote(name)
+
+
+def _progress(on_progress: Callable[[str], None] | None) -> git.RemoteProgress:
+    import git
+
+    class Progress(git.RemoteProgress):
+        def update(self, op_code: int, cur_count: str | float, max_count: str | float | None = None,
+                   message: str = "") -> None:  # fmt: skip
+            line = progress_line(op_code, float(cur_count), float(max_count) if max_count else None)
+            if line is not None and on_progress is not None:
+                on_progress(line)
+
+    return Progress()
+
+
+def fetch_refs(
+    root: str | os.PathLike[str],
+    remote: str,
+    refspecs: list[str],
+    *,
+    on_progress: Callable[[str], None] | None = None,
+    timeout_s: float = GIT_TIMEOUT_S,
+) -> None:
+    """`git fetch REMOTE REFSPECS` through GitPython's Remote, with git's progress lines passed to
+    `on_progress` ("receiving objects 45% (45/100)"); GitCommandFailed naming git's last line on failure."""
+    import git
+
+    try:
+        with _remote(root, remote) as origin:
+            origin.fetch(refspecs, progress=_progress(on_progress), kill_after_timeout=timeout_s)
+    except git.GitCommandError as exc:
+        raise GitCommandFailed(f"git fetch: {_last_line(exc, timeout_s)}") from None
+    except (ValueError, OSError) as exc:  # no such remote; git not installed
+        raise GitCommandFailed(f"git fetch: {exc}") from None
+
+
+def push_refs(
+    root: str | os.PathLike[str],
+    remote: str,
+    refspecs: list[str],
+    *,
+    on_progress: Callable[[str], None] | None = None,
+    timeout_s: float = GIT_TIMEOUT_S,
+) -> list[str]:
+    """`git push REMOTE REFSPECS` (never forced) through GitPython's Remote, with progress as `fetch_refs`;
+    the refs the remote refused, one line each ("refs/pantheon/tasks: rejected (fetch first)"), or
+    [] when everything arrived."""
+    import git
+
+    try:
+        with _remote(root, remote) as origin:
+            pushed = origin.push(refspecs, progress=_progress(on_progress), kill_after_timeout=timeout_s)
+    except git.GitCommandError as exc:  # nothing pushed: every line says why ("src refspec … does not match")
+        return _error_lines(exc, timeout_s)
+    except (ValueError, OSError) as exc:
+        return [str(exc)]
+    failed = (
+        git.PushInfo.ERROR
+        | git.PushInfo.REJECTED
+        | git.PushInfo.REMOTE_REJECTED
+        | git.PushInfo.REMOTE_FAILURE
+    )
+    refused = [f"{info.remote_ref_string}: {info.summary.strip()}" for info in pushed if info.flags & failed]
+    if not refused and pushed.error is not None:  # git failed after some refs were written
+        refused.append(_last_line(pushed.error, timeout_s))
+    return refused
+
+
+def _error_lines(exc: BaseException, timeout_s: float) -> list[str]:
+    """git's error lines out of GitPython's exception (its stderr comes quoted, after "stderr: ")."""
+    stderr = str(getattr(exc, "stderr", "") or exc).strip()
+    if "timeout" in stderr.lower() or "kill" in stderr.lower():
+        return [f"timed out after {timeout_s:.0f} s"]
+    lines = [line.strip(" '\"\n").removeprefix("stderr: ").strip(" '\"") for line in stderr.splitlines()]
+    return [line for line in lines if line] or [type(exc).__name__]
+
+
+def _last_line(exc: BaseException, timeout_s: float) -> str:
+    return _error_lines(exc, timeout_s)[-1]
 
 
 def common_dir(git_dir: str | os.PathLike[str]) -> Path:
