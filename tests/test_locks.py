@@ -72,3 +72,30 @@ def test_a_claim_lock_left_by_a_killed_runner_does_not_block_its_task(repo_dir: 
         assert locked
         resumed = claim(repo, repo_dir, "t1", None)
     assert resumed is not None and not lock.exists()
+
+
+def test_a_resumed_attempt_checks_out_past_a_lock_its_killed_runner_left(repo_dir: Path) -> None:
+    """SIGKILL between a runner writing `<branch>.lock` and renaming it leaves the lock file; the next
+    night's checkout moves the branch (to where it is) and must not fail on it, nor wait 30 s."""
+    from pantheon_git.night.attempt import PlannedNode, TaskPlan, choose_attempt, run_attempt
+    from pantheon_git.night.nodes import NodeContext, NodeResult
+    from tests.test_runner_task import queued
+
+    spec = queued(repo_dir)
+    repo = open_repo(repo_dir)
+
+    def write(context: NodeContext) -> NodeResult:
+        (context.worktree / "a.txt").write_text("a\n")
+        return NodeResult(summary="wrote a.txt", output={})
+
+    plan = TaskPlan(spec, [PlannedNode("write", "writer")], {"writer": write})
+    ref = start_run_branch(repo, "t1", 1, repo.head.target)  # the killed night's attempt, no step yet
+    lock = planted_lock(repo_dir, ref, age_s=2.0)
+    with task_lock(repo.path, "t1") as locked:
+        assert locked
+        attempt = choose_attempt(repo, spec)
+        assert attempt is not None and (attempt.number, attempt.resume) == (1, True)
+        run = run_attempt(repo, repo_dir, plan, attempt, policy={})
+    assert str(run.outcome) == "completed" and run.steps == ["write"]
+    assert not lock.exists()
+    assert git(repo_dir, "show", "pantheon/t1/1:a.txt") == "a\n"

@@ -148,6 +148,7 @@ RESUMABLE = textwrap.dedent(
     from pantheon_git.queue.tasks import load_specs
     from pantheon_git.night.nodes import NodeResult
     from pantheon_git.night.attempt import PlannedNode, TaskPlan, choose_attempt, run_attempt
+    from pantheon_git.store.locks import task_lock
 
     root = Path(sys.argv[1])
     repo = open_repo(root)
@@ -160,8 +161,12 @@ RESUMABLE = textwrap.dedent(
         return run
     nodes = [PlannedNode(f"n{i}", f"a{i}", inputs=(f"n{i-1}",) if i else ()) for i in range(6)]
     executors = {f"a{i}": slow(f"f{i}.txt") for i in range(6)}
-    attempt = choose_attempt(repo, spec)
-    run = run_attempt(repo, root, TaskPlan(spec, nodes, executors), attempt, policy={})
+    # As the night does: the task's lock first. It is what proves a ref lock file that a killed runner
+    # left (SIGKILL between writing a branch's lock and renaming it) stale at once.
+    with task_lock(repo.path, spec.id) as held:
+        assert held
+        attempt = choose_attempt(repo, spec)
+        run = run_attempt(repo, root, TaskPlan(spec, nodes, executors), attempt, policy={})
     print(run.outcome, attempt.number, attempt.resume)
     """
 )

@@ -272,6 +272,9 @@ def train_lora(
     if settings.threads:
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
+    # A seeded run repeats exactly: oneDNN (the CPU's bf16 matmuls under autocast) may otherwise choose a
+    # kernel whose reduction order varies run to run (seen: a loss differing in the fourth decimal).
+    torch.backends.mkldnn.set_flags(_deterministic=True)
     base_model, tokenizer, source = load_base(base, quantize_4bit=settings.method is Method.QLORA)
     examples = _examples(tokenizer, rows, settings.max_length)
     if not examples:
