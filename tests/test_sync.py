@@ -134,3 +134,16 @@ def test_progress_lines_name_gits_phases_by_gitpythons_op_codes() -> None:
     assert progress_line(RemoteProgress.WRITING | RemoteProgress.END, 7, 7) == "writing objects 100% (7/7)"
     assert progress_line(RemoteProgress.COUNTING, 12, None) == "counting objects (12)"
     assert progress_line(RemoteProgress.BEGIN, 1, 2) is None  # no phase: nothing to show
+
+
+def test_the_terminal_progress_line_is_rewritten_in_place_then_ended(capsys) -> None:
+    from pantheon_git.commands.sync import ProgressLine
+
+    shown = ProgressLine()
+    shown("fetch", "receiving objects 50% (1/2)")
+    shown("push", "done")
+    shown.close()
+    err = capsys.readouterr().err
+    first, second = err.split("\r")[1:]
+    assert first == "fetch: receiving objects 50% (1/2)"
+    assert second == "push: done".ljust(len(first)) + "\n"  # the longer line before is blanked out

@@ -60,10 +60,18 @@ def _diff(worktree: Path, base: str) -> str:
     return text if len(text) <= DIFF_CHARS else text[:DIFF_CHARS] + "\n… (diff truncated)"
 
 
-def files_at_base(context: NodeContext, paths: list[str], *, revision: str | None = None) -> dict[str, str]:
-    """path -> text of the named files in the commit the run started from (those that exist there), or
-    in `revision` of the run branch ("HEAD": its last step's commit)."""
-    revision = revision or context.base
+def files_at_base(context: NodeContext, paths: list[str]) -> dict[str, str]:
+    """path -> text of the named files in the commit the run started from (those that exist there)."""
+    return _committed_files(context, context.base, paths)
+
+
+def files_at_head(context: NodeContext, paths: list[str]) -> dict[str, str]:
+    """path -> text of the named files in the run branch's last step commit (a `place` step's stubs)."""
+    return _committed_files(context, "HEAD", paths)
+
+
+def _committed_files(context: NodeContext, revision: str, paths: list[str]) -> dict[str, str]:
+    """Read from git objects, never from the worktree: a file a step left there may be a FIFO."""
     if not revision:
         return {}
     import pygit2
@@ -180,9 +188,7 @@ def agent_executor(
         files = list(dict.fromkeys([*spec.files, *placed_files(context.upstream)]))
         task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance, "files": files}
         inputs = steady(dict(context.inputs))
-        if agent.acts_as is Role.PLANNER and (
-            stubs := stub_functions(files_at_base(context, files, revision="HEAD"))
-        ):
+        if agent.acts_as is Role.PLANNER and (stubs := stub_functions(files_at_head(context, files))):
             return _plan_not_needed(stubs)
         reviews = agent.acts_as is Role.REVIEWER
         if reviews:
