@@ -147,3 +147,13 @@ def test_the_terminal_progress_line_is_rewritten_in_place_then_ended(capsys) -> 
     first, second = err.split("\r")[1:]
     assert first == "fetch: receiving objects 50% (1/2)"
     assert second == "push: done".ljust(len(first)) + "\n"  # the longer line before is blanked out
+
+
+def test_a_remote_url_that_would_run_a_program_runs_nothing(repo_dir: Path, tmp_path: Path) -> None:
+    """An ext:: remote (git would run its command) through sync's GitPython path: refused, nothing run."""
+    marker = tmp_path / "ran"
+    git(repo_dir, "remote", "add", "evil", f"ext::sh -c touch% {marker}")  # git runs what follows ext::
+    git(repo_dir, "config", "protocol.ext.allow", "always")  # the repository config allows it
+    assert pantheon(repo_dir, "init").returncode == 0
+    result = pantheon(repo_dir, "sync", "evil")
+    assert result.returncode != 0 and not marker.exists()
