@@ -34,8 +34,11 @@ as in bench_agent.py), then `git pantheon night --json` with `[night] samples = 
   300 tokens, cut where the body dedents; the acceptance run on the result.
 - night_pass1: the first (greedy) attempt passed the gate; night_best_of_n: any of the N attempts did.
 - heldout_pass1_before / heldout_pass1_after: held-out pass@1 rate (a fraction) before training and after
-  each of --train-nights nights of `git pantheon night --train` on the next --limit training tasks per
-  kind (re-queued held-out tasks, greedy, after each).
+  each of --train-nights nights, each as a team runs it: a night on the next --limit training tasks per
+  kind, the morning (a person fixes each task it failed, simulated by committing the library's own code
+  on the task's last run branch, which the trainer mines as a morning fix), then `git pantheon night
+  --train` (mine, LoRA, evaluate, promote only beyond noise), then the held-out tasks re-queued, greedy.
+  `training` gives each night's passes, fixes, rows and the trainer's outcome and reason.
 - spread: the sample standard deviation of best-of-N rates over --seeds (each seed its own night).
 - seconds_per_task, lines_changed (mean, passing first attempts): from the night.
 
@@ -761,27 +764,49 @@ def settings_commit(root: Path, samples: int, seed: int, args: argparse.Namespac
         git(root, "commit", "-q", "-m", f"bench_repo: samples {samples}, seed {seed}")
 
 
-def task_branch(root: Path, task: Task, name: str) -> str:
-    """A branch off main whose one commit is the task's base: the function's file as the task has it."""
+def commit_with_file(root: Path, tree_of: str, parent: str, path: str, text: str, message: str) -> str:
+    """A commit on `parent` whose tree is `tree_of`'s with `path` holding `text` (the work tree untouched)."""
     blob = subprocess.run(
         ["git", "hash-object", "-w", "--stdin"],
         cwd=root,
-        input=task.base_text,
+        input=text,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="bench-repo-index-") as scratch:
         env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
-        git(root, "read-tree", "main", env=env)
-        git(root, "update-index", "--add", "--cacheinfo", f"100644,{blob},{task.function.path}", env=env)
+        git(root, "read-tree", tree_of, env=env)
+        git(root, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
         tree = git(root, "write-tree", env=env).strip()
+    return git(root, "commit-tree", tree, "-p", parent, "-m", message).strip()
+
+
+def task_branch(root: Path, task: Task, name: str) -> str:
+    """A branch off main whose one commit is the task's base: the function's file as the task has it."""
     verb = "stub the body of" if task.kind == "stub" else "remove"
-    commit = git(
-        root, "commit-tree", tree, "-p", "main", "-m", f"bench: {verb} {task.function.qualified}"
-    ).strip()
+    message = f"bench: {verb} {task.function.qualified}"
+    commit = commit_with_file(root, "main", "main", task.function.path, task.base_text, message)
     git(root, "update-ref", f"refs/heads/{name}", commit)
     return name
+
+
+def morning_fix(root: Path, identifier: str, task: Task) -> bool:
+    """A person's fix of a task the night failed, simulated: on its last run branch, a commit whose tree is
+    the task's base with the function's file as the library has it (main's), which is what the trainer
+    mines as a morning fix (training/fixes.py: a stub's body, else view and edit calls). False when the
+    night left no run branch for it."""
+    prefix = f"refs/heads/pantheon/{identifier}/"
+    heads = git(root, "for-each-ref", "--format=%(refname)", prefix).split()
+    attempts = sorted(int(ref.removeprefix(prefix)) for ref in heads if ref.removeprefix(prefix).isdigit())
+    if not attempts:
+        return False
+    branch = f"{prefix}{attempts[-1]}"
+    original = git(root, "show", f"main:{task.function.path}")
+    message = f"fix {task.function.qualified} by hand (bench_repo: the library's own code)"
+    commit = commit_with_file(root, f"bench/{identifier}", branch, task.function.path, original, message)
+    git(root, "update-ref", branch, commit)
+    return True
 
 
 def queue_tasks(root: Path, tasks: Sequence[Task], round_: int, samples: int) -> dict[str, Task]:
@@ -1066,6 +1091,7 @@ def main() -> int:
             )
 
         after: dict[str, list[float]] = {kind: [] for kind in args.kinds}
+        trained: list[dict[str, Any]] = []
         round_ = len(args.seeds)
         for night in range(args.train_nights):
             batch = [
@@ -1074,18 +1100,36 @@ def main() -> int:
                 for t in train_sets[kind][night * args.limit : (night + 1) * args.limit]
             ]
             settings_commit(root, args.samples, args.seeds[0], args)
-            queue_tasks(root, batch, round_, args.samples)
+            batch_ids = queue_tasks(root, batch, round_, args.samples)
             round_ += 1
-            log(f"training night {night + 1}: {len(batch)} training tasks, then `night --train`")
-            run_night(root, args.night_timeout, train=True, log=log)
+            log(f"training night {night + 1}: {len(batch)} training tasks")
+            worked = night_figures(root, batch_ids, run_night(root, args.night_timeout, log=log))
+            failed = [identifier for identifier, f in worked.items() if not f["best"]]
+            # The morning: a person fixes what the night failed (the library's own code, committed on the
+            # failed run branch), then the next night trains on the passing attempts and those fixes.
+            fixed = sum(morning_fix(root, identifier, batch_ids[identifier]) for identifier in failed)
+            log(f"  morning: {fixed} of {len(failed)} failed training tasks fixed by hand (simulated)")
+            events = run_night(root, args.night_timeout, train=True, log=log)  # nothing queued: the trainer
+            training = next((e for e in events if e.get("event") == "training"), {})
             settings_commit(root, 1, args.seeds[0], args)
             by_id = queue_tasks(root, everything, round_, 1)
             round_ += 1
-            events = run_night(root, args.night_timeout, log=log)
-            figures = night_figures(root, by_id, events)
+            figures = night_figures(root, by_id, run_night(root, args.night_timeout, log=log))
             for kind in args.kinds:
                 mine = [f for i, f in figures.items() if by_id[i].kind == kind]
                 after[kind].append(round(sum(f["pass1"] for f in mine) / max(1, len(mine)), 3))
+            trained.append(
+                {
+                    "training_tasks": len(batch),
+                    "passed_at_night": len(batch) - len(failed),
+                    "fixed_in_the_morning": fixed,
+                    "outcome": training.get("outcome"),
+                    "reason": training.get("reason"),
+                    "rows": training.get("rows"),
+                    "fixes": training.get("fixes"),
+                    "heldout_pass1_after": {kind: after[kind][-1] for kind in args.kinds},
+                }
+            )
 
         for kind in args.kinds:
             n = len(chosen[kind])
@@ -1119,6 +1163,7 @@ def main() -> int:
             }
         summary["seeds"] = args.seeds
         summary["train_nights"] = args.train_nights
+        summary["training"] = trained
         summary["night_seconds"] = [round(seconds, 1) for seconds in night_seconds]
         summary["raw_seconds_per_task"] = round(raw_seconds / max(1, len(everything)), 1)
         summary["wall_seconds"] = round(time.perf_counter() - started, 1)

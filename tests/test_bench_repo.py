@@ -269,3 +269,47 @@ def test_raw_completion_keeps_the_body_up_to_its_dedent() -> None:
     command = bench_repo.acceptance_command(Library("x", "0", "", "x", src="src"), ["tests/t.py::f[a b]"])
     assert command.startswith("PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=src python -m pytest")
     assert command.endswith("'tests/t.py::f[a b]'")
+
+
+def test_a_morning_fix_of_a_failed_training_task_is_mined_by_the_nightly_trainer(tmp_path: Path) -> None:
+    """--train-nights' morning: a night (no model: the checks alone) fails a stub task, the bench commits
+    the library's own code on its run branch, and the trainer's miner verifies it as a fix whose row is
+    the stub's body (without the fix, no row: a bench whose tasks all fail would train on nothing)."""
+    from pantheon_git.store.git import open_repo
+    from pantheon_git.training.fixes import find_fixes, stub_fill
+    from pantheon_git.training.nightly import mine_with_fixes
+    from tests.conftest import CHECKS_FLOW
+
+    root = tiny_library(tmp_path)
+    double = function("double")
+    nodes = ["tests/test_core.py::test_double"]
+    task = bench_repo.Task(
+        "stub",
+        double,
+        bench_repo.stub_source(CORE, double),
+        nodes,
+        bench_repo.acceptance_command(LIBRARY, nodes),
+        heldout=False,
+    )
+    assert bench_repo.pantheon(root, "init").returncode == 0
+    (root / ".pantheon" / "config.toml").write_text(bench_repo.BENCH_CONFIG.format(samples=1))
+    (root / ".pantheon" / "flows").mkdir(exist_ok=True)
+    (root / ".pantheon" / "flows" / "bench-repo.toml").write_text(CHECKS_FLOW)
+    bench_repo.git(root, "add", ".pantheon")
+    bench_repo.git(root, "commit", "-q", "-m", "pantheon: set up")
+    by_id = bench_repo.queue_tasks(root, [task], 0, 1)
+    (identifier,) = by_id
+    events = bench_repo.run_night(root, 300, log=lambda line: None)
+    assert bench_repo.night_figures(root, by_id, events)[identifier]["best"] is False
+
+    repo = open_repo(root)
+    assert mine_with_fixes(repo, root, "implementer").fixes == 0
+    assert bench_repo.morning_fix(root, identifier, task)
+    assert not bench_repo.morning_fix(root, "stub-never-queued-0-0", task)
+    (fix,) = find_fixes(repo)
+    assert fix.task == identifier
+    filled = stub_fill(repo, fix)
+    assert filled is not None and filled[0] == "tinylib/core.py"
+    assert filled[2] == "    return add(x, x)\n"  # the library's own body, the row's completion
+    data = mine_with_fixes(repo, root, "implementer")
+    assert data.fixes == 1 and len(data.train) == 1, data.skipped_fixes
