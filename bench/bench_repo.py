@@ -38,7 +38,7 @@ as in bench_agent.py), then `git pantheon night --json` with `[night] samples = 
   kind, the morning (a person fixes each task it failed, simulated by committing the library's own code
   on the task's last run branch, which the trainer mines as a morning fix), then `git pantheon night
   --train` (mine, LoRA, evaluate, promote only beyond noise), then the held-out tasks re-queued, greedy.
-  `training` gives each night's passes, fixes, rows and the trainer's outcome and reason.
+  `training_nights` gives each night's passes, fixes, rows and the trainer's outcome and reason.
 - spread: the sample standard deviation of best-of-N rates over --seeds (each seed its own night).
 - seconds_per_task, lines_changed (mean, passing first attempts): from the night.
 
@@ -1163,7 +1163,7 @@ def main() -> int:
             }
         summary["seeds"] = args.seeds
         summary["train_nights"] = args.train_nights
-        summary["training"] = trained
+        summary["training_nights"] = trained
         summary["night_seconds"] = [round(seconds, 1) for seconds in night_seconds]
         summary["raw_seconds_per_task"] = round(raw_seconds / max(1, len(everything)), 1)
         summary["wall_seconds"] = round(time.perf_counter() - started, 1)

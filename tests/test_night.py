@@ -293,3 +293,39 @@ def test_expired_claim_is_taken_over_only_when_asked(repo_dir: Path, tmp_path: P
         ["git", "merge-base", "--is-ancestor", stale, "refs/pantheon/claims/t1"], cwd=bare
     )
     assert ancestry.returncode == 0
+
+
+def test_a_morning_fix_on_a_failed_run_branch_is_not_resumed_or_claimed_by_the_next_night(
+    repo_dir: Path, tmp_path: Path
+) -> None:
+    """A person fixes a failed run where training/fixes.py says to, on its run branch. The next night
+    must leave that branch alone: before, it read the run as unfinished (the head is no step), resumed it
+    from scratch on top of the fix, and passed by the person's work, burying the fix under its own steps
+    (so the trainer no longer saw it)."""
+    with_checks_flow(repo_dir, tmp_path)
+    spec = ["--id", "fixme", "--title", "fix me", "--flow", "checks", "--acceptance", "test -f fixed.txt"]
+    assert pantheon(repo_dir, "queue", *spec).returncode == 0
+    pantheon(repo_dir, "night")  # attempt 1: the gate rejects it (the check fails)
+    assert "failed" in pantheon(repo_dir, "list", "--status", "failed").stdout
+    branch = "pantheon/fixme/1"
+    worktree = tmp_path / "morning"
+    git(repo_dir, "worktree", "add", "-q", str(worktree), branch)
+    (worktree / "fixed.txt").write_text("by hand\n")
+    git(worktree, "add", "fixed.txt")
+    git(worktree, "commit", "-q", "-m", "fix by hand")
+    fix = git(repo_dir, "rev-parse", branch).strip()
+
+    night = pantheon(repo_dir, "night", "--json")
+    events = [json.loads(line) for line in night.stdout.splitlines() if line.startswith("{")]
+    ran = [(e["task"], e["attempt"]) for e in events if e.get("event") == "done"]
+    assert ("fixme", 1) not in ran, night.stdout
+    assert git(repo_dir, "rev-parse", branch).strip() == fix  # nothing built on the person's commit
+    listed = pantheon(repo_dir, "list", "--json")
+    assert '"running"' not in listed.stdout and "fixme" in listed.stdout
+
+    import pygit2
+
+    from pantheon_git.training.fixes import find_fixes
+
+    found = [f for f in find_fixes(pygit2.Repository(str(repo_dir))) if f.task == "fixme"]
+    assert [str(f.commit) for f in found] == [fix]

@@ -46,6 +46,7 @@ from pantheon_git.store.runs import (
     recorded_steps,
     run_heads,
     start_run_branch,
+    taken_over,
     unverified_steps,
     worktree_tree,
 )
@@ -168,6 +169,8 @@ def passed_attempt(
 def attempt_finished(repo: pygit2.Repository, spec: Spec, attempt: int, head_id: pygit2.Oid) -> bool:
     """Whether run `attempt` of `spec` (its head `head_id`) is over: never to be resumed."""
     assert spec.id is not None
+    if taken_over(repo, run_branch(spec.id, attempt)):
+        return True  # a person committed on top of its steps: theirs now, never built upon by the night
     head = lookup(repo, head_id, pygit2.Commit)
     # Any gate or merge record ends a run, counted or not: an unverified gate vote cannot make a run
     # pass, but the run is over (re-running it would decide nothing new).

@@ -24,7 +24,7 @@ from pantheon_git.queue.tasks import BrokenSpec, cancelled_ids, queue_tree, read
 from pantheon_git.schema.spec import Spec
 from pantheon_git.store.git import lookup
 from pantheon_git.store.layout import CLAIMS_PREFIX, run_branch
-from pantheon_git.store.runs import misbound_steps, parse_trailers, run_heads, unverified_steps
+from pantheon_git.store.runs import misbound_steps, parse_trailers, run_heads, taken_over, unverified_steps
 from pantheon_git.store.signing import AllowedSigners, allowed_signers
 from pantheon_git.store.votes import Vote, recorded_votes
 
@@ -56,6 +56,10 @@ def checked_outcome(
 ) -> tuple[Status, list[Vote]]:
     """A run's outcome from its counted votes; a pass whose steps are not all signed by an allowed
     signer (a run branch made or extended elsewhere) is a failure, never a pass."""
+    if taken_over(repo, run_branch(task_id, attempt)):
+        # A person committed on top of the night's steps (a morning fix): the night's run is over and
+        # passed nothing (what the branch holds now was not all the night's, nor reviewed).
+        return Status.FAILED, []
     recorded = recorded_votes(repo, head, signers)
     votes = [item.vote for item in recorded if item.counts]
     outcome = run_outcome(parse_trailers(lookup(repo, head, pygit2.Commit).message), votes)

@@ -311,6 +311,37 @@ def recorded_steps(repo: pygit2.Repository, ref: str) -> list[tuple[str, pygit2.
     return steps[::-1]
 
 
+# How far below a run branch's head its last step is looked for (commits a person added on top).
+TAKEN_OVER_DEPTH = 100
+
+
+def taken_over(repo: pygit2.Repository, ref: str) -> bool:
+    """Whether a person took run branch `ref` over: its head is not a step, but a step of this very run
+    (its task and attempt, as signed) lies below it, i.e. someone committed on top of the night's steps
+    (a morning fix, training/fixes.py). The night never builds on such a branch (a resumed run would bury
+    the fix under new steps and could pass by it), and its outcome stays the night's."""
+    parsed = parse_run_branch(ref)
+    commit = ref_commit(repo, ref)
+    if (
+        parsed is None
+        or commit is None
+        or parse_trailers(commit_message(commit, ref) or "").get(STEP_TRAILER)
+    ):
+        return False
+    for _ in range(TAKEN_OVER_DEPTH):
+        if not commit.parents:
+            return False
+        commit = commit.parents[0]
+        trailers = parse_trailers(commit_message(commit, ref) or "")
+        if trailers.get(STEP_TRAILER):
+            # A step of another run (a merged one in the base's history) means this run has no step yet.
+            return (trailers.get("Pantheon-Task"), trailers.get("Pantheon-Attempt")) == (
+                parsed[0],
+                str(parsed[1]),
+            )
+    return False
+
+
 # Changed files larger than this are committed as they are (scanning them would cost seconds).
 REDACT_FILE_LIMIT = 1 << 20
 _CHANGED = pygit2.GIT_STATUS_WT_NEW | pygit2.GIT_STATUS_WT_MODIFIED | pygit2.GIT_STATUS_INDEX_NEW
