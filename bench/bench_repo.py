@@ -223,8 +223,14 @@ def repo_from_tree(tree: Path, root: Path, message: str) -> Path:
     subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
     git(root, "config", "user.name", "Bench")
     git(root, "config", "user.email", "bench@localhost")
-    git(root, "add", "-A")
+    # Everything released is committed, what the release's own .gitignore names too: isodate's sdist
+    # ships its generated src/isodate/version.py, which its .gitignore lists, and a worktree without it
+    # (every night's, every replay's) cannot import the library, so no task could pass.
+    git(root, "add", "-A", "--force")
     git(root, "commit", "-q", "-m", message)
+    left = git(root, "status", "--porcelain", "--ignored")
+    if left.strip():
+        raise RuntimeError(f"{root}: files the commit left out, which a worktree would lack:\n{left}")
     return root
 
 

@@ -313,3 +313,19 @@ def test_a_morning_fix_of_a_failed_training_task_is_mined_by_the_nightly_trainer
     assert filled[2] == "    return add(x, x)\n"  # the library's own body, the row's completion
     data = mine_with_fixes(repo, root, "implementer")
     assert data.fixes == 1 and len(data.train) == 1, data.skipped_fixes
+
+
+def test_a_released_file_that_the_release_ignores_is_committed(tmp_path: Path) -> None:
+    """isodate's sdist ships src/isodate/version.py, which its .gitignore lists: left out of the commit,
+    every worktree the night checks a task out into lacked it, and the library's tests could not import
+    it (every isodate task failed whatever the model wrote)."""
+    tree = tmp_path / "tree"
+    (tree / "verlib").mkdir(parents=True)
+    (tree / ".gitignore").write_text("verlib/version.py\n")
+    (tree / "verlib" / "__init__.py").write_text("from verlib.version import version\n")
+    (tree / "verlib" / "version.py").write_text("version = '1.0'\n")
+    root = bench_repo.repo_from_tree(tree, tmp_path / "repo", "verlib 1.0")
+    assert "verlib/version.py" in bench_repo.git(root, "ls-files").split()
+    worktree = tmp_path / "night"
+    bench_repo.git(root, "worktree", "add", "-q", str(worktree), "HEAD")
+    assert (worktree / "verlib" / "version.py").read_text() == "version = '1.0'\n"
