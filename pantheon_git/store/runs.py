@@ -319,7 +319,8 @@ def taken_over(repo: pygit2.Repository, ref: str) -> bool:
     """Whether a person took run branch `ref` over: its head is not a step, but a step of this very run
     (its task and attempt, as signed) lies below it, i.e. someone committed on top of the night's steps
     (a morning fix, training/fixes.py). The night never builds on such a branch (a resumed run would bury
-    the fix under new steps and could pass by it), and its outcome stays the night's."""
+    the fix under new steps and could pass by it), and it reads as failed: the night's verdict for a
+    failed run, and no pass for a passed one, whose branch now holds commits nobody reviewed."""
     parsed = parse_run_branch(ref)
     commit = ref_commit(repo, ref)
     if (
