@@ -25,9 +25,9 @@ from pantheon_git.queue.tasks import enqueue
 from pantheon_git.runtime.base import Completion, ModelIdentity, Windowless
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.schema.spec import Spec, stamp
+from pantheon_git.store.files import READ_LIMIT, UnreadableFile, read_regular
 from pantheon_git.store.git import open_repo
 from pantheon_git.store.runs import worktree_tree
-from pantheon_git.store.worktree import READ_LIMIT, UnreadableFile, read_regular
 from pantheon_git.tools.builtin import ToolContext, ViewArgs, view
 from pantheon_git.tools.paths import ToolError
 from pantheon_git.tools.sandbox import run_sandboxed

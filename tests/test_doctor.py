@@ -252,6 +252,7 @@ def test_doctor_exits_0_only_when_a_night_can_pass(repo_dir: Path, unsigned_repo
         "ruff",
         "pre-commit",
         "remotes",
+        "worktree-files",
         "disk",
         "schedule",
     ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pantheon_git.runtime.base import estimate_tokens
-from pantheon_git.store.worktree import UnreadableFile, read_regular
+from pantheon_git.store.files import UnreadableFile, read_regular
 from pantheon_git.tools.builtin import numbered
 from pantheon_git.tools.paths import ToolError, confined, read_text
 

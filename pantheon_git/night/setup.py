@@ -138,6 +138,8 @@ def prepare_night(repo: pygit2.Repository, root: Path, jobs: int = 1) -> NightSe
     model_hosts = config.night.allowed_model_hosts()
     policy = enter_night_mode(model_hosts)
     policy["claims"] = f"remote {remote}" if remote is not None else CLAIMS_LOCAL_ONLY
+    if config.night.worktree_files:  # copied into every worktree from this checkout, never committed
+        policy["worktree_files"] = list(config.night.worktree_files)
 
     @functools.cache
     def repository_agents() -> dict[str, Any]:

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pygit2
 
+from pantheon_git.schema.config import load_config
 from pantheon_git.store.git import run_git
+from pantheon_git.store.local_files import copy_local_files
 from pantheon_git.store.locks import pantheon_dir, task_lock
-from pantheon_git.store.worktree import checkout_worktree
+from pantheon_git.store.worktree import checkout_worktree, open_worktree
 
 
 def worktree_path(git_dir: str, task_id: str, attempt: int) -> Path:
@@ -63,6 +65,11 @@ def _add_worktree(repo_root: Path, path: Path, branch: str) -> Path:
         repo_root,
     )
     checkout_worktree(path)
+    # Ignored files the tests need, as the person's checkout lists them (a run's copy of config.toml is
+    # never read): copied in, never committed.
+    listed = load_config(repo_root).night.worktree_files
+    if listed:
+        copy_local_files(open_worktree(path), repo_root, listed)
     return path
 
 

@@ -186,6 +186,36 @@ def check_remotes(repo: pygit2.Repository, root: Path) -> Finding:
     return Finding("remotes", Health.OK, f"claims go to {wanted[0]}")
 
 
+def check_worktree_files(root: Path) -> Finding:
+    """Each file `[night] worktree_files` lists can be copied from this checkout: a regular file reached
+    through no symlink (a warning otherwise: the night copies the others and its tests may fail)."""
+    from pantheon_git.schema.config import CONFIG_SOURCE, load_config
+    from pantheon_git.store.files import UnreadableFile
+    from pantheon_git.store.local_files import read_beneath
+
+    try:
+        listed = load_config(root).night.worktree_files
+    except PantheonError as error:
+        return Finding("worktree-files", Health.FAIL, str(error))
+    if not listed:
+        return Finding("worktree-files", Health.OK, "none listed: worktrees hold only committed files")
+    problems = []
+    for path in listed:
+        try:
+            read_beneath(root, path)
+        except UnreadableFile as refused:
+            problems.append(f"{path}: {refused.strerror or refused}")
+    if problems:
+        detail = "; ".join(problems)
+        return Finding(
+            "worktree-files",
+            Health.WARN,
+            f"{CONFIG_SOURCE}: night.worktree_files: {detail} (not copied into night worktrees: build "
+            "or install first, or drop it from the list)",
+        )
+    return Finding("worktree-files", Health.OK, f"{len(listed)} copied into each night worktree")
+
+
 def check_disk(path: Path, minimum: int = MIN_FREE_BYTES, low: int = LOW_FREE_BYTES) -> Finding:
     free = shutil.disk_usage(path).free
     gib = f"{free / (1 << 30):.1f} GiB free under {path}"
@@ -346,6 +376,7 @@ def diagnose(repo: pygit2.Repository, root: Path, *, models: bool = True) -> lis
         ),
         ("lint", lambda: check_lint_tools(repo, root)),
         ("remotes", lambda: check_remotes(repo, root)),
+        ("worktree-files", lambda: check_worktree_files(root)),
         ("disk", lambda: check_disk(Path(repo.path))),
         ("schedule", lambda: check_schedule(root)),
     ]

@@ -14,7 +14,8 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.review.checks import Change, ChangeKind
-from pantheon_git.store.worktree import UnreadableFile, open_worktree, read_regular
+from pantheon_git.store.files import UnreadableFile, read_regular
+from pantheon_git.store.worktree import open_worktree
 
 _FLAGS = (
     pygit2.enums.DiffOption.INCLUDE_UNTRACKED

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from pantheon_git.schema.document import parse_toml, read_text, validate
 from pantheon_git.schema.hosts import ModelHost, model_hosts
+from pantheon_git.store.local_files import path_problem
 
 
 class _Section(BaseModel):
@@ -31,6 +32,19 @@ class NightConfig(_Section):
     # pinned in [night.host_addresses]; public addresses and hosted model APIs are refused.
     host_addresses: dict[str, str] = Field(default_factory=dict)  # (read before model_hosts)
     model_hosts: list[str] = Field(default_factory=list)
+    # Files git ignores that the tests need (a generated version.py, a built extension), copied from this
+    # checkout into every night worktree, never committed (store/local_files.py). The night's commands
+    # and model can read them: list no secrets.
+    worktree_files: list[str] = Field(default_factory=list)
+
+    @field_validator("worktree_files")
+    @classmethod
+    def _worktree_files(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            problem = path_problem(path)
+            if problem is not None:
+                raise ValueError(f"{path!r}: {problem}")
+        return paths
 
     @field_validator("model_hosts")
     @classmethod

@@ -17,18 +17,13 @@ from dataclasses import dataclass, field, replace
 import pygit2
 
 from pantheon_git.errors import ConflictError, PantheonError, shown, warn_skipped
+from pantheon_git.store.files import UnreadableFile, read_regular, rewrite_regular
 from pantheon_git.store.git import build_tree, clear_stale_lock, ref_commit, set_ref, signature
 from pantheon_git.store.layout import RUN_BRANCH_PREFIX, parse_run_branch, run_branch
 from pantheon_git.store.locks import held_since
 from pantheon_git.store.redact import redact_all, redact_bytes
 from pantheon_git.store.signing import AllowedSigners, Trust, create_commit, signing_key, verify_commit
-from pantheon_git.store.worktree import (
-    UnreadableFile,
-    open_worktree,
-    read_regular,
-    rewrite_regular,
-    stage_all,
-)
+from pantheon_git.store.worktree import open_worktree, stage_all
 
 STEP_TRAILER = "Pantheon-Step"
 # The fields folded into the Pantheon-Step line (`key=value` after the node), as the trailers code reads:

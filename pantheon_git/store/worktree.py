@@ -12,8 +12,10 @@ reads it outside the sandbox, and there two things must never happen:
   (pygit2), which runs no filter driver, fsmonitor or hook at all, never recurses into submodules, and
   every nested repository is removed before anything reads the tree (`open_worktree`).
 - **A read blocks or balloons.** A FIFO (`mkfifo notes.py` survives `git clean`) would block an open
-  forever, a device or a link to one reads without end: `read_regular` opens with O_NOFOLLOW|O_NONBLOCK,
-  refuses anything but a regular file with one name on the open descriptor, and reads at most a cap.
+  forever, a device or a link to one reads without end: every read goes through `files.read_regular`.
+
+Files the person listed in `[night] worktree_files` (local_files.py) are never staged and never count as
+a change.
 """
 
 from __future__ import annotations
@@ -27,89 +29,8 @@ from pathlib import Path
 import pygit2
 
 from pantheon_git.errors import PantheonError
-
-# What the runner reads of one worktree file at most (prompts, outlines, redaction): larger files are
-# refused, never read in part as if whole.
-READ_LIMIT = 1 << 20
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-class UnreadableFile(OSError):
-    """A worktree path the runner will not read: not a regular file, a hard link, too large, gone."""
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a device"),
-        (stat.S_ISBLK, "a device"),
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISLNK, "a symlink"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def refusal(info: os.stat_result) -> str | None:
-    """Why a file with this stat may not be read or written from a worktree, or None if it may."""
-    if not stat.S_ISREG(info.st_mode):
-        return f"is {_kind(info.st_mode)}; only regular files are read and written"
-    if info.st_nlink > 1:
-        return "is a hard link (the same file has another name, maybe outside the repository)"
-    return None
-
-
-def read_regular(path: str | os.PathLike[str], limit: int = READ_LIMIT) -> bytes:
-    """The bytes of a regular file with one name, at most `limit` of them, or UnreadableFile saying why.
-
-    The one open for every read the runner makes of a worktree: without following a final symlink, without
-    blocking (a FIFO opens at once and is refused on the descriptor), checked on the open descriptor (so a
-    file swapped after a check is still refused), never more than `limit` bytes read.
-    """
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except OSError as exc:  # ELOOP: a symlink; ENXIO/ENOENT/EACCES: gone or not ours
-        raise UnreadableFile(exc.errno, f"cannot open ({exc.strerror})") from None
-    try:
-        info = os.fstat(fd)
-        why = refusal(info)
-        if why is not None:
-            raise UnreadableFile(why)
-        if info.st_size > limit:
-            raise UnreadableFile(f"is too large ({info.st_size} bytes; at most {limit} are read)")
-        chunks, left = [], limit + 1  # one byte more than allowed: a file that grew is caught too
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 16))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
-        if len(data) > limit:
-            raise UnreadableFile(f"is too large (grew past {limit} bytes while read)")
-        return data
-    finally:
-        os.close(fd)
-
-
-def rewrite_regular(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace the content of an existing regular file with one name, never through a link, FIFO or device."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise UnreadableFile(exc.errno, f"cannot write ({exc.strerror})") from None
-    try:
-        why = refusal(os.fstat(fd))
-        if why is not None:
-            raise UnreadableFile(why)
-        os.set_blocking(fd, True)
-        os.ftruncate(fd, 0)
-        while data:
-            data = data[os.write(fd, data) :]
-    finally:
-        os.close(fd)
+from pantheon_git.store.files import UnreadableFile, read_regular
+from pantheon_git.store.local_files import copy_again, local_paths
 
 
 def nested_repositories(worktree: str | os.PathLike[str]) -> list[str]:
@@ -217,17 +138,27 @@ _CHANGED = (
 def worktree_changed(worktree: str | os.PathLike[str]) -> bool:
     """Whether the worktree differs from its HEAD (new files included), as `git status --porcelain`."""
     repo = open_worktree(worktree)
-    return any(flags & _CHANGED for flags in repo.status(untracked_files="all").values())
+    local = local_paths(repo)
+    status = repo.status(untracked_files="all")
+    return any(flags & _CHANGED for path, flags in status.items() if path not in local)
 
 
 def stage_all(repo: pygit2.Repository) -> pygit2.Oid:
-    """Stage the worktree as `git add -A` does and return the index's tree (libgit2: no filter runs)."""
+    """Stage the worktree as `git add -A` does and return the index's tree (libgit2: no filter runs).
+
+    The files copied in from the person's checkout (`local_files`) are left out, whatever `.gitignore`
+    now says: the tree's author may have un-ignored them.
+    """
     index = repo.index
     # libgit2's add_all stages new and changed files but keeps deleted ones: drop those first.
     root = repo.workdir
     for gone in [entry.path for entry in index if not os.path.lexists(os.path.join(root, entry.path))]:
         index.remove(gone)
     index.add_all()
+    head = repo.head.peel(pygit2.Commit).tree if not repo.head_is_unborn else None
+    for path in local_paths(repo):
+        if path in index and (head is None or path not in head):
+            index.remove(path)
     index.write()
     tree: pygit2.Oid = index.write_tree()  # pygit2's Index is untyped
     return tree
@@ -266,7 +197,8 @@ def _sweep(root: Path, keep: set[Path]) -> None:
 
 def restore_worktree(worktree: str | os.PathLike[str], *, ignored: bool = False) -> None:
     """Put the worktree back to its HEAD: `git reset --hard` and `git clean -fd` (`-fdx` with `ignored`),
-    and FIFOs, sockets and devices removed too. libgit2 only: no filter, hook or submodule runs."""
+    and FIFOs, sockets and devices removed too; then the files of `[night] worktree_files` copied in
+    again where they are gone. libgit2 only: no filter, hook or submodule runs."""
     root = Path(worktree)
     repo = open_worktree(root)
     repo.reset(repo.head.target, pygit2.enums.ResetMode.HARD)
@@ -281,6 +213,7 @@ def restore_worktree(worktree: str | os.PathLike[str], *, ignored: bool = False)
             for child in list(folder.iterdir()):
                 _remove(child)
     _sweep(root, gitlinks)
+    copy_again(repo)  # the listed files of the person's checkout, removed above with the ignored ones
 
 
 def checkout_worktree(worktree: str | os.PathLike[str]) -> None:

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from pantheon_git.store.worktree import UnreadableFile, read_regular, refusal
+from pantheon_git.store.files import UnreadableFile, read_regular, refusal
 
 
 class ToolError(Exception):

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from pantheon_git.errors import PantheonError
 from pantheon_git.schema.config import SandboxConfig
+from pantheon_git.store.files import UnreadableFile, read_regular
 from pantheon_git.store.redact import is_secret_env
-from pantheon_git.store.worktree import UnreadableFile, read_regular
 from pantheon_git.tools.pids_cgroup import enter_argv, limit_hits, pids_cgroup, pids_parent
 from pantheon_git.tools.sandbox_gitconfig import hidden_configs
 
