@@ -30,7 +30,7 @@ from pantheon_git.schema.spec import Spec, stamp
 from pantheon_git.store.git import open_repo
 from pantheon_git.store.local_files import local_paths
 from pantheon_git.store.runs import worktree_tree
-from pantheon_git.store.worktree import open_worktree, restore_worktree, worktree_changed
+from pantheon_git.store.worktree import open_worktree, restore_worktree, worktree_changed, worktree_diff
 from tests.conftest import git, pantheon
 from tests.test_night import with_checks_flow
 from tests.test_runner_task import POLICY
@@ -209,6 +209,8 @@ def test_worktree_tree_leaves_out_the_copy_even_when_un_ignored(repo_dir: Path) 
         tree = open_repo(repo_dir)[worktree_tree(worktree)].peel(pygit2.Tree)
         assert ".gitignore" not in tree and "pkg/__init__.py" in tree
         assert "pkg/version.py" not in tree
+        shown = worktree_diff(worktree, "HEAD")  # what the reviewers are shown is what is committed
+        assert ".gitignore" in shown and "b/pkg/version.py" not in shown and "1.2.3" not in shown
     finally:
         remove_worktree(repo_dir, worktree)
 

@@ -237,13 +237,20 @@ _DIFF_FLAGS = (
 
 def worktree_diff(worktree: str | os.PathLike[str], base: str) -> str:
     """`git diff --stat -p BASE` of the worktree, new files included, as text ("" if `base` does not
-    resolve). libgit2 only: no external diff, textconv or filter driver runs, no submodule is entered."""
+    resolve). libgit2 only: no external diff, textconv or filter driver runs, no submodule is entered.
+    The copied files of `[night] worktree_files` are left out: they are never part of the change."""
     repo = open_worktree(worktree)
     try:
         tree = repo.revparse_single(base).peel(pygit2.Tree)
     except (KeyError, ValueError, pygit2.GitError):
         return ""
     diff = tree.diff_to_workdir(_DIFF_FLAGS)
+    local = local_paths(repo)
+    if local and any(patch.delta.new_file.path in local for patch in diff if patch is not None):
+        kept = [
+            patch.text or "" for patch in diff if patch is not None and patch.delta.new_file.path not in local
+        ]
+        diff = pygit2.Diff.parse_diff("".join(kept))
     if not len(diff):
         return ""
     stats = diff.stats.format(
