@@ -25,7 +25,6 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
@@ -51,15 +50,6 @@ def path_problem(path: str) -> str | None:
     if any(part.lower() == ".git" for part in parts):
         return "is inside a .git"
     return None
-
-
-@dataclass(frozen=True)
-class Copy:
-    """What became of one listed file in one worktree."""
-
-    path: str
-    copied: bool
-    reason: str = ""  # why not, when not
 
 
 @contextmanager
@@ -117,31 +107,27 @@ def write_new_beneath(root: Path, path: str, data: bytes, mode: int = 0o644) -> 
         os.close(fd)
 
 
-def copy_local_files(repo: pygit2.Repository, source: Path, paths: Sequence[str]) -> list[Copy]:
+def copy_local_files(repo: pygit2.Repository, source: Path, paths: Sequence[str]) -> list[str]:
     """Copy each of `paths` from the checkout at `source` into the worktree `repo` opened, where the
-    worktree has no entry of that name; record what was copied (see `local_paths`)."""
-    worktree = Path(repo.workdir)
-    done: list[Copy] = []
+    worktree has no entry of that name; record what was copied (see `local_paths`) and return it. A file
+    that cannot be read or written as the module docstring says is skipped (`doctor` names the first kind)."""
+    copied = []
     for path in paths:
-        problem = path_problem(path)
-        if problem is not None:
-            done.append(Copy(path, False, problem))
+        if path_problem(path) is not None:  # refused in config.toml already; the record is read back too
             continue
         try:
             data, mode = read_beneath(source, path)
-        except UnreadableFile as refused:
-            done.append(Copy(path, False, f"in {source}: {refused.strerror or refused}"))
+            write_new_beneath(Path(repo.workdir), path, data, mode)
+        except UnreadableFile:
             continue
-        try:
-            write_new_beneath(worktree, path, data, mode)
-        except UnreadableFile as refused:
-            done.append(Copy(path, False, str(refused.strerror or refused)))
-            continue
-        done.append(Copy(path, True))
-    copied = sorted({copy.path for copy in done if copy.copied} | local_paths(repo))
-    record = {"source": os.fspath(source), "paths": list(paths), "copied": copied}
+        copied.append(path)
+    record = {
+        "source": os.fspath(source),
+        "paths": list(paths),
+        "copied": sorted(set(copied) | local_paths(repo)),
+    }
     (Path(repo.path) / RECORD).write_text(json.dumps(record))
-    return done
+    return copied
 
 
 def _record(repo: pygit2.Repository) -> dict[str, object]:
@@ -154,7 +140,7 @@ def _record(repo: pygit2.Repository) -> dict[str, object]:
 
 def local_paths(repo: pygit2.Repository) -> frozenset[str]:
     """The paths copied into this worktree from the person's checkout: never staged, never a change."""
-    copied = _record(repo).get("copied", [])
+    copied = _record(repo).get("copied")
     return (
         frozenset(path for path in copied if isinstance(path, str))
         if isinstance(copied, list)
@@ -162,12 +148,10 @@ def local_paths(repo: pygit2.Repository) -> frozenset[str]:
     )
 
 
-def copy_again(repo: pygit2.Repository) -> list[Copy]:
+def copy_again(repo: pygit2.Repository) -> None:
     """After a restore removed ignored or new files: copy the listed files again where they are gone."""
     record = _record(repo)
     source, paths = record.get("source"), record.get("paths")
-    if not isinstance(source, str) or not isinstance(paths, list):
-        return []
-    with suppress(OSError):
-        return copy_local_files(repo, Path(source), [path for path in paths if isinstance(path, str)])
-    return []
+    if isinstance(source, str) and isinstance(paths, list):
+        with suppress(OSError):  # the record's own write
+            copy_local_files(repo, Path(source), [path for path in paths if isinstance(path, str)])
