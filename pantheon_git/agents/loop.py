@@ -43,7 +43,7 @@ from pantheon_git.agents.stubs import (
     kept_body,
     repair_prompt,
 )
-from pantheon_git.runtime.base import ContextOverflow, Runtime
+from pantheon_git.runtime.base import Completion, ContextOverflow, Runtime
 from pantheon_git.store.redact import redact, redact_all
 from pantheon_git.tools.builtin import TOOLS, Tool, ToolContext
 from pantheon_git.tools.paths import ToolError
@@ -195,21 +195,11 @@ def run_agent(
     tools = {name: TOOLS[name] for name in agent.tools}
     # The files the task names hold an edit's path and SEARCH lines (re-read each turn: edits change them).
     named = named_files(task, inputs) if "edit" in tools and call_format is CallFormat.CODE else []
-    # An agent that only reads names only paths that exist or that the spec asks for (agents/existing.py).
-    paths = held_paths(context.worktree, task, list(tools), agent.output)
-    budget = DEFAULT_CONTEXT_TOKENS if runtime.context_tokens is None else runtime.context_tokens
-    # Every prompt is budgeted in the runtime's own tokens, so that the prompt and the turn's max_tokens
-    # fit its context window together (None: the runtime knows of no window, and nothing is fitted).
-    window = runtime.context_window
-    count = runtime.count_tokens
-    to_repair = repair_targets(inputs, named) if named else []
-    failures = repair_outputs(inputs)
     if header is None:
+        budget = DEFAULT_CONTEXT_TOKENS if runtime.context_tokens is None else runtime.context_tokens
         header = agent_header(
             agent, context, task, inputs, call_format=call_format, context_tokens=budget, examples=examples
         )
-    # A model with a chat template gets its prompts rendered through it; base models keep plain text.
-    chat = runtime.chat
     run = AgentRun(
         ok=False,
         output=None,
@@ -219,149 +209,248 @@ def run_agent(
         inputs=inputs,
         seed=seed,
         call_format=call_format,
-        prompt_format=CHAT_FORMAT if chat is not None else PROMPT_FORMAT,
+        # A model with a chat template gets its prompts rendered through it; base models keep plain text.
+        prompt_format=CHAT_FORMAT if runtime.chat is not None else PROMPT_FORMAT,
     )
-    transcript = header
-    errors_in_row = 0
-    calls: list[dict[str, Any]] = []
-    changed: list[str] = []  # paths a call changed successfully
-    tried: set[str] = set()  # code-completion prompts already sent in this step
+    loop = _Loop(
+        agent=agent,
+        runtime=runtime,
+        context=context,
+        tools=tools,
+        call_format=call_format,
+        named=named,
+        # An agent that only reads names only paths that exist or that the spec asks for (agents/existing.py).
+        paths=held_paths(context.worktree, task, list(tools), agent.output),
+        to_repair=repair_targets(inputs, named) if named else [],
+        failures=repair_outputs(inputs),
+        seed=seed,
+        run=run,
+        transcript=header,
+    )
     for number in range(1, agent.max_iterations + 1):
         if context.seconds_left() <= 0:
             run.error = f"out of time after {number - 1} turns"
-            return _ended_after_changes(run, agent, changed)
-        kept, repeated = list(tools.values()), ""
-        # A small model can loop on one call; after the same call twice in a row, that tool is left out
-        # of the next turn's grammar, so decoding must choose something else (finish included).
-        if len(calls) >= 2 and calls[-1] == calls[-2]:
-            repeated = calls[-1]["tool"]
-            kept = [t for t in tools.values() if t.name != repeated]
-        files = editable_files(context.worktree, named) if named else None
-        turn_grammar = call_grammar(kept, agent.output, call_format, files, paths)
-        prompt = chat_prompt(chat, header, run.turns) if chat is not None else transcript + CALL
-        # A named file still holding a stub: the move is a code completion at the stub (agents/stubs.py),
-        # from the file itself as the prompt; the loop writes the edit call around the body it gets.
-        can_edit = bool(files) and "edit" in {t.name for t in kept}
-        stub = first_stub(files or {}) if can_edit else None
-        repairing = next_repair(files, to_repair) if can_edit and stub is None else None
-        max_tokens = agent.max_tokens
-        limit = window - max_tokens if window else None
-        if stub is not None:
-            prompt, turn_grammar = stub[1].prefix, body_grammar()
-            if limit is not None and count(prompt) > limit:  # a long file: the nearest code stays
-                prompt = fit_prompt(stub[1].before, "", stub[1].head, count, limit) or ""
-        elif repairing is not None:
-            # A repair round sends the failing function's file, its old body and the checks' output,
-            # never the whole header again: it fits the context by construction (agents/stubs.py).
-            stub = repairing
-            prompt = repair_prompt(stub[1], failures, count, limit or 10**9) or ""
-            turn_grammar = body_grammar()
-        if stub is not None:
-            max_tokens = min(max_tokens, BODY_MAX_TOKENS)
-        elif window is not None:
-            max_tokens = min(max_tokens, window - count(prompt))
-        if not prompt or max_tokens < MIN_TURN_TOKENS:
+            return loop.ended()
+        plan = _plan_turn(loop, number)
+        if plan is None:
+            window = runtime.context_window
             run.error = (
                 f"the prompt no longer fits the model's context ({window} tokens) after {number - 1} turns"
             )
-            return _ended_after_changes(run, agent, changed)
-        sampling: dict[str, Any] = {"seed": seed}
-        if stub is not None and prompt in tried:
-            # The same code completion again (its edit was refused, say a body cut off mid-statement):
-            # greedy decoding would write the same body, so the retry samples with its own seed.
-            sampling = {"seed": (seed or 0) + number, "temperature": RETRY_TEMPERATURE}
-        if stub is not None:
-            tried.add(prompt)
+            return loop.ended()
         try:
-            completion = runtime.complete(prompt, schema=turn_grammar, max_tokens=max_tokens, **sampling)
+            completion = runtime.complete(
+                plan.prompt, schema=plan.grammar, max_tokens=plan.max_tokens, **plan.sampling
+            )
         except ContextOverflow as full:  # the runtime's own count of the prompt outgrew its window
             run.error = f"the transcript no longer fits the model's context after {number - 1} turns ({full})"
             return run
-        text = completion.text
-        body = None
-        if stub is not None and not text.startswith("edit "):  # (a replayed turn was recorded as the call)
-            body = kept_body(text)
-            text = stub_edit(stub[0], stub[1], text)
-        text = text.strip()
-        run.tokens_in += completion.tokens_in
-        run.tokens_out += completion.tokens_out
-        run.tokens_evaluated += completion.tokens_evaluated
-        run.seconds += completion.seconds
-        turn: dict[str, Any] = {
-            "n": number,
-            "completion": text,
-            "tokens_in": completion.tokens_in,
-            "tokens_out": completion.tokens_out,
-            "tokens_evaluated": completion.tokens_evaluated,
-            "seconds": round(completion.seconds, 3),
-        }
-        if completion.served_by:  # which model a server says answered (its URL is in the trace's model)
-            turn["served_by"] = completion.served_by
-        run.turns.append(turn)
-        if stub is not None:
-            # This turn's prompt is the file, not the transcript: recorded so replay can check it.
-            turn["stub"] = {"path": stub[0], "function": stub[1].name, "prompt": prompt}
-            if body is not None:  # what the model wrote from that prompt: a completion row to learn from
-                turn["stub"]["body"] = body
-            if repairing is not None:
-                turn["stub"]["repair"] = True
-            if "temperature" in sampling:
-                turn["sampling"] = sampling
-        if repeated:
-            turn["excluded_tool"] = repeated
-        try:
-            # A body cut off at max_tokens is still a body (its last, partial line dropped, as raw
-            # completion would keep it); the edit's syntax check refuses it if it does not parse.
-            if completion.finish_reason == "length" and stub is None:
-                cut = completion.tokens_out
-                raise ValueError(f"the call was cut off after {cut} tokens; make it shorter")
-            name, args = parse_call(text, tools, agent.output, call_format)
-        except ValueError as invalid:
-            result = f"error: {invalid}"
-            turn["error"] = str(invalid)
-            errors_in_row += 1
-        else:
-            turn["call"] = {"tool": name, "args": args.model_dump(mode="json")}
-            if name == "finish":
-                run.ok, run.output = True, args.model_dump(mode="json")
-                return run
-            if context.seconds_left() <= 0:  # the runner stopped waiting for this node: change nothing
-                run.error = f"out of time after {number} turns"
-                return _ended_after_changes(run, agent, changed)
-            started = time.perf_counter()
-            try:
-                result = tools[name].function(args, context)
-                errors_in_row = 0
-                if name in CHANGING_TOOLS:
-                    changed.append(str(getattr(args, "path", name)))
-                if stub is not None:  # a stub filled is not repaired again in this step
-                    to_repair = [target for target in to_repair if target != (stub[0], stub[1].name)]
-                now = editable_files(context.worktree, named) if stub is not None else {}
-                if stub is not None and first_stub(now) is None and next_repair(now, to_repair) is None:
-                    # Every stub is filled: the step's work is done, and a small model left to itself
-                    # wanders (edits that change nothing, runs) until it runs out of turns; the
-                    # acceptance checks judge the code next.
-                    verb = "repaired" if repairing is not None else "completed"
-                    done = _ended_after_changes(run, agent, changed, f"{verb} {stub[1].name} in {stub[0]}")
-                    if done.ok:
-                        turn["result"] = redact(result)
-                        return done
-            except ToolError as refused:
-                result = f"error: {refused}"
-                turn["error"] = str(refused)
-                errors_in_row += 1
-            turn["tool_seconds"] = round(time.perf_counter() - started, 3)
-            if calls and turn["call"] == calls[-1]:
-                result += "\n(same call as the turn before; if the task is done, call finish)"
-            calls.append(turn["call"])
-        result = redact(result)
-        turn["result"] = result
-        if errors_in_row > agent.retries:
-            run.error = f"gave up after {errors_in_row} failed calls in a row; last: {turn.get('error')}"
-            return _ended_after_changes(run, agent, changed)
-        transcript += render_turn(text, result)
+        text, turn = _record_turn(run, plan, completion, number)
+        ended = _act(loop, plan, completion, text, turn)
+        if ended is not None:
+            return ended
+        if loop.errors_in_row > agent.retries:
+            run.error = f"gave up after {loop.errors_in_row} failed calls in a row; last: {turn.get('error')}"
+            return loop.ended()
+        loop.transcript += render_turn(text, turn["result"])
     run.error = f"no valid finish within {agent.max_iterations} turns"
-    return _ended_after_changes(run, agent, changed)
+    return loop.ended()
+
+
+@dataclass(slots=True)
+class _Loop:
+    """What one run of the loop carries from turn to turn."""
+
+    agent: AgentSpec
+    runtime: Runtime
+    context: ToolContext
+    tools: dict[str, Tool]
+    call_format: CallFormat
+    named: list[str]  # the files an edit may name (CODE format), re-read every turn
+    paths: call_formats.Choices | None  # a reading agent's path choices
+    to_repair: list[tuple[str, str]]  # (path, function) a repair round has still to complete
+    failures: list[str]  # the failing checks' output a repair round shows
+    seed: int | None
+    run: AgentRun
+    transcript: str  # the plain-format prompt so far
+    errors_in_row: int = 0
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # paths a call changed successfully
+    tried: set[str] = field(default_factory=set)  # code-completion prompts already sent in this step
+
+    def ended(self, summary: str | None = None) -> AgentRun:
+        return _ended_after_changes(self.run, self.agent, self.changed, summary)
+
+
+@dataclass(frozen=True, slots=True)
+class _TurnPlan:
+    """What one turn sends the model: the prompt, what decoding is held to, and the stub it fills."""
+
+    prompt: str
+    grammar: dict[str, Any] | str
+    max_tokens: int
+    sampling: dict[str, Any]
+    stub: tuple[str, Stub] | None  # (path, stub): the turn is a code completion at it
+    repairing: bool  # the stub is a function a repair round completes again
+    excluded_tool: str  # the tool left out of the grammar after the same call twice ("": none)
+
+
+def _plan_turn(loop: _Loop, number: int) -> _TurnPlan | None:
+    """The next turn's prompt and grammar, each prompt fitted with the turn's `max_tokens` to the
+    runtime's context window (None: it no longer fits)."""
+    runtime, agent = loop.runtime, loop.agent
+    # Every prompt is budgeted in the runtime's own tokens, so that the prompt and the turn's max_tokens
+    # fit its context window together (None: the runtime knows of no window, and nothing is fitted).
+    window, count = runtime.context_window, runtime.count_tokens
+    kept, repeated = list(loop.tools.values()), ""
+    # A small model can loop on one call; after the same call twice in a row, that tool is left out
+    # of the next turn's grammar, so decoding must choose something else (finish included).
+    if len(loop.calls) >= 2 and loop.calls[-1] == loop.calls[-2]:
+        repeated = loop.calls[-1]["tool"]
+        kept = [t for t in loop.tools.values() if t.name != repeated]
+    files = editable_files(loop.context.worktree, loop.named) if loop.named else None
+    grammar = call_grammar(kept, agent.output, loop.call_format, files, loop.paths)
+    chat = runtime.chat
+    prompt = (
+        chat_prompt(chat, loop.run.header, loop.run.turns) if chat is not None else loop.transcript + CALL
+    )
+    # A named file still holding a stub: the move is a code completion at the stub (agents/stubs.py),
+    # from the file itself as the prompt; the loop writes the edit call around the body it gets.
+    can_edit = bool(files) and "edit" in {t.name for t in kept}
+    stub = first_stub(files or {}) if can_edit else None
+    repairing = next_repair(files, loop.to_repair) if can_edit and stub is None else None
+    max_tokens = agent.max_tokens
+    limit = window - max_tokens if window else None
+    if stub is not None:
+        prompt, grammar = stub[1].prefix, body_grammar()
+        if limit is not None and count(prompt) > limit:  # a long file: the nearest code stays
+            prompt = fit_prompt(stub[1].before, "", stub[1].head, count, limit) or ""
+    elif repairing is not None:
+        # A repair round sends the failing function's file, its old body and the checks' output,
+        # never the whole header again: it fits the context by construction (agents/stubs.py).
+        stub = repairing
+        prompt = repair_prompt(stub[1], loop.failures, count, limit or 10**9) or ""
+        grammar = body_grammar()
+    if stub is not None:
+        max_tokens = min(max_tokens, BODY_MAX_TOKENS)
+    elif window is not None:
+        max_tokens = min(max_tokens, window - count(prompt))
+    if not prompt or max_tokens < MIN_TURN_TOKENS:
+        return None
+    sampling: dict[str, Any] = {"seed": loop.seed}
+    if stub is not None and prompt in loop.tried:
+        # The same code completion again (its edit was refused, say a body cut off mid-statement):
+        # greedy decoding would write the same body, so the retry samples with its own seed.
+        sampling = {"seed": (loop.seed or 0) + number, "temperature": RETRY_TEMPERATURE}
+    if stub is not None:
+        loop.tried.add(prompt)
+    return _TurnPlan(prompt, grammar, max_tokens, sampling, stub, repairing is not None, repeated)
+
+
+def _record_turn(
+    run: AgentRun, plan: _TurnPlan, completion: Completion, number: int
+) -> tuple[str, dict[str, Any]]:
+    """(the call's text, the turn as the trace records it), the run's token counts added up. A code
+    completion's body becomes the edit call that puts it in place."""
+    text, body = completion.text, None
+    stub = plan.stub
+    if stub is not None and not text.startswith("edit "):  # (a replayed turn was recorded as the call)
+        body = kept_body(text)
+        text = stub_edit(stub[0], stub[1], text)
+    text = text.strip()
+    run.tokens_in += completion.tokens_in
+    run.tokens_out += completion.tokens_out
+    run.tokens_evaluated += completion.tokens_evaluated
+    run.seconds += completion.seconds
+    turn: dict[str, Any] = {
+        "n": number,
+        "completion": text,
+        "tokens_in": completion.tokens_in,
+        "tokens_out": completion.tokens_out,
+        "tokens_evaluated": completion.tokens_evaluated,
+        "seconds": round(completion.seconds, 3),
+    }
+    if completion.served_by:  # which model a server says answered (its URL is in the trace's model)
+        turn["served_by"] = completion.served_by
+    run.turns.append(turn)
+    if stub is not None:
+        # This turn's prompt is the file, not the transcript: recorded so replay can check it.
+        turn["stub"] = {"path": stub[0], "function": stub[1].name, "prompt": plan.prompt}
+        if body is not None:  # what the model wrote from that prompt: a completion row to learn from
+            turn["stub"]["body"] = body
+        if plan.repairing:
+            turn["stub"]["repair"] = True
+        if "temperature" in plan.sampling:
+            turn["sampling"] = plan.sampling
+    if plan.excluded_tool:
+        turn["excluded_tool"] = plan.excluded_tool
+    return text, turn
+
+
+def _act(
+    loop: _Loop, plan: _TurnPlan, completion: Completion, text: str, turn: dict[str, Any]
+) -> AgentRun | None:
+    """Validate the turn's call and run it. The run when the loop ends here (a valid finish, time
+    up, every stub filled); else None, with the turn's (redacted) result recorded."""
+    run = loop.run
+    try:
+        # A body cut off at max_tokens is still a body (its last, partial line dropped, as raw
+        # completion would keep it); the edit's syntax check refuses it if it does not parse.
+        if completion.finish_reason == "length" and plan.stub is None:
+            cut = completion.tokens_out
+            raise ValueError(f"the call was cut off after {cut} tokens; make it shorter")
+        name, args = parse_call(text, loop.tools, loop.agent.output, loop.call_format)
+    except ValueError as invalid:
+        result = f"error: {invalid}"
+        turn["error"] = str(invalid)
+        loop.errors_in_row += 1
+    else:
+        turn["call"] = {"tool": name, "args": args.model_dump(mode="json")}
+        if name == "finish":
+            run.ok, run.output = True, args.model_dump(mode="json")
+            return run
+        if loop.context.seconds_left() <= 0:  # the runner stopped waiting for this node: change nothing
+            run.error = f"out of time after {turn['n']} turns"
+            return loop.ended()
+        done, result = _execute(loop, plan, turn, name, args)
+        if done is not None:
+            return done
+    turn["result"] = redact(result)
+    return None
+
+
+def _execute(
+    loop: _Loop, plan: _TurnPlan, turn: dict[str, Any], name: str, args: BaseModel
+) -> tuple[AgentRun | None, str]:
+    """(the run if filling this stub finished the step, else None; the tool's result or its refusal)."""
+    stub = plan.stub
+    started = time.perf_counter()
+    try:
+        result = loop.tools[name].function(args, loop.context)
+        loop.errors_in_row = 0
+        if name in CHANGING_TOOLS:
+            loop.changed.append(str(getattr(args, "path", name)))
+        if stub is not None:  # a stub filled is not repaired again in this step
+            loop.to_repair = [target for target in loop.to_repair if target != (stub[0], stub[1].name)]
+            now = editable_files(loop.context.worktree, loop.named)
+            if first_stub(now) is None and next_repair(now, loop.to_repair) is None:
+                # Every stub is filled: the step's work is done, and a small model left to itself
+                # wanders (edits that change nothing, runs) until it runs out of turns; the
+                # acceptance checks judge the code next.
+                verb = "repaired" if plan.repairing else "completed"
+                done = loop.ended(f"{verb} {stub[1].name} in {stub[0]}")
+                if done.ok:
+                    turn["result"] = redact(result)
+                    return done, result
+    except ToolError as refused:
+        result = f"error: {refused}"
+        turn["error"] = str(refused)
+        loop.errors_in_row += 1
+    turn["tool_seconds"] = round(time.perf_counter() - started, 3)
+    if loop.calls and turn["call"] == loop.calls[-1]:
+        result += "\n(same call as the turn before; if the task is done, call finish)"
+    loop.calls.append(turn["call"])
+    return None, result
 
 
 def _ended_after_changes(
