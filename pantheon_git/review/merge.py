@@ -57,51 +57,49 @@ def _undo(
     return run_git(["reset", "--quiet", "--keep", str(old)], root, check=False).returncode == 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A task's passing run branch and the base branch it merges into."""
+
+    task_id: str
+    head: pygit2.Commit  # the run branch's tip
+    branch: str  # the run branch's short name
+    base: str
+
+    @property
+    def base_ref(self) -> str:
+        return f"refs/heads/{self.base}"
+
+
 def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run: bool) -> MergeOutcome:
+    """Merge the task's latest attempt into its base if it passed and changes nothing that decides;
+    nothing is written when it is refused, conflicts, or `dry_run`."""
     reason = refusal(state)
     if reason is not None:
         return MergeOutcome(state.id, MergeResult.REFUSED, reason)
     attempt = state.latest_attempt
     assert attempt is not None
-    branch = run_branch(state.id, attempt).removeprefix("refs/heads/")
-    head = lookup(repo, state.attempts[attempt], pygit2.Commit)
-    base = state.spec.base or "main"
-    # Who may vote is changed by people on the base branch, never by a run (a model's edit or a pushed
-    # branch would otherwise make its own signer trusted once merged).
-    edits = [
-        step
-        for step, commit in recorded_steps(repo, run_branch(state.id, attempt))
-        if touches_allowed_signers(commit)
-    ]
-    if edits:
-        return MergeOutcome(
-            state.id, MergeResult.REFUSED, f"step {edits[0]} changes {ALLOWED_SIGNERS}; change it by hand"
-        )
-    # A run that changes what decides (config, flows, agents, hooks, CI) is never merged unattended.
-    waits = run_waits(repo, run_branch(state.id, attempt), base)
-    if waits is not None:
-        return MergeOutcome(state.id, MergeResult.WAITS, waits)
-    base_ref = f"refs/heads/{base}"
-    base_tip = ref_commit(repo, base_ref)
+    run_ref = run_branch(state.id, attempt)
+    merging = _Candidate(
+        task_id=state.id,
+        head=lookup(repo, state.attempts[attempt], pygit2.Commit),
+        branch=run_ref.removeprefix("refs/heads/"),
+        base=state.spec.base or "main",
+    )
+    held = _held_back(repo, merging, run_ref)
+    if held is not None:
+        return held
+    base_tip = ref_commit(repo, merging.base_ref)
     if base_tip is None:
-        return MergeOutcome(state.id, MergeResult.REFUSED, f"base {base} is not a branch here")
+        return MergeOutcome(state.id, MergeResult.REFUSED, f"base {merging.base} is not a branch here")
+    head, branch, base = merging.head, merging.branch, merging.base
     if head.id == base_tip.id or repo.descendant_of(base_tip.id, head.id):
         # Already in its base (an earlier merge killed before its record, or a person's `git merge`):
         # nothing to merge again, only the record to catch up, so the base moves with a record at most once.
         if dry_run:
             return MergeOutcome(state.id, MergeResult.WOULD_MERGE, f"{branch} is in {base}: would record it")
-        return _record(
-            repo,
-            root,
-            state.id,
-            head.id,
-            branch,
-            base,
-            base_tip.id,
-            base_tip.id,
-            checked_out=False,
-            ff=head.id == base_tip.id,
-        )
+        same = base_tip.id
+        return _record(repo, root, merging, old=same, new=same, checked_out=False, ff=head.id == same)
     fast_forward = repo.descendant_of(head.id, base_tip.id)
     if not fast_forward:
         index = repo.merge_commits(base_tip, head)
@@ -118,12 +116,40 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
             MergeResult.WOULD_MERGE,
             f"{branch} into {base}" + (" (fast-forward)" if fast_forward else ""),
         )
+    moved = _move_base(repo, root, merging, base_tip, fast_forward=fast_forward)
+    if isinstance(moved, MergeOutcome):
+        return moved
+    new, checked_out = moved
+    return _record(repo, root, merging, old=base_tip.id, new=new, checked_out=checked_out, ff=fast_forward)
+
+
+def _held_back(repo: pygit2.Repository, merging: _Candidate, run_ref: str) -> MergeOutcome | None:
+    """Why a passing run still may not merge unattended, or None."""
+    # Who may vote is changed by people on the base branch, never by a run (a model's edit or a pushed
+    # branch would otherwise make its own signer trusted once merged).
+    edits = [step for step, commit in recorded_steps(repo, run_ref) if touches_allowed_signers(commit)]
+    if edits:
+        return MergeOutcome(
+            merging.task_id,
+            MergeResult.REFUSED,
+            f"step {edits[0]} changes {ALLOWED_SIGNERS}; change it by hand",
+        )
+    # A run that changes what decides (config, flows, agents, hooks, CI) is never merged unattended.
+    waits = run_waits(repo, run_ref, merging.base)
+    return None if waits is None else MergeOutcome(merging.task_id, MergeResult.WAITS, waits)
+
+
+def _move_base(
+    repo: pygit2.Repository, root: Path, merging: _Candidate, base_tip: pygit2.Commit, *, fast_forward: bool
+) -> tuple[pygit2.Oid, bool] | MergeOutcome:
+    """Move the base to the merge: (its new tip, whether it is checked out here), or why it did not."""
+    head, branch, base, base_ref = merging.head, merging.branch, merging.base, merging.base_ref
     checked_out = not repo.head_is_detached and not repo.head_is_unborn and repo.head.name == base_ref
     if checked_out:
         # The user's checkout must follow: let git move the branch and the work tree together.
         if run_git(["status", "--porcelain", "--untracked-files=no"], root).stdout.strip():
             return MergeOutcome(
-                state.id, MergeResult.REFUSED, f"{base} is checked out with uncommitted changes"
+                merging.task_id, MergeResult.REFUSED, f"{base} is checked out with uncommitted changes"
             )
         mode = (
             ["--ff-only"] if fast_forward else ["--no-ff", "--no-edit", "-m", f"Merge {branch} into {base}"]
@@ -132,49 +158,38 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
         if proc.returncode != 0:
             run_git(["merge", "--abort"], root, check=False)
             return MergeOutcome(
-                state.id, MergeResult.CONFLICT, f"git merge failed: {proc.stderr.strip()[:200]}"
+                merging.task_id, MergeResult.CONFLICT, f"git merge failed: {proc.stderr.strip()[:200]}"
             )
-        new = repo.references[base_ref].peel(pygit2.Commit).id
+        return repo.references[base_ref].peel(pygit2.Commit).id, True
+    if fast_forward:
+        new = head.id
     else:
-        if fast_forward:
-            new = head.id
-        else:
-            tree = repo.merge_commits(base_tip, head).write_tree(repo)
-            sig = signature(repo)
-            new = repo.create_commit(
-                None, sig, sig, f"Merge {branch} into {base}\n", tree, [base_tip.id, head.id]
-            )
-        if not set_ref(repo, base_ref, new, base_tip.id, f"pantheon: merge {branch}"):
-            return MergeOutcome(state.id, MergeResult.REFUSED, f"{base} moved while merging; run merge again")
-    return _record(
-        repo,
-        root,
-        state.id,
-        head.id,
-        branch,
-        base,
-        base_tip.id,
-        new,
-        checked_out=checked_out,
-        ff=fast_forward,
-    )
+        tree = repo.merge_commits(base_tip, head).write_tree(repo)
+        sig = signature(repo)
+        new = repo.create_commit(
+            None, sig, sig, f"Merge {branch} into {base}\n", tree, [base_tip.id, head.id]
+        )
+    if not set_ref(repo, base_ref, new, base_tip.id, f"pantheon: merge {branch}"):
+        return MergeOutcome(
+            merging.task_id, MergeResult.REFUSED, f"{base} moved while merging; run merge again"
+        )
+    return new, False
 
 
 def _record(
     repo: pygit2.Repository,
     root: Path,
-    task_id: str,
-    head: pygit2.Oid,
-    branch: str,
-    base: str,
+    merging: _Candidate,
+    *,
     old: pygit2.Oid,
     new: pygit2.Oid,
-    *,
     checked_out: bool,
-    ff: bool = False,
+    ff: bool,
 ) -> MergeOutcome:
-    """Record the merge of `head` into `base` (now at `new`, from `old`): a merge and its record are one
-    step, so when the record cannot be written the base (and its checkout) goes back to `old`."""
+    """Record the merge of the run branch into its base (now at `new`, from `old`): a merge and its
+    record are one step, so when the record cannot be written the base (and its checkout) goes back to
+    `old`."""
+    base = merging.base
     record = Vote(
         kind=VoteKind.MERGE,
         voter="merge",
@@ -182,18 +197,20 @@ def _record(
         evidence={"into": base, "commit": str(new), "fast_forward": ff},
     )
     try:
-        append_votes(repo, head, [record])
+        append_votes(repo, merging.head.id, [record])
     except Exception as failed:  # no record, so no merge
         if new == old:
             after = f"{base} unchanged"
-        elif _undo(repo, root, f"refs/heads/{base}", old, new, checked_out):
+        elif _undo(repo, root, merging.base_ref, old, new, checked_out):
             after = f"{base} put back at {str(old)[:12]}"
         else:
             after = f"{base} moved on meanwhile (run merge again to record it)"
         why = " ".join(str(failed).split()) or type(failed).__name__
-        return MergeOutcome(task_id, MergeResult.REFUSED, f"recording the merge failed ({why}); {after}")
+        return MergeOutcome(
+            merging.task_id, MergeResult.REFUSED, f"recording the merge failed ({why}); {after}"
+        )
     return MergeOutcome(
-        task_id,
+        merging.task_id,
         MergeResult.FAST_FORWARD if ff else MergeResult.MERGED,
-        f"{branch} into {base} at {str(new)[:12]}",
+        f"{merging.branch} into {base} at {str(new)[:12]}",
     )
