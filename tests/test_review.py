@@ -131,3 +131,16 @@ def test_merge_into_a_branch_not_checked_out_and_people_vote(repo_dir: Path) -> 
     assert "good.txt" in git(repo_dir, "ls-tree", "--name-only", "main").split()
     assert not (repo_dir / "good.txt").exists()  # the checked-out branch was not touched
     assert git(repo_dir, "log", "-1", "--format=%P", "main").count(" ") == 1  # a merge commit
+
+
+def test_report_names_the_gate_as_where_a_rejected_run_failed(repo_dir: Path) -> None:
+    repo = open_repo(repo_dir)
+    enqueue(repo, [stamp(Spec(id="rejected", title="r", acceptance=["true"]), author="a <a@b>", base="main")])
+    make_run(repo_dir, "rejected", {"r.txt": b"r\n"}, "reject")
+    (row,) = json.loads(pantheon(repo_dir, "report", "--format", "json").stdout)
+    assert row["status"] == "failed" and row["gate"] == "reject"
+    assert row["failure"] == {
+        "step": "gate",
+        "error": "gate reject",
+        "inspect": ["git log --notes pantheon/rejected/1"],
+    }

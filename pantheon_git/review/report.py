@@ -126,80 +126,93 @@ def task_report(
     ref = run_branch(state.id, attempt)
     report.branch = ref.removeprefix("refs/heads/")
     for _, commit in recorded_steps(repo, ref):
-        report.steps += 1
-        trace = read_trace(repo, commit.id) or {}
-        # Trace notes may come from another machine: a field of the wrong shape counts as absent.
-        tokens = _table(trace.get("tokens"))
-        report.tokens_in += int(_number(tokens.get("in")))
-        report.tokens_out += int(_number(tokens.get("out")))
-        report.seconds += _number(trace.get("duration_s"))
-        report.claims = _table(trace.get("policy")).get("claims", report.claims)
-        for recorded in recorded_votes(repo, commit.id, signers):
-            vote = recorded.vote
-            if not recorded.counts:
-                report.votes.append(
-                    f"{vote.voter}: {vote.verdict} (unverified (ignored): {recorded.trust.value})"
-                )
-            elif vote.kind == "gate":
-                report.gate, report.gate_reasons = vote.verdict, vote.reasons
-            elif vote.kind == "vote":
-                report.votes.append(vote_cell(vote))
-                if vote.voter == "acceptance":
-                    report.acceptance = [
-                        {key: result.get(key) for key in ("command", "exit_code", "timed_out")}
-                        for result in _list(vote.evidence.get("results"))
-                        if isinstance(result, dict)
-                    ]
-                    report.untested_checks = [
-                        str(item) for item in _list(vote.evidence.get("passes_at_base"))
-                    ]
-        trailers = parse_trailers(commit.message)
-        # The model is in the trace; runs recorded before it left the message carry a Pantheon-Model trailer.
-        served = adapter_of(str(trace.get("model") or trailers.get("Pantheon-Model", "")))
-        if served:
-            report.adapters.append(f"{trailers.get('Pantheon-Step')}: {served}")
-        if trailers.get("Pantheon-Outcome") == "failed":
-            report.failure = {
-                "commit": str(commit.id),
-                "step": trailers.get("Pantheon-Step"),
-                "error": trace.get("error") or trailers.get("Pantheon-Error"),
-                "log_tail": str(trace.get("log_tail") or "")[-600:],
-                "inspect": [
-                    f"git log --notes {report.branch}",
-                    f"git show {str(commit.id)[:12]}",
-                    f"git notes --ref pantheon/traces show {str(commit.id)[:12]}",
-                ],
-            }
-    if state.status == Status.FAILED and report.failure is None and report.gate == "approve":
+        _add_step(report, repo, commit, signers)
+    if state.status == Status.PASSED:
+        waits = run_waits(repo, ref, state.spec.base)
+        report.waits = f"waits: {waits}" if waits is not None else None
+    if state.status == Status.FAILED and report.failure is None:
+        report.failure = _run_failure(repo, ref, report, signers)
+    return report
+
+
+def _add_step(
+    report: TaskReport, repo: pygit2.Repository, commit: pygit2.Commit, signers: AllowedSigners
+) -> None:
+    """Add one step commit to the task's row: its trace's figures, its votes, its adapter, its failure."""
+    report.steps += 1
+    trace = read_trace(repo, commit.id) or {}
+    # Trace notes may come from another machine: a field of the wrong shape counts as absent.
+    tokens = _table(trace.get("tokens"))
+    report.tokens_in += int(_number(tokens.get("in")))
+    report.tokens_out += int(_number(tokens.get("out")))
+    report.seconds += _number(trace.get("duration_s"))
+    report.claims = _table(trace.get("policy")).get("claims", report.claims)
+    for recorded in recorded_votes(repo, commit.id, signers):
+        vote = recorded.vote
+        if not recorded.counts:
+            ignored = f"unverified (ignored): {recorded.trust.value}"
+            report.votes.append(f"{vote.voter}: {vote.verdict} ({ignored})")
+        elif vote.kind == "gate":
+            report.gate, report.gate_reasons = vote.verdict, vote.reasons
+        elif vote.kind == "vote":
+            report.votes.append(vote_cell(vote))
+            if vote.voter == "acceptance":
+                report.acceptance = [
+                    {key: result.get(key) for key in ("command", "exit_code", "timed_out")}
+                    for result in _list(vote.evidence.get("results"))
+                    if isinstance(result, dict)
+                ]
+                report.untested_checks = [str(item) for item in _list(vote.evidence.get("passes_at_base"))]
+    trailers = parse_trailers(commit.message)
+    # The model is in the trace; runs recorded before it left the message carry a Pantheon-Model trailer.
+    served = adapter_of(str(trace.get("model") or trailers.get("Pantheon-Model", "")))
+    if served:
+        report.adapters.append(f"{trailers.get('Pantheon-Step')}: {served}")
+    if trailers.get("Pantheon-Outcome") == "failed":
+        report.failure = {
+            "commit": str(commit.id),
+            "step": trailers.get("Pantheon-Step"),
+            "error": trace.get("error") or trailers.get("Pantheon-Error"),
+            "log_tail": str(trace.get("log_tail") or "")[-600:],
+            "inspect": [
+                f"git log --notes {report.branch}",
+                f"git show {str(commit.id)[:12]}",
+                f"git notes --ref pantheon/traces show {str(commit.id)[:12]}",
+            ],
+        }
+
+
+def _run_failure(
+    repo: pygit2.Repository, ref: str, report: TaskReport, signers: AllowedSigners
+) -> dict[str, Any] | None:
+    """Why a failed run whose steps all succeeded failed: the gate approved but a step is not by an
+    allowed signer or was signed for another run, or the gate rejected it (None: none of these)."""
+    if report.gate == "approve":
         unsigned = unverified_steps(repo, ref, signers)
         if unsigned:
             step, commit, trust = unsigned[0]
-            report.failure = {
+            return {
                 "commit": str(commit.id),
                 "step": step,
                 "error": f"{len(unsigned)} step commit(s) {trust.value}, not by an allowed signer: "
                 "the run never counts as passing",
                 "inspect": [f"git log --show-signature {report.branch}"],
             }
-    if state.status == Status.FAILED and report.failure is None and report.gate == "approve":
         misbound = misbound_steps(repo, ref)
         if misbound:
-            report.failure = {
+            return {
                 "commit": str(misbound[0][1].id),
                 "step": misbound[0][0],
                 "error": f"{misbound[0][2]}: steps count only for the run they were signed for",
                 "inspect": [f"git log {report.branch}"],
             }
-    if state.status == Status.PASSED:
-        waits = run_waits(repo, ref, state.spec.base)
-        report.waits = f"waits: {waits}" if waits is not None else None
-    if state.status == Status.FAILED and report.failure is None and report.gate == "reject":
-        report.failure = {
+    if report.gate == "reject":
+        return {
             "step": "gate",
             "error": "; ".join(report.gate_reasons),
             "inspect": [f"git log --notes {report.branch}"],
         }
-    return report
+    return None
 
 
 def _commit_moment(repo: pygit2.Repository, head: pygit2.Oid) -> datetime:
