@@ -195,7 +195,12 @@ def judge(
     targets = lint_targets(changes)
     lint = run_lint(run_sandboxed, context, targets) if targets else None
     for check in review_changes(
-        changes, context, policy, tree_paths(tree), "pyproject.toml [tool.ruff]", lint
+        changes,
+        context,
+        policy,
+        base_paths=tree_paths(tree),
+        config="pyproject.toml [tool.ruff]",
+        lint=lint,
     ):
         votes[check.name] = check.vote()
     for node_id, seed, temperature, execute in reviewers:

@@ -144,6 +144,7 @@ def review_changes(
     changes: Sequence[Change],
     context: NodeContext,
     policy: GatePolicy,
+    *,
     base_paths: frozenset[str],
     config: str | None,
     lint: tuple[Ran, Ran] | None,
@@ -188,7 +189,9 @@ def checks_executor(sandbox: Sandbox, policy: GatePolicy) -> NodeExecutor:
                 hooks = HookReport(not_run=found.not_run, programs=programs)
             else:
                 hooks = run_hooks(sandbox, context, found, changes)
-        checks = review_changes(changes, context, policy, tree_paths(tree), config, lint, hooks)
+        checks = review_changes(
+            changes, context, policy, base_paths=tree_paths(tree), config=config, lint=lint, hooks=hooks
+        )
         rejected = [check.name for check in checks if check.verdict == Verdict.REJECT]
         summary = (
             f"rejected by {', '.join(rejected)}: "

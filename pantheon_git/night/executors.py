@@ -394,6 +394,7 @@ def executors_for(
     agents: Mapping[str, AgentSpec],
     models: Mapping[str, ModelConfig],
     gate_policy: GatePolicy,
+    *,
     sandbox: Sandbox = run_sandboxed,
     adapters: Mapping[str, Path | None] | None = None,
     model_hosts: tuple[ModelHost, ...] = (),

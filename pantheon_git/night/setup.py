@@ -162,7 +162,7 @@ def prepare_night(repo: pygit2.Repository, root: Path, jobs: int = 1) -> NightSe
         # Limits as the person's checkout sets them (a run's copy of config.toml is never read).
         sandbox = functools.partial(run_sandboxed, limits=config.sandbox)
         return nodes, executors_for(
-            used, known, models, config.gate, sandbox, adapters=adapters, model_hosts=model_hosts
+            used, known, models, config.gate, sandbox=sandbox, adapters=adapters, model_hosts=model_hosts
         )
 
     return NightSetup(

@@ -66,13 +66,16 @@ def validate(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise PantheonError(describe(exc, model, source, text, prefix, reasons, name_field)) from None
+        raise PantheonError(
+            describe(exc, model, source, text=text, prefix=prefix, reasons=reasons, name_field=name_field)
+        ) from None
 
 
 def describe(
     exc: ValidationError,
     model: type[BaseModel],
     source: str,
+    *,
     text: str = "",
     prefix: Sequence[str] = (),
     reasons: Reasons | None = None,

@@ -106,12 +106,13 @@ def _record_outcome(repo: pygit2.Repository, result: NightTraining) -> None:
 def _evaluate_and_promote(
     repo: pygit2.Repository,
     root: Path,
+    result: NightTraining,
+    *,
     agent: str,
     adapter: Path,
     tasks: list[str],
     alpha: float,
     evaluator: Evaluator,
-    result: NightTraining,
 ) -> None:
     """The candidate against the adapter in force on the held-out tasks; promoted only when better beyond
     noise. The outcome, rates and reason go into `result`."""
@@ -175,7 +176,14 @@ def train_night(
                 )
             else:
                 _evaluate_and_promote(
-                    repo, root, agent, out / "adapter.gguf", tasks, alpha, evaluator, result
+                    repo,
+                    root,
+                    result,
+                    agent=agent,
+                    adapter=out / "adapter.gguf",
+                    tasks=tasks,
+                    alpha=alpha,
+                    evaluator=evaluator,
                 )
     except Exception as broken:  # whatever broke, the night ends and yesterday's adapter serves
         result.outcome = TrainOutcome.FAILED
