@@ -17,6 +17,7 @@ from pantheon_git.store.git import lookup, parse_oid, run_git
 from pantheon_git.store.runs import parse_trailers, run_heads
 from pantheon_git.store.signing import (
     ALLOWED_SIGNERS,
+    AllowedSigners,
     allowed_signers,
     allowed_signers_at,
     touches_allowed_signers,
@@ -58,13 +59,32 @@ def ungated_commits(
     when the remote has no such branch yet."""
     if remote is None:
         exclude = ["--not", "--exclude=*/pantheon/*", "--remotes"]
-        signers = allowed_signers(repo)
-        patterns = trust_paths_at(repo, trusted_tip(repo))
+        runs = _Runs(repo, allowed_signers(repo), trust_paths_at(repo, trusted_tip(repo)))
     else:
         exclude = [f"^{remote}"]
-        signers = allowed_signers_at(repo, remote)
-        patterns = trust_paths_at(repo, remote)  # as the remote has them, like the allowed signers
+        # As the remote has them: the signers and the trust paths.
+        runs = _Runs(repo, allowed_signers_at(repo, remote), trust_paths_at(repo, remote))
     cancelled = cancelled_ids(queue_tree(repo), repo)
+    problems = []
+    for commit_id in _pushed(root, local, exclude):
+        commit = lookup(repo, commit_id, pygit2.Commit)
+        trailers = parse_trailers(commit.message)
+        task = trailers.get("Pantheon-Task")
+        if not task:
+            continue
+        if touches_allowed_signers(commit):
+            why: str | None = f"a run commit changes {ALLOWED_SIGNERS}"
+        elif task in cancelled:  # a cancelled task's work never goes out, however it got onto the branch
+            why = "the task is cancelled; its work is not to merge"
+        else:
+            why = runs.refusal(commit, task, trailers.get("Pantheon-Attempt", ""))
+        if why is not None:
+            problems.append(f"{str(commit_id)[:12]} (task {task}): {why}")
+    return problems
+
+
+def _pushed(root: Path, local: pygit2.Oid, exclude: list[str]) -> list[pygit2.Oid]:
+    """The commits a push of `local` carries (rev-list, less `exclude`); fails closed."""
     proc = run_git(["rev-list", "--end-of-options", str(local), *exclude], root, check=False)
     if proc.returncode != 0:
         # Fail closed: an empty listing would let every commit through (say, the remote's tip is a commit
@@ -72,55 +92,45 @@ def ungated_commits(
         reason = (proc.stderr.strip().splitlines() or ["rev-list failed"])[-1]
         raise PantheonError(f"cannot tell which commits this push carries ({reason}); fetch, then push again")
     listing = [parse_oid(line) for line in proc.stdout.split()]
-    heads = run_heads(repo)
-    problems = []
-    verdicts: dict[tuple[str, str], Status] = {}
-    run_head: dict[tuple[str, str], pygit2.Oid | None] = {}
-    approved: dict[tuple[str, str], bool] = {}
-    for commit_id in listing:
-        if commit_id is None:
-            raise PantheonError("cannot read rev-list's listing of this push: refusing rather than guessing")
-        commit = lookup(repo, commit_id, pygit2.Commit)
-        sha = str(commit_id)
-        trailers = parse_trailers(commit.message)
-        task = trailers.get("Pantheon-Task")
-        if not task:
-            continue
-        if touches_allowed_signers(commit):
-            problems.append(f"{sha[:12]} (task {task}): a run commit changes {ALLOWED_SIGNERS}")
-            continue
-        if task in cancelled:  # a cancelled task's work never goes out, however it got onto the branch
-            problems.append(f"{sha[:12]} (task {task}): the task is cancelled; its work is not to merge")
-            continue
-        attempt = trailers.get("Pantheon-Attempt", "")
+    if any(commit_id is None for commit_id in listing):
+        raise PantheonError("cannot read rev-list's listing of this push: refusing rather than guessing")
+    return [commit_id for commit_id in listing if commit_id is not None]
+
+
+class _Runs:
+    """Each run's verdict, head and people's approval, looked up once per (task, attempt) a push names."""
+
+    def __init__(self, repo: pygit2.Repository, signers: AllowedSigners, patterns: tuple[str, ...]) -> None:
+        self.repo, self.signers, self.patterns = repo, signers, patterns
+        self.heads = run_heads(repo)
+        self.verdicts: dict[tuple[str, str], tuple[Status, pygit2.Oid | None]] = {}
+        self.approved: dict[tuple[str, str], bool] = {}
+
+    def refusal(self, commit: pygit2.Commit, task: str, attempt: str) -> str | None:
+        """Why this run commit may not go out (None: it may)."""
         key = (task, attempt)
-        if key not in verdicts:
-            attempts = heads.get(task, {})
+        if key not in self.verdicts:
+            attempts = self.heads.get(task, {})
             number = int(attempt) if attempt.isdigit() else (max(attempts) if attempts else None)
             head = attempts.get(number) if number is not None else None
-            run_head[key] = head
-            verdicts[key] = (
-                checked_outcome(repo, task, number, head, signers)[0]
-                if head is not None and number is not None
-                else Status.RUNNING
-            )
-        if verdicts[key] not in (Status.PASSED, Status.MERGED):
-            problems.append(f"{sha[:12]} (task {task}): its run is {verdicts[key].value}, not gated")
-            continue
-        head = run_head[key]
-        if head is not None and head != commit_id and not repo.descendant_of(head, commit_id):
+            verdict = Status.RUNNING
+            if head is not None and number is not None:
+                verdict = checked_outcome(self.repo, task, number, head, self.signers)[0]
+            self.verdicts[key] = verdict, head
+        verdict, head = self.verdicts[key]
+        if verdict not in (Status.PASSED, Status.MERGED):
+            return f"its run is {verdict.value}, not gated"
+        if head is not None and head != commit.id and not self.repo.descendant_of(head, commit.id):
             # Its trailers name a run that passed, but the run is not this commit: a gate's approval
             # vouches for the commits of its own run only (one made elsewhere may copy any trailers).
-            problems.append(f"{sha[:12]} (task {task}): not a commit of its run {task}/{attempt or '?'}")
-            continue
+            return f"not a commit of its run {task}/{attempt or '?'}"
         # What decides (config, flows, agents, hooks, CI) changes only with a person's signed approval.
-        edits = trust_edits([commit], patterns)
-        if edits:
-            if key not in approved:
-                approved[key] = head is not None and person_approved(repo, head, signers)
-            if not approved[key]:
-                problems.append(f"{sha[:12]} (task {task}): waits: {wait_reason(task, edits)}")
-    return problems
+        edits = trust_edits([commit], self.patterns)
+        if not edits:
+            return None
+        if key not in self.approved:
+            self.approved[key] = head is not None and person_approved(self.repo, head, self.signers)
+        return None if self.approved[key] else f"waits: {wait_reason(task, edits)}"
 
 
 def pre_push(repo: pygit2.Repository, root: Path, lines: Iterable[str], protected: set[str]) -> list[str]:
