@@ -320,6 +320,55 @@ def _run_by_acceptance(change: Change, files: set[str], directories: set[str]) -
     return not new_test or PurePosixPath(change.path).name == "conftest.py"
 
 
+@dataclass(frozen=True, slots=True)
+class _TestTally:
+    """What the changed test files define before and after the change."""
+
+    before: Counter[str]  # test functions by name
+    after: Counter[str]
+    asserts_before: int
+    asserts_after: int
+    skips_added: list[str]  # files that gained a skip or xfail
+
+    @classmethod
+    def of(cls, tests: Sequence[Change]) -> _TestTally:
+        before: Counter[str] = Counter()
+        after: Counter[str] = Counter()
+        asserts_before = asserts_after = 0
+        skips_added = []
+        for change in tests:
+            old, new = change.before or "", change.after or ""
+            before += defined_tests(old)
+            after += defined_tests(new)
+            asserts_before += assertion_count(old)
+            asserts_after += assertion_count(new)
+            if skip_count(new) > skip_count(old):
+                skips_added.append(change.path)
+        return cls(before, after, asserts_before, asserts_after, skips_added)
+
+    def problems(self) -> list[str]:
+        found = []
+        missing = sorted((self.before - self.after).elements())
+        if missing:
+            found.append(f"deletes test {_listed(missing)}")
+        if self.skips_added:
+            found.append(f"adds a skip or xfail in {_listed(self.skips_added)}")
+        if self.asserts_after < self.asserts_before:
+            found.append(f"removes {self.asserts_before - self.asserts_after} assertion(s) from the tests")
+        return found
+
+
+def _changes_how_tests_run(change: Change) -> bool:
+    """A test runner's configuration file, or pyproject.toml's [tool.pytest] changed."""
+    name = PurePosixPath(change.path).name
+    if name in TEST_CONFIG:
+        return True
+    if name != "pyproject.toml":
+        return False
+    before, after = (_pyproject_table(text, "tool", "pytest") for text in (change.before, change.after))
+    return bool(before != after)
+
+
 def weakening_check(
     changes: Sequence[Change],
     acceptance: Sequence[str],
@@ -329,58 +378,27 @@ def weakening_check(
     """Reject a change that deletes or skips tests, removes assertions, or edits what the acceptance
     commands run (or how tests run: conftest.py, pytest.ini, …) unless the spec names that file."""
     allowed = {path.strip("/") for path in spec_files}
-    problems: list[str] = []
-    before_tests: Counter[str] = Counter()
-    after_tests: Counter[str] = Counter()
-    before_asserts = after_asserts = 0
-    skips_added: list[str] = []
     tests = [change for change in work(changes) if is_test_file(change.path)]
-    for change in tests:
-        before, after = change.before or "", change.after or ""
-        before_tests += defined_tests(before)
-        after_tests += defined_tests(after)
-        before_asserts += assertion_count(before)
-        after_asserts += assertion_count(after)
-        if skip_count(after) > skip_count(before):
-            skips_added.append(change.path)
-    missing = sorted((before_tests - after_tests).elements())
-    if missing:
-        problems.append(f"deletes test {_listed(missing)}")
-    if skips_added:
-        problems.append(f"adds a skip or xfail in {_listed(skips_added)}")
-    if after_asserts < before_asserts:
-        problems.append(f"removes {before_asserts - after_asserts} assertion(s) from the tests")
+    tally = _TestTally.of(tests)
+    problems = tally.problems()
     files, directories = acceptance_paths(acceptance, base_paths)
-    touched = sorted(
-        change.path
-        for change in work(changes)
-        if change.path not in allowed and _run_by_acceptance(change, files, directories)
-    )
+    unnamed = [change for change in work(changes) if change.path not in allowed]
+    touched = sorted(change.path for change in unnamed if _run_by_acceptance(change, files, directories))
     if touched:
         problems.append(f"edits {_listed(touched)}, which the acceptance checks run")
     config = sorted(
-        change.path
-        for change in work(changes)
-        if change.path not in allowed
-        and change.path not in touched
-        and (
-            PurePosixPath(change.path).name in TEST_CONFIG
-            or (
-                PurePosixPath(change.path).name == "pyproject.toml"
-                and _pyproject_table(change.before, "tool", "pytest")
-                != _pyproject_table(change.after, "tool", "pytest")
-            )
-        )
+        change.path for change in unnamed if change.path not in touched and _changes_how_tests_run(change)
     )
     if config:
         problems.append(f"changes how tests run: {_listed(config)}")
+    tests_before, tests_after = sum(tally.before.values()), sum(tally.after.values())
     evidence = {
         "test_files": [change.path for change in tests][:50],
-        "tests_before": sum(before_tests.values()),
-        "tests_after": sum(after_tests.values()),
-        "assertions_before": before_asserts,
-        "assertions_after": after_asserts,
-        "missing": missing[:50],
+        "tests_before": tests_before,
+        "tests_after": tests_after,
+        "assertions_before": tally.asserts_before,
+        "assertions_after": tally.asserts_after,
+        "missing": sorted((tally.before - tally.after).elements())[:50],
         "acceptance_files": sorted(files | directories)[:50],
     }
     if problems:
@@ -392,8 +410,8 @@ def weakening_check(
     return Check(
         TESTS_KEPT,
         Verdict.APPROVE,
-        f"{sum(after_tests.values())} tests and {after_asserts} assertions kept or added "
-        f"({sum(before_tests.values())} and {before_asserts} before)",
+        f"{tests_after} tests and {tally.asserts_after} assertions kept or added "
+        f"({tests_before} and {tally.asserts_before} before)",
         evidence,
     )
 
