@@ -471,3 +471,33 @@ def test_a_model_reviewer_counts_once_its_calibration_is_recorded_and_the_report
     rows = {row.id: row for row in build_report(open_repo(repo_dir))}
     assert "reviewer:review: approve (calibrated 0.85)" in rows["t2"].votes
     assert json.loads(json.dumps(counted.evidence))["calibration"]["false_approval"] == 0.2
+
+
+class SilentModel(ApprovingModel):
+    """A reviewer's model that never makes a valid call."""
+
+    def complete(self, prompt: str, **_: Any) -> Completion:
+        return Completion(
+            text="it looks fine to me", tokens_in=len(prompt), tokens_out=5, tokens_evaluated=0, seconds=0.0
+        )
+
+
+@needs_sandbox
+def test_a_model_reviewer_that_reaches_no_verdict_abstains_and_its_approval_is_still_missing(
+    repo_dir: Path,
+) -> None:
+    flow = FLOW.replace('inputs = ["checks", "test"]', 'inputs = ["checks", "review", "test"]') + (
+        '[[nodes]]\nid = "review"\nagent = "reviewer"\ninputs = ["test"]\n'
+    )
+    calc_repo(repo_dir, ruff=False, flow=flow)
+    reviewer = replace(REVIEWER, call_format="json")
+    review = agent_executor(
+        reviewer, ModelConfig(bundled="gemma3-270m"), run_sandboxed, runtime_factory=SilentModel
+    )
+    policy = GatePolicy(min_approvals=4, min_reviewer_accuracy=0.0)  # it would count, were it to approve
+    task = queue(repo_dir, "t1")
+    assert not run(repo_dir, task, executors(write("calc.py", DONE), policy, reviewer=review)).passed
+    vote = votes_of(repo_dir, task, "review")["reviewer:review"]
+    assert vote.verdict == "abstain" and vote.reasons[0].startswith("no verdict: gave up after"), vote
+    assert vote.evidence["model"] == "scripted" and vote.evidence["calibration"] == {}
+    assert gate_of(repo_dir, task).reasons == ["3 of 4 required approvals"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pantheon_git.agents.context import named_files
-from pantheon_git.agents.loop import run_agent, stub_functions
+from pantheon_git.agents.loop import AgentRun, run_agent, stub_functions
 from pantheon_git.agents.placement import placed_files, placed_functions
 from pantheon_git.agents.spec import AgentSpec, Role
 from pantheon_git.night.checks import CHECKS, checks_executor
@@ -187,42 +187,11 @@ def agent_executor(
         # The files a `place` step put stubs in (night/place.py) are the task's too: shown, and completed.
         files = list(dict.fromkeys([*spec.files, *placed_files(context.upstream)]))
         task = {"title": spec.title, "scope": spec.scope, "acceptance": spec.acceptance, "files": files}
-        inputs = steady(dict(context.inputs))
         if agent.acts_as is Role.PLANNER and (stubs := stub_functions(files_at_head(context, files))):
             return _plan_not_needed(stubs)
         reviews = agent.acts_as is Role.REVIEWER
-        if reviews:
-            inputs["diff"] = review_diff(context)
-        if isinstance(inputs.get("repair"), Mapping):
-            # A repair round completes again the functions that were stubs when the attempt began, and
-            # those its `place` step put in.
-            stubs = stub_functions(files_at_base(context, named_files(task, inputs)))
-            stubs += [item for item in placed_functions(context.upstream) if item not in stubs]
-            inputs["repair"] = {**inputs["repair"], "functions": stubs}
-        run = run_agent(agent, runtime, tools, task, inputs, seed=context.seed)
-        if reviews and not run.ok:
-            # A reviewer that reaches no verdict abstains; it does not fail the run. The gate still needs
-            # its approvals (`min_approvals`), so nothing passes on a reviewer's silence.
-            run.ok = True
-            run.output = {"verdict": Verdict.ABSTAIN.value, "reasons": [f"no verdict: {run.error}"[:300]]}
-        votes = []
-        if run.ok and reviews and run.output:
-            votes.append(
-                Vote(
-                    voter=f"reviewer:{context.node_id}",
-                    verdict=run.output["verdict"],
-                    reasons=list(run.output.get("reasons", [])),
-                    evidence={
-                        "model": runtime.identity.label(),
-                        "seed": context.seed,
-                        "temperature": context.temperature,
-                        # Measured accuracy from the evals notes ({}: uncalibrated); the gate reads it here.
-                        "calibration": read_calibration(
-                            open_worktree(context.worktree), agent.name, runtime.identity.label()
-                        ),
-                    },
-                )
-            )
+        run = run_agent(agent, runtime, tools, task, _agent_inputs(context, task, reviews), seed=context.seed)
+        votes = _review_votes(agent, runtime, context, run) if reviews else []
         summary = _summary(run.output) if run.ok else f"failed: {run.error}"
         return NodeResult(
             summary=summary,
@@ -236,6 +205,47 @@ def agent_executor(
         )
 
     return execute
+
+
+def _agent_inputs(context: NodeContext, task: Mapping[str, Any], reviews: bool) -> dict[str, Any]:
+    """The step's inputs as the agent reads them: a reviewer's diff added, a repair round's functions."""
+    inputs: dict[str, Any] = steady(dict(context.inputs))
+    if reviews:
+        inputs["diff"] = review_diff(context)
+    if isinstance(inputs.get("repair"), Mapping):
+        # A repair round completes again the functions that were stubs when the attempt began, and
+        # those its `place` step put in.
+        stubs = stub_functions(files_at_base(context, named_files(task, inputs)))
+        stubs += [item for item in placed_functions(context.upstream) if item not in stubs]
+        inputs["repair"] = {**inputs["repair"], "functions": stubs}
+    return inputs
+
+
+def _review_votes(agent: AgentSpec, runtime: Runtime, context: NodeContext, run: AgentRun) -> list[Vote]:
+    """A reviewer's vote, with its calibration as evidence for the gate."""
+    if not run.ok:
+        # A reviewer that reaches no verdict abstains; it does not fail the run. The gate still needs
+        # its approvals (`min_approvals`), so nothing passes on a reviewer's silence.
+        run.ok = True
+        run.output = {"verdict": Verdict.ABSTAIN.value, "reasons": [f"no verdict: {run.error}"[:300]]}
+    if not run.output:
+        return []
+    label = runtime.identity.label()
+    evidence = {
+        "model": label,
+        "seed": context.seed,
+        "temperature": context.temperature,
+        # Measured accuracy from the evals notes ({}: uncalibrated); the gate reads it here.
+        "calibration": read_calibration(open_worktree(context.worktree), agent.name, label),
+    }
+    return [
+        Vote(
+            voter=f"reviewer:{context.node_id}",
+            verdict=run.output["verdict"],
+            reasons=list(run.output.get("reasons", [])),
+            evidence=evidence,
+        )
+    ]
 
 
 def _plan_not_needed(stubs: list[dict[str, str]]) -> NodeResult:
