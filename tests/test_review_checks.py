@@ -22,14 +22,14 @@ from pantheon_git.agents.builtin import REVIEWER
 from pantheon_git.night import attempt as attempts
 from pantheon_git.night.checks import checks_executor
 from pantheon_git.night.executors import acceptance_executor, agent_executor, baseline_executor, gate_executor
-from pantheon_git.night.nodes import NodeContext, NodeResult
+from pantheon_git.night.nodes import NodeContext, NodeExecutor, NodeResult
 from pantheon_git.night.setup import plan_nodes
 from pantheon_git.queue.tasks import enqueue
 from pantheon_git.review.calibration import not_counted, read_calibration, record_calibration
 from pantheon_git.review.checks import Change, ChangeKind, lint_check, scope_check, weakening_check
 from pantheon_git.review.gate import decide
 from pantheon_git.review.report import build_report, render_markdown
-from pantheon_git.runtime.base import Completion, ModelIdentity
+from pantheon_git.runtime.base import Completion, ModelIdentity, Runtime
 from pantheon_git.schema.config import GatePolicy
 from pantheon_git.schema.models import ModelConfig
 from pantheon_git.schema.spec import Spec, stamp
@@ -110,15 +110,12 @@ def implementer(change: Callable[[Path], None]):
 
 
 def run(repo_dir: Path, spec: Spec, executors: dict[str, Any], nodes: list | None = None) -> Any:
-    """One attempt through the real runner (whichever calling form night/attempt.py has)."""
+    """One attempt through the real runner."""
     nodes = nodes if nodes is not None else plan_nodes(repo_dir, spec.flow)
-    repo = open_repo(repo_dir)
-    if hasattr(attempts, "TaskPlan"):
-        plan = attempts.TaskPlan(spec, nodes, executors)
-        return attempts.run_attempt(repo, repo_dir, plan, attempts.Attempt(1, resume=False), policy=POLICY)
+    plan = attempts.TaskPlan(spec, nodes, executors)
     return attempts.run_attempt(
-        repo, repo_dir, spec, nodes, executors, attempt=1, resume=False, policy=POLICY
-    )  # pragma: no cover - the form before TaskPlan
+        open_repo(repo_dir), repo_dir, plan, attempts.Attempt(1, resume=False), policy=POLICY
+    )
 
 
 def executors(
@@ -433,18 +430,21 @@ class ApprovingModel:
         return Completion(text=text, tokens_in=len(prompt), tokens_out=10, tokens_evaluated=0, seconds=0.0)
 
 
-@needs_sandbox
-def test_a_model_reviewer_counts_once_its_calibration_is_recorded_and_the_report_shows_it(
-    repo_dir: Path,
-) -> None:
+def reviewed_calc_repo(repo_dir: Path, model: Callable[[], Runtime]) -> NodeExecutor:
+    """The calc repository with a model reviewer node before the gate; its executor, on `model`."""
     flow = FLOW.replace('inputs = ["checks", "test"]', 'inputs = ["checks", "review", "test"]') + (
         '[[nodes]]\nid = "review"\nagent = "reviewer"\ninputs = ["test"]\n'
     )
     calc_repo(repo_dir, ruff=False, flow=flow)
     reviewer = replace(REVIEWER, call_format="json")
-    review = agent_executor(
-        reviewer, ModelConfig(bundled="gemma3-270m"), run_sandboxed, runtime_factory=ApprovingModel
-    )
+    return agent_executor(reviewer, ModelConfig(bundled="gemma3-270m"), run_sandboxed, runtime_factory=model)
+
+
+@needs_sandbox
+def test_a_model_reviewer_counts_once_its_calibration_is_recorded_and_the_report_shows_it(
+    repo_dir: Path,
+) -> None:
+    review = reviewed_calc_repo(repo_dir, ApprovingModel)
     # Four approvals needed: scope, size and tests-kept give three, the model reviewer the fourth.
     policy = GatePolicy(min_approvals=4)
     first = queue(repo_dir, "t1")
@@ -486,14 +486,7 @@ class SilentModel(ApprovingModel):
 def test_a_model_reviewer_that_reaches_no_verdict_abstains_and_its_approval_is_still_missing(
     repo_dir: Path,
 ) -> None:
-    flow = FLOW.replace('inputs = ["checks", "test"]', 'inputs = ["checks", "review", "test"]') + (
-        '[[nodes]]\nid = "review"\nagent = "reviewer"\ninputs = ["test"]\n'
-    )
-    calc_repo(repo_dir, ruff=False, flow=flow)
-    reviewer = replace(REVIEWER, call_format="json")
-    review = agent_executor(
-        reviewer, ModelConfig(bundled="gemma3-270m"), run_sandboxed, runtime_factory=SilentModel
-    )
+    review = reviewed_calc_repo(repo_dir, SilentModel)
     policy = GatePolicy(min_approvals=4, min_reviewer_accuracy=0.0)  # it would count, were it to approve
     task = queue(repo_dir, "t1")
     assert not run(repo_dir, task, executors(write("calc.py", DONE), policy, reviewer=review)).passed
