@@ -843,6 +843,19 @@ def queue_tasks(root: Path, tasks: Sequence[Task], round_: int, samples: int) ->
     return by_id
 
 
+def requeue(
+    root: Path, tasks: Sequence[Task], round_: int, samples: int, earlier: dict[str, Task]
+) -> dict[str, Task]:
+    """The held-out tasks queued again for this round, and the earlier round's copies cancelled, so the
+    trainer judges an adapter on each held-out function once, not once per round."""
+    by_id = queue_tasks(root, tasks, round_, samples)
+    for identifier in earlier:
+        done = pantheon(root, "cancel", identifier, "-m", "bench_repo: queued again as a later round")
+        if done.returncode != 0:
+            raise SystemExit(f"bench_repo: git pantheon cancel {identifier}: {done.stderr.strip()}")
+    return by_id
+
+
 def run_night(
     root: Path, timeout: float, *, train: bool = False, log: Callable[[str], None]
 ) -> list[dict[str, Any]]:
@@ -1084,9 +1097,10 @@ def main() -> int:
         everything = [t for kind in args.kinds for t in chosen[kind]]
         per_seed: list[dict[str, dict[str, Any]]] = []
         night_seconds: list[float] = []
+        by_id: dict[str, Task] = {}
         for round_, seed in enumerate(args.seeds):
             settings_commit(root, args.samples, seed, args)
-            by_id = queue_tasks(root, everything, round_, args.samples)
+            by_id = requeue(root, everything, round_, args.samples, by_id)
             log(f"night, seed {seed}: {len(by_id)} tasks, samples {args.samples}")
             begin = time.perf_counter()
             events = run_night(root, args.night_timeout, log=log)
@@ -1118,7 +1132,7 @@ def main() -> int:
             events = run_night(root, args.night_timeout, train=True, log=log)  # nothing queued: the trainer
             training = next((e for e in events if e.get("event") == "training"), {})
             settings_commit(root, 1, args.seeds[0], args)
-            by_id = queue_tasks(root, everything, round_, 1)
+            by_id = requeue(root, everything, round_, 1, by_id)
             round_ += 1
             figures = night_figures(root, by_id, run_night(root, args.night_timeout, log=log))
             for kind in args.kinds:

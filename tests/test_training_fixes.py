@@ -252,3 +252,22 @@ def test_a_stub_fix_that_fails_acceptance_is_left_out(repo_dir: Path) -> None:
     assert made.returncode == 0, made.stderr
     assert (repo_dir / "ds" / "train.jsonl").read_text() == ""
     assert "(fix-0): replay: acceptance" in made.stdout
+
+
+def test_cancelled_held_out_task_is_not_evaluated_on(repo_dir: Path) -> None:
+    """A person cancels a held-out task (its spec was wrong): no adapter is judged on it any more, and its
+    steps still never reach training (cancelling moves nothing across the split)."""
+    base(repo_dir)
+    queue(repo_dir, TRAIN_IDS[:1] + HELD_IDS)
+    for task in TRAIN_IDS[:1] + HELD_IDS:
+        failed_run(repo_dir, task)
+    cancelled = pantheon(repo_dir, "cancel", HELD_IDS[1], "-m", "acceptance test was wrong")
+    assert cancelled.returncode == 0, cancelled.stderr
+    made = pantheon(repo_dir, "train", "dataset", "--agent", "implementer", "--out", "ds")
+    assert made.returncode == 0, made.stderr
+    manifest = json.loads((repo_dir / "ds" / "manifest.json").read_text())
+    assert manifest["holdout_tasks"] == [HELD_IDS[0]]
+    out = repo_dir / "ds"
+    training = (out / "train.jsonl").read_text() + (out / "negatives.jsonl").read_text()
+    assert f"trace-of-{TRAIN_IDS[0]}" in training  # the training side's failed step is a negative
+    assert f"trace-of-{HELD_IDS[1]}" not in training

@@ -11,8 +11,9 @@ Steps of runs that passed the gate (or were merged) are training rows; steps of 
 runs go to negatives.jsonl. Rows are deduplicated. The split is fixed by a hash of the task id (a
 training half and a held-out half): a held-out task's steps go to holdout.jsonl only, never to train or
 negatives, and its morning fixes are never turned into demonstrations, so training never sees a held-out
-task's prompt, solution or trace. The manifest writes the rule, the held-out task ids, every source commit
-and a content hash. `recorded` reads a dataset back: every reader of those files goes through it.
+task's prompt, solution or trace. The manifest writes the rule, the held-out task ids (a cancelled one is
+judged on no more, its steps still held out), every source commit and a content hash. `recorded` reads
+a dataset back: every reader of those files goes through it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pygit2
 
 from pantheon_git.errors import PantheonError, warn_skipped
 from pantheon_git.queue.status import Status, run_outcome
-from pantheon_git.queue.tasks import load_specs
+from pantheon_git.queue.tasks import cancelled_ids, load_specs, queue_tree
 from pantheon_git.store.git import append_commit, build_tree, lookup, parse_oid, ref_commit
 from pantheon_git.store.layout import DATASETS_PREFIX, PAYLOADS_NOTES, TRACES_NOTES
 from pantheon_git.store.notes import iter_notes, json_object, note_data
@@ -97,8 +98,12 @@ def mine(repo: pygit2.Repository, agent: str) -> Dataset:
             )
     payloads = dict(iter_notes(repo, PAYLOADS_NOTES))
     data = Dataset(agent)
-    for spec in load_specs(repo):
-        if spec.id is not None and holdout(spec.id):
+    tree = queue_tree(repo)
+    # A cancelled task is one a person took back (a wrong spec, a duplicate): no adapter is judged on it.
+    # Its steps still stay out of training when it is on the held-out side: the split never moves.
+    cancelled = cancelled_ids(tree, repo)
+    for spec in load_specs(repo, tree):
+        if spec.id is not None and holdout(spec.id) and spec.id not in cancelled:
             data.add_holdout_task(spec.id)  # evaluated on, whether or not the night ever passed it
     seen: set[str] = set()
     for commit_id, blob_id in sorted(iter_notes(repo, TRACES_NOTES)):
@@ -115,7 +120,7 @@ def mine(repo: pygit2.Repository, agent: str) -> Dataset:
         task = str(note.get("task", ""))
         outcome = outcomes.get(f"{task}/{note.get('attempt')}")
         passed = outcome in (Status.PASSED, Status.MERGED) and bool(note.get("ok"))
-        if holdout(task):
+        if holdout(task) and task not in cancelled:
             data.add_holdout_task(task)
         try:
             rows = rows_of(record)
