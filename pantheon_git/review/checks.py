@@ -346,9 +346,14 @@ class _TestTally:
                 skips_added.append(change.path)
         return cls(before, after, asserts_before, asserts_after, skips_added)
 
+    @property
+    def missing(self) -> list[str]:
+        """Test functions defined before the change and not after it."""
+        return sorted((self.before - self.after).elements())
+
     def problems(self) -> list[str]:
         found = []
-        missing = sorted((self.before - self.after).elements())
+        missing = self.missing
         if missing:
             found.append(f"deletes test {_listed(missing)}")
         if self.skips_added:
@@ -398,7 +403,7 @@ def weakening_check(
         "tests_after": tests_after,
         "assertions_before": tally.asserts_before,
         "assertions_after": tally.asserts_after,
-        "missing": sorted((tally.before - tally.after).elements())[:50],
+        "missing": tally.missing[:50],
         "acceptance_files": sorted(files | directories)[:50],
     }
     if problems:

@@ -63,8 +63,12 @@ class _Candidate:
 
     task_id: str
     head: pygit2.Commit  # the run branch's tip
-    branch: str  # the run branch's short name
+    run_ref: str  # refs/heads/pantheon/<task>/<attempt>
     base: str
+
+    @property
+    def branch(self) -> str:
+        return self.run_ref.removeprefix("refs/heads/")
 
     @property
     def base_ref(self) -> str:
@@ -79,14 +83,13 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
         return MergeOutcome(state.id, MergeResult.REFUSED, reason)
     attempt = state.latest_attempt
     assert attempt is not None
-    run_ref = run_branch(state.id, attempt)
     merging = _Candidate(
         task_id=state.id,
         head=lookup(repo, state.attempts[attempt], pygit2.Commit),
-        branch=run_ref.removeprefix("refs/heads/"),
+        run_ref=run_branch(state.id, attempt),
         base=state.spec.base or "main",
     )
-    held = _held_back(repo, merging, run_ref)
+    held = _held_back(repo, merging)
     if held is not None:
         return held
     base_tip = ref_commit(repo, merging.base_ref)
@@ -123,11 +126,12 @@ def merge_task(repo: pygit2.Repository, root: Path, state: TaskState, *, dry_run
     return _record(repo, root, merging, old=base_tip.id, new=new, checked_out=checked_out, ff=fast_forward)
 
 
-def _held_back(repo: pygit2.Repository, merging: _Candidate, run_ref: str) -> MergeOutcome | None:
+def _held_back(repo: pygit2.Repository, merging: _Candidate) -> MergeOutcome | None:
     """Why a passing run still may not merge unattended, or None."""
     # Who may vote is changed by people on the base branch, never by a run (a model's edit or a pushed
     # branch would otherwise make its own signer trusted once merged).
-    edits = [step for step, commit in recorded_steps(repo, run_ref) if touches_allowed_signers(commit)]
+    steps = recorded_steps(repo, merging.run_ref)
+    edits = [step for step, commit in steps if touches_allowed_signers(commit)]
     if edits:
         return MergeOutcome(
             merging.task_id,
@@ -135,7 +139,7 @@ def _held_back(repo: pygit2.Repository, merging: _Candidate, run_ref: str) -> Me
             f"step {edits[0]} changes {ALLOWED_SIGNERS}; change it by hand",
         )
     # A run that changes what decides (config, flows, agents, hooks, CI) is never merged unattended.
-    waits = run_waits(repo, run_ref, merging.base)
+    waits = run_waits(repo, merging.run_ref, merging.base)
     return None if waits is None else MergeOutcome(merging.task_id, MergeResult.WAITS, waits)
 
 
